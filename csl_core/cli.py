@@ -1,0 +1,192 @@
+"""Command line: ``python -m csl_core train | scores | info``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError
+from .progress import progress_bar
+from .store import RunError, RunStore, atomic_write_csv
+from .train import SCHEDULES, TrainConfig, train
+
+
+class _ProgressCallbacks:
+    """A tqdm bar over the batches of each epoch, with the finished epoch's loss and accuracy."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.epochs = 0
+
+    def on_start(self, info):
+        self.epochs = info["epochs"]
+        self.batches = info["batches"]
+        if not self.quiet:
+            print(f"training {info['model']} on {info['samples']} samples, {info['device']}, "
+                  f"epochs {info['start_epoch'] + 1}-{info['epochs']}", file=sys.stderr)
+
+    def on_batch(self, epoch, batch, batches):
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = progress_bar(total=batches, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False,
+                                    disable=False)
+        self.bar.update(1)
+
+    def on_epoch(self, epoch, summary):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.quiet:
+            print(f"epoch {epoch + 1}/{self.epochs}  loss {summary['loss']:.4f}  "
+                  f"acc {summary['accuracy']:.4f}  {summary['seconds']:.1f}s", file=sys.stderr)
+
+    def should_stop(self):
+        return False
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m csl_core",
+                                     description="Find mislabeled and duplicate images by Cumulative Sample "
+                                                 "Loss (CSL) from one training run.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model and record every sample's loss each epoch",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--data", default="demo",
+                   help="data source: demo | fashion-mnist[:DIR] | cifar10[:DIR] | cifar100[:DIR] | "
+                        "imagefolder:ROOT | csv:FILE[:ROOT]")
+    t.add_argument("--epochs", type=int, default=None, help="epochs to train (default 15; demo 12)")
+    t.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
+    t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
+    t.add_argument("--inject-noise", type=_fraction, default=None,
+                   help="flip this fraction of labels (seeded, symmetric) to measure detection; "
+                        "demo default 0.05, others 0")
+    t.add_argument("--inject-duplicates", type=int, default=None,
+                   help="make K duplicate pairs with conflicting labels (demo default ~0.5%% of N)")
+    t.add_argument("--subset", type=int, default=None, help="train on a seeded random subset of N samples")
+    t.add_argument("--eval-pass", action="store_true",
+                   help="also score every sample once per epoch in eval mode without augmentation "
+                        "(the authors' released protocol; costs one inference pass per epoch)")
+    t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD, momentum 0.9)")
+    t.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--image-size", type=int, default=None,
+                   help="resize the user's images to this size (imagefolder/csv; default 32)")
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random crop and flip (default: on, off for the demo)")
+    t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--download", action="store_true", help="allow downloading Fashion-MNIST / CIFAR")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+
+    s = sub.add_parser("scores", help="rank a run's samples by a score")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--by", default="csl", help="score to rank by (csl, final_loss, aum, ...)")
+    s.add_argument("--top", type=int, default=20, help="rows to print")
+    s.add_argument("--csv", default=None, help="write every sample's scores to this CSV file")
+
+    i = sub.add_parser("info", help="summarise a run: data, model, epochs, timings, detection quality")
+    i.add_argument("run", help="run folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, RunError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the run can be continued with --resume", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args) -> int:
+    epochs = args.epochs or (12 if args.data == "demo" else 15)
+    out = args.out
+    if out is None:
+        import time
+        stem = args.data.split(":", 1)[0]
+        out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=args.lr,
+                         schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
+                         inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
+                         subset=args.subset, image_size=args.image_size, augment=args.augment,
+                         device=args.device, num_workers=args.workers, compile=args.compile,
+                         download=args.download)
+    result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(args.quiet),
+                   progress=not args.quiet)
+    print(f"run folder: {result.run.path}")
+    if not args.quiet:
+        _print_info(result.run)
+    return 0
+
+
+def cmd_scores(args) -> int:
+    from .scores import suspicion
+
+    store = RunStore(args.run)
+    scores = store.scores()
+    order = np.argsort(-suspicion(scores, args.by), kind="stable")
+    ranked = scores.iloc[order]
+    if args.csv:
+        atomic_write_csv(Path(args.csv), ranked.reset_index())
+        print(f"wrote {len(ranked)} rows to {args.csv}")
+    columns = [c for c in ("sample_id", "class_name", "csl", "csl_rank", args.by, "suggested_label",
+                           "suggested_confidence", "is_mislabeled") if c in ranked.columns]
+    columns = list(dict.fromkeys(columns))
+    print(ranked[columns].head(args.top).to_string())
+    return 0
+
+
+def cmd_info(args) -> int:
+    _print_info(RunStore(args.run))
+    return 0
+
+
+def _print_info(store: RunStore) -> None:
+    meta = store.meta
+    report = store.report()
+    print(f"run        {store.path}")
+    print(f"data       {meta['source']}  ({meta['num_samples']} samples, {len(meta['classes'])} classes)")
+    print(f"model      {meta['model']} on {meta.get('device', '?')}")
+    print(f"epochs     {meta['finished_epochs']}/{meta['epochs']} finished"
+          + ("" if meta.get("completed") else "  (not complete: --resume continues it)"))
+    timings = [e["seconds"] for e in report.get("epochs", [])]
+    if timings:
+        print(f"time       {sum(timings):.1f}s, median {np.median(timings):.2f}s an epoch")
+    skipped = report.get("skipped", [])
+    if skipped:
+        print(f"skipped    {len(skipped)} input(s); listed in {store.path / 'report.json'}")
+    if report.get("test_accuracy") is not None:
+        print(f"test acc   {report['test_accuracy']:.4f}")
+    if meta["finished_epochs"] and meta.get("has_ground_truth"):
+        from sklearn.metrics import roc_auc_score
+
+        from .scores import suspicion
+
+        scores = store.scores()
+        truth = scores["is_mislabeled"].to_numpy(bool)
+        if 0 < truth.sum() < len(truth):
+            for method in ("csl", "final_loss"):
+                print(f"AUROC      {method:<11} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
+                      f"({truth.sum()} injected mislabeled samples)")
+
+
+COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info}

@@ -1,0 +1,170 @@
+"""Scores: pure functions of the per-epoch arrays. No files, threads or clocks in here.
+
+Each array is ``(samples, epochs)``; memory-mapped arrays are read in row chunks, so a run of a
+million samples is scored without loading it whole. Definitions follow the literature:
+
+============================  ===================================================================
+``csl``                       cumulative sample loss: the loss summed over epochs
+``mean_loss``                 the loss averaged over the epochs in which the sample was seen
+``final_loss``                the loss in the last epoch
+``in_confidence``             1 - max softmax probability in the last epoch
+``in_confidence_given``       1 - softmax probability of the given label in the last epoch
+``learning_time``             first epoch from which the sample stays correct (never: #epochs)
+``forgetting_events``         correct -> incorrect transitions between consecutive epochs
+``aum``                       area under the margin: mean over epochs of (given logit - best other)
+``datamaps_confidence``       mean probability of the given label over epochs
+``datamaps_variability``      its standard deviation over epochs
+``suggested_label``           the class with the highest mean probability over training
+``suggested_confidence``      that mean probability
+============================  ===================================================================
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+CHUNK_ROWS = 65536
+
+# How suspicious each method finds a sample: higher = more likely mislabeled or memorised.
+SUSPICION: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+    "csl": lambda s: s["csl"].to_numpy(),
+    "eval_csl": lambda s: s["eval_csl"].to_numpy(),
+    "mean_loss": lambda s: s["mean_loss"].to_numpy(),
+    "final_loss": lambda s: s["final_loss"].to_numpy(),
+    "in_confidence": lambda s: s["in_confidence"].to_numpy(),
+    "in_confidence_given": lambda s: s["in_confidence_given"].to_numpy(),
+    "learning_time": lambda s: s["learning_time"].to_numpy(np.float64),
+    "forgetting_events": lambda s: s["forgetting_events"].to_numpy(np.float64),
+    "aum": lambda s: -s["aum"].to_numpy(),
+    "datamaps_confidence": lambda s: -s["datamaps_confidence"].to_numpy(),
+    "datamaps_variability": lambda s: s["datamaps_variability"].to_numpy(),
+}
+
+
+def suspicion(scores: pd.DataFrame, method: str = "csl") -> np.ndarray:
+    """The score of ``method`` oriented so that higher means more suspicious."""
+    if method not in SUSPICION:
+        raise ValueError(f"unknown score {method!r}; known scores: {', '.join(SUSPICION)}")
+    column = "eval_csl" if method == "eval_csl" else method
+    if column not in scores.columns:
+        raise ValueError(f"score {method!r} is not available for this run")
+    return SUSPICION[method](scores)
+
+
+def learning_time(correct: np.ndarray) -> np.ndarray:
+    """First epoch from which every later epoch is correct; ``epochs`` if the last one is wrong."""
+    correct = np.asarray(correct, dtype=bool)
+    epochs = correct.shape[1]
+    wrong = ~correct
+    any_wrong = wrong.any(axis=1)
+    last_wrong = epochs - 1 - np.argmax(wrong[:, ::-1], axis=1)
+    return np.where(any_wrong, last_wrong + 1, 0).astype(np.int64)
+
+
+def forgetting_events(correct: np.ndarray) -> np.ndarray:
+    """Number of correct -> incorrect transitions between consecutive epochs."""
+    correct = np.asarray(correct, dtype=bool)
+    return (correct[:, :-1] & ~correct[:, 1:]).sum(axis=1).astype(np.int64)
+
+
+def _last_seen(values: np.ndarray) -> np.ndarray:
+    """The last non-NaN value of each row (NaN if the row has none)."""
+    seen = ~np.isnan(values)
+    has = seen.any(axis=1)
+    last = values.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
+    out = values[np.arange(len(values)), last]
+    return np.where(has, out, np.nan)
+
+
+def _chunk_scores(chunk: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    loss = np.asarray(chunk["loss"], dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore"):
+        out["csl"] = np.nansum(loss, axis=1)
+        seen = (~np.isnan(loss)).sum(axis=1)
+        out["mean_loss"] = np.where(seen > 0, out["csl"] / np.maximum(seen, 1), np.nan)
+        out["final_loss"] = _last_seen(loss)
+        if "p_max" in chunk:
+            out["in_confidence"] = 1.0 - _last_seen(np.asarray(chunk["p_max"], dtype=np.float64))
+        if "p_given" in chunk:
+            p_given = np.asarray(chunk["p_given"], dtype=np.float64)
+            out["in_confidence_given"] = 1.0 - _last_seen(p_given)
+            out["datamaps_confidence"] = np.nanmean(p_given, axis=1) if p_given.shape[1] else np.nan
+            out["datamaps_variability"] = np.nanstd(p_given, axis=1) if p_given.shape[1] else np.nan
+        if "correct" in chunk:
+            correct = np.asarray(chunk["correct"], dtype=bool)
+            out["learning_time"] = learning_time(correct)
+            out["forgetting_events"] = forgetting_events(correct)
+        if "margin" in chunk:
+            margin = np.asarray(chunk["margin"], dtype=np.float64)
+            out["aum"] = np.nanmean(margin, axis=1) if margin.shape[1] else np.nan
+        if "eval_loss" in chunk:
+            out["eval_csl"] = np.nansum(np.asarray(chunk["eval_loss"], dtype=np.float64), axis=1)
+    return out
+
+
+def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | None = None,
+                   probabilities: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+    """Every score for every sample, as a DataFrame indexed by sample.
+
+    Parameters
+    ----------
+    arrays:
+        ``{field: (samples, epochs)}``, at least ``loss``; also ``correct``, ``margin``, ``p_given``,
+        ``p_max`` and ``eval_loss`` where available. Memory maps are read ``chunk_rows`` rows at a time.
+    samples:
+        The sample table; its columns are joined to the scores.
+    probabilities:
+        ``(samples, classes)`` mean softmax probabilities, for the suggested label.
+    """
+    if "loss" not in arrays:
+        raise ValueError("compute_scores needs at least the 'loss' array")
+    n = len(arrays["loss"])
+    for name, arr in arrays.items():
+        if len(arr) != n:
+            raise ValueError(f"array '{name}' has {len(arr)} rows, 'loss' has {n}")
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, chunk_rows):
+        chunk = {name: arr[start: start + chunk_rows] for name, arr in arrays.items()}
+        for name, values in _chunk_scores(chunk).items():
+            parts.setdefault(name, []).append(np.broadcast_to(values, (len(chunk["loss"]),)))
+    columns = {name: np.concatenate(vals) if vals else np.empty(0) for name, vals in parts.items()}
+    if probabilities is not None:
+        if len(probabilities) != n:
+            raise ValueError(f"probabilities have {len(probabilities)} rows, 'loss' has {n}")
+        suggested = np.empty(n, dtype=np.int64)
+        confidence = np.empty(n, dtype=np.float64)
+        for start in range(0, n, chunk_rows):
+            p = np.asarray(probabilities[start: start + chunk_rows])
+            suggested[start: start + len(p)] = p.argmax(axis=1)
+            confidence[start: start + len(p)] = p.max(axis=1)
+        columns["suggested_label"] = suggested
+        columns["suggested_confidence"] = confidence
+    scores = pd.DataFrame(columns, index=pd.RangeIndex(n, name="index"))
+    scores["csl_rank"] = rank_descending(scores["csl"].to_numpy())
+    if samples is not None:
+        if len(samples) != n:
+            raise ValueError(f"the sample table has {len(samples)} rows, the arrays {n}")
+        table = samples.drop(columns=["index"], errors="ignore").reset_index(drop=True)
+        table.index.name = "index"
+        scores = table.join(scores)
+    return scores
+
+
+def rank_descending(values: np.ndarray) -> np.ndarray:
+    """1 for the highest value; ties broken by sample index, NaN ranked last."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
+    order = np.lexsort((np.arange(len(values)), -values))
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    return ranks
+
+
+def class_average(values: np.ndarray, labels: np.ndarray, label: int) -> np.ndarray:
+    """The mean row of ``values`` over samples labelled ``label`` (the dashed line of the peacock plot)."""
+    rows = np.flatnonzero(np.asarray(labels) == label)
+    if len(rows) == 0:
+        return np.full(values.shape[1], np.nan)
+    return np.nanmean(np.asarray(values[rows], dtype=np.float64), axis=0)

@@ -1,0 +1,331 @@
+"""The run folder: the unit of persistence shared by the CLI, the dashboard and the benchmark.
+
+::
+
+    runs/<name>/
+      meta.json          source, classes, model, settings, versions, finished_epochs
+      samples.csv        the sample table (index, sample_id, label, class_name, image_index[, truth])
+      arrays/<field>.npy per-epoch arrays, samples x epochs, memory-mapped
+      probabilities.npy  mean softmax probabilities per sample (suggested label)
+      checkpoint.pt      model, optimiser, schedule and tracker state after the last finished epoch
+      report.json        skipped inputs, per-epoch timings, test accuracy
+      decisions.sqlite   the person's decisions (see decisions.py)
+
+Every file is written to a temporary name and renamed, so a reader never sees half a file. Epoch
+columns are written in place into preallocated arrays and only count once ``meta.json`` says the epoch
+is finished: a kill loses at most the epoch in flight.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .tracker import EPOCH_FIELDS
+
+FORMAT_VERSION = 1
+ARRAY_DTYPES = {"correct": np.bool_}
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be used as asked (missing, locked, incompatible)."""
+
+
+class RunLockedError(RunError):
+    pass
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode())
+
+
+def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
+    atomic_write_bytes(path, frame.to_csv(index=False, **kwargs).encode())
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class RunStore:
+    """A run folder on disk. Cheap to open: nothing large is read until asked for."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "meta.json").is_file():
+            raise RunError(f"{self.path} is not a run folder (no meta.json); train one with "
+                           "`python -m csl_core train --out PATH`")
+        self._samples: pd.DataFrame | None = None
+        self._samples_mtime = None
+
+    # ------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path: str | Path, *, meta: dict, samples: pd.DataFrame, epochs: int,
+               fields: tuple[str, ...] = EPOCH_FIELDS) -> RunStore:
+        """Lay out a new run folder with arrays preallocated for ``epochs`` epochs."""
+        path = Path(path)
+        if (path / "meta.json").exists():
+            raise RunError(f"{path} already holds a run; resume it (--resume) or choose another --out")
+        (path / "arrays").mkdir(parents=True, exist_ok=True)
+        n = len(samples)
+        for name in fields:
+            _allocate(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
+        atomic_write_csv(path / "samples.csv", samples)
+        meta = {**meta, "format_version": FORMAT_VERSION, "num_samples": n, "epochs": epochs,
+                "finished_epochs": 0, "fields": list(fields), "created": time.time()}
+        atomic_write_json(path / "meta.json", meta)
+        if not (path / "report.json").exists():
+            atomic_write_json(path / "report.json", {"skipped": [], "epochs": []})
+        return cls(path)
+
+    def extend_epochs(self, epochs: int) -> None:
+        """Grow the arrays to hold ``epochs`` epochs (resuming a run with more epochs)."""
+        meta = self.meta
+        if epochs <= meta["epochs"]:
+            return
+        for name in meta["fields"]:
+            old = self.array(name, finished_only=False)
+            target = self.path / "arrays" / f"{name}.npy"
+            tmp = target.with_name(f"{name}.grow.npy")
+            _allocate(tmp, meta["num_samples"], epochs, old.dtype)
+            grown = np.load(tmp, mmap_mode="r+")
+            grown[:, : old.shape[1]] = old
+            grown.flush()
+            del grown
+            os.replace(tmp, target)
+        self.update_meta(epochs=epochs)
+
+    # ------------------------------------------------------------ reading
+    @property
+    def meta(self) -> dict:
+        with open(self.path / "meta.json") as f:
+            return json.load(f)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished_epochs(self) -> int:
+        return int(self.meta["finished_epochs"])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.meta["num_samples"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    def samples(self) -> pd.DataFrame:
+        """The sample table, cached until the file changes."""
+        mtime = (self.path / "samples.csv").stat().st_mtime_ns
+        if self._samples is None or mtime != self._samples_mtime:
+            self._samples = pd.read_csv(self.path / "samples.csv", keep_default_na=False,
+                                        dtype={"sample_id": str, "class_name": str})
+            self._samples_mtime = mtime
+        return self._samples
+
+    def has_array(self, name: str) -> bool:
+        return (self.path / "arrays" / f"{name}.npy").is_file()
+
+    def array(self, name: str, *, finished_only: bool = True) -> np.ndarray:
+        """A read-only memory map of ``(samples, epochs)``; only finished epochs unless asked."""
+        file = self.path / "arrays" / f"{name}.npy"
+        if not file.is_file():
+            raise RunError(f"{self.path}: this run has no '{name}' array")
+        mm = np.load(file, mmap_mode="r")
+        return mm[:, : self.finished_epochs] if finished_only else mm
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every per-epoch array over the finished epochs, memory-mapped."""
+        finished = self.finished_epochs
+        out = {}
+        for name in self.meta["fields"]:
+            out[name] = np.load(self.path / "arrays" / f"{name}.npy", mmap_mode="r")[:, :finished]
+        return out
+
+    def probabilities(self) -> np.ndarray | None:
+        file = self.path / "probabilities.npy"
+        return np.load(file, mmap_mode="r") if file.is_file() else None
+
+    def scores(self) -> pd.DataFrame:
+        """Every score of every sample over the finished epochs, joined to the sample table."""
+        from .scores import compute_scores
+
+        if self.finished_epochs == 0:
+            raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
+        return compute_scores(self.arrays(), samples=self.samples(), probabilities=self.probabilities())
+
+    def report(self) -> dict:
+        file = self.path / "report.json"
+        if not file.is_file():
+            return {"skipped": [], "epochs": []}
+        with open(file) as f:
+            return json.load(f)
+
+    # ------------------------------------------------------------ writing
+    def update_meta(self, **changes) -> dict:
+        meta = {**self.meta, **changes}
+        atomic_write_json(self.path / "meta.json", meta)
+        return meta
+
+    def update_report(self, **changes) -> None:
+        atomic_write_json(self.path / "report.json", {**self.report(), **changes})
+
+    def write_epoch(self, epoch: int, record: Mapping[str, np.ndarray], *,
+                    probabilities: np.ndarray | None = None, timing: dict | None = None) -> None:
+        """Write epoch ``epoch`` (0-based) into every array, then mark it finished."""
+        meta = self.meta
+        if epoch != meta["finished_epochs"]:
+            raise RunError(f"epoch {epoch} written out of order (finished: {meta['finished_epochs']})")
+        if epoch >= meta["epochs"]:
+            self.extend_epochs(epoch + 1)
+        for name in meta["fields"]:
+            if name not in record:
+                raise RunError(f"epoch record lacks '{name}'")
+            mm = np.load(self.path / "arrays" / f"{name}.npy", mmap_mode="r+")
+            mm[:, epoch] = record[name]
+            mm.flush()
+            del mm
+        if probabilities is not None:
+            atomic_save_npy(self.path / "probabilities.npy", probabilities.astype(np.float32))
+        if timing is not None:
+            report = self.report()
+            report["epochs"] = [e for e in report.get("epochs", []) if e.get("epoch") != epoch] + [
+                {"epoch": epoch, **timing}]
+            atomic_write_json(self.path / "report.json", report)
+        self.update_meta(finished_epochs=epoch + 1, updated=time.time())
+
+    def save_checkpoint(self, state: dict) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".checkpoint.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.path / "checkpoint.pt")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, map_location="cpu") -> dict | None:
+        file = self.path / "checkpoint.pt"
+        if not file.is_file():
+            return None
+        return torch.load(file, map_location=map_location, weights_only=True)
+
+    # ------------------------------------------------------------ one trainer at a time
+    @contextmanager
+    def lock(self, owner: str = "trainer"):
+        """Hold ``lock`` while training; a lock left by a dead process on this host is taken over."""
+        file = self.path / "lock"
+        token = {"pid": os.getpid(), "host": socket.gethostname(), "owner": owner, "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_lock(file)
+                if holder and _is_stale(holder):
+                    file.unlink(missing_ok=True)
+                    continue
+                who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+                raise RunLockedError(f"{self.path} is being trained by {who}; stop it first, or delete "
+                                     f"{file} if that process is gone") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(token, f)
+            break
+        try:
+            yield
+        finally:
+            file.unlink(missing_ok=True)
+
+    def is_locked(self) -> bool:
+        holder = _read_lock(self.path / "lock")
+        return bool(holder) and not _is_stale(holder)
+
+
+def _read_lock(file: Path) -> dict | None:
+    try:
+        with open(file) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_stale(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return False
+    return False
+
+
+def _allocate(path: Path, rows: int, cols: int, dtype) -> None:
+    """Create a ``(rows, cols)`` .npy filled with NaN (or 0), written under a temporary name first."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, cols))
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        mm[:] = np.nan
+    mm.flush()
+    del mm
+    os.replace(tmp, target)
+
+
+def list_runs(root: str | Path = "runs") -> list[Path]:
+    """Run folders under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "meta.json").is_file()]
+    return sorted(runs, key=lambda p: (p / "meta.json").stat().st_mtime, reverse=True)

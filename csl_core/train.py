@@ -1,0 +1,406 @@
+"""The training loop: one ordinary run that records every sample's loss, with checkpoints and resume."""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data import TrainingSet, build_training_set
+from .models import build_model, resolve_model_name
+from .store import RunError, RunStore, atomic_save_npy
+from .tracker import EPOCH_FIELDS, CSLTracker
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; stored in ``meta.json`` so that a run can be resumed or repeated."""
+
+    data: str = "demo"
+    epochs: int = 15
+    model: str = "auto"
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    seed: int = 0
+    eval_pass: bool = False
+    inject_noise: float | None = None
+    inject_duplicates: int | None = None
+    subset: int | None = None
+    image_size: int | None = None
+    augment: bool | None = None
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    num_workers: int = 0
+    download: bool = False
+    compute_embeddings: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
+            raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
+
+
+SCHEDULES = ("onecycle", "step", "constant")
+
+
+class Callbacks(Protocol):
+    def on_start(self, info: dict) -> None: ...
+    def on_batch(self, epoch: int, batch: int, batches: int) -> None: ...
+    def on_epoch(self, epoch: int, summary: dict) -> None: ...
+    def should_stop(self) -> bool: ...
+
+
+class _Silent:
+    def on_start(self, info): pass
+    def on_batch(self, epoch, batch, batches): pass
+    def on_epoch(self, epoch, summary): pass
+    def should_stop(self): return False
+
+
+@dataclass
+class TrainResult:
+    run: RunStore
+    finished_epochs: int
+    stopped: bool
+    test_accuracy: float | None = None
+    timings: list[float] = field(default_factory=list)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple's MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def default_augment(spec: str) -> bool:
+    """Random crop + flip for natural images (CIFAR, the user's files); none for digits."""
+    kind = spec.split(":", 1)[0].lower()
+    return kind not in ("demo",)
+
+
+class Preprocess:
+    """uint8 ``(B, C, H, W)`` on the device -> normalised float, with batched random crop and flip.
+
+    The random numbers come from a generator on the training device, seeded per epoch, so that a
+    resumed run draws the same augmentations and nothing is copied from the host.
+    """
+
+    def __init__(self, mean: list[float], std: list[float], *, augment: bool, flip: bool, pad: int,
+                 device: torch.device, channels_last: bool):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.augment, self.flip, self.pad = augment, flip, pad
+        self.device = device
+        self.channels_last = channels_last
+        self.generator: torch.Generator | None = None
+
+    def seed(self, seed: int) -> None:
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        x = (x.float() / 255.0 - self.mean) / self.std
+        if train and self.augment:
+            x = self._crop_flip(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.pad
+        g = self.generator
+        if p:
+            padded = F.pad(x, (p, p, p, p))
+            dy = torch.randint(0, 2 * p + 1, (b,), device=x.device, generator=g)
+            dx = torch.randint(0, 2 * p + 1, (b,), device=x.device, generator=g)
+            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+            batch = torch.arange(b, device=x.device)[:, None, None, None]
+            chan = torch.arange(c, device=x.device)[None, :, None, None]
+            x = padded[batch, chan, rows, cols]
+        if self.flip:
+            flip = torch.rand(b, device=x.device, generator=g) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+
+def channel_stats(images: np.ndarray, *, max_images: int = 10000, seed: int = 0) -> tuple[list, list]:
+    """Per-channel mean and std of uint8 ``(N, H, W, C)`` images, in [0, 1] units (on a sample)."""
+    if len(images) > max_images:
+        images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))]
+    x = images.astype(np.float64) / 255.0
+    mean = x.mean(axis=(0, 1, 2))
+    std = np.maximum(x.std(axis=(0, 1, 2)), 1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def make_loader(dataset, *, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
+                pin_memory: bool = False, sampler=None) -> torch.utils.data.DataLoader:
+    """Batches of ``(x, y, index)`` fetched whole from the dataset (no per-sample collation)."""
+    if sampler is None:
+        if shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(seed)
+            sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+        else:
+            sampler = torch.utils.data.SequentialSampler(dataset)
+    batches = torch.utils.data.BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+    return torch.utils.data.DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
+                                       pin_memory=pin_memory, persistent_workers=False)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.25)
+    elif config.schedule == "step":
+        milestones = [int(config.epochs * 0.6) * steps_per_epoch, int(config.epochs * 0.8) * steps_per_epoch]
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return optimizer, scheduler
+
+
+def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False,
+                progress: bool = False) -> tuple[RunStore, TrainingSet, TrainConfig]:
+    """Create (or reopen, for ``resume``) the run folder ``out`` and rebuild its training set."""
+    out = Path(out)
+    if resume:
+        store = RunStore(out)
+        stored = TrainConfig.from_dict(store.meta["config"])
+        # The data, model and schedule are the run's own; only where and how fast it runs may change.
+        stored.device = config.device
+        stored.num_workers = config.num_workers
+        config = stored
+        training_set = training_set_for(config, progress=progress)
+        if list(training_set.samples["sample_id"].astype(str)) != list(store.samples()["sample_id"].astype(str)):
+            raise RunError(f"{out}: the data source no longer yields the samples this run started with; "
+                           "start a new run instead of resuming")
+        return store, training_set, config
+    config.validate()
+    training_set = training_set_for(config, progress=progress)
+    device = resolve_device(config.device)
+    height, width = training_set.source.image_size
+    model_name = resolve_model_name(config.model, max(height, width))
+    mean, std = channel_stats(training_set.source.images)
+    meta = {
+        "name": out.name,
+        "source": config.data,
+        "classes": training_set.classes,
+        "model": model_name,
+        "config": asdict(config),
+        "image_shape": [training_set.source.channels, height, width],
+        "normalisation": {"mean": mean, "std": std},
+        "has_ground_truth": training_set.has_ground_truth,
+        "has_test_split": training_set.test is not None,
+        "device": str(device),
+        "versions": {"csl_core": __version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+    fields_ = EPOCH_FIELDS + (("eval_loss",) if config.eval_pass else ())
+    store = RunStore.create(out, meta=meta, samples=training_set.samples, epochs=config.epochs, fields=fields_)
+    store.update_report(skipped=training_set.source.skipped,
+                        counts={"listed": len(training_set.source) + len(training_set.source.skipped),
+                                "used": len(training_set), "skipped": len(training_set.source.skipped)})
+    return store, training_set, config
+
+
+def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:
+    return build_training_set(config.data, subset=config.subset, inject_noise=config.inject_noise,
+                              inject_duplicates_pairs=config.inject_duplicates, seed=config.seed,
+                              image_size=config.image_size, download=config.download, progress=progress)
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbacks: Callbacks | None = None,
+          progress: bool = False) -> TrainResult:
+    """Train ``config`` into the run folder ``out``, recording every sample's loss each epoch.
+
+    With ``resume``, continue ``out`` from its last finished epoch (the same seed gives the same CSL
+    as an uninterrupted run). ``callbacks.should_stop()`` is polled after every batch; a stop ends
+    cleanly and leaves the run resumable.
+    """
+    callbacks = callbacks or _Silent()
+    store, training_set, config = prepare_run(config, out, resume=resume, progress=progress)
+    with store.lock():
+        return _train_locked(config, store, training_set, callbacks)
+
+
+def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSet,
+                  callbacks: Callbacks) -> TrainResult:
+    meta = store.meta
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    num_classes = len(training_set.classes)
+    channels = training_set.source.channels
+    model = build_model(meta["model"], in_channels=channels, num_classes=num_classes)
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    augment = config.augment if config.augment is not None else default_augment(config.data)
+    height = training_set.source.image_size[0]
+    preprocess = Preprocess(meta["normalisation"]["mean"], meta["normalisation"]["std"], augment=augment,
+                            flip=augment and not config.data.lower().startswith("fashion"),
+                            pad=max(1, height // 8) if augment else 0, device=device,
+                            channels_last=channels_last)
+    dataset = training_set.dataset()
+    pin = device.type == "cuda"
+    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+    optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
+    tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False)
+    eval_tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False,
+                              track_probabilities=False) if config.eval_pass else None
+    amp_dtype = _amp_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    forward = torch.compile(model) if config.compile else model
+
+    start_epoch = store.finished_epochs
+    if start_epoch:
+        state = store.load_checkpoint(map_location=device)
+        if state is None or state.get("epoch") != start_epoch:
+            raise RunError(f"{store.path}: checkpoint does not match the {start_epoch} finished epochs; "
+                           "the run cannot be resumed")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        tracker.load_state_dict(state["tracker"])
+    callbacks.on_start({"epochs": config.epochs, "start_epoch": start_epoch, "batches": steps_per_epoch,
+                        "device": str(device), "model": meta["model"], "samples": len(dataset)})
+    timings = [e["seconds"] for e in store.report().get("epochs", []) if e["epoch"] < start_epoch]
+    stopped = False
+    for epoch in range(start_epoch, config.epochs):
+        began = time.perf_counter()
+        loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True,
+                             seed=_epoch_seed(config.seed, epoch), num_workers=config.num_workers,
+                             pin_memory=pin)
+        preprocess.seed(_epoch_seed(config.seed, epoch) + 1)
+        model.train()
+        for batch, (x, y, index) in enumerate(loader):
+            x = preprocess(x.to(device, non_blocking=True), train=True)
+            y = y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = forward(x)
+                losses = F.cross_entropy(logits.float(), y, reduction="none")
+            tracker.update(index, logits, y, losses)
+            optimizer.zero_grad(set_to_none=True)
+            loss = losses.mean()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
+            callbacks.on_batch(epoch, batch + 1, steps_per_epoch)
+            if callbacks.should_stop():
+                stopped = True
+                break
+        if stopped:
+            break
+        record = tracker.end_epoch()
+        if eval_tracker is not None:
+            _score_pass(forward, dataset, preprocess, eval_tracker, device, config, amp_dtype)
+            record["eval_loss"] = eval_tracker.end_epoch()["loss"]
+        seconds = time.perf_counter() - began
+        timings.append(seconds)
+        summary = {"seconds": seconds, "loss": float(np.nanmean(record["loss"])),
+                   "accuracy": float(np.mean(record["correct"])), "lr": float(scheduler.get_last_lr()[0])}
+        probabilities = tracker.mean_probabilities()
+        store.write_epoch(epoch, record, probabilities=probabilities, timing=summary)
+        store.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "tracker": tracker.state_dict()})
+        callbacks.on_epoch(epoch, summary)
+    test_accuracy = None
+    if not stopped:
+        test_accuracy = _finish(model, training_set, preprocess, store, device, config, amp_dtype)
+    return TrainResult(store, store.finished_epochs, stopped, test_accuracy, timings)
+
+
+@torch.no_grad()
+def _score_pass(model, dataset, preprocess, tracker: CSLTracker, device, config, amp_dtype) -> None:
+    """One pass in eval mode without augmentation: the authors' released scoring protocol."""
+    was_training = model.training
+    model.eval()
+    loader = make_loader(dataset, batch_size=max(config.batch_size, 256), shuffle=False, seed=0,
+                         num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    for x, y, index in loader:
+        x = preprocess(x.to(device, non_blocking=True), train=False)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(x)
+        tracker.update(index, logits, y.to(device, non_blocking=True))
+    model.train(was_training)
+
+
+@torch.no_grad()
+def predict(model, dataset, preprocess, device, *, batch_size: int = 512, embeddings: bool = False,
+            num_workers: int = 0):
+    """Logits (and penultimate-layer embeddings) for every sample of ``dataset``, in index order."""
+    model.eval()
+    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=0, num_workers=num_workers,
+                         pin_memory=device.type == "cuda")
+    logits, embeds = [], []
+    for x, _, _ in loader:
+        x = preprocess(x.to(device, non_blocking=True), train=False)
+        if embeddings:
+            e = model.embed(x)
+            embeds.append(e.float().cpu())
+            logits.append(model.head(e).float().cpu())
+        else:
+            logits.append(model(x).float().cpu())
+    out_logits = torch.cat(logits).numpy()
+    return (out_logits, torch.cat(embeds).numpy()) if embeddings else out_logits
+
+
+def _finish(model, training_set, preprocess, store: RunStore, device, config, amp_dtype) -> float | None:
+    """After the last epoch: penultimate-layer embeddings (for duplicate search) and test accuracy."""
+    test_accuracy = None
+    if config.compute_embeddings:
+        _, embeds = predict(model, training_set.dataset(), preprocess, device, embeddings=True,
+                            num_workers=config.num_workers)
+        atomic_save_npy(store.path / "embeddings.npy", embeds.astype(np.float32))
+    test = training_set.test_dataset()
+    if test is not None:
+        logits = predict(model, test, preprocess, device, num_workers=config.num_workers)
+        test_accuracy = float((logits.argmax(1) == training_set.test.labels).mean())
+    store.update_report(test_accuracy=test_accuracy)
+    store.update_meta(completed=True)
+    return test_accuracy
