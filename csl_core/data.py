@@ -271,6 +271,8 @@ def build_training_set(spec: str, *, subset: int | None = None, inject_noise: fl
         "class_name": [source.classes[c] for c in labels],
         "image_index": image_index,
     })
+    if source.paths is not None:
+        samples["path"] = [source.paths[i] for i in image_index]
     if pairs_wanted:
         # A duplicate keeps its own id so that the two members stay distinguishable in every table.
         samples.loc[pairs[:, 0], "sample_id"] = [f"{source.ids[j]}#duplicate-of-{b}"
