@@ -201,9 +201,13 @@ def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False,
-                progress: bool = False) -> tuple[RunStore, TrainingSet, TrainConfig]:
-    """Create (or reopen, for ``resume``) the run folder ``out`` and rebuild its training set."""
+def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = False,
+                training_set: TrainingSet | None = None) -> tuple[RunStore, TrainingSet, TrainConfig]:
+    """Create (or reopen, for ``resume``) the run folder ``out`` and rebuild its training set.
+
+    A given ``training_set`` (e.g. relabelled or with rows dropped, as the benchmark builds them) is
+    trained on instead of the one ``config`` describes; ``config.data`` still names its source.
+    """
     out = Path(out)
     if resume:
         store = RunStore(out)
@@ -212,13 +216,15 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False,
         stored.device = config.device
         stored.num_workers = config.num_workers
         config = stored
-        training_set = training_set_for(config, progress=progress)
+        if training_set is None:
+            training_set = training_set_for(config, progress=progress)
         if list(training_set.samples["sample_id"].astype(str)) != list(store.samples()["sample_id"].astype(str)):
             raise RunError(f"{out}: the data source no longer yields the samples this run started with; "
                            "start a new run instead of resuming")
         return store, training_set, config
     config.validate()
-    training_set = training_set_for(config, progress=progress)
+    if training_set is None:
+        training_set = training_set_for(config, progress=progress)
     device = resolve_device(config.device)
     height, width = training_set.source.image_size
     model_name = resolve_model_name(config.model, max(height, width))
@@ -251,7 +257,7 @@ def training_set_for(config: TrainConfig, *, progress: bool = False) -> Training
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbacks: Callbacks | None = None,
-          progress: bool = False) -> TrainResult:
+          progress: bool = False, training_set: TrainingSet | None = None) -> TrainResult:
     """Train ``config`` into the run folder ``out``, recording every sample's loss each epoch.
 
     With ``resume``, continue ``out`` from its last finished epoch (the same seed gives the same CSL
@@ -259,7 +265,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbac
     cleanly and leaves the run resumable.
     """
     callbacks = callbacks or _Silent()
-    store, training_set, config = prepare_run(config, out, resume=resume, progress=progress)
+    store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                              training_set=training_set)
     with store.lock():
         return _train_locked(config, store, training_set, callbacks)
 
@@ -336,13 +343,17 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
         if stopped:
             break
         record = tracker.end_epoch()
+        eval_seconds = 0.0
         if eval_tracker is not None:
+            eval_began = time.perf_counter()
             _score_pass(forward, dataset, preprocess, eval_tracker, device, config, amp_dtype)
             record["eval_loss"] = eval_tracker.end_epoch()["loss"]
+            eval_seconds = time.perf_counter() - eval_began
         seconds = time.perf_counter() - began
         timings.append(seconds)
         summary = {"seconds": seconds, "loss": float(np.nanmean(record["loss"])),
-                   "accuracy": float(np.mean(record["correct"])), "lr": float(scheduler.get_last_lr()[0])}
+                   "accuracy": float(np.mean(record["correct"])), "lr": float(scheduler.get_last_lr()[0]),
+                   "eval_seconds": eval_seconds}
         probabilities = tracker.mean_probabilities()
         store.write_epoch(epoch, record, probabilities=probabilities, timing=summary)
         store.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),

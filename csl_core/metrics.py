@@ -1,0 +1,97 @@
+"""Detection metrics: how well a suspicion score ranks the true positives first. Pure numpy.
+
+Every function takes ``truth`` (boolean, ``True`` = positive, e.g. a flipped label) and ``score``
+(higher = more suspicious) and follows scikit-learn's definitions, so the numbers agree with
+``roc_auc_score`` and ``average_precision_score`` to floating-point precision.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _validate(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    truth = np.asarray(truth).astype(bool).ravel()
+    score = np.asarray(score, dtype=np.float64).ravel()
+    if truth.shape != score.shape:
+        raise ValueError(f"truth has {truth.size} entries, score {score.size}; they must match")
+    if np.isnan(score).any():
+        raise ValueError(f"score has {int(np.isnan(score).sum())} NaN entries; rank them explicitly first")
+    positives = int(truth.sum())
+    if positives == 0 or positives == truth.size:
+        raise ValueError("the metric needs at least one positive and one negative sample")
+    return truth, score
+
+
+def _roc_points(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-positive counts at each distinct threshold, highest threshold first."""
+    order = np.argsort(-score, kind="mergesort")
+    score, truth = score[order], truth[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(score)), truth.size - 1]
+    true_positives = np.cumsum(truth)[last_of_tie]
+    false_positives = (last_of_tie + 1) - true_positives
+    return false_positives, true_positives, score[last_of_tie]
+
+
+def roc_curve(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` from (0, 0) to (1, 1), one point per distinct score."""
+    truth, score = _validate(truth, score)
+    fp, tp, _ = _roc_points(truth, score)
+    fpr = np.r_[0.0, fp / (truth.size - truth.sum())]
+    tpr = np.r_[0.0, tp / truth.sum()]
+    return fpr, tpr
+
+
+def auroc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half, as in ``sklearn.metrics.roc_auc_score``)."""
+    fpr, tpr = roc_curve(truth, score)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def aupr(truth: np.ndarray, score: np.ndarray) -> float:
+    """Average precision: sum over thresholds of (recall gained) x precision, as
+    ``sklearn.metrics.average_precision_score`` (no interpolation)."""
+    truth, score = _validate(truth, score)
+    fp, tp, _ = _roc_points(truth, score)
+    precision = tp / (tp + fp)
+    recall = tp / truth.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(truth: np.ndarray, score: np.ndarray, tpr_level: float = 0.95) -> float:
+    """The smallest false-positive rate at which at least ``tpr_level`` of the positives are found."""
+    if not 0.0 < tpr_level <= 1.0:
+        raise ValueError(f"tpr_level must be in (0, 1], got {tpr_level}")
+    fpr, tpr = roc_curve(truth, score)
+    return float(fpr[np.searchsorted(tpr, tpr_level - 1e-12, side="left")])
+
+
+def fpr_at_95_tpr(truth: np.ndarray, score: np.ndarray) -> float:
+    """FPR at 95% TPR: the share of clean samples a reviewer wades through to find 95% of the bad ones."""
+    return fpr_at_tpr(truth, score, 0.95)
+
+
+def precision_at_k(truth: np.ndarray, score: np.ndarray, k: int | None = None) -> float:
+    """Share of positives among the ``k`` highest scores (``k`` = number of positives by default).
+
+    Ties at the cut are broken by sample order, as a reviewer reading a stably sorted list sees them.
+    """
+    truth, score = _validate(truth, score)
+    k = int(truth.sum()) if k is None else int(k)
+    if not 1 <= k <= truth.size:
+        raise ValueError(f"k must be between 1 and {truth.size}, got {k}")
+    top = np.argsort(-score, kind="stable")[:k]
+    return float(truth[top].mean())
+
+
+def top_k(score: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, most suspicious first (ties by sample order)."""
+    score = np.asarray(score, dtype=np.float64)
+    return np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")[:k]
+
+
+METRICS = {"auroc": auroc, "aupr": aupr, "fpr_at_95_tpr": fpr_at_95_tpr, "precision_at_k": precision_at_k}
+
+
+def detection_metrics(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """Every metric in :data:`METRICS` for one score."""
+    return {name: fn(truth, score) for name, fn in METRICS.items()}
