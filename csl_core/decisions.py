@@ -1,0 +1,248 @@
+"""The person's decisions: an append-only log in the run's ``decisions.sqlite``.
+
+Every action (keep, relabel, drop, not-duplicate) is appended as a *batch* (one click, one or many
+samples); an undo is appended too, as a batch that names the batch it cancels. Nothing is ever
+updated or deleted, so the full history survives and the effective state of a sample is derived:
+the last action on it among the batches that have not been undone.
+
+SQLite in WAL mode lets any number of readers work while one writer appends, from several threads or
+processes (two browser tabs, a CLI); ``busy_timeout`` makes a second writer wait instead of failing.
+Training never touches this file, so a decision never waits on a running job.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DECISIONS_FILE = "decisions.sqlite"
+#: Actions that change what the export does with a sample.
+EFFECTIVE_ACTIONS = ("keep", "relabel", "drop")
+#: Every action ``record`` accepts; ``not-duplicate`` is informational (read by the duplicates page).
+ACTIONS = (*EFFECTIVE_ACTIONS, "not-duplicate")
+UNDECIDED = "undecided"
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    action   TEXT    NOT NULL,            -- keep | relabel | drop | not-duplicate | undo
+    source   TEXT    NOT NULL DEFAULT '', -- the page (or tool) that made it
+    note     TEXT    NOT NULL DEFAULT '',
+    created  REAL    NOT NULL,            -- unix time
+    undoes   INTEGER REFERENCES batches(id)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    batch    INTEGER NOT NULL REFERENCES batches(id),
+    sample   INTEGER NOT NULL,
+    label    INTEGER                      -- the new label (relabel only)
+);
+CREATE INDEX IF NOT EXISTS decisions_batch ON decisions(batch);
+CREATE INDEX IF NOT EXISTS batches_undoes ON batches(undoes);
+"""
+
+
+class DecisionLog:
+    """The decision log of the run folder ``run_path`` (created on first use).
+
+    Each call opens its own short-lived connection, so one ``DecisionLog`` may be shared between
+    threads and any number of them may point at the same file.
+    """
+
+    def __init__(self, run_path: str | Path):
+        self.run_path = Path(run_path)
+        if not self.run_path.is_dir():
+            raise FileNotFoundError(f"{self.run_path} is not a run folder; train one first")
+        self.path = self.run_path / DECISIONS_FILE
+        self.num_samples, self.num_classes = _run_size(self.run_path)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------ writing
+    def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
+               source: str = "", note: str = "") -> int:
+        """Append one batch: ``action`` on every sample in ``indices``; returns the batch id.
+
+        ``label`` is required for ``relabel``: one class index for all samples, or one per sample
+        (accepting each sample's suggested label). It is ignored by the other actions.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
+        samples = self._check_indices(indices)
+        labels: np.ndarray | None = None
+        if action == "relabel":
+            if label is None:
+                raise ValueError("relabel needs a label (a class index, or one per sample)")
+            labels = np.broadcast_to(np.asarray(label, dtype=np.int64), samples.shape).copy() \
+                if np.ndim(label) == 0 else np.asarray(label, dtype=np.int64)
+            if labels.shape != samples.shape:
+                raise ValueError(f"relabel got {len(labels)} labels for {len(samples)} samples")
+            if len(labels) and (labels.min() < 0 or (self.num_classes and labels.max() >= self.num_classes)):
+                raise ValueError(f"labels must be class indices in [0, {self.num_classes}); got "
+                                 f"{labels.min()}..{labels.max()}")
+        rows_label = labels.tolist() if labels is not None else [None] * len(samples)
+        with self._write() as db:
+            cursor = db.execute("INSERT INTO batches(action, source, note, created) VALUES (?, ?, ?, ?)",
+                                (action, source, note, time.time()))
+            batch = int(cursor.lastrowid)
+            db.executemany("INSERT INTO decisions(batch, sample, label) VALUES (?, ?, ?)",
+                           [(batch, int(s), lab) for s, lab in zip(samples.tolist(), rows_label)])
+        return batch
+
+    def undo(self, batch: int | None = None, *, source: str | None = None) -> int | None:
+        """Cancel ``batch`` (default: the last batch not yet undone, from ``source`` if given).
+
+        The undo is appended as its own row; returns the id of the batch undone, or ``None`` when
+        there was nothing to undo.
+        """
+        with self._write() as db:
+            if batch is None:
+                query = ("SELECT id FROM batches WHERE action != 'undo' "
+                         "AND id NOT IN (SELECT undoes FROM batches WHERE undoes IS NOT NULL)")
+                params: tuple = ()
+                if source is not None:
+                    query += " AND source = ?"
+                    params = (source,)
+                row = db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
+                if row is None:
+                    return None
+                batch = int(row[0])
+            else:
+                row = db.execute("SELECT action FROM batches WHERE id = ?", (batch,)).fetchone()
+                if row is None:
+                    raise ValueError(f"no decision batch {batch} in {self.path}")
+                if row[0] == "undo":
+                    raise ValueError(f"batch {batch} is itself an undo; record the action again instead")
+                if db.execute("SELECT 1 FROM batches WHERE undoes = ?", (batch,)).fetchone():
+                    return None
+            db.execute("INSERT INTO batches(action, source, note, created, undoes) VALUES ('undo', ?, '', ?, ?)",
+                       (source or "", time.time(), batch))
+        return batch
+
+    # ------------------------------------------------------------ reading
+    def revision(self) -> int:
+        """The id of the newest batch (0 when empty): a cheap key for caching derived state."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()
+        return int(row[0])
+
+    def history(self) -> pd.DataFrame:
+        """Every logged row, oldest first: one per (batch, sample), and one per undo (``sample`` NA).
+
+        Columns: ``batch, action, sample, label, source, note, decided_at, undoes, undone``.
+        """
+        with closing(self._connect()) as db:
+            frame = pd.read_sql_query(
+                "SELECT b.id AS batch, b.action, d.sample, d.label, b.source, b.note, b.created AS decided_at, "
+                "b.undoes, EXISTS(SELECT 1 FROM batches u WHERE u.undoes = b.id) AS undone "
+                "FROM batches b LEFT JOIN decisions d ON d.batch = b.id ORDER BY b.id, d.rowid", db)
+        for column in ("sample", "label", "undoes"):
+            frame[column] = frame[column].astype("Int64")
+        frame["undone"] = frame["undone"].astype(bool)
+        frame["decided_at"] = pd.to_datetime(frame["decided_at"], unit="s")
+        return frame
+
+    def batches(self) -> pd.DataFrame:
+        """One row per batch: ``batch, action, source, note, decided_at, undoes, undone, samples``."""
+        with closing(self._connect()) as db:
+            frame = pd.read_sql_query(
+                "SELECT b.id AS batch, b.action, b.source, b.note, b.created AS decided_at, b.undoes, "
+                "EXISTS(SELECT 1 FROM batches u WHERE u.undoes = b.id) AS undone, "
+                "(SELECT COUNT(*) FROM decisions d WHERE d.batch = b.id) AS samples "
+                "FROM batches b ORDER BY b.id", db)
+        frame["undoes"] = frame["undoes"].astype("Int64")
+        frame["undone"] = frame["undone"].astype(bool)
+        frame["decided_at"] = pd.to_datetime(frame["decided_at"], unit="s")
+        return frame
+
+    def effective(self, num_samples: int, original_labels: Sequence[int] | np.ndarray) -> pd.DataFrame:
+        """The state of every sample: its last action among batches not undone.
+
+        Returns a DataFrame indexed by sample ``0..num_samples-1`` with columns ``action``
+        (keep / relabel / drop / undecided), ``label`` (the label the sample ends up with; the
+        original unless relabeled), ``decided_at`` (NaT when undecided) and ``source``. A relabel to
+        the sample's own label counts as ``keep``.
+        """
+        original = np.asarray(original_labels, dtype=np.int64)
+        if len(original) != num_samples:
+            raise ValueError(f"{len(original)} original labels for {num_samples} samples")
+        placeholders = ", ".join("?" * len(EFFECTIVE_ACTIONS))
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT d.sample, b.action, d.label, b.created, b.source FROM decisions d "
+                "JOIN batches b ON b.id = d.batch "
+                f"WHERE b.action IN ({placeholders}) "
+                "AND b.id NOT IN (SELECT undoes FROM batches WHERE undoes IS NOT NULL) "
+                "ORDER BY b.id, d.rowid", EFFECTIVE_ACTIONS).fetchall()
+        action = np.full(num_samples, UNDECIDED, dtype=object)
+        label = original.copy()
+        decided_at = np.full(num_samples, np.nan)
+        source = np.full(num_samples, "", dtype=object)
+        if rows:
+            log = pd.DataFrame(rows, columns=["sample", "action", "label", "created", "source"])
+            log = log[(log["sample"] >= 0) & (log["sample"] < num_samples)]
+            last = log.drop_duplicates("sample", keep="last")
+            where = last["sample"].to_numpy(np.int64)
+            acts = last["action"].to_numpy(object)
+            new_labels = last["label"].to_numpy(np.float64)
+            relabel = acts == "relabel"
+            label[where[relabel]] = new_labels[relabel].astype(np.int64)
+            same = relabel & (label[where] == original[where])
+            acts = np.where(same, "keep", acts)
+            action[where] = acts
+            decided_at[where] = last["created"].to_numpy(np.float64)
+            source[where] = last["source"].to_numpy(object)
+        frame = pd.DataFrame({"action": action, "label": label,
+                              "decided_at": pd.to_datetime(decided_at, unit="s"), "source": source},
+                             index=pd.RangeIndex(num_samples, name="index"))
+        return frame
+
+    # ------------------------------------------------------------ internals
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                             check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    @contextmanager
+    def _write(self):
+        """One write transaction, taken up front so that concurrent writers queue instead of deadlocking."""
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _check_indices(self, indices: Iterable[int]) -> np.ndarray:
+        samples = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
+        if samples.size == 0:
+            raise ValueError("no samples given: select at least one sample")
+        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.integer):
+            raise ValueError("indices must be a flat list of integer sample indices")
+        samples = samples.astype(np.int64)
+        if samples.min() < 0 or (self.num_samples and samples.max() >= self.num_samples):
+            raise ValueError(f"sample indices must be in [0, {self.num_samples}); got "
+                             f"{samples.min()}..{samples.max()}")
+        return samples
+
+
+def _run_size(run_path: Path) -> tuple[int, int]:
+    """(samples, classes) from the run's ``meta.json``; zeros (no range checks) when it has none."""
+    try:
+        with open(run_path / "meta.json") as f:
+            meta = json.load(f)
+        return int(meta.get("num_samples", 0)), len(meta.get("classes", []))
+    except (OSError, ValueError):
+        return 0, 0
