@@ -19,6 +19,7 @@ import csv
 import gzip
 import os
 import pickle
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ DEFAULT_CACHE = Path(os.environ.get("CSL_DATA_CACHE", Path.home() / ".cache" / "
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 SOURCE_KINDS = ("demo", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "csv")
 
 
@@ -58,7 +60,16 @@ class ImageSource:
     skipped: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        labels = np.asarray(self.labels)
+        if labels.dtype.kind == "f" and labels.size and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))][0]
+            raise DataError(f"labels must be integers or class names; got {bad!r}")
+        if labels.dtype.kind not in "iuf" and labels.size:
+            raise DataError(f"labels must be integer class indices, got {labels.dtype} values")
+        self.labels = labels.astype(np.int64)
+        if self.labels.size and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise DataError(f"labels must lie in 0..{len(self.classes) - 1} for {len(self.classes)} classes; "
+                            f"found {self.labels.min()}..{self.labels.max()}")
         if self.images.ndim == 3:
             self.images = self.images[..., None]
         if len(self.images) != len(self.labels) or len(self.ids) != len(self.labels):
@@ -126,8 +137,9 @@ class IndexedDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: np.ndarray, image_index: np.ndarray, labels: np.ndarray):
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, C, H, W)
-        self.image_index = torch.as_tensor(image_index, dtype=torch.long)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        # Copies: pandas hands out read-only arrays, which torch cannot wrap without a warning.
+        self.image_index = torch.tensor(np.asarray(image_index), dtype=torch.long)
+        self.labels = torch.tensor(np.asarray(labels), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -319,13 +331,15 @@ def _read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read idx file ({e}); re-download or reinstall it") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path}: not an idx file of unsigned bytes")
+        raise DataError(f"{path}: not an idx file of unsigned bytes; re-download or reinstall it")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated idx header; re-download or reinstall it")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    body = np.frombuffer(bytearray(data), dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise DataError(f"{path}: truncated idx file (expected {int(np.prod(shape))} bytes of data, "
-                        f"found {body.size})")
+                        f"found {body.size}); re-download or reinstall it")
     return body.reshape(shape)
 
 
@@ -381,24 +395,38 @@ def load_cifar(kind: str, root: str | None = None, *, download: bool = False
     def unpickle(name: str) -> dict:
         try:
             with open(folder / name, "rb") as f:
-                return pickle.load(f, encoding="latin1")
+                entry = pickle.load(f, encoding="latin1")
         except Exception as e:  # a truncated pickle raises many different types
             raise DataError(f"{folder / name}: cannot read CIFAR batch ({e}); re-download it") from e
+        if not isinstance(entry, dict):
+            raise DataError(f"{folder / name}: not a CIFAR batch (a pickled dict); re-download it")
+        return {_text(k): v for k, v in entry.items()}
 
     def batches(names: list[str], prefix: str) -> ImageSource:
         xs, ys = [], []
         for name in names:
             entry = unpickle(name)
             if "data" not in entry or label_key not in entry:
-                raise DataError(f"{folder / name}: missing 'data' or '{label_key}'")
-            xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+                raise DataError(f"{folder / name}: missing 'data' or '{label_key}'; re-download it")
+            data = np.asarray(entry["data"], dtype=np.uint8)
+            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(entry[label_key]):
+                raise DataError(f"{folder / name}: expected {len(entry[label_key])} rows of 3072 bytes, "
+                                f"found shape {data.shape}; re-download it")
+            xs.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             ys.append(np.asarray(entry[label_key], dtype=np.int64))
         x, y = np.concatenate(xs), np.concatenate(ys)
         return ImageSource(x, y, classes, [f"{prefix}-{i:05d}" for i in range(len(y))])
 
     meta = unpickle(meta_file)
-    classes = list(meta["label_names"] if kind == "cifar10" else meta["fine_label_names"])
+    names_key = "label_names" if kind == "cifar10" else "fine_label_names"
+    if names_key not in meta:
+        raise DataError(f"{folder / meta_file}: missing '{names_key}'; re-download it")
+    classes = [_text(c) for c in meta[names_key]]
     return batches(train_files, "train"), batches([test_file], "test")
+
+
+def _text(value) -> str:
+    return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
 # ---------------------------------------------------------------- the user's own files
@@ -436,9 +464,10 @@ def decode_files(paths: list[str], labels: list[int], classes: list[str], *, ima
     def work(path: str):
         try:
             return _decode(path, image_size, mode), None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            kind = "not an image" if isinstance(e, UnidentifiedImageError) else "corrupt or truncated image"
-            return None, f"{kind}: {e}"
+        except UnidentifiedImageError:
+            return None, "not an image (PIL cannot identify the file)"
+        except Exception as e:  # PIL raises many types for damaged files; each one only skips that file
+            return None, f"corrupt or truncated image ({type(e).__name__}: {e})"
 
     results = []
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
@@ -464,13 +493,18 @@ def load_imagefolder(root: str, *, image_size: int = 32, progress: bool = False)
     class_dirs = sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class folders found; expected ROOT/<class>/<image files>")
-    paths, labels, skipped = [], [], []
+    # Every file is either used or listed in the run report, so nothing is dropped unseen.
+    skipped = [{"id": str(p), "reason": "not inside a class folder"}
+               for p in sorted(base.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    paths, labels = [], []
     for c, d in enumerate(class_dirs):
-        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
+        files = sorted(p for p in d.rglob("*") if p.is_file())
+        if not any(not p.name.startswith(".") for p in files):
             raise DataError(f"{d}: class folder {d.name!r} is empty; add images or remove the folder")
         for p in files:
-            if p.suffix.lower() in IMAGE_EXTENSIONS:
+            if p.name.startswith("."):
+                skipped.append({"id": str(p), "reason": "hidden file"})
+            elif p.suffix.lower() in IMAGE_EXTENSIONS:
                 paths.append(str(p))
                 labels.append(c)
             else:
@@ -497,7 +531,8 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
     """
     path = Path(csv_file)
     if not path.is_file():
-        raise DataError(f"CSV label file {csv_file!r} does not exist")
+        raise DataError(f"CSV label file {csv_file!r} does not exist or is not a file; "
+                        "pass csv:FILE[:ROOT] with a file holding columns path,label")
     base = Path(root) if root else path.parent
     if root and not base.is_dir():
         raise DataError(f"image root {root!r} given for {csv_file} does not exist")
@@ -510,10 +545,12 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
         raise DataError(f"{csv_file}: cannot parse as CSV ({e})") from e
     path_col = next((c for c in ("path", "filename", "file", "image") if c in header), None)
     if path_col is None or "label" not in header:
-        raise DataError(f"{csv_file}: needs columns 'path' and 'label' (found: {', '.join(header) or 'none'})")
+        raise DataError(f"{csv_file}: needs a header row with columns 'path' and 'label' "
+                        f"(found: {', '.join(header) or 'none'})")
     original = {h.strip().lower(): h for h in reader.fieldnames}
-    seen: dict[str, int] = {}
-    paths, raw_labels, ids, skipped = [], [], [], []
+    seen: dict[str, tuple[int, str]] = {}
+    rows_kept: list[tuple[int, str, Path]] = []
+    raw_labels: list[tuple[int, str]] = []
     for line, row in rows:
         rel = (row.get(original[path_col]) or "").strip()
         label = (row.get(original["label"]) or "").strip()
@@ -521,35 +558,63 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
             raise DataError(f"{csv_file}, line {line}: empty path")
         if not label:
             raise DataError(f"{csv_file}, line {line}: empty label for {rel!r}")
-        if rel in seen:
-            raise DataError(f"{csv_file}, line {line}: path {rel!r} already listed on line {seen[rel]}; "
-                            "each image may appear once")
-        seen[rel] = line
         full = Path(rel) if Path(rel).is_absolute() else base / rel
-        if not full.is_file():
+        key = os.path.normcase(os.path.abspath(full))
+        if key in seen:
+            first_line, first_rel = seen[key]
+            raise DataError(f"{csv_file}, line {line}: path {rel!r} is the same file as {first_rel!r} on line "
+                            f"{first_line}; each image may appear once, so remove one of the rows")
+        seen[key] = (line, rel)
+        rows_kept.append((line, rel, full))
+        raw_labels.append((line, label))
+    if not rows_kept:
+        raise DataError(f"{csv_file}: no rows below the header; add one row per image (path,label)")
+    # Classes come from every row, found or not: a class whose files are all missing is reported as empty.
+    classes, all_labels = _encode_labels(raw_labels, csv_file)
+    paths, labels, ids, skipped = [], [], [], []
+    for (line, rel, full), label in zip(rows_kept, all_labels):
+        if full.is_file():
+            paths.append(str(full))
+            labels.append(label)
+            ids.append(rel)
+        else:
             skipped.append({"id": rel, "reason": f"file not found: {full} (CSV line {line})"})
-            continue
-        paths.append(str(full))
-        raw_labels.append(label)
-        ids.append(rel)
-    if not paths and not skipped:
-        raise DataError(f"{csv_file}: no rows")
-    classes, labels = _encode_labels(raw_labels, csv_file)
     source = decode_files(paths, labels, classes, image_size=image_size, ids=ids, progress=progress)
     source.skipped = skipped + source.skipped
     _check_no_empty_class(source, csv_file)
     return source
 
 
-def _encode_labels(raw: list[str], where: str) -> tuple[list[str], list[int]]:
-    """Integer labels keep their numeric order; anything else is a class name, sorted."""
-    if all(r.lstrip("-").isdigit() for r in raw):
-        values = sorted({int(r) for r in raw})
-        classes = [str(v) for v in values]
-    else:
-        numeric = [r for r in raw if r.lstrip("-").isdigit()]
-        if numeric and len(numeric) < len(raw):
-            raise DataError(f"{where}: labels mix integers ({numeric[0]!r}) and names; use one kind")
-        classes = sorted(set(raw))
+def _encode_labels(raw: list[tuple[int, str]], where: str) -> tuple[list[str], list[int]]:
+    """Integer labels keep their numeric order; class names are sorted. ``raw`` is ``(line, label)``.
+
+    A label that is a number but not an integer (``2.5``, ``1e3``, ``nan``) is refused: it is almost
+    always a column of scores or a broken export, not a class.
+    """
+    integers: list[tuple[int, str]] = []
+    names: list[tuple[int, str]] = []
+    for line, text in raw:
+        if _is_integer(text):
+            integers.append((line, text))
+            continue
+        try:
+            float(text)
+        except ValueError:
+            names.append((line, text))
+            continue
+        raise DataError(f"{where}, line {line}: label {text!r} is a number but not an integer; labels must "
+                        "be integer class indices or class names")
+    if integers and names:
+        raise DataError(f"{where}: labels mix integers (line {integers[0][0]}: {integers[0][1]!r}) and class "
+                        f"names (line {names[0][0]}: {names[0][1]!r}); use one kind throughout")
+    if integers:
+        classes = [str(v) for v in sorted({int(t) for _, t in integers})]
+        lookup = {c: i for i, c in enumerate(classes)}
+        return classes, [lookup[str(int(t))] for _, t in raw]
+    classes = sorted({t for _, t in names})
     lookup = {c: i for i, c in enumerate(classes)}
-    return classes, [lookup[str(int(r))] if r.lstrip("-").isdigit() else lookup[r] for r in raw]
+    return classes, [lookup[t] for _, t in raw]
+
+
+def _is_integer(text: str) -> bool:
+    return _INTEGER.fullmatch(text) is not None

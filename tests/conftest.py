@@ -1,0 +1,18 @@
+"""Shared fixtures. ``demo_run`` trains one small demo run per test session; reuse it, never write to it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from csl_core.train import TrainConfig, train
+
+DEMO_EPOCHS = 4
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A finished run folder: the demo (digits, 5% injected noise, duplicate pairs), 4 epochs, seed 0."""
+    out = tmp_path_factory.mktemp("demo-run") / "demo"
+    train(TrainConfig(data="demo", epochs=DEMO_EPOCHS, device="cpu"), out)
+    return out
