@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .data import DataError
+from .distributed import launched_distributed
+from .duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from .progress import progress_bar
 from .store import RunError, RunStore, atomic_write_csv
 from .train import SCHEDULES, TrainConfig, train
@@ -55,6 +58,19 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(_fraction(part) for part in text.split(",") if part.strip())
+
+
+def _integers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m csl_core",
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
@@ -79,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score every sample once per epoch in eval mode without augmentation "
                         "(the authors' released protocol; costs one inference pass per epoch)")
     t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--batch-size", type=int, default=128, help="samples per step (per process under torchrun)")
     t.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD, momentum 0.9)")
     t.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
     t.add_argument("--seed", type=int, default=0)
@@ -101,6 +117,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="summarise a run: data, model, epochs, timings, detection quality")
     i.add_argument("run", help="run folder")
+
+    d = sub.add_parser("duplicates", help="exact and near-duplicate groups, label conflicts flagged, ranked by CSL")
+    d.add_argument("run", help="run folder")
+    d.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"cosine similarity of embeddings from which two samples are near duplicates "
+                        f"(default {DEFAULT_THRESHOLD}); exact copies are always grouped")
+    d.add_argument("--csv", default=None, help="write one row per grouped sample to this CSV file")
+    d.add_argument("--top", type=int, default=10, help="groups to print")
+    d.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
+                   help=f"nearest neighbours searched per sample (default {DEFAULT_NEIGHBOURS})")
+
+    b = sub.add_parser("bench", help="benchmark CSL against every baseline on injected noise and duplicates",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--data", default="demo", help="data source (as for train)")
+    b.add_argument("--noise", type=_fractions, default=(0.01, 0.02, 0.05, 0.10),
+                   help="comma-separated noise levels; 'none' for duplicates only")
+    b.add_argument("--duplicates", type=int, default=None,
+                   help="duplicate pairs with conflicting labels (default about 0.5%% of N, at most 250; 0: none)")
+    b.add_argument("--seeds", type=_integers, default=(1, 2, 3), help="comma-separated seeds")
+    b.add_argument("--epochs", type=int, default=12)
+    b.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto")
+    b.add_argument("--baselines", choices=("all", "fast"), default="all",
+                   help="fast leaves out the slow input-loss curvature baseline")
+    b.add_argument("--subset", type=int, default=None, help="a seeded random subset of N training samples")
+    b.add_argument("--clean-at", type=_fractions, default=None,
+                   help="noise levels at which to retrain after cleaning (default: every level; 'none')")
+    b.add_argument("--folds", type=int, default=3, help="cross-validation folds for confident learning")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--out", default=None, help="output folder (default bench-results/<data>); "
+                                               "re-running with the same settings resumes it")
+    b.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -120,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args) -> int:
     epochs = args.epochs or (12 if args.data == "demo" else 15)
     out = args.out
+    rank = int(os.environ.get("RANK", "0"))
+    if out is None and launched_distributed():
+        raise ValueError("under torchrun every rank must write to the same run folder: pass --out PATH")
     if out is None:
         import time
         stem = args.data.split(":", 1)[0]
@@ -130,8 +180,10 @@ def cmd_train(args) -> int:
                          subset=args.subset, image_size=args.image_size, augment=args.augment,
                          device=args.device, num_workers=args.workers, compile=args.compile,
                          download=args.download)
-    result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(args.quiet),
-                   progress=not args.quiet)
+    quiet = args.quiet or rank != 0  # under torchrun, rank 0 speaks for all
+    result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(quiet), progress=not quiet)
+    if rank != 0:
+        return 0
     print(f"run folder: {result.run.path}")
     if not args.quiet:
         _print_info(result.run)
@@ -157,6 +209,39 @@ def cmd_scores(args) -> int:
 
 def cmd_info(args) -> int:
     _print_info(RunStore(args.run))
+    return 0
+
+
+def cmd_duplicates(args) -> int:
+    from .duplicates import find_duplicates, injected_pair_recall, member_table
+
+    store = RunStore(args.run)
+    report = find_duplicates(store, threshold=args.threshold, k=args.neighbours, progress=True)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    groups = report.groups
+    samples = store.samples()
+    members = member_table(report, samples)
+    if args.csv:
+        atomic_write_csv(Path(args.csv), members)
+        print(f"wrote {len(members)} rows to {args.csv}")
+    print(f"{len(groups)} duplicate groups at threshold {args.threshold} ({int(groups['exact'].sum())} exact, "
+          f"{int(groups['label_conflict'].sum())} with conflicting labels), {len(members)} samples")
+    columns = ["rank", "size", "label_conflict", "exact", "csl", "similarity", "sample_id", "class_name"]
+    shown = members[members["rank"] <= args.top]
+    if len(shown):
+        print(shown[columns].to_string(index=False))
+    if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
+        from sklearn.metrics import roc_auc_score
+
+        found = injected_pair_recall(report.samples["group"].to_numpy(), samples["duplicate_of"].to_numpy(),
+                                     groups)
+        truth = samples["duplicate_of"].to_numpy() >= 0
+        print(f"injected   {found['found_and_flagged']}/{found['pairs']} pairs grouped and flagged "
+              f"(recall {found['recall']:.4f}), {found['false_groups']} groups without an injected pair")
+        for column in ("csl", "duplicate_score"):
+            print(f"AUROC      {column:<15} {roc_auc_score(truth, report.samples[column].fillna(-np.inf)):.4f}"
+                  f"  (both members of {found['pairs']} injected pairs)")
     return 0
 
 
@@ -189,4 +274,22 @@ def _print_info(store: RunStore) -> None:
                       f"({truth.sum()} injected mislabeled samples)")
 
 
-COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info}
+def cmd_bench(args) -> int:
+    import shlex
+
+    from .bench import BenchConfig, run_benchmark
+
+    config = BenchConfig(data=args.data, noise=args.noise, duplicates=args.duplicates, seeds=args.seeds,
+                         epochs=args.epochs, model=args.model, baselines=args.baselines, subset=args.subset,
+                         clean_at=args.clean_at, folds=args.folds, device=args.device)
+    out = Path(args.out or Path("bench-results") / args.data.split(":", 1)[0])
+    command = "python -m csl_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run_benchmark(config, out, command=command, quiet=args.quiet)
+    if not args.quiet:
+        print((out / "results.md").read_text())
+    print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'roc.html'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
+            "bench": cmd_bench}

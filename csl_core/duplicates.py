@@ -1,0 +1,457 @@
+"""Duplicates: exact copies by a hash of the decoded pixels, near copies by embedding similarity,
+and the groups whose members carry different labels.
+
+Pure functions take arrays and return arrays or DataFrames; :func:`find_duplicates` is the one edge
+that reads a run folder and caches the expensive part (``neighbours.npz``) in it.
+
+- Exact duplicates: a BLAKE2 hash of each sample's decoded uint8 pixels (shape included), so the same
+  image saved twice, or re-encoded losslessly, hashes alike.
+- Near duplicates: the run's penultimate-layer embeddings (``embeddings.npy``), L2-normalised, and
+  every sample's exact ``k`` nearest neighbours by cosine similarity. The search multiplies one block
+  of rows at a time against all embeddings, so memory stays at ``block_rows x N`` floats, never
+  ``N x N``.
+- Groups: samples joined by an exact match or by a neighbour edge at or above ``threshold``
+  (connected components, i.e. union-find). Moving the threshold only regroups the cached neighbours.
+- Per sample, ``duplicate_score``: the highest similarity to a neighbour carrying a *different*
+  label (1 for an exact copy with another label), comparable with CSL in the benchmark.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .progress import progress_bar
+from .store import RunError, RunStore
+
+DEFAULT_THRESHOLD = 0.99
+DEFAULT_NEIGHBOURS = 10
+DEFAULT_BLOCK_BYTES = 64 * 2**20
+NEIGHBOURS_FILE = "neighbours.npz"
+CACHE_VERSION = 1
+HASH_BYTES = 16
+
+
+# ---------------------------------------------------------------- exact duplicates (pure)
+
+def content_hashes(images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+    """A 16-byte BLAKE2b digest of each image's decoded pixels, as an ``(N,)`` array of ``S16``.
+
+    ``images`` is uint8 ``(N, H, W[, C])``; the image shape is part of the hash.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"content hashes are taken over decoded uint8 pixels, got {images.dtype}")
+    if images.ndim < 3:
+        raise ValueError(f"expected images of shape (N, H, W[, C]), got {images.shape}")
+    shape = repr(images.shape[1:]).encode()
+    digests = np.empty(len(images), dtype=f"S{HASH_BYTES}")
+    rows = progress_bar(range(len(images)), desc="hashing images", disable=None if progress else True)
+    for i in rows:
+        h = hashlib.blake2b(shape, digest_size=HASH_BYTES)
+        h.update(np.ascontiguousarray(images[i]).data)
+        digests[i] = h.digest()
+    return digests
+
+
+def exact_duplicate_of(hashes: np.ndarray) -> np.ndarray:
+    """For each sample, the smallest index with the same content hash (itself when it is unique)."""
+    hashes = np.asarray(hashes)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    return first[inverse.ravel()].astype(np.int64)
+
+
+# ---------------------------------------------------------------- near duplicates (pure)
+
+def normalise(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as float32; an all-zero row stays zero (similar to nothing)."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D (samples, features) array, got shape {x.shape}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def nearest_neighbours(embeddings: np.ndarray, *, k: int = DEFAULT_NEIGHBOURS,
+                       block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample's exact ``k`` nearest neighbours by cosine similarity, itself excluded.
+
+    Parameters
+    ----------
+    embeddings:
+        ``(N, D)`` features; normalised here.
+    k:
+        Neighbours per sample (capped at ``N - 1``).
+    block_bytes:
+        Memory for one block of similarities; a block holds ``block_bytes // (4 N)`` rows.
+
+    Returns
+    -------
+    ``(indices, similarities)``, both ``(N, k)``, most similar first.
+    """
+    if k < 0:
+        raise ValueError(f"k must be non-negative, got {k}")
+    if block_bytes < 1:
+        raise ValueError(f"block_bytes must be positive, got {block_bytes}")
+    unit = normalise(embeddings)
+    k = min(k, max(len(unit) - 1, 0))
+    return _nearest_neighbours(unit, k, block_bytes, progress)
+
+
+def _nearest_neighbours(unit: np.ndarray, k: int, block_bytes: int, progress: bool
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    n = len(unit)
+    indices = np.empty((n, k), dtype=np.int64)
+    similarities = np.empty((n, k), dtype=np.float32)
+    if k == 0:
+        return indices, similarities
+    block_rows = max(1, min(n, block_bytes // (4 * n)))
+    everything = torch.from_numpy(unit)
+    starts = range(0, n, block_rows)
+    for start in progress_bar(starts, desc="nearest neighbours", disable=None if progress else True):
+        stop = min(start + block_rows, n)
+        block = everything[start:stop] @ everything.T  # (B, N)
+        rows = torch.arange(stop - start)
+        block[rows, rows + start] = -torch.inf  # a sample is not its own neighbour
+        values, found = torch.topk(block, k, dim=1)  # (B, k), sorted
+        similarities[start:stop] = values.numpy()
+        indices[start:stop] = found.numpy()
+    np.clip(similarities, -1.0, 1.0, out=similarities)
+    return indices, similarities
+
+
+# ---------------------------------------------------------------- groups and scores (pure)
+
+def group_labels(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
+                 threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None) -> np.ndarray:
+    """The duplicate group of every sample: ``-1`` for a sample alone, else a group number.
+
+    Samples are joined when one is among the other's neighbours with similarity ``>= threshold``, or
+    when they are exact copies (``exact_of``, from :func:`exact_duplicate_of`); groups are the
+    connected components of those links. Group numbers follow the smallest member index.
+    """
+    neighbour_indices = np.asarray(neighbour_indices)
+    neighbour_similarities = np.asarray(neighbour_similarities)
+    if neighbour_indices.shape != neighbour_similarities.shape or neighbour_indices.ndim != 2:
+        raise ValueError("neighbour indices and similarities must be (N, k) arrays of the same shape, got "
+                         f"{neighbour_indices.shape} and {neighbour_similarities.shape}")
+    n = len(neighbour_indices)
+    if exact_of is not None and len(exact_of) != n:
+        raise ValueError(f"exact_of has {len(exact_of)} entries for {n} samples")
+    return _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of)
+
+
+def _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of) -> np.ndarray:
+    n = len(neighbour_indices)
+    rows, cols = np.nonzero(neighbour_similarities >= threshold)
+    source, target = [rows], [neighbour_indices[rows, cols]]
+    if exact_of is not None:
+        copies = np.flatnonzero(np.asarray(exact_of) != np.arange(n))
+        source.append(copies)
+        target.append(np.asarray(exact_of)[copies])
+    source, target = np.concatenate(source), np.concatenate(target)
+    graph = coo_matrix((np.ones(len(source), dtype=np.int8), (source, target)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component, minlength=n)
+    members = np.flatnonzero(sizes[component] > 1)
+    groups = np.full(n, -1, dtype=np.int64)
+    # Number groups by their smallest member, so the numbering does not depend on scipy's order.
+    first_member = np.full(component.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(first_member, component, np.arange(n))
+    if len(members):
+        _, dense = np.unique(first_member[component[members]], return_inverse=True)
+        groups[members] = dense.ravel()
+    return groups
+
+
+def duplicate_score(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, labels: np.ndarray,
+                    *, exact_of: np.ndarray | None = None) -> np.ndarray:
+    """Per sample, how likely it is a duplicate with a conflicting label (higher = more suspicious).
+
+    The highest similarity to one of its ``k`` nearest neighbours that carries a different label; 1 for
+    an exact copy (same pixels) of a sample with a different label; 0 when no neighbour disagrees.
+    """
+    neighbour_indices = np.asarray(neighbour_indices)
+    labels = np.asarray(labels)
+    if len(labels) != len(neighbour_indices):
+        raise ValueError(f"{len(labels)} labels for {len(neighbour_indices)} samples")
+    n = len(labels)
+    disagrees = labels[neighbour_indices] != labels[:, None]
+    sims = np.where(disagrees, neighbour_similarities, -np.inf)
+    score = sims.max(axis=1, initial=-np.inf) if sims.shape[1] else np.full(n, -np.inf)
+    score = np.where(np.isfinite(score), np.maximum(score, 0.0), 0.0)
+    if exact_of is not None:
+        exact_of = np.asarray(exact_of)
+        conflict = _exact_label_conflict(exact_of, labels)
+        score = np.where(conflict, 1.0, score)
+    return score.astype(np.float64)
+
+
+def _exact_label_conflict(exact_of: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """True for samples whose exact copies do not all carry the same label."""
+    lowest = np.full(len(labels), np.iinfo(np.int64).max)
+    highest = np.full(len(labels), np.iinfo(np.int64).min)
+    np.minimum.at(lowest, exact_of, labels)
+    np.maximum.at(highest, exact_of, labels)
+    return lowest[exact_of] != highest[exact_of]
+
+
+def member_similarity(groups: np.ndarray, neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray,
+                      *, exact_of: np.ndarray | None = None) -> np.ndarray:
+    """For each grouped sample, its highest similarity to another member of its group (NaN if alone).
+
+    Uses the stored neighbour lists (both directions), and 1 for exact copies.
+    """
+    n = len(groups)
+    best = np.full(n, -np.inf)
+    rows = np.repeat(np.arange(n), neighbour_indices.shape[1])
+    other = neighbour_indices.ravel()
+    same = (groups[rows] >= 0) & (groups[rows] == groups[other])
+    values = neighbour_similarities.ravel()[same].astype(np.float64)
+    np.maximum.at(best, rows[same], values)
+    np.maximum.at(best, other[same], values)
+    if exact_of is not None:
+        exact_of = np.asarray(exact_of)
+        copies = np.bincount(exact_of, minlength=n)[exact_of] > 1
+        best[copies] = 1.0
+    best[(groups < 0) | ~np.isfinite(best)] = np.nan
+    return best
+
+
+def duplicate_groups(groups: np.ndarray, labels: np.ndarray, csl: np.ndarray, *,
+                     similarity: np.ndarray, exact_of: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per group, ranked by the highest CSL inside it (rank 1 first).
+
+    Columns: ``group``, ``rank``, ``size``, ``members`` (sample indices, highest CSL first),
+    ``labels`` (the distinct labels), ``label_conflict``, ``exact`` (all members share their pixels),
+    ``max_csl``, ``min_similarity`` / ``max_similarity`` (over the members' best links).
+    """
+    groups = np.asarray(groups)
+    labels = np.asarray(labels)
+    csl = np.nan_to_num(np.asarray(csl, dtype=np.float64), nan=-np.inf)
+    columns = ["group", "rank", "size", "members", "labels", "label_conflict", "exact", "max_csl",
+               "min_similarity", "max_similarity"]
+    grouped = np.flatnonzero(groups >= 0)
+    if len(grouped) == 0:
+        return pd.DataFrame({c: [] for c in columns})
+    # Sort members by group, then by CSL descending, so each group's slice is already in display order.
+    order = grouped[np.lexsort((grouped, -csl[grouped], groups[grouped]))]
+    ids, starts, sizes = np.unique(groups[order], return_index=True, return_counts=True)
+    exact_ids = np.asarray(exact_of) if exact_of is not None else None
+    records = []
+    for group, start, size in zip(ids, starts, sizes):
+        members = order[start:start + size]
+        member_labels = labels[members]
+        sims = similarity[members]
+        records.append({
+            "group": int(group),
+            "size": int(size),
+            "members": members.tolist(),
+            "labels": sorted(set(member_labels.tolist())),
+            "label_conflict": bool((member_labels != member_labels[0]).any()),
+            "exact": bool(exact_ids is not None and (exact_ids[members] == exact_ids[members[0]]).all()),
+            "max_csl": float(csl[members[0]]),
+            "min_similarity": float(np.nanmin(sims)) if np.isfinite(sims).any() else np.nan,
+            "max_similarity": float(np.nanmax(sims)) if np.isfinite(sims).any() else np.nan,
+        })
+    table = pd.DataFrame.from_records(records)
+    table = table.sort_values(["max_csl", "group"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table[columns]
+
+
+def injected_pair_recall(groups: np.ndarray, duplicate_of: np.ndarray, group_table: pd.DataFrame) -> dict:
+    """How well the groups recover injected pairs (``duplicate_of[i]`` = i's partner, ``-1`` if none).
+
+    A pair is found when both members share a group that is flagged as a label conflict. A false group
+    holds no member of an injected pair.
+    """
+    groups = np.asarray(groups)
+    duplicate_of = np.asarray(duplicate_of)
+    a = np.flatnonzero(duplicate_of > np.arange(len(duplicate_of)))
+    b = duplicate_of[a]
+    conflict = dict(zip(group_table["group"], group_table["label_conflict"])) if len(group_table) else {}
+    together = (groups[a] >= 0) & (groups[a] == groups[b])
+    flagged = np.array([together[i] and conflict.get(int(groups[a[i]]), False) for i in range(len(a))],
+                       dtype=bool)
+    injected_groups = set(groups[np.flatnonzero(duplicate_of >= 0)].tolist()) - {-1}
+    false_groups = int(sum(1 for g in group_table["group"] if int(g) not in injected_groups))
+    return {"pairs": int(len(a)), "found": int(together.sum()), "found_and_flagged": int(flagged.sum()),
+            "recall": float(flagged.mean()) if len(a) else float("nan"),
+            "groups": int(len(group_table)), "false_groups": false_groups}
+
+
+# ---------------------------------------------------------------- a run folder (I/O)
+
+@dataclass
+class NeighbourIndex:
+    """What :func:`find_duplicates` caches in the run folder: everything but the threshold."""
+
+    indices: np.ndarray            # (N, k) int64, most similar first
+    similarities: np.ndarray       # (N, k) float32
+    hashes: np.ndarray | None      # (N,) S16 content hashes, None when the images could not be loaded
+    seconds: float = 0.0
+
+    @property
+    def exact_of(self) -> np.ndarray | None:
+        return None if self.hashes is None else exact_duplicate_of(self.hashes)
+
+
+@dataclass
+class DuplicateReport:
+    """Duplicate groups of a run at one threshold."""
+
+    threshold: float
+    groups: pd.DataFrame           # one row per group (see duplicate_groups)
+    samples: pd.DataFrame          # one row per sample: group, similarity, duplicate_score, exact_of
+    notes: list[str]
+
+
+def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_THRESHOLD,
+                    k: int = DEFAULT_NEIGHBOURS, recompute: bool = False, progress: bool = False
+                    ) -> DuplicateReport:
+    """Duplicate groups of ``run`` at ``threshold``; the neighbour search is cached in ``neighbours.npz``."""
+    store = run if isinstance(run, RunStore) else RunStore(run)
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"the threshold is a cosine similarity in [-1, 1], got {threshold}")
+    index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
+    samples = store.samples()
+    labels = samples["label"].to_numpy(np.int64)
+    exact_of = index.exact_of
+    groups = _group_labels(index.indices, index.similarities, threshold, exact_of)
+    similarity = member_similarity(groups, index.indices, index.similarities, exact_of=exact_of)
+    csl = _csl(store)
+    table = duplicate_groups(groups, labels, csl, similarity=similarity, exact_of=exact_of)
+    per_sample = pd.DataFrame({
+        "group": groups,
+        "similarity": similarity,
+        "duplicate_score": duplicate_score(index.indices, index.similarities, labels, exact_of=exact_of),
+        "exact_of": exact_of if exact_of is not None else np.arange(len(labels)),
+        "csl": csl,
+    }, index=pd.RangeIndex(len(labels), name="index"))
+    return DuplicateReport(threshold=threshold, groups=table, samples=per_sample, notes=notes)
+
+
+def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: bool = False,
+                    progress: bool = False) -> tuple[NeighbourIndex, list[str]]:
+    """The cached neighbour search and content hashes of a run, computed and saved when missing or stale."""
+    notes: list[str] = []
+    embeddings_file = store.path / "embeddings.npy"
+    stamp = _stamp(embeddings_file)
+    cached = None if recompute else _read_cache(store.path / NEIGHBOURS_FILE, stamp, k, store.num_samples)
+    if cached is not None:
+        if stamp is None:
+            notes.append(_NO_EMBEDDINGS)
+        if cached.hashes is None:
+            notes.append(_NO_IMAGES)
+        return cached, notes
+    began = time.perf_counter()
+    if stamp is not None:
+        embeddings = np.load(embeddings_file, mmap_mode="r")
+        if len(embeddings) != store.num_samples:
+            raise RunError(f"{embeddings_file} has {len(embeddings)} rows for {store.num_samples} samples; "
+                           "delete it and run the training's last step again (--resume)")
+        indices, similarities = nearest_neighbours(embeddings, k=k, progress=progress)
+    else:
+        notes.append(_NO_EMBEDDINGS)
+        indices = np.empty((store.num_samples, 0), dtype=np.int64)
+        similarities = np.empty((store.num_samples, 0), dtype=np.float32)
+    images = run_images(store, progress=progress)
+    hashes = content_hashes(images, progress=progress) if images is not None else None
+    if hashes is None:
+        notes.append(_NO_IMAGES)
+    index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began)
+    _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
+    return index, notes
+
+
+_NO_EMBEDDINGS = ("this run has no embeddings.npy (training not finished), so only exact duplicates are "
+                  "found; finish it with `python -m csl_core train --out RUN --resume`")
+_NO_IMAGES = ("the run's images could not be loaded, so exact duplicates are not hashed; make its data "
+              "source available where it was when the run was trained")
+
+
+def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
+    """The decoded uint8 image of every training sample of ``store``, or None if the source is gone."""
+    from .data import DataError
+    from .train import TrainConfig, training_set_for
+
+    config = TrainConfig.from_dict(store.meta.get("config", {}))
+    config.download = False
+    try:
+        training_set = training_set_for(config, progress=progress)
+    except (DataError, OSError):
+        return None
+    stored = store.samples()["sample_id"].astype(str).tolist()
+    if training_set.samples["sample_id"].astype(str).tolist() != stored:
+        return None
+    return training_set.source.images[training_set.image_index]
+
+
+def _csl(store: RunStore) -> np.ndarray:
+    if store.finished_epochs == 0:
+        return np.full(store.num_samples, np.nan)
+    from .scores import compute_scores
+
+    return compute_scores({"loss": store.array("loss")})["csl"].to_numpy()
+
+
+def _stamp(file: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(file)
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex | None:
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            if int(data["version"]) != CACHE_VERSION or int(data["k"]) != k:
+                return None
+            if tuple(data["embeddings_stamp"].tolist()) != (tuple(stamp) if stamp else (-1, -1)):
+                return None
+            if len(data["indices"]) != num_samples:
+                return None
+            hashes = data["hashes"] if data["hashes"].size else None
+            return NeighbourIndex(data["indices"], data["similarities"], hashes, float(data["seconds"]))
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        return None
+
+
+def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, version=CACHE_VERSION, k=k, embeddings_stamp=np.asarray(stamp or (-1, -1), dtype=np.int64),
+                 indices=index.indices, similarities=index.similarities,
+                 hashes=index.hashes if index.hashes is not None else np.empty(0, dtype=f"S{HASH_BYTES}"),
+                 seconds=index.seconds)
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def member_table(report: DuplicateReport, samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per grouped sample, groups in rank order and members by CSL: what ``--csv`` writes."""
+    rows = [(g.rank, g.group, g.size, g.label_conflict, g.exact, m)
+            for g in report.groups.itertuples(index=False) for m in g.members]
+    frame = pd.DataFrame(rows, columns=["rank", "group", "size", "label_conflict", "exact", "index"])
+    members = frame["index"].to_numpy(np.int64)
+    for column in ("sample_id", "label", "class_name", "path", "true_label", "is_duplicate", "duplicate_of"):
+        if column in samples.columns:
+            frame[column] = samples[column].to_numpy()[members]
+    for column in ("csl", "similarity", "duplicate_score"):
+        frame[column] = report.samples[column].to_numpy()[members]
+    return frame
