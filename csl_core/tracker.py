@@ -67,6 +67,8 @@ class CSLTracker:
     def _reset_epoch(self) -> None:
         for name, buf in self._buffers.items():
             buf.fill_(0 if name == "correct" else float("nan"))
+        # Which samples this epoch has seen, for all_reduce_epoch (a loss may itself be NaN).
+        self._visits_at_epoch_start = self.visits.clone()
 
     @torch.no_grad()
     def update(self, indices: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
@@ -126,6 +128,44 @@ class CSLTracker:
         visits = self.visits.clamp(min=1).unsqueeze(1)
         return (self.probability_sum / visits).cpu().numpy()
 
+    @torch.no_grad()
+    def all_reduce_epoch(self, group=None) -> None:
+        """Combine the epoch in flight across the ranks of a ``torch.distributed`` group.
+
+        Call it on every rank, once per epoch, before :meth:`end_epoch`. Each rank has recorded the
+        samples its sampler gave it; afterwards every rank holds every sample of the epoch, each
+        taken from exactly one rank: the lowest that saw it (``DistributedSampler`` pads the last
+        batches with repeated indices, so a sample may be seen on two ranks). Samples no rank saw
+        stay NaN.
+
+        The running totals (visits and probability sums) are summed onto rank 0 of ``group``; the
+        other ranks restart them from zero, so every visit counts once over the run. Read
+        :meth:`mean_probabilities` and :meth:`state_dict` on rank 0, and load a checkpoint's tracker
+        state on rank 0 only.
+        """
+        import torch.distributed as dist
+
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
+        seen = self.visits > self._visits_at_epoch_start
+        owner = torch.where(seen, rank, world).to(torch.int32)  # (N,)
+        dist.all_reduce(owner, op=dist.ReduceOp.MIN, group=group)
+        values = torch.stack([buf.float() for buf in self._buffers.values()])  # (fields, N)
+        values = torch.where(owner == rank, values, torch.zeros((), device=values.device))
+        dist.all_reduce(values, op=dist.ReduceOp.SUM, group=group)
+        unseen = owner == world
+        for row, (name, buf) in zip(values, self._buffers.items()):
+            if name == "correct":
+                buf.copy_(row.masked_fill(unseen, 0))
+            else:
+                buf.copy_(row.masked_fill(unseen, float("nan")))
+        main = 0 if group is None else dist.get_global_rank(group, 0)
+        totals = [self.visits] + ([self.probability_sum] if self.probability_sum is not None else [])
+        for total in totals:
+            dist.reduce(total, dst=main, op=dist.ReduceOp.SUM, group=group)
+            if rank != 0:
+                total.zero_()
+        self._visits_at_epoch_start = self.visits.clone()
+
     def state_dict(self) -> dict:
         return {"epochs_done": self.epochs_done, "visits": self.visits,
                 "probability_sum": self.probability_sum}
@@ -133,5 +173,6 @@ class CSLTracker:
     def load_state_dict(self, state: dict) -> None:
         self.epochs_done = int(state["epochs_done"])
         self.visits.copy_(state["visits"])
+        self._visits_at_epoch_start = self.visits.clone()
         if self.probability_sum is not None and state.get("probability_sum") is not None:
             self.probability_sum.copy_(state["probability_sum"])

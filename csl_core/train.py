@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .data import TrainingSet, build_training_set
+from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
 from .store import RunError, RunStore, atomic_save_npy
 from .tracker import EPOCH_FIELDS, CSLTracker
@@ -265,16 +267,41 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbac
     cleanly and leaves the run resumable.
     """
     callbacks = callbacks or _Silent()
-    store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
-                                              training_set=training_set)
-    with store.lock():
-        return _train_locked(config, store, training_set, callbacks)
+    distributed = setup_distributed(config.device)
+    if distributed is None:
+        store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                                  training_set=training_set)
+        with store.lock():
+            return _train_locked(config, store, training_set, callbacks)
+    try:
+        return _train_distributed(config, out, distributed, resume=resume, callbacks=callbacks,
+                                  progress=progress, training_set=training_set)
+    finally:
+        distributed.close()
+
+
+def _train_distributed(config: TrainConfig, out: str | Path, distributed: DistributedContext, *, resume: bool,
+                       callbacks: Callbacks, progress: bool, training_set: TrainingSet | None) -> TrainResult:
+    """One rank of a ``torchrun`` job: rank 0 creates (or reopens) the run folder and holds its lock;
+    the other ranks reopen it once it exists, as a resume would, which also checks they see the same data."""
+    if distributed.is_main:
+        store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                                  training_set=training_set)
+    distributed.barrier()
+    if not distributed.is_main:
+        store, training_set, config = prepare_run(config, out, resume=True, training_set=training_set)
+    with store.lock() if distributed.is_main else nullcontext():
+        result = _train_locked(config, store, training_set, callbacks, distributed=distributed)
+    distributed.barrier()  # the other ranks leave once rank 0 has written the last files
+    return result
 
 
 def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSet,
-                  callbacks: Callbacks) -> TrainResult:
+                  callbacks: Callbacks, *, distributed: DistributedContext | None = None) -> TrainResult:
     meta = store.meta
-    device = resolve_device(config.device)
+    device = distributed.device if distributed is not None else resolve_device(config.device)
+    rank = distributed.rank if distributed is not None else 0
+    writes = rank == 0  # under torchrun, rank 0 alone writes the run folder
     torch.manual_seed(config.seed)
     num_classes = len(training_set.classes)
     channels = training_set.source.channels
@@ -289,14 +316,25 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
                             channels_last=channels_last)
     dataset = training_set.dataset()
     pin = device.type == "cuda"
-    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+    # Under torchrun each rank trains on its share, padded to equal length; batch_size is per rank.
+    sampler = eval_sampler = None
+    if distributed is not None:
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=distributed.world_size, rank=rank,
+                                                      shuffle=True, seed=config.seed)
+        eval_sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=distributed.world_size,
+                                                           rank=rank, shuffle=False)
+    steps_per_epoch = math.ceil((len(sampler) if sampler is not None else len(dataset)) / config.batch_size)
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
     tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False)
     eval_tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False,
                               track_probabilities=False) if config.eval_pass else None
     amp_dtype = _amp_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    forward = torch.compile(model) if config.compile else model
+    forward = model
+    if distributed is not None:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(forward) if config.compile else forward
 
     start_epoch = store.finished_epochs
     if start_epoch:
@@ -307,17 +345,20 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        tracker.load_state_dict(state["tracker"])
+        if writes:  # the running totals live on rank 0 (see CSLTracker.all_reduce_epoch)
+            tracker.load_state_dict(state["tracker"])
     callbacks.on_start({"epochs": config.epochs, "start_epoch": start_epoch, "batches": steps_per_epoch,
                         "device": str(device), "model": meta["model"], "samples": len(dataset)})
     timings = [e["seconds"] for e in store.report().get("epochs", []) if e["epoch"] < start_epoch]
     stopped = False
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True,
                              seed=_epoch_seed(config.seed, epoch), num_workers=config.num_workers,
-                             pin_memory=pin)
-        preprocess.seed(_epoch_seed(config.seed, epoch) + 1)
+                             pin_memory=pin, sampler=sampler)
+        preprocess.seed(_epoch_seed(config.seed, epoch) + 1 + rank)
         model.train()
         for batch, (x, y, index) in enumerate(loader):
             x = preprocess(x.to(device, non_blocking=True), train=True)
@@ -342,11 +383,16 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
                 break
         if stopped:
             break
+        if distributed is not None:
+            tracker.all_reduce_epoch()
         record = tracker.end_epoch()
         eval_seconds = 0.0
         if eval_tracker is not None:
             eval_began = time.perf_counter()
-            _score_pass(forward, dataset, preprocess, eval_tracker, device, config, amp_dtype)
+            _score_pass(forward, dataset, preprocess, eval_tracker, device, config, amp_dtype,
+                        sampler=eval_sampler)
+            if distributed is not None:
+                eval_tracker.all_reduce_epoch()
             record["eval_loss"] = eval_tracker.end_epoch()["loss"]
             eval_seconds = time.perf_counter() - eval_began
         seconds = time.perf_counter() - began
@@ -354,25 +400,27 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
         summary = {"seconds": seconds, "loss": float(np.nanmean(record["loss"])),
                    "accuracy": float(np.mean(record["correct"])), "lr": float(scheduler.get_last_lr()[0]),
                    "eval_seconds": eval_seconds}
-        probabilities = tracker.mean_probabilities()
-        store.write_epoch(epoch, record, probabilities=probabilities, timing=summary)
-        store.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
-                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "tracker": tracker.state_dict()})
+        if writes:
+            probabilities = tracker.mean_probabilities()
+            store.write_epoch(epoch, record, probabilities=probabilities, timing=summary)
+            store.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
+                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                   "tracker": tracker.state_dict()})
         callbacks.on_epoch(epoch, summary)
     test_accuracy = None
-    if not stopped:
+    if not stopped and writes:
         test_accuracy = _finish(model, training_set, preprocess, store, device, config, amp_dtype)
     return TrainResult(store, store.finished_epochs, stopped, test_accuracy, timings)
 
 
 @torch.no_grad()
-def _score_pass(model, dataset, preprocess, tracker: CSLTracker, device, config, amp_dtype) -> None:
+def _score_pass(model, dataset, preprocess, tracker: CSLTracker, device, config, amp_dtype,
+                sampler=None) -> None:
     """One pass in eval mode without augmentation: the authors' released scoring protocol."""
     was_training = model.training
     model.eval()
     loader = make_loader(dataset, batch_size=max(config.batch_size, 256), shuffle=False, seed=0,
-                         num_workers=config.num_workers, pin_memory=device.type == "cuda")
+                         num_workers=config.num_workers, pin_memory=device.type == "cuda", sampler=sampler)
     for x, y, index in loader:
         x = preprocess(x.to(device, non_blocking=True), train=False)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
