@@ -1,6 +1,29 @@
-"""Streamlit entry: `streamlit run app.py`."""
+"""Streamlit entry: `streamlit run app.py`. A router only: page config, the shared sidebar, the pages."""
+import sys
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="CSL data cleaner", layout="wide")
-st.title("CSL data cleaner")
-st.write("The dashboard is on its way; train from the command line meanwhile: `python -m csl_core train --data demo`.")
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # `pages._common` and `csl_core` import from here under any launcher
+    sys.path.insert(0, str(ROOT))
+
+from pages._common import sidebar  # noqa: E402
+
+st.set_page_config(page_title="CSL data cleaner", page_icon=":material/label:", layout="wide")
+
+# One entry per page, in menu order; a new page is one more line here. Each url_path differs from its
+# file name on purpose: Streamlit still knows the old automatic `pages/` folder, and a URL equal to a
+# file name would open that file alone, without this router and its sidebar.
+PAGES = [
+    st.Page("pages/run.py", title="Run", icon=":material/play_circle:", url_path="training", default=True),
+    st.Page("pages/trajectories.py", title="Trajectories", icon=":material/show_chart:", url_path="loss-trajectories"),
+    st.Page("pages/galleries.py", title="Galleries", icon=":material/photo_library:", url_path="gallery"),
+    st.Page("pages/review.py", title="Review queue", icon=":material/checklist:", url_path="review-queue"),
+    st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="cleaned-labels"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/query_stats:", url_path="evaluation"),
+]
+
+page = st.navigation(PAGES)
+sidebar()
+page.run()

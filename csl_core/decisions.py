@@ -246,3 +246,29 @@ def _run_size(run_path: Path) -> tuple[int, int]:
         return int(meta.get("num_samples", 0)), len(meta.get("classes", []))
     except (OSError, ValueError):
         return 0, 0
+
+
+def review_outcome(effective: pd.DataFrame, is_error: np.ndarray, true_labels: np.ndarray | None = None
+                   ) -> dict[str, int]:
+    """How the person's decisions fared against known errors (injected noise, a benchmark's truth).
+
+    ``caught``: true errors relabeled or dropped; ``fixed``: relabeled to the true label;
+    ``false_alarms``: correct samples relabeled or dropped; ``kept_errors``: errors marked keep.
+    """
+    is_error = np.asarray(is_error, dtype=bool)
+    action = effective["action"].to_numpy(object)
+    if len(action) != len(is_error):
+        raise ValueError(f"{len(action)} decision states but {len(is_error)} truth entries")
+    changed = np.isin(action, ("relabel", "drop"))
+    outcome = {
+        "errors": int(is_error.sum()),
+        "decided": int((action != UNDECIDED).sum()),
+        "caught": int((is_error & changed).sum()),
+        "dropped_errors": int((is_error & (action == "drop")).sum()),
+        "kept_errors": int((is_error & (action == "keep")).sum()),
+        "false_alarms": int((~is_error & changed).sum()),
+    }
+    if true_labels is not None:
+        fixed = is_error & (action == "relabel") & (effective["label"].to_numpy() == np.asarray(true_labels))
+        outcome["fixed"] = int(fixed.sum())
+    return outcome

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from csl_core.decisions import DecisionLog
+from csl_core.decisions import DecisionLog, review_outcome
 
 
 @pytest.fixture()
@@ -125,3 +125,17 @@ def test_two_tabs_at_once(run_dir):
     assert log.revision() == 75
     assert len(log.batches()) == 75
     assert log.history()["batch"].is_unique
+
+
+def test_review_outcome(run_dir):
+    log = DecisionLog(run_dir)
+    truth = np.zeros(10, bool)
+    truth[[1, 2, 3]] = True
+    true_labels = ORIGINAL.copy()
+    true_labels[[1, 2, 3]] = [0, 0, 1]
+    log.record([1, 2], "relabel", label=[0, 1])   # 1 fixed, 2 relabeled wrongly
+    log.record([3], "keep")
+    log.record([5], "drop")                       # a false alarm
+    outcome = review_outcome(log.effective(10, ORIGINAL), truth, true_labels)
+    assert outcome == {"errors": 3, "decided": 4, "caught": 2, "dropped_errors": 0, "kept_errors": 1,
+                       "false_alarms": 1, "fixed": 1}

@@ -1,0 +1,283 @@
+"""What every page shares: the open run, the background jobs, cached scores and decisions, thumbnails.
+
+Pages stay thin: they read through these helpers, draw, and hand actions to ``csl_core``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from csl_core.decisions import DecisionLog
+from csl_core.images import thumbnail, thumbnail_data_url
+from csl_core.jobs import Job, JobStatus
+from csl_core.store import RunError, RunStore, list_runs
+
+RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
+LIVE_REFRESH_SECONDS = 1.0
+
+
+def runs_root() -> Path:
+    """Where runs live: ``./runs``, or ``$CSL_RUNS_DIR``."""
+    return Path(os.environ.get("CSL_RUNS_DIR", "runs"))
+
+
+# ---------------------------------------------------------------- background jobs
+
+class JobRegistry:
+    """The training jobs of this Streamlit process, by run folder; shared by every session and tab."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+
+    def get(self, run_path: str | Path | None) -> Job | None:
+        if run_path is None:
+            return None
+        with self._lock:
+            return self._jobs.get(_key(run_path))
+
+    def start(self, job: Job) -> Job:
+        with self._lock:
+            current = self._jobs.get(_key(job.run_dir))
+            if current is not None and current.status().active:
+                raise RunError(f"{job.run_dir} is already training; stop it first")
+            self._jobs[_key(job.run_dir)] = job
+        return job.start()
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def active(self) -> list[Job]:
+        return [job for job in self.all() if job.status().active]
+
+
+def _key(run_path: str | Path) -> str:
+    return str(Path(run_path).resolve())
+
+
+@st.cache_resource
+def job_registry() -> JobRegistry:
+    return JobRegistry()
+
+
+# ---------------------------------------------------------------- the open run
+
+def run_choices() -> list[str]:
+    """Run folders under the runs root, newest first, plus runs opened by path or still preparing."""
+    found = [str(p) for p in list_runs(runs_root())]
+    extra = st.session_state.get("extra_runs", [])
+    preparing = [str(job.run_dir) for job in job_registry().all()]
+    return list(dict.fromkeys([*preparing, *found, *extra]))
+
+
+def open_run_path() -> str | None:
+    return st.session_state.get(RUN_KEY)
+
+
+def select_run(path: str | Path) -> None:
+    """Make ``path`` the open run (call from a callback, before the picker is drawn)."""
+    path = str(path)
+    extra = st.session_state.setdefault("extra_runs", [])
+    if path not in extra:
+        extra.append(path)
+    st.session_state[RUN_KEY] = path
+
+
+def open_store() -> RunStore | None:
+    path = open_run_path()
+    if not path:
+        return None
+    try:
+        return RunStore(path)
+    except RunError:
+        return None
+
+
+def require_scored_run() -> RunStore:
+    """The open run if it has at least one finished epoch; otherwise explain and stop the page."""
+    store = open_store()
+    if store is None:
+        path = open_run_path()
+        job = job_registry().get(path)
+        if job is not None and job.status().active:
+            st.info("The run is being prepared; its samples appear here after the first epoch.")
+        else:
+            st.info("No run is open. Start one on the **Run** page, or pick one in the sidebar.")
+        st.stop()
+    if store.finished_epochs == 0:
+        st.info(f"Run **{store.name}** has no finished epoch yet; scores appear after the first one.")
+        st.stop()
+    return store
+
+
+# ---------------------------------------------------------------- cached reads
+
+@st.cache_data(max_entries=6, show_spinner="Scoring samples...")
+def load_scores(run_path: str, finished_epochs: int) -> pd.DataFrame:
+    """Every score of every sample, recomputed only when an epoch finishes."""
+    return RunStore(run_path).scores()
+
+
+def scores_for(store: RunStore) -> pd.DataFrame:
+    return load_scores(str(store.path), store.finished_epochs)
+
+
+def decision_log(store: RunStore) -> DecisionLog:
+    return DecisionLog(store.path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _effective(run_path: str, revision: int, num_samples: int, finished_epochs: int) -> pd.DataFrame:
+    labels = load_scores(run_path, finished_epochs)["label"].to_numpy(np.int64)
+    return DecisionLog(run_path).effective(num_samples, labels)
+
+
+def effective_for(store: RunStore) -> pd.DataFrame:
+    """The effective decision of every sample, re-read only when the log grows."""
+    revision = decision_log(store).revision()
+    return _effective(str(store.path), revision, store.num_samples, store.finished_epochs)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def loss_rows(run_path: str, finished_epochs: int, rows: tuple[int, ...]) -> np.ndarray:
+    """Per-epoch loss of a few samples (reads only those rows of the memory map)."""
+    loss = RunStore(run_path).array("loss")[:, :finished_epochs]
+    return np.asarray(loss[np.asarray(rows, dtype=np.int64)], dtype=np.float64)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def class_mean_loss(run_path: str, finished_epochs: int, label: int) -> np.ndarray:
+    from csl_core.scores import class_average
+
+    store = RunStore(run_path)
+    labels = load_scores(run_path, finished_epochs)["label"].to_numpy(np.int64)
+    return class_average(store.array("loss")[:, :finished_epochs], labels, label)
+
+
+def thumb(store: RunStore, index: int, size: int = 96) -> bytes | None:
+    """A thumbnail, or ``None`` (with the reason logged to the page once) when the image is unreadable."""
+    try:
+        return thumbnail(store.path, int(index), size)
+    except (OSError, LookupError, ValueError) as e:
+        st.session_state.setdefault("image_errors", {})[str(store.path)] = str(e)
+        return None
+
+
+def thumb_url(store: RunStore, index: int, size: int = 64) -> str | None:
+    try:
+        return thumbnail_data_url(store.path, int(index), size)
+    except (OSError, LookupError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- wording
+
+def decision_text(action: str, label: int, classes: list[str]) -> str:
+    return {"keep": "kept", "drop": "dropped", "relabel": f"relabeled to {classes[label]}"}.get(action, "undecided")
+
+
+def record(store: RunStore, indices, action: str, *, label=None, source: str) -> None:
+    """Append a decision and say so in a toast; a bad request is shown, never raised."""
+    try:
+        decision_log(store).record(indices, action, label=label, source=source)
+    except ValueError as e:
+        st.session_state["decision_error"] = str(e)
+        return
+    count = len(indices)
+    st.session_state["last_decision"] = f"{action} · {count} sample{'s' if count != 1 else ''}"
+
+
+def undo(store: RunStore, *, source: str | None = None) -> None:
+    undone = decision_log(store).undo(source=source)
+    st.session_state["last_decision"] = f"undid batch {undone}" if undone else "nothing to undo"
+
+
+def show_decision_feedback() -> None:
+    """Show the outcome of the callback that ran before this rerun (toasts survive the rerun)."""
+    message = st.session_state.pop("last_decision", None)
+    if message:
+        st.toast(message)
+    error = st.session_state.pop("decision_error", None)
+    if error:
+        st.error(error)
+
+
+# ---------------------------------------------------------------- the sidebar (every page)
+
+def _run_label(path: str) -> str:
+    name = Path(path).name
+    job = job_registry().get(path)
+    if job is not None and job.status().active:
+        return f"{name} (training)"
+    return name
+
+
+def sidebar() -> None:
+    """The run picker and the live job state, drawn by ``app.py`` before every page."""
+    with st.sidebar:
+        choices = run_choices()
+        if st.session_state.get(RUN_KEY) not in choices:
+            st.session_state[RUN_KEY] = choices[0] if choices else None
+        if choices:
+            st.selectbox("Open run", choices, key=RUN_KEY, format_func=_run_label,
+                         help=f"Run folders under {runs_root()}/ (newest first) and runs opened by path.")
+        else:
+            st.caption(f"No runs yet under {runs_root()}/. Start one on the Run page.")
+        _sidebar_job_state()
+
+
+def _sidebar_job_state() -> None:
+    registry = job_registry()
+    active = bool(registry.active())
+
+    @st.fragment(run_every=LIVE_REFRESH_SECONDS * 2 if active else None)
+    def job_state():
+        job = registry.get(open_run_path())
+        if job is None:
+            store = open_store()
+            if store is not None:
+                meta = store.meta
+                done = "complete" if meta.get("completed") else "not complete"
+                st.caption(f"{meta['finished_epochs']}/{meta['epochs']} epochs · {done} · {meta['source']}")
+            return
+        status = job.status()
+        st.progress(status.fraction, text=job_state_text(status))
+        if status.state == "failed":
+            st.caption(f":red[{status.error}]")
+        if active != bool(registry.active()):
+            st.rerun()   # a job started or ended: redraw the whole page once
+
+    job_state()
+
+
+def job_state_text(status: JobStatus) -> str:
+    text = f"{status.state} · epoch {status.epoch}/{status.epochs}"
+    if status.active and status.eta_seconds is not None:
+        text += f" · ETA {format_seconds(status.eta_seconds)}"
+    return text
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def pick_class(classes: list[str], key: str, *, label: str = "Class", all_option: bool = False) -> int | None:
+    """A class picker returning the class index (``None`` for "all classes")."""
+    options = ([None] if all_option else []) + list(range(len(classes)))
+    return st.selectbox(label, options, key=key,
+                        format_func=lambda c: "All classes" if c is None else f"{c}: {classes[c]}")

@@ -1,0 +1,89 @@
+"""Evaluate page: where the truth is known (demo, injected noise or duplicates), how well each score and
+the person's own decisions found the errors."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from csl_core.decisions import review_outcome
+from csl_core.metrics import auroc, aupr, precision_at_k, roc_curve
+from csl_core.scores import SUSPICION, suspicion
+from pages._common import effective_for, load_scores, require_scored_run, scores_for
+
+ROC_POINTS = 300   # per curve: enough for the eye, light for the browser at any data size
+
+
+@st.cache_data(max_entries=8, show_spinner="Evaluating every score...")
+def evaluate_scores(run_path: str, finished_epochs: int, truth_column: str) -> tuple[pd.DataFrame, dict]:
+    """AUROC, AUPR and precision at k for every available score, and a thinned ROC curve of each."""
+    scores = load_scores(run_path, finished_epochs)
+    truth = scores[truth_column].to_numpy(bool)
+    rows, curves = [], {}
+    grid = np.linspace(0.0, 1.0, ROC_POINTS)
+    for method in SUSPICION:
+        try:
+            values = suspicion(scores, method)
+        except ValueError:
+            continue
+        values = np.nan_to_num(values, nan=-np.inf, posinf=np.finfo(np.float64).max,
+                               neginf=-np.finfo(np.float64).max)
+        fpr, tpr = roc_curve(truth, values)
+        curves[method] = (grid, np.interp(grid, fpr, tpr))
+        rows.append({"score": method, "AUROC": auroc(truth, values), "AUPR": aupr(truth, values),
+                     "precision at k": precision_at_k(truth, values)})
+    table = pd.DataFrame(rows).sort_values("AUROC", ascending=False, ignore_index=True)
+    return table, curves
+
+
+st.title("Evaluate")
+store = require_scored_run()
+scores = scores_for(store)
+truths = {column: text for column, text in (("is_mislabeled", "injected mislabeled samples"),
+                                            ("is_duplicate", "duplicates with conflicting labels"))
+          if column in scores.columns and 0 < scores[column].astype(bool).sum() < len(scores)}
+if not truths:
+    st.info("This run has no ground truth. Train with injected noise (the demo has it, or set *Inject label "
+            "noise* on the Run page) to see how well each score finds the flipped labels.")
+    st.stop()
+
+truth_column = st.radio("Errors to find", list(truths), format_func=truths.get, key="eval_truth", horizontal=True)
+truth = scores[truth_column].to_numpy(bool)
+k = int(truth.sum())
+st.caption(f"{k:,} of {len(scores):,} samples are positives; *precision at k* is the share of them among the "
+           f"top {k:,} of each score, what a person reviewing the top of the queue sees.")
+
+table, curves = evaluate_scores(str(store.path), store.finished_epochs, truth_column)
+left, right = st.columns([3, 2])
+with left:
+    figure = go.Figure()
+    for method in table["score"]:
+        x, y = curves[method]
+        value = table.loc[table["score"] == method, "AUROC"].iloc[0]
+        figure.add_scatter(x=x, y=y, mode="lines", name=f"{method} ({value:.3f})",
+                           line=dict(width=3 if method == "csl" else 1.4))
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
+    figure.update_layout(title="ROC curve of each score", xaxis_title="false-positive rate",
+                         yaxis_title="true-positive rate", height=460, margin=dict(t=50, b=40, l=10, r=10))
+    st.plotly_chart(figure, key="eval_roc")
+with right:
+    st.dataframe(table, hide_index=True, column_config={
+        "AUROC": st.column_config.NumberColumn(format="%.4f"), "AUPR": st.column_config.NumberColumn(format="%.4f"),
+        "precision at k": st.column_config.NumberColumn(format="%.3f")})
+
+st.subheader("Your decisions")
+effective = effective_for(store)
+true_labels = scores["true_label"].to_numpy() if "true_label" in scores.columns else None
+outcome = review_outcome(effective, scores["is_mislabeled"].to_numpy(bool) if "is_mislabeled" in scores
+                         else truth, true_labels)
+cells = st.columns(5)
+cells[0].metric("True errors", f"{outcome['errors']:,}")
+cells[1].metric("Caught (relabeled or dropped)", f"{outcome['caught']:,}",
+                help="True errors you relabeled or dropped")
+cells[2].metric("Fixed to the true label", f"{outcome.get('fixed', 0):,}")
+cells[3].metric("False alarms", f"{outcome['false_alarms']:,}", help="Correct samples you relabeled or dropped")
+cells[4].metric("Decisions", f"{outcome['decided']:,}")
+if outcome["errors"]:
+    st.progress(outcome["caught"] / outcome["errors"],
+                text=f"{outcome['caught'] / outcome['errors']:.0%} of the injected mislabeled samples caught")

@@ -1,0 +1,218 @@
+"""Run page: start, stop or resume training in the background and watch CSL form."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
+from csl_core.jobs import Job
+from csl_core.store import RunError, RunStore
+from csl_core.train import TrainConfig
+from pages._common import (LIVE_REFRESH_SECONDS, format_seconds, job_registry, job_state_text, open_run_path,
+                           open_store, runs_root, scores_for, select_run)
+
+SOURCES = {
+    "demo": "Demo: handwritten digits, 5% labels flipped (trains in seconds)",
+    "fashion-mnist": "Fashion-MNIST (installed)" if DEBIAN_FASHION_MNIST.exists() else "Fashion-MNIST",
+    "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+    "imagefolder": "My images: a folder with one subfolder per class",
+    "csv": "My images: a CSV file with path,label columns",
+}
+NEEDS_PATH = {"imagefolder": "Folder (ROOT/<class>/<image>)", "csv": "CSV file (paths relative to its folder)",
+              "cifar10": "Folder holding cifar-10-batches-py (empty: the usual cache)",
+              "cifar100": "Folder holding cifar-100-python (empty: the usual cache)"}
+
+st.title("Run")
+ss = st.session_state
+registry = job_registry()
+
+
+def _new_run_name(kind: str) -> str:
+    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _config_from_form() -> TrainConfig:
+    kind = ss.run_source
+    location = (ss.get("run_location") or "").strip()
+    if kind in ("imagefolder", "csv") and not location:
+        raise DataError(f"{SOURCES[kind]}: enter the path first")
+    spec = f"{kind}:{location}" if location and kind in NEEDS_PATH else kind
+    parse_spec(spec)
+    noise = ss.get("run_noise")
+    config = TrainConfig(data=spec, epochs=int(ss.run_epochs), model=ss.run_model, eval_pass=bool(ss.run_eval),
+                         inject_noise=None if noise is None else float(noise) / 100.0,
+                         subset=int(ss.run_subset) if ss.get("run_subset") else None)
+    config.validate()
+    return config
+
+
+def _start() -> None:
+    try:
+        config = _config_from_form()
+        name = (ss.run_name or "").strip() or _new_run_name(ss.run_source)
+        if Path(name).name != name:
+            raise ValueError(f"run name {name!r} must be a plain folder name (no slashes)")
+        out = runs_root() / name
+        if (out / "meta.json").exists():
+            raise RunError(f"{out} already holds a run; pick another name, or open it and press Resume")
+        registry.start(Job(config, out))
+    except (DataError, RunError, ValueError) as e:
+        ss["run_error"] = str(e)
+        return
+    select_run(out)
+    ss["run_name"] = _new_run_name(ss.run_source)
+
+
+def _resume(path: str) -> None:
+    try:
+        config = TrainConfig.from_dict(RunStore(path).meta["config"])
+        registry.start(Job(config, path, resume=True))
+    except (RunError, ValueError) as e:
+        ss["run_error"] = str(e)
+
+
+def _stop(path: str) -> None:
+    job = registry.get(path)
+    if job is not None:
+        job.stop()
+
+
+def _open_by_path() -> None:
+    path = (ss.get("run_open_path") or "").strip()
+    try:
+        RunStore(path)
+    except RunError as e:
+        ss["run_error"] = str(e)
+        return
+    select_run(str(Path(path)))
+
+
+# ---------------------------------------------------------------- new run
+store = open_store()
+with st.expander("New run", expanded=store is None or open_run_path() is None):
+    ss.setdefault("run_name", _new_run_name("demo"))
+    left, right = st.columns(2)
+    with left:
+        st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get,
+                     help="The demo needs nothing installed: digits with injected label noise and duplicates, "
+                          "so the Evaluate page can show how many errors were found.")
+        if ss.run_source in NEEDS_PATH:
+            st.text_input(NEEDS_PATH[ss.run_source], key="run_location")
+        st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
+    with right:
+        st.number_input("Epochs", min_value=1, max_value=500, value=12, key="run_epochs",
+                        help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
+        st.selectbox("Model", ["auto", "small-cnn", "resnet18"], key="run_model",
+                     help="auto: a small CNN for images up to 64 px (fast on a CPU), else ResNet-18.")
+        st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
+                        key="run_noise", placeholder="source default (demo 5%, others none)",
+                        help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")
+        st.number_input("Subset (samples)", min_value=0, value=0, step=1000, key="run_subset",
+                        help="Train on a seeded random subset; 0 uses every sample.")
+        st.checkbox("Eval pass", key="run_eval",
+                    help="Also score every sample once per epoch in eval mode without augmentation "
+                         "(the authors' protocol; about 30-50% more time).")
+    st.button("Start", type="primary", key="run_start", on_click=_start, icon=":material/play_arrow:")
+
+with st.expander("Open a run folder by path"):
+    st.text_input("Run folder", key="run_open_path", placeholder="/data/runs/imagenet-gpu",
+                  help="Any folder with a meta.json, e.g. one trained with `python -m csl_core train` on a GPU box.")
+    st.button("Open", key="run_open", on_click=_open_by_path)
+
+error = ss.pop("run_error", None)
+if error:
+    st.error(error)
+
+# ---------------------------------------------------------------- the open run
+path = open_run_path()
+if path is None:
+    st.info("Press **Start** to train the demo: about a minute on a laptop CPU.")
+    st.stop()
+job = registry.get(path)
+status = job.status() if job is not None else None
+store = open_store()
+st.subheader(Path(path).name)
+
+controls = st.columns([1, 1, 6])
+active = bool(status and status.active)
+if active:
+    controls[0].button("Stop", key="run_stop", on_click=_stop, args=(path,), icon=":material/stop:",
+                       help="Ends after the current batch; the finished epochs are kept and Resume continues.")
+elif store is not None and not store.meta.get("completed") and not store.is_locked():
+    controls[0].button("Resume", key="run_resume", type="primary", on_click=_resume, args=(path,),
+                       icon=":material/replay:", help="Continue from the last finished epoch.")
+if status and status.state == "failed":
+    st.error(f"Training failed: {status.error}")
+    with st.expander("Traceback"):
+        st.code(status.traceback or "", language="text")
+elif store is not None and store.is_locked() and not active:
+    st.info("Another process is training this run; this page follows its epochs as they finish.")
+
+locked_elsewhere = store is not None and store.is_locked() and not active
+
+
+@st.fragment(run_every=LIVE_REFRESH_SECONDS if active or locked_elsewhere else None)
+def live_progress() -> None:
+    current = job.status() if job is not None else None
+    if current is not None and current.active != active:
+        st.rerun()   # the job ended (or started): redraw the page without the timer
+    run = open_store()
+    if run is None:
+        st.progress(0.0, text="preparing the data...")
+        return
+    meta = run.meta
+    report = run.report()
+    epochs = pd.DataFrame(report.get("epochs", []))
+    fraction = current.fraction if current is not None else meta["finished_epochs"] / max(1, meta["epochs"])
+    text = job_state_text(current) if current is not None else (
+        f"{'complete' if meta.get('completed') else 'stopped'} · epoch {meta['finished_epochs']}/{meta['epochs']}")
+    st.progress(fraction, text=text)
+    seconds = epochs["seconds"].to_numpy() if "seconds" in epochs else np.array([])
+    cells = st.columns(5)
+    cells[0].metric("Epoch", f"{meta['finished_epochs']}/{meta['epochs']}")
+    cells[1].metric("s / epoch", f"{np.median(seconds):.1f}" if len(seconds) else "-")
+    cells[2].metric("ETA", format_seconds(current.eta_seconds) if current is not None and current.active else "-")
+    cells[3].metric("Samples", f"{meta['num_samples']:,}")
+    test_accuracy = report.get("test_accuracy")
+    cells[4].metric("Test accuracy", f"{test_accuracy:.3f}" if test_accuracy is not None else "-")
+    skipped = report.get("skipped", [])
+    if skipped:
+        with st.expander(f"{len(skipped)} input(s) skipped"):
+            st.dataframe(pd.DataFrame(skipped), hide_index=True)
+    if epochs.empty:
+        return
+    curves, histogram = st.columns(2)
+    with curves:
+        figure = go.Figure()
+        x = epochs["epoch"] + 1
+        figure.add_scatter(x=x, y=epochs["loss"], name="mean training loss", mode="lines+markers")
+        figure.add_scatter(x=x, y=epochs["accuracy"], name="training accuracy", mode="lines+markers", yaxis="y2")
+        figure.update_layout(title="Loss and accuracy", height=320, margin=dict(t=40, b=30, l=10, r=10),
+                             xaxis_title="epoch", yaxis=dict(title="loss"),
+                             yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
+                             legend=dict(orientation="h", y=-0.25))
+        st.plotly_chart(figure, key="run_curves")
+    with histogram:
+        scores = scores_for(run)
+        csl = scores["csl"].to_numpy()
+        edges = np.histogram_bin_edges(csl[np.isfinite(csl)], bins=40)
+        figure = go.Figure()
+        groups = [("all samples", np.ones(len(csl), bool))]
+        if "is_mislabeled" in scores:
+            truth = scores["is_mislabeled"].to_numpy(bool)
+            groups = [("clean", ~truth), ("injected mislabeled", truth)]
+        for name, mask in groups:
+            counts, _ = np.histogram(csl[mask], bins=edges)
+            figure.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, name=name, width=np.diff(edges))
+        figure.update_layout(title=f"CSL after {meta['finished_epochs']} epoch(s)", barmode="stack", height=320,
+                             margin=dict(t=40, b=30, l=10, r=10), xaxis_title="cumulative sample loss",
+                             yaxis=dict(title="samples", type="log"), legend=dict(orientation="h", y=-0.25))
+        st.plotly_chart(figure, key="run_histogram")
+
+
+live_progress()
