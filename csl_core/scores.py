@@ -20,6 +20,7 @@ million samples is scored without loading it whole. Definitions follow the liter
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -57,6 +58,8 @@ def learning_time(correct: np.ndarray) -> np.ndarray:
     """First epoch from which every later epoch is correct; ``epochs`` if the last one is wrong."""
     correct = np.asarray(correct, dtype=bool)
     epochs = correct.shape[1]
+    if epochs == 0:
+        return np.zeros(len(correct), dtype=np.int64)
     wrong = ~correct
     any_wrong = wrong.any(axis=1)
     last_wrong = epochs - 1 - np.argmax(wrong[:, ::-1], axis=1)
@@ -71,6 +74,8 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
 
 def _last_seen(values: np.ndarray) -> np.ndarray:
     """The last non-NaN value of each row (NaN if the row has none)."""
+    if values.shape[1] == 0:
+        return np.full(len(values), np.nan)
     seen = ~np.isnan(values)
     has = seen.any(axis=1)
     last = values.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
@@ -81,7 +86,9 @@ def _last_seen(values: np.ndarray) -> np.ndarray:
 def _chunk_scores(chunk: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     loss = np.asarray(chunk["loss"], dtype=np.float64)
     out: dict[str, np.ndarray] = {}
-    with np.errstate(invalid="ignore"):
+    # A sample never seen (a row of NaN) scores NaN; numpy would warn about each such row.
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         out["csl"] = np.nansum(loss, axis=1)
         seen = (~np.isnan(loss)).sum(axis=1)
         out["mean_loss"] = np.where(seen > 0, out["csl"] / np.maximum(seen, 1), np.nan)

@@ -1,0 +1,179 @@
+"""The run folder: layout, epochs, memory maps, atomic writes and the trainer's lock."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from csl_core.store import (RunError, RunLockedError, RunStore, atomic_save_npy, atomic_write_csv,
+                            atomic_write_json, list_runs)
+from csl_core.tracker import EPOCH_FIELDS
+
+
+def make_store(path, n=6, epochs=3) -> RunStore:
+    samples = pd.DataFrame({"index": range(n), "sample_id": [f"{i:03d}" for i in range(n)],
+                            "label": [i % 2 for i in range(n)], "class_name": ["NA", "null"] * (n // 2)})
+    return RunStore.create(path, meta={"classes": ["NA", "null"], "source": "test"}, samples=samples,
+                           epochs=epochs)
+
+
+def epoch_record(n: int, value: float) -> dict:
+    return {"loss": np.full(n, value, np.float32), "correct": np.ones(n, bool),
+            "margin": np.zeros(n, np.float32), "p_given": np.full(n, 0.5, np.float32),
+            "p_max": np.full(n, 0.5, np.float32)}
+
+
+def test_create_lays_out_a_run_folder(tmp_path):
+    store = make_store(tmp_path / "run")
+    meta = store.meta
+    assert meta["num_samples"] == 6 and meta["epochs"] == 3 and meta["finished_epochs"] == 0
+    assert meta["fields"] == list(EPOCH_FIELDS)
+    samples = store.samples()
+    assert samples["sample_id"].tolist()[:2] == ["000", "001"]  # ids stay text
+    assert samples["class_name"].tolist()[:2] == ["NA", "null"]  # and class names are not read as missing
+    assert store.array("loss").shape == (6, 0)
+    assert np.isnan(store.array("loss", finished_only=False)).all()
+    with pytest.raises(RunError, match="already holds a run"):
+        make_store(tmp_path / "run")
+    with pytest.raises(RunError, match="not a run folder"):
+        RunStore(tmp_path)
+
+
+def test_epochs_are_written_in_order_and_only_finished_ones_are_read(tmp_path):
+    store = make_store(tmp_path / "run")
+    store.write_epoch(0, epoch_record(6, 1.0), probabilities=np.full((6, 2), 0.5), timing={"seconds": 1.5})
+    with pytest.raises(RunError, match="out of order"):
+        store.write_epoch(2, epoch_record(6, 3.0))
+    store.write_epoch(1, epoch_record(6, 2.0))
+    loss = store.array("loss")
+    assert isinstance(loss, np.memmap)  # opened without loading it whole
+    assert loss.shape == (6, 2) and loss[:, 1].tolist() == [2.0] * 6
+    assert store.arrays()["correct"].dtype == np.bool_
+    assert store.report()["epochs"] == [{"epoch": 0, "seconds": 1.5}]
+    assert store.probabilities().shape == (6, 2)
+    scores = store.scores()
+    assert scores["csl"].tolist() == [3.0] * 6 and scores["sample_id"].iloc[0] == "000"
+
+
+def test_writing_past_the_planned_epochs_grows_the_arrays(tmp_path):
+    store = make_store(tmp_path / "run", epochs=1)
+    store.write_epoch(0, epoch_record(6, 1.0))
+    store.write_epoch(1, epoch_record(6, 2.0))
+    assert store.meta["epochs"] == 2
+    assert store.array("loss")[:, 0].tolist() == [1.0] * 6
+    assert store.array("loss")[:, 1].tolist() == [2.0] * 6
+
+
+def test_no_scores_before_the_first_epoch(tmp_path):
+    with pytest.raises(RunError, match="no finished epoch"):
+        make_store(tmp_path / "run").scores()
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    store = make_store(tmp_path / "run")
+    assert store.load_checkpoint() is None
+    model = torch.nn.Linear(3, 2)
+    store.save_checkpoint({"epoch": 2, "model": model.state_dict()})
+    state = store.load_checkpoint()
+    assert state["epoch"] == 2 and torch.equal(state["model"]["weight"], model.weight.detach())
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_reader_never_sees_a_partial_file(tmp_path):
+    """A reader looping over meta.json, a CSV and an .npy while a writer rewrites them never sees half a file."""
+    meta, table, array = tmp_path / "meta.json", tmp_path / "samples.csv", tmp_path / "loss.npy"
+    atomic_write_json(meta, {"version": 0, "payload": [0] * 2000})
+    atomic_write_csv(table, pd.DataFrame({"version": [0] * 2000}))
+    atomic_save_npy(array, np.zeros(20000, np.float32))
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write():
+        try:
+            for version in range(1, 60):
+                atomic_write_json(meta, {"version": version, "payload": [version] * (2000 + version)})
+                atomic_write_csv(table, pd.DataFrame({"version": [version] * (2000 + version)}))
+                atomic_save_npy(array, np.full(20000 + version, version, np.float32))
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    while not done.is_set() or reads < 3:
+        with open(meta) as f:
+            obj = json.load(f)
+        assert obj["payload"] == [obj["version"]] * (2000 + obj["version"])
+        frame = pd.read_csv(table)
+        assert len(frame) == 2000 + frame["version"].iloc[0] and frame["version"].nunique() == 1
+        values = np.load(array)
+        assert len(values) == 20000 + values[0] and (values == values[0]).all()
+        reads += 1
+    writer.join()
+    assert not errors
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path):
+    store = make_store(tmp_path / "run", n=50000, epochs=20)
+    done = threading.Event()
+
+    def write():
+        try:
+            for epoch in range(20):
+                store.write_epoch(epoch, epoch_record(50000, epoch + 1.0), timing={"seconds": 0.1})
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader = RunStore(tmp_path / "run")
+    while not done.is_set():
+        loss = reader.arrays()["loss"]
+        for epoch in range(loss.shape[1]):
+            assert (loss[:, epoch] == epoch + 1.0).all()
+        assert len(reader.report()["epochs"]) >= 0
+    writer.join()
+    assert reader.finished_epochs == 20
+
+
+def test_second_trainer_on_the_same_run_is_refused(tmp_path):
+    store = make_store(tmp_path / "run")
+    with store.lock():
+        assert store.is_locked()
+        with pytest.raises(RunLockedError, match=f"process {os.getpid()}"):
+            with RunStore(tmp_path / "run").lock():
+                pass
+    assert not store.is_locked()
+    with pytest.raises(KeyError):
+        with store.lock():
+            raise KeyError("crash")
+    assert not (tmp_path / "run" / "lock").exists()  # a crash releases the lock
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
+    store = make_store(tmp_path / "run")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+    (tmp_path / "run" / "lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    assert not store.is_locked()
+    with store.lock():
+        holder = json.loads((tmp_path / "run" / "lock").read_text())
+        assert holder["pid"] == os.getpid()
+
+
+def test_list_runs_finds_run_folders_only(tmp_path):
+    make_store(tmp_path / "a")
+    (tmp_path / "not-a-run").mkdir()
+    assert [p.name for p in list_runs(tmp_path)] == ["a"]
+    assert list_runs(tmp_path / "missing") == []
