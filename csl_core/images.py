@@ -101,7 +101,7 @@ def _lookup_for_key(key: tuple[str, float]) -> Callable[[int], Image.Image]:
             _lookups.move_to_end(key)
             return _lookups[key]
         store = RunStore(key[0])
-        for factory in [*_sources, _file_source, _array_source]:
+        for factory in [*_sources, _file_source, _synthetic_source, _array_source]:
             lookup = factory(store)
             if lookup is not None:
                 break
@@ -124,6 +124,21 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
         with Image.open(paths[index]) as image:
             image.load()
             return image.copy()
+
+    return read
+
+
+def _synthetic_source(store: RunStore) -> Callable[[int], Image.Image] | None:
+    """Runs made by scripts/make_synthetic_run.py: images drawn from the index and the true class."""
+    from .synthetic import SOURCE, synthetic_image
+
+    if store.meta.get("source") != SOURCE:
+        return None
+    samples = store.samples()
+    classes = samples["true_label" if "true_label" in samples.columns else "label"].to_numpy(np.int64)
+
+    def read(index: int) -> Image.Image:
+        return Image.fromarray(synthetic_image(index, classes[index]))
 
     return read
 
