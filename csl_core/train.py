@@ -336,12 +336,17 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
             model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(forward) if config.compile else forward
 
-    start_epoch = store.finished_epochs
-    if start_epoch:
-        state = store.load_checkpoint(map_location=device)
-        if state is None or state.get("epoch") != start_epoch:
-            raise RunError(f"{store.path}: checkpoint does not match the {start_epoch} finished epochs; "
-                           "the run cannot be resumed")
+    finished = store.finished_epochs
+    state = store.load_checkpoint(map_location=device) if finished else None
+    # Each epoch is written before its checkpoint, so a kill in between leaves the checkpoint one epoch
+    # behind: that epoch is trained again (same seed, same numbers) and a kill loses at most one epoch.
+    start_epoch = int(state["epoch"]) if state is not None else 0
+    if start_epoch not in (finished, finished - 1):
+        raise RunError(f"{store.path}: the checkpoint is from epoch {start_epoch} but {finished} epochs are "
+                       "recorded; the run cannot be resumed, start a new one")
+    if start_epoch < finished and writes:
+        store.update_meta(finished_epochs=start_epoch)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -4,10 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from csl_core.train import TrainConfig, train
 
 DEMO_EPOCHS = 4
+
+# The tests train on tiny data, where a second thread gains nothing and, on a shared 2-core machine,
+# waits at every parallel region for a descheduled sibling: one thread keeps the suite fast and steady.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
