@@ -69,10 +69,10 @@ def job_registry() -> JobRegistry:
 # ---------------------------------------------------------------- the open run
 
 def run_choices() -> list[str]:
-    """Run folders under the runs root, newest first, plus runs opened by path or still preparing."""
+    """Run folders under the runs root, newest first, plus runs opened by path and runs training here (their folder may not exist yet)."""
     found = [str(p) for p in list_runs(runs_root())]
     extra = st.session_state.get("extra_runs", [])
-    preparing = [str(job.run_dir) for job in job_registry().all()]
+    preparing = [str(job.run_dir) for job in job_registry().active()]
     return list(dict.fromkeys([*preparing, *found, *extra]))
 
 
@@ -210,14 +210,6 @@ def show_decision_feedback() -> None:
 
 # ---------------------------------------------------------------- the sidebar (every page)
 
-def _run_label(path: str) -> str:
-    name = Path(path).name
-    job = job_registry().get(path)
-    if job is not None and job.status().active:
-        return f"{name} (training)"
-    return name
-
-
 def sidebar() -> None:
     """The run picker and the live job state, drawn by ``app.py`` before every page."""
     with st.sidebar:
@@ -225,7 +217,7 @@ def sidebar() -> None:
         if st.session_state.get(RUN_KEY) not in choices:
             st.session_state[RUN_KEY] = choices[0] if choices else None
         if choices:
-            st.selectbox("Open run", choices, key=RUN_KEY, format_func=_run_label,
+            st.selectbox("Open run", choices, key=RUN_KEY, format_func=lambda p: Path(p).name,
                          help=f"Run folders under {runs_root()}/ (newest first) and runs opened by path.")
         else:
             st.caption(f"No runs yet under {runs_root()}/. Start one on the Run page.")

@@ -1,0 +1,174 @@
+"""Duplicates page: exact and near-duplicate groups, highest CSL first; resolve a whole group in one click."""
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import streamlit as st
+
+from csl_core.duplicates import (DEFAULT_THRESHOLD, find_duplicates, injected_pair_recall, is_dismissed,
+                                 member_table, not_duplicate_sets)
+from csl_core.store import RunStore
+from pages._common import (decision_log, decision_text, effective_for, require_scored_run, show_decision_feedback,
+                           thumb)
+
+SOURCE = "duplicates"
+SHOWN_PER_GROUP = 8
+
+
+@st.cache_data(max_entries=8, show_spinner="Searching for duplicates (the first time takes a while)...")
+def load_report(run_path: str, finished_epochs: int, embeddings_stamp: float, threshold: float):
+    """The groups at ``threshold``; the neighbour search behind them is cached in the run folder."""
+    return find_duplicates(run_path, threshold=threshold)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def load_dismissed(run_path: str, revision: int) -> list[frozenset[int]]:
+    return not_duplicate_sets(decision_log(RunStore(run_path)).history())
+
+
+def act(indices: list[int], action: str, *, label: int | None = None, note: str) -> None:
+    """Append one batch from this page; the toast and errors go through the shared feedback keys."""
+    try:
+        decision_log(store).record(indices, action, label=label, source=SOURCE, note=note)
+    except ValueError as e:
+        st.session_state["decision_error"] = str(e)
+        return
+    st.session_state["last_decision"] = f"{action} · {len(indices)} sample{'s' if len(indices) != 1 else ''}"
+
+
+def click_note(what: str) -> str:
+    # One click may append two batches (keep one, drop the rest); the shared note lets undo take both.
+    return f"{what} · click {uuid.uuid4().hex[:8]}"
+
+
+def keep_one(members: list[int], anchor: int) -> None:
+    keep = int(st.session_state[f"dup_keep_choice_{anchor}"])
+    note = click_note(f"duplicate group of {len(members)}: keep {keep}, drop the rest")
+    act([m for m in members if m != keep], "drop", note=note)
+    act([keep], "keep", note=note)
+
+
+def relabel_all(members: list[int], anchor: int) -> None:
+    label = int(st.session_state[f"dup_relabel_to_{anchor}"])
+    act(members, "relabel", label=label, note=click_note(f"duplicate group of {len(members)}: relabel all"))
+
+
+def not_duplicates(members: list[int]) -> None:
+    act(members, "not-duplicate", note=click_note(f"group of {len(members)}: not duplicates"))
+
+
+def undo_last_click() -> None:
+    log = decision_log(store)
+    batches = log.batches()
+    mine = batches[(batches["source"] == SOURCE) & (batches["action"] != "undo") & ~batches["undone"]]
+    if mine.empty:
+        st.session_state["last_decision"] = "nothing to undo"
+        return
+    last_note = mine["note"].iloc[-1]
+    same_click = mine[mine["note"] == last_note]["batch"] if last_note else mine["batch"].iloc[-1:]
+    for batch in same_click:
+        log.undo(int(batch), source=SOURCE)
+    st.session_state["last_decision"] = f"undid {len(same_click)} batch(es)"
+
+
+st.title("Duplicates")
+st.caption("The same image twice, or nearly: exact copies (same pixels) and near copies (the trained model's "
+           "embeddings, cosine similarity). Groups whose members carry different labels are flagged; groups "
+           "are ranked by the highest CSL inside them.")
+store = require_scored_run()
+classes = store.classes
+embeddings = store.path / "embeddings.npy"
+stamp = embeddings.stat().st_mtime if embeddings.is_file() else 0.0
+show_decision_feedback()
+
+filters = st.columns([3, 1.5, 1.5, 1.2, 1.2])
+with filters[0]:
+    threshold = st.slider("Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, step=0.001, format="%.3f",
+                          key="dup_threshold",
+                          help="Two samples are near duplicates when the cosine similarity of their embeddings "
+                               "is at least this. Lower finds more groups (and more false ones). Exact copies "
+                               "are always grouped.")
+report = load_report(str(store.path), store.finished_epochs, stamp, float(threshold))
+for note in report.notes:
+    st.info(note)
+with filters[1]:
+    conflicts_only = st.checkbox("Label conflicts only", value=True, key="dup_conflicts")
+with filters[2]:
+    open_only = st.checkbox("Undecided only", value=True, key="dup_open",
+                            help="Hide groups whose every member is decided, and groups marked not duplicates.")
+with filters[3]:
+    per_page = st.selectbox("Groups", [10, 20, 50], key="dup_per_page")
+
+effective = effective_for(store)
+action = effective["action"].to_numpy()
+dismissed = load_dismissed(str(store.path), decision_log(store).revision())
+groups = report.groups
+if conflicts_only:
+    groups = groups[groups["label_conflict"]]
+if open_only:
+    groups = groups[[(action[m] == "undecided").any() and not is_dismissed(m, dismissed) for m in groups["members"]]]
+pages = max(1, math.ceil(len(groups) / per_page))
+with filters[4]:
+    page = st.number_input("Page", 1, pages, 1, key="dup_page", help=f"{pages} page(s)")
+
+samples = store.samples()
+summary = st.columns(4)
+summary[0].metric("Groups", f"{len(report.groups):,}")
+summary[1].metric("Exact copies", f"{int(report.groups['exact'].sum()):,}")
+summary[2].metric("Label conflicts", f"{int(report.groups['label_conflict'].sum()):,}")
+summary[3].metric("Samples in groups", f"{int(report.groups['size'].sum()):,}")
+if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
+    found = injected_pair_recall(report.samples["group"].to_numpy(), samples["duplicate_of"].to_numpy(),
+                                 report.groups)
+    st.caption(f"Injected duplicates: {found['found_and_flagged']} of {found['pairs']} pairs grouped and flagged; "
+               f"{found['false_groups']} group(s) hold no injected pair.")
+
+tools = st.columns([2, 2, 4])
+tools[0].button("Undo last duplicates action", key="dup_undo", on_click=undo_last_click, icon=":material/undo:")
+tools[1].download_button("Groups as CSV", member_table(report, samples).to_csv(index=False).encode(),
+                         file_name=f"{store.name}-duplicates.csv", mime="text/csv", key="dup_download")
+st.caption(f"{len(groups):,} group(s) match; page {page} of {pages}.")
+
+labels = samples["label"].to_numpy(np.int64)
+sample_ids = samples["sample_id"].astype(str).to_numpy()
+csl = report.samples["csl"].to_numpy()
+similarity = report.samples["similarity"].to_numpy()
+for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(index=False):
+    members = [int(m) for m in group.members]
+    anchor = min(members)  # stable widget keys while the threshold moves
+    with st.container(border=True, key=f"dup_group_{anchor}"):
+        names = ", ".join(classes[c] for c in group.labels)
+        flag = f":red[label conflict: {names}]" if group.label_conflict else f"all **{names}**"
+        kind = "exact copies" if group.exact else f"similarity {group.min_similarity:.3f}-{group.max_similarity:.3f}"
+        note = " · :orange[marked not duplicates]" if is_dismissed(members, dismissed) else ""
+        st.markdown(f"**#{group.rank}** · {group.size} images · {kind} · highest CSL {group.max_csl:.2f} · "
+                    f"{flag}{note}")
+        cells = st.columns(SHOWN_PER_GROUP)
+        for cell, index in zip(cells, members[:SHOWN_PER_GROUP]):
+            with cell:
+                image = thumb(store, index)
+                if image is not None:
+                    st.image(image, width="stretch")
+                else:
+                    st.caption("image not available")
+                lines = [f"**{classes[labels[index]]}**", f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
+                if action[index] != "undecided":
+                    lines.append(f":blue[{decision_text(action[index], int(effective.at[index, 'label']), classes)}]")
+                st.markdown("  \n".join(lines), help=sample_ids[index])
+        if len(members) > SHOWN_PER_GROUP:
+            st.caption(f"and {len(members) - SHOWN_PER_GROUP} more (all are included in the group's actions)")
+        buttons = st.columns([2.4, 1.6, 2, 1.3, 1.5])
+        # The member with the lowest CSL is the one the model agreed with: the natural one to keep.
+        lowest = sorted(members, key=lambda m: (np.nan_to_num(csl[m], nan=np.inf), m))
+        buttons[0].selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed",
+                             format_func=lambda m: f"keep {sample_ids[m]} ({classes[labels[m]]})")
+        buttons[1].button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one,
+                          args=(members, anchor))
+        buttons[2].selectbox("Relabel to", list(range(len(classes))), index=int(labels[lowest[0]]),
+                             key=f"dup_relabel_to_{anchor}", label_visibility="collapsed",
+                             format_func=lambda c: f"relabel all to {classes[c]}")
+        buttons[3].button("Relabel all", key=f"dup_relabel_{anchor}", on_click=relabel_all, args=(members, anchor))
+        buttons[4].button("Not duplicates", key=f"dup_not_{anchor}", on_click=not_duplicates, args=(members,),
+                          help="These images only look alike: hide the group (it shows again if it grows).")
