@@ -455,3 +455,15 @@ def member_table(report: DuplicateReport, samples: pd.DataFrame) -> pd.DataFrame
     for column in ("csl", "similarity", "duplicate_score"):
         frame[column] = report.samples[column].to_numpy()[members]
     return frame
+
+
+def not_duplicate_sets(history: pd.DataFrame) -> list[frozenset[int]]:
+    """The sample sets a person marked as not duplicates, from ``DecisionLog.history()`` (undone ones left out)."""
+    marked = history[(history["action"] == "not-duplicate") & ~history["undone"].astype(bool)]
+    return [frozenset(int(s) for s in rows["sample"].dropna()) for _, rows in marked.groupby("batch")]
+
+
+def is_dismissed(members, dismissed: list[frozenset[int]]) -> bool:
+    """Whether one "not duplicates" decision covers every member (a group that grew shows again)."""
+    members = frozenset(int(m) for m in members)
+    return any(members <= marked for marked in dismissed)
