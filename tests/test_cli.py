@@ -1,0 +1,77 @@
+"""The command line end to end on the demo."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csl_core.cli import main
+from csl_core.store import RunStore
+
+
+def test_train_writes_a_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "demo", "--epochs", "1", "--subset", "300", "--out", str(out), "--quiet"]) == 0
+    assert f"run folder: {out}" in capsys.readouterr().out
+    store = RunStore(out)
+    assert store.finished_epochs == 1 and store.meta["config"]["subset"] == 300
+
+
+def test_info_prints_the_detection_auroc(demo_run, capsys):
+    assert main(["info", str(demo_run)]) == 0
+    text = capsys.readouterr().out
+    match = re.search(r"AUROC\s+csl\s+([0-9.]+)\s+\((\d+) injected mislabeled samples\)", text)
+    assert match, text
+    assert float(match.group(1)) > 0.9
+    assert int(match.group(2)) == RunStore(demo_run).samples()["is_mislabeled"].sum()
+    assert "epochs     4/4 finished" in text
+
+
+def test_scores_prints_the_top_and_writes_every_sample_to_csv(demo_run, tmp_path, capsys):
+    table = tmp_path / "scores.csv"
+    assert main(["scores", str(demo_run), "--top", "5", "--csv", str(table)]) == 0
+    printed = capsys.readouterr().out
+    scores = pd.read_csv(table)
+    assert len(scores) == RunStore(demo_run).num_samples
+    assert {"index", "sample_id", "label", "csl", "csl_rank", "aum", "suggested_label"} <= set(scores.columns)
+    assert np.all(np.diff(scores["csl"]) <= 0) and scores["csl_rank"].iloc[0] == 1
+    assert scores["sample_id"].iloc[0] in printed
+    assert main(["scores", str(demo_run), "--by", "aum", "--top", "3"]) == 0
+    assert main(["scores", str(demo_run), "--by", "vibes"]) == 2
+    assert "known scores" in capsys.readouterr().err
+
+
+def test_bad_data_exits_2_with_a_message_and_no_traceback(tmp_path):
+    images = tmp_path / "img"
+    images.mkdir()
+    (tmp_path / "labels.csv").write_text("path,label\na.png,1\nb.png,2.5\n")
+    done = subprocess.run([sys.executable, "-m", "csl_core", "train", "--data", f"csv:{tmp_path / 'labels.csv'}",
+                           "--out", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "labels.csv, line 3: label '2.5'" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--data", "imagefolder:/no/such/folder"], "does not exist"),
+    (["train", "--data", "mnist"], "unknown data source"),
+    (["train", "--device", "cuda:7"], "device"),
+    (["info", "/no/such/run"], "not a run folder"),
+])
+def test_errors_a_person_can_act_on(tmp_path, capsys, argv, words):
+    assert main([*argv, *(["--out", str(tmp_path / "run"), "--quiet"] if argv[0] == "train" else [])]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_help_explains_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--data", "--epochs", "--model", "--out", "--inject-noise", "--eval-pass", "--resume"):
+        assert option in text
