@@ -200,9 +200,11 @@ class RunStore:
         """Every score of every sample over the finished epochs, joined to the sample table."""
         from .scores import compute_scores
 
-        if self.finished_epochs == 0:
+        finished = self.finished_epochs
+        if finished == 0:
             raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
-        return compute_scores(self.arrays(), samples=self.samples(), probabilities=self.probabilities())
+        arrays = {name: _RowChunks(self.path / "arrays" / f"{name}.npy", finished) for name in self.meta["fields"]}
+        return compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
 
     def report(self) -> dict:
         file = self.path / "report.json"
@@ -308,6 +310,45 @@ def _is_stale(holder: dict) -> bool:
     except (PermissionError, KeyError, ValueError, TypeError):
         return False
     return False
+
+
+class _RowChunks:
+    """A ``(samples, epochs)`` .npy read a slice of rows at a time with plain file reads.
+
+    Scoring reads every row once. Through a memory map those pages would stay mapped into the
+    reading process (2 GB of RSS for ImageNet x 100 epochs); read like this they stay in the OS cache.
+    """
+
+    def __init__(self, file: Path, columns: int):
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(f)
+            self._offset = f.tell()
+        if fortran_order or len(shape) != 2:
+            raise RunError(f"{file}: expected a C-ordered (samples, epochs) array, found shape {shape}")
+        self._file, self._shape, self.dtype, self._columns = Path(file), shape, np.dtype(dtype), columns
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape[0], self._columns
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("_RowChunks reads slices of rows only")
+        start, stop, step = rows.indices(self._shape[0])
+        if step != 1:
+            raise TypeError("_RowChunks reads contiguous rows only")
+        width = self._shape[1]
+        count = max(0, stop - start) * width
+        with open(self._file, "rb") as f:
+            f.seek(self._offset + start * width * self.dtype.itemsize)
+            block = np.fromfile(f, dtype=self.dtype, count=count)
+        return block.reshape(-1, width)[:, : self._columns]
 
 
 def _allocate(path: Path, rows: int, cols: int, dtype) -> None:

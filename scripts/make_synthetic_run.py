@@ -90,9 +90,13 @@ def make_run(out: Path, *, samples: int = IMAGENET_TRAIN, epochs: int = 100, cla
                                                  "fortran_order": False, "shape": (samples, epochs)})
         files[name] = (f, dtype)
     began = time.perf_counter()
+    loss_sum = np.zeros(epochs)
+    correct_sum = np.zeros(epochs)
     for start in range(0, samples, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, samples)
         chunk = epoch_chunk(np.random.default_rng([seed, start]), kind[start:stop], epochs, classes)
+        loss_sum += chunk["loss"].sum(axis=0, dtype=np.float64)
+        correct_sum += chunk["correct"].sum(axis=0)
         for name, (f, dtype) in files.items():
             f.write(np.ascontiguousarray(chunk[name], dtype=dtype).tobytes())
         if progress:
@@ -118,7 +122,9 @@ def make_run(out: Path, *, samples: int = IMAGENET_TRAIN, epochs: int = 100, cla
     atomic_write_csv(out / "samples.csv", table)
     atomic_write_json(out / "report.json", {
         "skipped": [], "counts": {"listed": samples, "used": samples, "skipped": 0}, "test_accuracy": None,
-        "epochs": [{"epoch": e, "seconds": 0.0, "synthetic": True} for e in range(epochs)]})
+        "epochs": [{"epoch": e, "seconds": 0.0, "loss": loss_sum[e] / samples, "accuracy": correct_sum[e] / samples,
+                    "lr": 0.1 * 0.1 ** sum(e >= d * epochs for d in LR_DROPS), "eval_seconds": 0.0}
+                   for e in range(epochs)]})
     now = time.time()
     config = {"data": SOURCE, "epochs": epochs, "model": "resnet18", "batch_size": 256, "lr": 0.1,
               "schedule": "step", "seed": seed, "eval_pass": False, "inject_noise": noise}
