@@ -1,0 +1,148 @@
+"""What recording every sample's loss costs: the same training with the tracker on and off.
+
+    python scripts/bench_tracker_overhead.py [--data fashion-mnist] [--subset 20000] [--rounds 4] [--threads N]
+
+One model, one process. Epochs alternate between tracker on and tracker off (on/off, then off/on, ...)
+so that drift in machine load and the learning-rate schedule fall on both sides alike. Tracker off is
+the trainer's own step without ``tracker.update``; tracker on adds ``update`` in every step and the
+once-per-epoch ``end_epoch`` (the host copy) and ``mean_probabilities``, as the trainer calls them.
+Writing the run folder is not counted: that is the run store's cost, not the tracker's.
+
+Prints the median epoch time of each mode, their ratio, and the median of the per-round ratios (each
+round pairs two adjacent epochs, which cancels slow drift). Uses synthetic 28x28 data when Fashion-MNIST
+is not installed. Prints one JSON object on the last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set  # noqa: E402
+from csl_core.models import build_model  # noqa: E402
+from csl_core.tracker import CSLTracker  # noqa: E402
+from csl_core.train import (Preprocess, TrainConfig, build_optimizer, channel_stats, make_loader,  # noqa: E402
+                            resolve_device)
+
+
+def synthetic(n: int, seed: int = 0) -> TrainingSet:
+    """Ten classes of noisy 28x28 blobs: the same shapes and sizes as Fashion-MNIST."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    yy, xx = np.mgrid[0:28, 0:28]
+    centres = [(6 + 4 * (c % 4), 6 + 5 * (c // 4)) for c in range(10)]
+    templates = np.stack([np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0) for cy, cx in centres])
+    images = np.clip(templates[labels] * 200 + rng.normal(0, 40, (n, 28, 28)), 0, 255).astype(np.uint8)
+    source = ImageSource(images, labels, [str(c) for c in range(10)], [f"synthetic-{i}" for i in range(n)])
+    samples = pd.DataFrame({"index": np.arange(n), "sample_id": source.ids, "label": labels,
+                            "class_name": [str(c) for c in labels], "image_index": np.arange(n)})
+    return TrainingSet(spec="synthetic", source=source, samples=samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="fashion-mnist", help="any --data source of the CLI; synthetic if missing")
+    parser.add_argument("--subset", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of one tracker-on and one tracker-off epoch")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", default="small-cnn")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    try:
+        training_set = build_training_set(args.data, subset=args.subset, inject_noise=0.0,
+                                          inject_duplicates_pairs=0, seed=args.seed)
+        data_name = f"{args.data} (subset {len(training_set)})"
+    except DataError as e:
+        print(f"{e}\nusing synthetic data instead", file=sys.stderr)
+        training_set = synthetic(args.subset, args.seed)
+        data_name = f"synthetic 28x28 ({len(training_set)})"
+
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    num_classes = len(training_set.classes)
+    model = build_model(args.model, in_channels=training_set.source.channels, num_classes=num_classes).to(device)
+    mean, std = channel_stats(training_set.source.images)
+    height = training_set.source.image_size[0]
+    flip = not args.data.lower().startswith("fashion")
+    preprocess = Preprocess(mean, std, augment=True, flip=flip, pad=max(1, height // 8), device=device,
+                            channels_last=False)
+    dataset = training_set.dataset()
+    epochs = 2 * args.rounds + 1  # one warm-up epoch, not timed
+    config = TrainConfig(epochs=epochs, batch_size=args.batch_size)
+    optimizer, scheduler = build_optimizer(model, config, math.ceil(len(dataset) / args.batch_size))
+    tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False)
+
+    def epoch(index: int, track: bool) -> float:
+        loader = make_loader(dataset, batch_size=args.batch_size, shuffle=True, seed=args.seed + index)
+        preprocess.seed(args.seed + index)
+        model.train()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        for x, y, sample_index in loader:
+            x = preprocess(x.to(device, non_blocking=True), train=True)
+            y = y.to(device, non_blocking=True)
+            logits = model(x)
+            losses = F.cross_entropy(logits.float(), y, reduction="none")
+            if track:
+                tracker.update(sample_index, logits, y, losses)
+            optimizer.zero_grad(set_to_none=True)
+            losses.mean().backward()
+            optimizer.step()
+            scheduler.step()
+        if track:
+            tracker.end_epoch()
+            tracker.mean_probabilities()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - began
+
+    warmup = epoch(0, True)
+    print(f"{data_name}, {args.model} on {device}, {torch.get_num_threads()} thread(s); "
+          f"warm-up epoch {warmup:.2f}s", file=sys.stderr)
+    on, off, paired = [], [], []
+    for r in range(args.rounds):
+        order = (True, False) if r % 2 == 0 else (False, True)
+        times = {}
+        for k, track in enumerate(order):
+            times[track] = epoch(1 + 2 * r + k, track)
+        on.append(times[True])
+        off.append(times[False])
+        paired.append(times[True] / times[False])
+        print(f"round {r + 1}/{args.rounds}: tracker on {times[True]:.2f}s, off {times[False]:.2f}s, "
+              f"ratio {paired[-1]:.4f}", file=sys.stderr)
+    result = {
+        "data": data_name, "model": args.model, "device": str(device), "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size, "rounds": args.rounds,
+        "median_epoch_s_tracker_on": round(statistics.median(on), 3),
+        "median_epoch_s_tracker_off": round(statistics.median(off), 3),
+        "ratio_of_medians": round(statistics.median(on) / statistics.median(off), 4),
+        "median_paired_ratio": round(statistics.median(paired), 4),
+        "epochs_s_on": [round(t, 3) for t in on], "epochs_s_off": [round(t, 3) for t in off],
+    }
+    print(f"tracker on {result['median_epoch_s_tracker_on']:.2f}s vs off {result['median_epoch_s_tracker_off']:.2f}s "
+          f"an epoch (medians): ratio {result['ratio_of_medians']:.4f}; median paired ratio "
+          f"{result['median_paired_ratio']:.4f}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
