@@ -118,9 +118,13 @@ def require_scored_run() -> RunStore:
 
 # ---------------------------------------------------------------- cached reads
 
-@st.cache_data(max_entries=6, show_spinner="Scoring samples...")
+@st.cache_resource(max_entries=6, show_spinner="Scoring samples...")
 def load_scores(run_path: str, finished_epochs: int) -> pd.DataFrame:
-    """Every score of every sample, recomputed only when an epoch finishes."""
+    """Every score of every sample, recomputed only when an epoch finishes.
+
+    One frame shared by every session and rerun, never copied (at 1.28M samples a copy per rerun
+    costs seconds and hundreds of MB): treat it as read-only.
+    """
     return RunStore(run_path).scores()
 
 
