@@ -59,7 +59,8 @@ queue = order
 if label is not None:
     queue = queue[scores["label"].to_numpy()[queue] == label]
 if undecided_only:
-    queue = queue[effective["action"].to_numpy()[queue] == "undecided"]
+    undecided = (effective["action"] == "undecided").to_numpy(bool)  # vectorised: no Python string per sample
+    queue = queue[undecided[queue]]
 pages = max(1, math.ceil(len(queue) / rows_per_page))
 with filters[4]:
     page = st.number_input("Page", 1, pages, 1, key="rev_page", help=f"{pages} page(s)")
@@ -71,7 +72,7 @@ names = np.asarray(classes, dtype=object)
 table = pd.DataFrame({
     "image": [thumb_url(store, i) for i in shown],
     "rank": rank_of[shown],
-    "sample": scores["sample_id"].to_numpy()[shown],
+    "sample": scores["sample_id"].iloc[shown].to_numpy(),  # only the rows shown (1.28M ids cost 0.1 s)
     "given": names[scores["label"].to_numpy()[shown]],
     "suggested": names[suggested[shown]] if suggested is not None else "",
     "confidence": scores["suggested_confidence"].to_numpy()[shown] if suggested is not None else np.nan,
