@@ -124,13 +124,13 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
 
 
 def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path):
-    store = make_store(tmp_path / "run", n=50000, epochs=20)
+    store = make_store(tmp_path / "run", n=20000, epochs=12)
     done = threading.Event()
 
     def write():
         try:
-            for epoch in range(20):
-                store.write_epoch(epoch, epoch_record(50000, epoch + 1.0), timing={"seconds": 0.1})
+            for epoch in range(12):
+                store.write_epoch(epoch, epoch_record(20000, epoch + 1.0), timing={"seconds": 0.1})
         finally:
             done.set()
 
@@ -143,7 +143,7 @@ def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path):
             assert (loss[:, epoch] == epoch + 1.0).all()
         assert len(reader.report()["epochs"]) >= 0
     writer.join()
-    assert reader.finished_epochs == 20
+    assert reader.finished_epochs == 12
 
 
 def test_second_trainer_on_the_same_run_is_refused(tmp_path):
