@@ -71,8 +71,10 @@ class Job:
         return self
 
     def stop(self) -> None:
-        if self.status().active:
-            self._set(state="stopping")
+        # Checked and set under one lock: a job that finishes meanwhile must not be left "stopping".
+        with self._lock:
+            if self._status.active:
+                self._status.state = "stopping"
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> JobStatus:
