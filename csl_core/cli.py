@@ -35,8 +35,8 @@ class _ProgressCallbacks:
         if self.quiet:
             return
         if self.bar is None:
-            self.bar = progress_bar(total=batches, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False,
-                                    disable=False)
+            # Off when stderr is not a terminal: a log gets the one line per epoch, not every redraw.
+            self.bar = progress_bar(total=batches, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False)
         self.bar.update(1)
 
     def on_epoch(self, epoch, summary):
@@ -275,16 +275,13 @@ def _print_info(store: RunStore) -> None:
 
 
 def cmd_bench(args) -> int:
-    import shlex
-
-    from .bench import BenchConfig, run_benchmark
+    from .bench import BenchConfig, bench_command, run_benchmark
 
     config = BenchConfig(data=args.data, noise=args.noise, duplicates=args.duplicates, seeds=args.seeds,
                          epochs=args.epochs, model=args.model, baselines=args.baselines, subset=args.subset,
                          clean_at=args.clean_at, folds=args.folds, device=args.device)
     out = Path(args.out or Path("bench-results") / args.data.split(":", 1)[0])
-    command = "python -m csl_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    run_benchmark(config, out, command=command, quiet=args.quiet)
+    run_benchmark(config, out, command=bench_command(config, out), quiet=args.quiet)
     if not args.quiet:
         print((out / "results.md").read_text())
     print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'roc.html'}")
