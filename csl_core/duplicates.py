@@ -403,7 +403,7 @@ def _csl(store: RunStore) -> np.ndarray:
         return np.full(store.num_samples, np.nan)
     from .scores import compute_scores
 
-    return compute_scores({"loss": store.array("loss")})["csl"].to_numpy()
+    return compute_scores({"loss": store.row_reader("loss")})["csl"].to_numpy()
 
 
 def _stamp(file: Path) -> tuple[int, int] | None:

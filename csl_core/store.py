@@ -203,8 +203,16 @@ class RunStore:
         finished = self.finished_epochs
         if finished == 0:
             raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
-        arrays = {name: _RowChunks(self.path / "arrays" / f"{name}.npy", finished) for name in self.meta["fields"]}
+        arrays = {name: self.row_reader(name) for name in self.meta["fields"]}
         return compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
+
+    def row_reader(self, name: str) -> _RowChunks:
+        """Array ``name`` over the finished epochs, read a slice of rows at a time with plain file reads:
+        for scans of the whole array, which through a memory map would stay in this process's memory."""
+        file = self.path / "arrays" / f"{name}.npy"
+        if not file.is_file():
+            raise RunError(f"{self.path}: this run has no '{name}' array")
+        return _RowChunks(file, self.finished_epochs)
 
     def report(self) -> dict:
         file = self.path / "report.json"

@@ -10,8 +10,8 @@ import streamlit as st
 from csl_core.duplicates import (DEFAULT_THRESHOLD, find_duplicates, injected_pair_recall, is_dismissed,
                                  member_table, not_duplicate_sets)
 from csl_core.store import RunStore
-from pages._common import (decision_log, decision_text, effective_for, require_scored_run, show_decision_feedback,
-                           thumb)
+from pages._common import (decision_log, decision_text, effective_for, require_scored_run, samples_for,
+                           show_decision_feedback, thumb)
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
@@ -106,14 +106,15 @@ action = effective["action"].to_numpy()
 dismissed = load_dismissed(str(store.path), decision_log(store).revision())
 groups = report.groups
 if conflicts_only:
-    groups = groups[groups["label_conflict"]]
+    groups = groups[groups["label_conflict"].to_numpy(bool)]  # a numpy mask: an empty Series would pick columns
 if open_only:
-    groups = groups[[(action[m] == "undecided").any() and not is_dismissed(m, dismissed) for m in groups["members"]]]
+    groups = groups[np.array([(action[m] == "undecided").any() and not is_dismissed(m, dismissed)
+                              for m in groups["members"]], dtype=bool)]
 pages = max(1, math.ceil(len(groups) / per_page))
 with filters[4]:
     page = st.number_input("Page", 1, pages, 1, key="dup_page", help=f"{pages} page(s)")
 
-samples = store.samples()
+samples = samples_for(store)
 summary = st.columns(4)
 summary[0].metric("Groups", f"{len(report.groups):,}")
 summary[1].metric("Exact copies", f"{int(report.groups['exact'].sum()):,}")
