@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -754,6 +755,29 @@ def render_roc_html(results: dict) -> str:
     fig.update_layout(title=f"ROC curves, {results['config']['data']} (log FPR axis)", height=420 * rows,
                       width=460 * cols + 320)
     return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def bench_command(config: BenchConfig, out: str | Path) -> str:
+    """The command line that reproduces ``config`` (with the thread setting, which changes wall times)."""
+    def joined(values) -> str:
+        return ",".join(f"{v:g}" for v in values) if values else "none"
+
+    parts = ["python -m csl_core bench", f"--data {shlex.quote(config.data)}", f"--noise {joined(config.noise)}"]
+    if config.duplicates is not None:
+        parts.append(f"--duplicates {config.duplicates}")
+    parts += [f"--seeds {','.join(map(str, config.seeds))}", f"--epochs {config.epochs}",
+              f"--model {config.model}", f"--baselines {config.baselines}"]
+    if config.subset:
+        parts.append(f"--subset {config.subset}")
+    if config.clean_at is not None:
+        parts.append(f"--clean-at {joined(config.clean_at)}")
+    if config.folds != 3:
+        parts.append(f"--folds {config.folds}")
+    if config.device != "auto":
+        parts.append(f"--device {config.device}")
+    parts.append(f"--out {shlex.quote(str(out))}")
+    threads = [f"{name}={os.environ[name]}" for name in ("OMP_NUM_THREADS",) if name in os.environ]
+    return " ".join(threads + parts)
 
 
 def run_benchmark(config: BenchConfig, out: str | Path, *, command: str = "", quiet: bool = False) -> dict:
