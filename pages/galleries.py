@@ -10,7 +10,7 @@ from pages._common import (decision_text, effective_for, pick_class, record, req
                            show_decision_feedback, thumb, undo)
 
 SOURCE = "gallery"
-COLUMNS = 4
+COLUMNS = 3
 
 st.title("Galleries")
 st.caption("Lowest CSL (learned at once) beside highest CSL (fought the model all training). Mislabeled "
@@ -37,7 +37,7 @@ with filters[2]:
     undecided_only = st.checkbox("Undecided only", key="gal_undecided",
                                  help="Hide images you have already kept, relabeled or dropped.")
 with filters[3]:
-    per_side = st.selectbox("Per side", [8, 12, 16, 24], key="gal_per_side")
+    per_side = st.selectbox("Per side", [9, 12, 18, 24], key="gal_per_side")
 chosen = members[(csl[members] >= span[0]) & (csl[members] <= span[1])]
 if undecided_only:
     chosen = chosen[effective["action"].to_numpy()[chosen] == "undecided"]
@@ -108,5 +108,8 @@ with right:
     st.subheader("Hardest: highest CSL")
     grid(hard, "gal_hard")
 
+image_error = st.session_state.get("image_errors", {}).pop(str(store.path), None)
+if image_error:
+    st.warning(f"Some images could not be read: {image_error}")
 st.button("Undo last gallery action", key="gal_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
           icon=":material/undo:")

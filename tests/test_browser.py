@@ -74,11 +74,12 @@ def test_start_the_demo_and_see_the_gallery(served_app, tmp_path):
             epochs.press("Enter")
             page.get_by_role("button", name=re.compile("Start")).click()
             page.get_by_text(re.compile(r"finished · epoch 2/2")).first.wait_for(timeout=TRAINING_TIMEOUT_MS)
-            page.get_by_role("link", name="Galleries").click()
+            page.get_by_text("Open run").wait_for(timeout=60_000)   # the router's menu is in place
+            page.get_by_role("link", name="Galleries", exact=True).click()
             page.get_by_text("Hardest: highest CSL").wait_for(timeout=60_000)
             images = page.locator("[data-testid='stImage'] img")
-            images.nth(15).wait_for(timeout=60_000)
-            assert images.count() == 16
+            images.nth(17).wait_for(timeout=60_000)
+            assert images.count() == 18
             page.wait_for_load_state("networkidle")
             shot = tmp_path / "gallery.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -123,7 +123,7 @@ def test_a_person_cleans_the_demo(runs_dir):
     new_label = int(scores.at[relabeled, "suggested_label"])
     if new_label == 0:
         new_label = 1
-    assert len(at.get("image")) == 16                 # 8 easiest + 8 hardest, no more
+    assert len(at.get("image")) == 18                 # 9 easiest + 9 hardest, no more
     at.selectbox(key=f"gal_relabel_{relabeled}").set_value(new_label).run()
     at.button(key=f"gal_drop_{dropped}").click().run()
     no_errors(at)
@@ -226,5 +226,5 @@ def test_a_run_from_elsewhere_opens_by_path(runs_dir, demo_run, tmp_path):
     assert {m.label: m.value for m in at.metric}["Samples"] == f"{RunStore(elsewhere).num_samples:,}"
     at.switch_page("pages/galleries.py").run()
     no_errors(at)
-    assert len(at.get("image")) == 16
+    assert len(at.get("image")) == 18
     assert np.all([not c.value.startswith("image not available") for c in at.caption])
