@@ -198,3 +198,16 @@ def test_cli_duplicates_writes_csv_and_reuses_the_cache(run_copy, tmp_path, caps
 def test_cli_rejects_a_threshold_outside_cosine_range(run_copy, capsys):
     assert main(["duplicates", str(run_copy), "--threshold", "1.5"]) == 2
     assert "threshold" in capsys.readouterr().err
+
+
+def test_without_embeddings_exact_copies_are_still_found(run_copy, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(run_copy, bare)
+    (bare / "embeddings.npy").unlink()
+    (bare / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    report = find_duplicates(bare)
+    assert any("no embeddings" in note for note in report.notes)
+    samples = pd.read_csv(bare / "samples.csv")
+    found = injected_pair_recall(report.samples["group"].to_numpy(), samples["duplicate_of"].to_numpy(),
+                                 report.groups)
+    assert found["recall"] == 1.0 and report.groups["exact"].all()
