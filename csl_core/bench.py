@@ -40,7 +40,7 @@ from .metrics import METRICS, detection_metrics, roc_curve, top_k
 from .models import build_model
 from .progress import progress_bar
 from .scores import suspicion
-from .store import RunStore, atomic_write_bytes, atomic_write_json
+from .store import RunError, RunStore, atomic_write_bytes, atomic_write_json
 from .train import Preprocess, TrainConfig, make_loader, predict, resolve_device, train
 
 BASELINE_SETS = ("all", "fast")
@@ -146,7 +146,8 @@ def training_size(config: BenchConfig) -> int:
 
 
 def plan(config: BenchConfig, num_samples: int) -> tuple[list[Setting], list[Task]]:
-    """The settings and the ordered tasks: detection first, cleaning retrains last."""
+    """The settings and the ordered tasks: every setting's one-run detection first (the cheapest
+    complete answer), then confident learning, then the cleaning retrains."""
     settings = [Setting("noise", p) for p in config.noise]
     pairs = default_duplicate_pairs(num_samples) if config.duplicates is None else config.duplicates
     if pairs:
@@ -156,10 +157,10 @@ def plan(config: BenchConfig, num_samples: int) -> tuple[list[Setting], list[Tas
     detect_weight = n * e * (1 + EVAL_PASS_WEIGHT + (CURVATURE_WEIGHT if config.baselines == "all" else 0))
     tasks: list[Task] = []
     for seed in config.seeds:
-        for s in settings:
-            detect = f"{s.name}/seed-{seed}/detect"
-            tasks.append(Task(detect, "detect", seed, s, detect_weight))
-            tasks.append(Task(f"{s.name}/seed-{seed}/cleanlab", "cleanlab", seed, s, n * e * (config.folds - 1)))
+        tasks += [Task(f"{s.name}/seed-{seed}/detect", "detect", seed, s, detect_weight) for s in settings]
+    for seed in config.seeds:
+        tasks += [Task(f"{s.name}/seed-{seed}/cleanlab", "cleanlab", seed, s, n * e * (config.folds - 1))
+                  for s in settings]
     for seed in config.seeds:
         cleaning = [s for s in settings if s.kind == "noise" and any(math.isclose(s.value, p) for p in clean_at)]
         for s in cleaning:
@@ -304,23 +305,37 @@ class Benchmark:
         return self._sets[key]
 
     def _fresh_run_dir(self, *parts: str) -> Path:
-        """A run folder for a task that is (re)starting: a half-finished one from a kill is discarded."""
+        """A run folder for a task that starts over: what a kill left there is discarded."""
         path = self.out.joinpath("runs", *parts)
         if path.exists():
             shutil.rmtree(path)
         return path
 
+    def _train(self, config: TrainConfig, training_set: TrainingSet, callbacks, *parts: str,
+               resumable: bool = True):
+        """Train into ``runs/<parts>``, continuing a run folder that a kill left half-finished."""
+        path = self.out.joinpath("runs", *parts)
+        if resumable and (path / "meta.json").is_file():
+            try:
+                stored = RunStore(path).meta["config"]
+                if all(stored.get(k) == v for k, v in asdict(config).items() if k not in ("device", "num_workers")):
+                    return train(config, path, resume=True, training_set=training_set, callbacks=callbacks)
+            except (RunError, ValueError, KeyError, OSError):
+                pass
+        return train(config, self._fresh_run_dir(*parts), training_set=training_set, callbacks=callbacks)
+
     # ------------------------------------------------------------ tasks
     def _detect(self, task: Task, bar) -> dict:
         setting, seed = task.setting, task.seed
-        run_dir = self._fresh_run_dir(f"{setting.name}-seed{seed}")
+        name = f"{setting.name}-seed{seed}"
         training_set = self._training_set(seed, setting)
-        curvature = (_CurvatureRecorder(run_dir, training_set, self.device, seed)
+        curvature = (_CurvatureRecorder(self.out / "runs" / name, training_set, self.device, seed)
                      if self.config.baselines == "all" else None)
         callbacks = _Progress(bar, self.num_samples, eval_pass=True,
                               on_epoch=curvature.record if curvature else None)
-        result = train(self._train_config(seed, setting, eval_pass=True), run_dir, callbacks=callbacks,
-                       training_set=training_set)
+        # Curvature is recorded epoch by epoch in this process, so a run with it cannot be continued.
+        result = self._train(self._train_config(seed, setting, eval_pass=True), training_set, callbacks, name,
+                             resumable=curvature is None)
         store = result.run
         epochs = store.report()["epochs"]
         eval_seconds = sum(e.get("eval_seconds", 0.0) for e in epochs)
@@ -364,10 +379,10 @@ class Benchmark:
         folds = StratifiedKFold(n_splits=self.config.folds, shuffle=True, random_state=seed)
         train_seconds = predict_seconds = 0.0
         for fold, (fit_rows, held_out) in enumerate(folds.split(np.zeros(n), labels)):
-            run_dir = self._fresh_run_dir(f"{setting.name}-seed{seed}-cleanlab", f"fold{fold}")
             fit_set = select_rows(training_set, fit_rows, keep_test=False)
-            result = train(self._train_config(seed, setting), run_dir, training_set=fit_set,
-                           callbacks=_Progress(bar, len(fit_rows), eval_pass=False))
+            result = self._train(self._train_config(seed, setting), fit_set,
+                                 _Progress(bar, len(fit_rows), eval_pass=False),
+                                 f"{setting.name}-seed{seed}-cleanlab", f"fold{fold}")
             train_seconds += sum(e["seconds"] for e in result.run.report()["epochs"])
             began = time.perf_counter()
             model, preprocess = load_trained_model(result.run, self.device)
@@ -401,18 +416,19 @@ class Benchmark:
             cleaned = select_rows(training_set, np.setdiff1d(np.arange(len(training_set)), flagged))
         else:
             cleaned = relabel(training_set, flagged, np.asarray(detect["csl_top_k_suggested_label"]))
-        run_dir = self._fresh_run_dir(f"{setting.name}-seed{seed}-{task.kind}")
-        result = train(self._train_config(seed, setting), run_dir, training_set=cleaned,
-                       callbacks=_Progress(bar, len(cleaned), eval_pass=False))
+        result = self._train(self._train_config(seed, setting), cleaned,
+                             _Progress(bar, len(cleaned), eval_pass=False), f"{setting.name}-seed{seed}-{task.kind}")
         remaining = int(cleaned.samples["is_mislabeled"].sum())
         return {"test_accuracy": result.test_accuracy, "num_samples": len(cleaned), "k": len(flagged),
                 "mislabeled_left": remaining,
                 "training_seconds": sum(e["seconds"] for e in result.run.report()["epochs"])}
 
     def _true_labels(self, task: Task, bar) -> dict:
-        run_dir = self._fresh_run_dir(f"true-labels-seed{task.seed}")
-        result = train(self._train_config(task.seed, None), run_dir,
-                       callbacks=_Progress(bar, self.num_samples, eval_pass=False))
+        config = self._train_config(task.seed, None)
+        training_set = build_training_set(config.data, subset=config.subset, inject_noise=0.0,
+                                          inject_duplicates_pairs=0, seed=task.seed)
+        result = self._train(config, training_set, _Progress(bar, self.num_samples, eval_pass=False),
+                             f"true-labels-seed{task.seed}")
         return {"test_accuracy": result.test_accuracy,
                 "training_seconds": sum(e["seconds"] for e in result.run.report()["epochs"])}
 

@@ -11,6 +11,7 @@ from csl_core.bench import (BenchConfig, Setting, default_duplicate_pairs, input
 from csl_core.cli import main
 from csl_core.data import build_training_set, inject_duplicates, inject_label_noise
 from csl_core.models import build_model
+from csl_core.store import RunStore
 from csl_core.train import Preprocess
 
 DEMO_ARGS = ["bench", "--data", "demo", "--noise", "0.1", "--duplicates", "4", "--seeds", "1", "--epochs", "2",
@@ -196,3 +197,36 @@ def test_rerun_with_other_settings_refuses_to_mix_results(demo_bench, capsys):
     args[args.index("--epochs") + 1] = "3"
     assert main(args) == 2
     assert "holds a result for other settings" in capsys.readouterr().err
+
+
+def test_a_half_finished_training_is_continued_not_restarted(tmp_path, monkeypatch, single_thread):
+    config = BenchConfig(data="demo", noise=(0.1,), duplicates=0, seeds=(1,), epochs=2, baselines="fast",
+                         clean_at=())
+    benchmark = bench.Benchmark(config, tmp_path / "out", quiet=True)
+    setting = Setting("noise", 0.1)
+
+    class StopAfterFirstEpoch:
+        stop = False
+
+        def on_start(self, info): pass
+        def on_batch(self, epoch, batch, batches): pass
+        def on_epoch(self, epoch, summary): self.stop = True
+        def should_stop(self): return self.stop
+
+    killed = bench.train(benchmark._train_config(1, setting, eval_pass=True), tmp_path / "out" / "runs" /
+                         "noise-0.1-seed1", training_set=benchmark._training_set(1, setting),
+                         callbacks=StopAfterFirstEpoch())
+    assert killed.stopped and killed.finished_epochs == 1
+    resumed = []
+    real_train = bench.train
+
+    def recording_train(*args, **kwargs):
+        resumed.append(kwargs.get("resume", False))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "train", recording_train)
+    benchmark.tasks = [t for t in benchmark.tasks if t.kind == "detect"]
+    results = benchmark.run()
+    assert resumed == [True]
+    assert RunStore(tmp_path / "out" / "runs" / "noise-0.1-seed1").finished_epochs == 2
+    assert results["settings"]["noise-0.1"]["methods"]["csl"]["auroc"]["mean"] > 0.5
