@@ -542,7 +542,8 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
             header = [h.strip().lower() for h in (reader.fieldnames or [])]
             rows = [(reader.line_num, row) for row in reader]
     except (UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{csv_file}: cannot parse as CSV ({e})") from e
+        raise DataError(f"{csv_file}: cannot parse as CSV ({e}); save it as UTF-8 text with a path,label "
+                        "header") from e
     path_col = next((c for c in ("path", "filename", "file", "image") if c in header), None)
     if path_col is None or "label" not in header:
         raise DataError(f"{csv_file}: needs a header row with columns 'path' and 'label' "

@@ -352,6 +352,10 @@ def test_csv_missing_file_root_or_columns(tmp_path, images):
     bad = write_csv(tmp_path / "cols.csv", "file_path,class\n0.png,a\n")
     with pytest.raises(DataError, match="cols.csv: needs .*'path' and 'label'.*found: file_path, class"):
         load_csv(str(bad), str(images))
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"path,label\n\xff\xfe\x00,a\n")
+    with pytest.raises(DataError, match="binary.csv: cannot parse as CSV.*UTF-8"):
+        load_csv(str(binary), str(images))
     header_only = write_csv(tmp_path / "empty.csv", "path,label\n")
     with pytest.raises(DataError, match="empty.csv: no rows"):
         load_csv(str(header_only), str(images))
