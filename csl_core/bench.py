@@ -202,12 +202,14 @@ class _Progress:
 class Benchmark:
     """Runs the tasks of a plan into ``out`` and writes the results."""
 
-    def __init__(self, config: BenchConfig, out: str | Path, *, command: str = "", quiet: bool = False):
+    def __init__(self, config: BenchConfig, out: str | Path, *, command: str = "", quiet: bool = False,
+                 report_only: bool = False):
         config.validate()
         self.config = config
         self.out = Path(out)
         self.command = command
         self.quiet = quiet
+        self.report_only = report_only
         self.device = resolve_device(config.device)
         self.num_samples = training_size(config)
         self.settings, self.tasks = plan(config, self.num_samples)
@@ -251,7 +253,7 @@ class Benchmark:
                            unit_scale=True, disable=self.quiet, mininterval=0.5 if interactive else 30.0)
         try:
             for number, task in enumerate(self.tasks, 1):
-                if done[task.key] is not None:
+                if done[task.key] is not None or self.report_only:
                     continue
                 began = time.perf_counter()
                 start_n = bar.n
@@ -259,6 +261,7 @@ class Benchmark:
                 # The bar's estimate of a task's weight is approximate; settle it at the task's end.
                 bar.update(task.weight - (bar.n - start_n))
                 result["task_wall_seconds"] = time.perf_counter() - began
+                result["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 self._save_cell(task, result)
                 done[task.key] = result
                 if not self.quiet:
@@ -685,6 +688,16 @@ def render_markdown(results: dict) -> str:
                          f"{_fmt(c['drop_recovered'], 2)} | {_fmt(c['relabel_recovered'], 2)} |")
         lines += [""]
     lines += ["## Targets", ""] + [f"- {t}" for t in targets(results)] + [""]
+    lines += ["## Wall time of every task", "",
+              "Each task's wall clock (training, prediction and scoring) and the machine's 1-minute load "
+              "average when it ended.", "", "| task | seconds | load average |", "| --- | --- | --- |"]
+    for key, task in results["tasks"].items():
+        if task:
+            load = task.get("load_average_at_end")
+            lines.append(f"| {key} | {task['task_wall_seconds']:.0f} | {'n/a' if load is None else f'{load:.1f}'} |")
+        else:
+            lines.append(f"| {key} | not finished | |")
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -796,9 +809,14 @@ def bench_command(config: BenchConfig, out: str | Path) -> str:
     return " ".join(threads + parts)
 
 
-def run_benchmark(config: BenchConfig, out: str | Path, *, command: str = "", quiet: bool = False) -> dict:
-    """Run (or resume) the plan of ``config`` into ``out``; returns what ``results.json`` holds."""
-    return Benchmark(config, out, command=command, quiet=quiet).run()
+def run_benchmark(config: BenchConfig, out: str | Path, *, command: str = "", quiet: bool = False,
+                  report_only: bool = False) -> dict:
+    """Run (or resume) the plan of ``config`` into ``out``; returns what ``results.json`` holds.
+
+    With ``report_only`` nothing is trained: the results are written from the cells finished so far
+    (e.g. while another process is still working through the plan).
+    """
+    return Benchmark(config, out, command=command, quiet=quiet, report_only=report_only).run()
 
 
 def results_frame(results: dict) -> pd.DataFrame:

@@ -230,3 +230,18 @@ def test_a_half_finished_training_is_continued_not_restarted(tmp_path, monkeypat
     assert resumed == [True]
     assert RunStore(tmp_path / "out" / "runs" / "noise-0.1-seed1").finished_epochs == 2
     assert results["settings"]["noise-0.1"]["methods"]["csl"]["auroc"]["mean"] > 0.5
+
+
+def test_report_only_writes_partial_results_without_training(demo_bench, tmp_path, monkeypatch):
+    import shutil
+
+    out = tmp_path / "partial"
+    shutil.copytree(demo_bench, out)
+    (out / "cells" / "duplicates-4__seed-1__cleanlab.json").unlink()
+    monkeypatch.setattr(bench, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    assert main([*DEMO_ARGS, "--out", str(out), "--report-only"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["missing_tasks"] == ["duplicates-4/seed-1/cleanlab"]
+    assert "cleanlab" not in results["settings"]["duplicates-4"]["methods"]
+    markdown = (out / "results.md").read_text()
+    assert "**Incomplete:**" in markdown and "| duplicates-4/seed-1/cleanlab | not finished | |" in markdown
