@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--out", default=None, help="output folder (default bench-results/<data>); "
                                                "re-running with the same settings resumes it")
+    b.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the results from the cells finished so far")
     b.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -281,7 +283,7 @@ def cmd_bench(args) -> int:
                          epochs=args.epochs, model=args.model, baselines=args.baselines, subset=args.subset,
                          clean_at=args.clean_at, folds=args.folds, device=args.device)
     out = Path(args.out or Path("bench-results") / args.data.split(":", 1)[0])
-    run_benchmark(config, out, command=bench_command(config, out), quiet=args.quiet)
+    run_benchmark(config, out, command=bench_command(config, out), quiet=args.quiet, report_only=args.report_only)
     if not args.quiet:
         print((out / "results.md").read_text())
     print(f"results: {out / 'results.md'}, {out / 'results.json'}, {out / 'roc.html'}")
