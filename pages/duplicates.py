@@ -102,13 +102,13 @@ with filters[3]:
     per_page = st.selectbox("Groups", [10, 20, 50], key="dup_per_page")
 
 effective = effective_for(store)
-action = effective["action"].to_numpy()
+undecided = (effective["action"] == "undecided").to_numpy(bool)  # not 1.28M Python strings per rerun
 dismissed = load_dismissed(str(store.path), decision_log(store).revision())
 groups = report.groups
 if conflicts_only:
     groups = groups[groups["label_conflict"].to_numpy(bool)]  # a numpy mask: an empty Series would pick columns
 if open_only:
-    groups = groups[np.array([(action[m] == "undecided").any() and not is_dismissed(m, dismissed)
+    groups = groups[np.array([undecided[m].any() and not is_dismissed(m, dismissed)
                               for m in groups["members"]], dtype=bool)]
 pages = max(1, math.ceil(len(groups) / per_page))
 with filters[4]:
@@ -133,7 +133,7 @@ tools[1].download_button("Groups as CSV", member_table(report, samples).to_csv(i
 st.caption(f"{len(groups):,} group(s) match; page {page} of {pages}.")
 
 labels = samples["label"].to_numpy(np.int64)
-sample_ids = samples["sample_id"].astype(str).to_numpy()
+sample_ids = samples["sample_id"]  # looked up for the members shown only
 csl = report.samples["csl"].to_numpy()
 similarity = report.samples["similarity"].to_numpy()
 for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(index=False):
@@ -155,8 +155,9 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
                 else:
                     st.caption("image not available")
                 lines = [f"**{classes[labels[index]]}**", f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
-                if action[index] != "undecided":
-                    lines.append(f":blue[{decision_text(action[index], int(effective.at[index, 'label']), classes)}]")
+                if not undecided[index]:
+                    decision = decision_text(effective.at[index, "action"], int(effective.at[index, "label"]), classes)
+                    lines.append(f":blue[{decision}]")
                 st.markdown("  \n".join(lines), help=sample_ids[index])
         if len(members) > SHOWN_PER_GROUP:
             st.caption(f"and {len(members) - SHOWN_PER_GROUP} more (all are included in the group's actions)")
