@@ -356,7 +356,8 @@ class Benchmark:
         k = int(truth.sum())
         flagged = top_k(methods["csl"], k)
         suggested = scores["suggested_label"].to_numpy(np.int64)
-        out = {"num_samples": len(truth), "positives": k, "plain_training_seconds": train_seconds,
+        out = {"num_samples": len(truth), "positives": k, "model": store.meta["model"],
+               "plain_training_seconds": train_seconds,
                "eval_pass_seconds": eval_seconds, "scoring_seconds": scoring_seconds,
                "test_accuracy": result.test_accuracy, "methods": {}, "roc": {},
                "csl_top_k": flagged.tolist(), "csl_top_k_suggested_label": suggested[flagged].tolist()}
@@ -638,12 +639,16 @@ def render_markdown(results: dict) -> str:
     if results.get("command"):
         lines += ["Command:", "", "```", results["command"], "```", ""]
     machine = results.get("machine", {})
-    lines += [f"Seeds {', '.join(map(str, config['seeds']))}; {config['epochs']} epochs; model {config['model']}; "
+    models = {t["model"] for t in results["tasks"].values() if t and t.get("model")}
+    model = ", ".join(sorted(models)) if models else config["model"]
+    load = [machine.get(f"load_average_at_{when}") for when in ("start", "end")]
+    load_text = " and ".join("?" if v is None else f"{v:.1f}" for v in load)
+    lines += [f"Seeds {', '.join(map(str, config['seeds']))}; {config['epochs']} epochs; model {model}; "
               f"baselines {config['baselines']}; cleanlab {config['folds']}-fold. Every training uses the "
               f"engine's default settings (no per-method tuning). Device {machine.get('device', '?')}, "
-              f"{machine.get('cpu_count', '?')} CPU cores, torch {machine.get('torch', '?')}; load average "
-              f"{machine.get('load_average_at_start')} at start, {machine.get('load_average_at_end')} at end "
-              "(wall times depend on what else ran).", "",
+              f"{machine.get('cpu_count', '?')} CPU cores, {machine.get('torch_threads', '?')} torch thread(s), "
+              f"torch {machine.get('torch', '?')}; 1-minute load average {load_text} when this report was "
+              "started and written (wall times depend on what else ran).", "",
               "Scores are oriented so that higher = more suspicious. Seconds = wall time to obtain the score: "
               "for methods read from the training run, that run's training loop (the same for all of them: "
               "they come free with training) plus scoring; the eval pass adds one inference pass per epoch; "
