@@ -18,7 +18,7 @@ from csl_core.jobs import Job, JobStatus
 from csl_core.store import RunError, RunStore, list_runs
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
-LIVE_REFRESH_SECONDS = 1.0
+LIVE_REFRESH_SECONDS = 2.0
 
 
 def runs_root() -> Path:
@@ -242,7 +242,7 @@ def _sidebar_job_state() -> None:
     registry = job_registry()
     active = bool(registry.active())
 
-    @st.fragment(run_every=LIVE_REFRESH_SECONDS * 2 if active else None)
+    @st.fragment(run_every=LIVE_REFRESH_SECONDS * 2.5 if active else None)
     def job_state():
         job = registry.get(open_run_path())
         if job is None:

@@ -23,6 +23,7 @@ SOURCES = {
     "imagefolder": "My images: a folder with one subfolder per class",
     "csv": "My images: a CSV file with path,label columns",
 }
+CHART_REFRESH_SECONDS = 10.0
 NEEDS_PATH = {"imagefolder": "Folder (ROOT/<class>/<image>)", "csv": "CSV file (paths relative to its folder)",
               "cifar10": "Folder holding cifar-10-batches-py (empty: the usual cache)",
               "cifar100": "Folder holding cifar-100-python (empty: the usual cache)"}
@@ -154,9 +155,13 @@ elif store is not None and store.is_locked() and not active:
     st.info("Another process is training this run; this page follows its epochs as they finish.")
 
 locked_elsewhere = store is not None and store.is_locked() and not active
+live = active or locked_elsewhere
 
 
-@st.fragment(run_every=LIVE_REFRESH_SECONDS if active or locked_elsewhere else None)
+# Two timers: the progress line every second, the charts only as often as an epoch can finish.
+# Redrawing plotly charts each second costs the browser (often on the same machine) more CPU
+# than the training it reports on.
+@st.fragment(run_every=LIVE_REFRESH_SECONDS if live else None)
 def live_progress() -> None:
     current = job.status() if job is not None else None
     if current is not None and current.active != active:
@@ -184,6 +189,15 @@ def live_progress() -> None:
     if skipped:
         with st.expander(f"{len(skipped)} input(s) skipped"):
             st.dataframe(pd.DataFrame(skipped), hide_index=True)
+
+
+@st.fragment(run_every=CHART_REFRESH_SECONDS if live else None)
+def live_charts() -> None:
+    run = open_store()
+    if run is None:
+        return
+    meta = run.meta
+    epochs = pd.DataFrame(run.report().get("epochs", []))
     if epochs.empty:
         return
     curves, histogram = st.columns(2)
@@ -216,3 +230,4 @@ def live_progress() -> None:
 
 
 live_progress()
+live_charts()
