@@ -72,7 +72,9 @@ def run_choices() -> list[str]:
     """Run folders under the runs root, newest first, plus runs opened by path and runs training here (their folder may not exist yet)."""
     found = [str(p) for p in list_runs(runs_root())]
     extra = st.session_state.get("extra_runs", [])
-    preparing = [str(job.run_dir) for job in job_registry().active()]
+    # A job that failed before its folder existed stays listed, so that its error can be read.
+    preparing = [str(job.run_dir) for job in job_registry().all()
+                 if job.status().active or (job.status().state == "failed" and not (job.run_dir / "meta.json").exists())]
     return list(dict.fromkeys([*preparing, *found, *extra]))
 
 

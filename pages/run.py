@@ -168,7 +168,8 @@ def live_progress() -> None:
         st.rerun()   # the job ended (or started): redraw the page without the timer
     run = open_store()
     if run is None:
-        st.progress(0.0, text="preparing the data...")
+        if current is not None and current.active:
+            st.progress(0.0, text="preparing the data...")
         return
     meta = run.meta
     report = run.report()
