@@ -79,7 +79,7 @@ outcome = review_outcome(effective, scores["is_mislabeled"].to_numpy(bool) if "i
                          else truth, true_labels)
 cells = st.columns(5)
 cells[0].metric("True errors", f"{outcome['errors']:,}")
-cells[1].metric("Caught (relabeled or dropped)", f"{outcome['caught']:,}",
+cells[1].metric("Caught", f"{outcome['caught']:,}",
                 help="True errors you relabeled or dropped")
 cells[2].metric("Fixed to the true label", f"{outcome.get('fixed', 0):,}")
 cells[3].metric("False alarms", f"{outcome['false_alarms']:,}", help="Correct samples you relabeled or dropped")

@@ -80,6 +80,8 @@ table = pd.DataFrame({
     "CSL": scores["csl"].to_numpy()[shown],
     "decision": [decision_text(effective.at[i, "action"], int(effective.at[i, "label"]), classes) for i in shown],
 })
+if method == "csl":
+    table = table.drop(columns="score")
 st.caption(f"{len(queue):,} samples in the queue; page {page} of {pages}.")
 event = st.dataframe(
     table, key="rev_table", hide_index=True, on_select="rerun", selection_mode="multi-row", row_height=56,

@@ -226,7 +226,7 @@ def live_charts() -> None:
             figure.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, name=name, width=np.diff(edges))
         figure.update_layout(title=f"CSL after {meta['finished_epochs']} epoch(s)", barmode="stack", height=320,
                              margin=dict(t=40, b=30, l=10, r=10), xaxis_title="cumulative sample loss",
-                             yaxis=dict(title="samples", type="log"), legend=dict(orientation="h", y=-0.25))
+                             yaxis=dict(title="samples", type="log", dtick=1), legend=dict(orientation="h", y=-0.25))
         st.plotly_chart(figure, key="run_histogram")
 
 
