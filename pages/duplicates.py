@@ -85,7 +85,7 @@ show_decision_feedback()
 
 filters = st.columns([3, 1.5, 1.5, 1.2, 1.2])
 with filters[0]:
-    threshold = st.slider("Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, step=0.001, format="%.3f",
+    threshold = st.slider("Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, step=0.0005, format="%.4f",
                           key="dup_threshold",
                           help="Two samples are near duplicates when the cosine similarity of their embeddings "
                                "is at least this. Lower finds more groups (and more false ones). Exact copies "
