@@ -1,13 +1,24 @@
-"""csl_core: find mislabeled and duplicate images by Cumulative Sample Loss, from one training run."""
+"""csl_core: find mislabeled and duplicate images by Cumulative Sample Loss, from one training run.
+
+The names below load on first use, so that reading a run folder (the dashboard) does not import torch.
+"""
 from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .data import DataError, IndexedDataset, TrainingSet, build_training_set  # noqa: E402
-from .scores import compute_scores, suspicion  # noqa: E402
-from .store import RunError, RunStore, list_runs  # noqa: E402
-from .tracker import CSLTracker  # noqa: E402
-from .train import TrainConfig, train  # noqa: E402
+_EXPORTS = {
+    "CSLTracker": "tracker", "DataError": "data", "IndexedDataset": "data", "TrainingSet": "data",
+    "build_training_set": "data", "compute_scores": "scores", "suspicion": "scores", "RunError": "store",
+    "RunStore": "store", "list_runs": "store", "TrainConfig": "config", "train": "train",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = ["CSLTracker", "DataError", "IndexedDataset", "RunError", "RunStore", "TrainConfig", "TrainingSet",
-           "build_training_set", "compute_scores", "list_runs", "suspicion", "train", "__version__"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'csl_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

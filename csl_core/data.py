@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from .progress import progress_bar
@@ -128,14 +127,18 @@ class TrainingSet:
         return IndexedDataset(self.test.images, np.arange(len(self.test)), self.test.labels)
 
 
-class IndexedDataset(torch.utils.data.Dataset):
-    """Yields ``(x, y, index)`` with ``x`` a uint8 ``(C, H, W)`` tensor.
+class IndexedDataset:
+    """A map-style dataset (any ``DataLoader`` takes it) that yields ``(x, y, index)``, with ``x`` a
+    uint8 ``(C, H, W)`` tensor.
 
     Indexing with a list of indices returns a whole batch at once, so a ``DataLoader`` built with
-    ``batch_size=None`` over a ``BatchSampler`` does no per-sample Python work.
+    ``batch_size=None`` over a ``BatchSampler`` does no per-sample Python work. torch is imported
+    here rather than with the module, so that reading sources and run folders does not load it.
     """
 
     def __init__(self, images: np.ndarray, image_index: np.ndarray, labels: np.ndarray):
+        import torch
+
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, C, H, W)
         # Copies: pandas hands out read-only arrays, which torch cannot wrap without a warning.
         self.image_index = torch.tensor(np.asarray(image_index), dtype=torch.long)
@@ -145,6 +148,8 @@ class IndexedDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index):
+        import torch
+
         index = torch.as_tensor(index, dtype=torch.long)
         return self.images[self.image_index[index]], self.labels[index], index
 

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -119,6 +118,8 @@ def _nearest_neighbours(unit: np.ndarray, k: int, block_bytes: int, progress: bo
     similarities = np.empty((n, k), dtype=np.float32)
     if k == 0:
         return indices, similarities
+    import torch  # block products and top-k run in torch; imported here so the dashboard need not load it
+
     block_rows = max(1, min(n, block_bytes // (4 * n)))
     everything = torch.from_numpy(unit)
     starts = range(0, n, block_rows)

@@ -10,7 +10,7 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .train import TrainConfig, TrainResult, train
+from .config import TrainConfig
 
 STATES = ("created", "preparing", "running", "stopping", "stopped", "finished", "failed")
 
@@ -59,7 +59,7 @@ class Job:
         self._status = JobStatus(run_dir=str(self.run_dir), epochs=config.epochs)
         self._thread: threading.Thread | None = None
         self._epoch_began = 0.0
-        self.result: TrainResult | None = None
+        self.result = None  # the TrainResult once finished
 
     # ------------------------------------------------------------ control
     def start(self) -> Job:
@@ -96,6 +96,8 @@ class Job:
 
     def _run(self) -> None:
         try:
+            from .train import train  # torch loads with the first job, not with the dashboard
+
             self.result = train(self.config, self.run_dir, resume=self.resume, callbacks=self)
             state = "stopped" if self.result.stopped else "finished"
             self._set(state=state, test_accuracy=self.result.test_accuracy, finished_at=time.time(),

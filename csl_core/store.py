@@ -28,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .tracker import EPOCH_FIELDS
+from .schema import ARRAY_DTYPES, EPOCH_FIELDS
 
 FORMAT_VERSION = 1
-ARRAY_DTYPES = {"correct": np.bool_}
 
 
 class RunError(RuntimeError):
@@ -255,6 +253,8 @@ class RunStore:
         self.update_meta(finished_epochs=epoch + 1, updated=time.time())
 
     def save_checkpoint(self, state: dict) -> None:
+        import torch  # the dashboard reads run folders without loading torch
+
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".checkpoint.", suffix=".tmp")
         os.close(fd)
         try:
@@ -265,6 +265,8 @@ class RunStore:
             raise
 
     def load_checkpoint(self, map_location="cpu") -> dict | None:
+        import torch
+
         file = self.path / "checkpoint.pt"
         if not file.is_file():
             return None

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-EPOCH_FIELDS = ("loss", "correct", "margin", "p_given", "p_max")
+from .schema import EPOCH_FIELDS
+
 # Past this many N x C elements the running probability sum (for the suggested label) is not kept.
 MAX_PROBABILITY_ELEMENTS = 2**28
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
+from .config import SCHEDULES, TrainConfig
 from .data import TrainingSet, build_training_set
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
@@ -21,50 +22,6 @@ from .store import RunError, RunStore, atomic_save_npy
 from .tracker import EPOCH_FIELDS, CSLTracker
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; stored in ``meta.json`` so that a run can be resumed or repeated."""
-
-    data: str = "demo"
-    epochs: int = 15
-    model: str = "auto"
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    seed: int = 0
-    eval_pass: bool = False
-    inject_noise: float | None = None
-    inject_duplicates: int | None = None
-    subset: int | None = None
-    image_size: int | None = None
-    augment: bool | None = None
-    device: str = "auto"
-    amp: bool | None = None
-    channels_last: bool | None = None
-    compile: bool = False
-    num_workers: int = 0
-    download: bool = False
-    compute_embeddings: bool = True
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
-        if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
-            raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
-
-
-SCHEDULES = ("onecycle", "step", "constant")
 
 
 class Callbacks(Protocol):
