@@ -23,9 +23,11 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from .metrics import METRICS, detection_metrics, roc_curve, top_k
 from .models import build_model
 from .progress import progress_bar
 from .scores import suspicion
-from .store import RunError, RunStore, atomic_write_bytes, atomic_write_json
+from .store import RunError, RunStore, _is_stale, _read_lock, atomic_write_bytes, atomic_write_json
 from .train import Preprocess, TrainConfig, make_loader, predict, resolve_device, train
 
 BASELINE_SETS = ("all", "fast")
@@ -65,6 +67,7 @@ LOWER_IS_BETTER = {"fpr_at_95_tpr"}
 EVAL_PASS_WEIGHT = 0.35
 CURVATURE_WEIGHT = 8.0
 ROC_POINTS = 300
+WORKER_POLL_SECONDS = 30.0
 CELL_FORMAT = 1
 
 
@@ -246,26 +249,38 @@ class Benchmark:
         started = time.time()
         load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         done = {t.key: self.load_cell(t) for t in self.tasks}
+        by_key = {t.key: t for t in self.tasks}
         total = sum(t.weight for t in self.tasks)
         finished_weight = sum(t.weight for t in self.tasks if done[t.key] is not None)
         interactive = sys.stderr.isatty()
         bar = progress_bar(total=total, initial=finished_weight, desc="benchmark", unit="sample-epoch",
                            unit_scale=True, disable=self.quiet, mininterval=0.5 if interactive else 30.0)
         try:
-            for number, task in enumerate(self.tasks, 1):
-                if done[task.key] is not None or self.report_only:
-                    continue
-                began = time.perf_counter()
-                start_n = bar.n
-                result = self._run_task(task, done, bar)
-                # The bar's estimate of a task's weight is approximate; settle it at the task's end.
-                bar.update(task.weight - (bar.n - start_n))
-                result["task_wall_seconds"] = time.perf_counter() - began
-                result["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-                self._save_cell(task, result)
-                done[task.key] = result
-                if not self.quiet:
-                    bar.write(f"[{number}/{len(self.tasks)}] {task.key}: {result['task_wall_seconds']:.0f}s")
+            pending = [] if self.report_only else [t for t in self.tasks if done[t.key] is None]
+            while pending:
+                waiting = []
+                for task in pending:
+                    done[task.key] = done[task.key] or self.load_cell(task)  # another worker may have done it
+                    if done[task.key] is not None:
+                        bar.update(task.weight)
+                        continue
+                    for d in task.depends:
+                        done[d] = done[d] or self.load_cell(by_key[d])
+                    if any(done[d] is None for d in task.depends):
+                        waiting.append(task)
+                        continue
+                    with self._claim(task) as claimed:
+                        if not claimed:
+                            waiting.append(task)
+                            continue
+                        done[task.key] = self._run_and_save(task, done, bar)
+                        if not self.quiet:
+                            finished = sum(v is not None for v in done.values())
+                            bar.write(f"[{finished}/{len(self.tasks)}] {task.key}: "
+                                      f"{done[task.key]['task_wall_seconds']:.0f}s")
+                if waiting and len(waiting) == len(pending):
+                    time.sleep(WORKER_POLL_SECONDS)  # everything left is in another worker's hands
+                pending = waiting
         finally:
             bar.close()
         machine = {"platform": platform.platform(), "python": platform.python_version(),
@@ -280,6 +295,47 @@ class Benchmark:
         atomic_write_bytes(self.out / "results.md", render_markdown(results).encode())
         atomic_write_bytes(self.out / "roc.html", render_roc_html(results).encode())
         return results
+
+    def _run_and_save(self, task: Task, done: dict, bar) -> dict:
+        began = time.perf_counter()
+        start_n = bar.n
+        result = self._run_task(task, done, bar)
+        # The bar's estimate of a task's weight is approximate; settle it at the task's end.
+        bar.update(task.weight - (bar.n - start_n))
+        result["task_wall_seconds"] = time.perf_counter() - began
+        result["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self._save_cell(task, result)
+        return result
+
+    @contextmanager
+    def _claim(self, task: Task):
+        """Several workers may run the same command on one output folder: each task goes to one of them.
+
+        Yields ``False`` when a live process holds the task; a claim left by a dead one is taken over.
+        """
+        path = self._cell_path(task.key).with_suffix(".claim")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is not None and _is_stale(holder):
+                    path.unlink(missing_ok=True)
+                    continue
+                yield False
+                return
+            with os.fdopen(fd, "w") as f:
+                json.dump(token, f)
+            break
+        else:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)
 
     def _run_task(self, task: Task, done: dict, bar) -> dict:
         if task.kind == "detect":

@@ -245,3 +245,42 @@ def test_report_only_writes_partial_results_without_training(demo_bench, tmp_pat
     assert "cleanlab" not in results["settings"]["duplicates-4"]["methods"]
     markdown = (out / "results.md").read_text()
     assert "**Incomplete:**" in markdown and "| duplicates-4/seed-1/cleanlab | not finished | |" in markdown
+
+
+def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_bench, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import threading
+
+    out = tmp_path / "shared"
+    shutil.copytree(demo_bench, out)
+    (out / "cells" / "true-labels__seed-1.json").unlink()
+    claim = out / "cells" / "true-labels__seed-1.claim"
+    claim.write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname()}))
+    monkeypatch.setattr(bench, "WORKER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(bench, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    finished = json.loads((demo_bench / "cells" / "true-labels__seed-1.json").read_text())
+
+    def other_worker_finishes():
+        (out / "cells" / "true-labels__seed-1.json").write_text(json.dumps(finished))
+        claim.unlink()
+
+    timer = threading.Timer(0.5, other_worker_finishes)
+    timer.start()
+    assert main([*DEMO_ARGS, "--out", str(out)]) == 0
+    timer.join()
+    assert json.loads((out / "results.json").read_text())["missing_tasks"] == []
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
+    config = BenchConfig(data="demo", noise=(0.1,), duplicates=0, seeds=(1,), epochs=1, clean_at=())
+    benchmark = bench.Benchmark(config, tmp_path, quiet=True)
+    task = benchmark.tasks[0]
+    claim = benchmark._cell_path(task.key).with_suffix(".claim")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname()}))
+    with benchmark._claim(task) as claimed:
+        assert claimed and json.loads(claim.read_text())["pid"] != 2**22 + 12345
+        with benchmark._claim(task) as second:
+            assert not second
+    assert not claim.exists()
