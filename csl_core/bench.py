@@ -42,7 +42,7 @@ from .metrics import METRICS, detection_metrics, roc_curve, top_k
 from .models import build_model
 from .progress import progress_bar
 from .scores import suspicion
-from .store import RunError, RunStore, _is_stale, _read_lock, atomic_write_bytes, atomic_write_json
+from .store import RunError, RunLockedError, RunStore, _is_stale, _read_lock, atomic_write_bytes, atomic_write_json
 from .train import Preprocess, TrainConfig, make_loader, predict, resolve_device, train
 
 BASELINE_SETS = ("all", "fast")
@@ -273,7 +273,11 @@ class Benchmark:
                         if not claimed:
                             waiting.append(task)
                             continue
-                        done[task.key] = self._run_and_save(task, done, bar)
+                        try:
+                            done[task.key] = self._run_and_save(task, done, bar)
+                        except RunLockedError:  # its run folder is being trained by a process without a claim
+                            waiting.append(task)
+                            continue
                         if not self.quiet:
                             finished = sum(v is not None for v in done.values())
                             bar.write(f"[{finished}/{len(self.tasks)}] {task.key}: "
