@@ -754,8 +754,10 @@ def render_markdown(results: dict) -> str:
         lines += [""]
     lines += ["## Targets", ""] + [f"- {t}" for t in targets(results)] + [""]
     lines += ["## Wall time of every task", "",
-              "Each task's wall clock (training, prediction and scoring) and the machine's 1-minute load "
-              "average when it ended.", "", "| task | seconds | load average |", "| --- | --- | --- |"]
+              "Wall clock of the process that finished each task (training, prediction and scoring; a task "
+              "continued after a restart counts only its last part, the method seconds above count every "
+              "epoch) and the machine's 1-minute load average when it ended.", "",
+              "| task | seconds | load average |", "| --- | --- | --- |"]
     for key, task in results["tasks"].items():
         if task:
             load = task.get("load_average_at_end")
