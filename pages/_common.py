@@ -185,6 +185,15 @@ def thumb(store: RunStore, index: int, size: int = 96) -> bytes | None:
         return None
 
 
+def show_thumbnail(store: RunStore, index: int, size: int = 96, width: int | str = "stretch") -> None:
+    """Draw a sample's thumbnail, or say that its image cannot be read."""
+    image = thumb(store, index, size)
+    if image is not None:
+        st.image(image, width=width)
+    else:
+        st.caption("image not available")
+
+
 def thumb_url(store: RunStore, index: int, size: int = 64) -> str | None:
     try:
         return thumbnail_data_url(store.path, int(index), size)

@@ -11,7 +11,7 @@ from csl_core.duplicates import (DEFAULT_THRESHOLD, find_duplicates, injected_pa
                                  member_table, not_duplicate_sets)
 from csl_core.store import RunStore
 from pages._common import (decision_log, decision_text, effective_for, require_scored_run, samples_for,
-                           show_decision_feedback, thumb)
+                           show_decision_feedback, show_thumbnail)
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
@@ -149,11 +149,7 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         cells = st.columns(SHOWN_PER_GROUP)
         for cell, index in zip(cells, members[:SHOWN_PER_GROUP]):
             with cell:
-                image = thumb(store, index)
-                if image is not None:
-                    st.image(image, width="stretch")
-                else:
-                    st.caption("image not available")
+                show_thumbnail(store, index)
                 lines = [f"**{classes[labels[index]]}**", f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
                 if not undecided[index]:
                     decision = decision_text(effective.at[index, "action"], int(effective.at[index, "label"]), classes)

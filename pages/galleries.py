@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from pages._common import (decision_text, effective_for, pick_class, record, require_scored_run, scores_for,
-                           show_decision_feedback, thumb, undo)
+                           show_decision_feedback, show_thumbnail, undo)
 
 SOURCE = "gallery"
 COLUMNS = 3
@@ -63,11 +63,7 @@ def _relabel(index: int) -> None:
 
 def card(index: int) -> None:
     sample = scores.loc[index]
-    image = thumb(store, index)
-    if image is not None:
-        st.image(image, width="stretch")
-    else:
-        st.caption("image not available")
+    show_thumbnail(store, index)
     lines = [f"**#{int(sample['csl_rank']):,}** · CSL {sample['csl']:.2f}", f"given **{classes[label]}**"]
     relabel_options: list[int | None] = [None]
     if suggested is not None:

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._common import (class_mean_loss, decision_text, effective_for, loss_rows, pick_class,
-                           require_scored_run, scores_for, thumb)
+                           require_scored_run, scores_for, show_thumbnail)
 
 SCATTER_POINTS = 4000   # a scatter of 1M points would only draw ink; a seeded sample shows the shape
 
@@ -75,11 +75,7 @@ sample = scores.loc[sample_index]
 state = effective_for(store).loc[sample_index]
 image_column, facts = st.columns([1, 3])
 with image_column:
-    image = thumb(store, sample_index, 192)
-    if image is not None:
-        st.image(image, width=192)
-    else:
-        st.caption("image not available")
+    show_thumbnail(store, sample_index, 192, width=192)
 with facts:
     lines = [f"**{sample['sample_id']}**",
              f"Given label: **{classes[int(sample['label'])]}**"]
