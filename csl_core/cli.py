@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random crop and flip (default: on, off for the demo)")
     t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy shared machine")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--download", action="store_true", help="allow downloading Fashion-MNIST / CIFAR")
     t.add_argument("--quiet", action="store_true", help="no progress output")
@@ -167,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     epochs = args.epochs or (12 if args.data == "demo" else 15)
     out = args.out
     rank = int(os.environ.get("RANK", "0"))

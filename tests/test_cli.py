@@ -21,6 +21,21 @@ def test_train_writes_a_run_folder(tmp_path, capsys):
     assert store.finished_epochs == 1 and store.meta["config"]["subset"] == 300
 
 
+def test_threads_sets_torchs_cpu_threads_and_refuses_zero(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "--threads", "0", "--out", str(tmp_path / "never")]) == 2
+        assert "--threads must be at least 1" in capsys.readouterr().err
+        assert not (tmp_path / "never").exists()
+        out = tmp_path / "run"
+        assert main(["train", "--epochs", "1", "--subset", "200", "--threads", "2", "--out", str(out), "--quiet"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_info_prints_the_detection_auroc(demo_run, capsys):
     assert main(["info", str(demo_run)]) == 0
     text = capsys.readouterr().out
