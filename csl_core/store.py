@@ -195,14 +195,37 @@ class RunStore:
         return np.load(file, mmap_mode="r") if file.is_file() else None
 
     def scores(self) -> pd.DataFrame:
-        """Every score of every sample over the finished epochs, joined to the sample table."""
+        """Every score of every sample over the finished epochs, joined to the sample table.
+
+        A completed run keeps them in ``scores-<epochs>.parquet`` once computed, so that opening a
+        large run again reads one file instead of scanning every per-epoch array.
+        """
         from .scores import compute_scores
 
-        finished = self.finished_epochs
+        meta = self.meta
+        finished = int(meta["finished_epochs"])
         if finished == 0:
             raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
-        arrays = {name: self.row_reader(name) for name in self.meta["fields"]}
-        return compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
+        cache = self.path / f"scores-{finished:04d}.parquet"
+        if meta.get("completed") and cache.is_file():
+            try:
+                return pd.read_parquet(cache)
+            except (OSError, ValueError):
+                cache.unlink(missing_ok=True)  # unreadable: compute again below
+        arrays = {name: self.row_reader(name) for name in meta["fields"]}
+        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
+        if meta.get("completed"):
+            self._write_scores_cache(scores, cache)
+        return scores
+
+    def _write_scores_cache(self, scores: pd.DataFrame, cache: Path) -> None:
+        try:
+            atomic_write_bytes(cache, scores.to_parquet())
+        except (OSError, ImportError, ValueError):
+            return  # a read-only run folder or no parquet engine: scores are simply computed each time
+        for old in self.path.glob("scores-*.parquet"):
+            if old != cache:
+                old.unlink(missing_ok=True)
 
     def row_reader(self, name: str) -> _RowChunks:
         """Array ``name`` over the finished epochs, read a slice of rows at a time with plain file reads:

@@ -177,3 +177,23 @@ def test_list_runs_finds_run_folders_only(tmp_path):
     (tmp_path / "not-a-run").mkdir()
     assert [p.name for p in list_runs(tmp_path)] == ["a"]
     assert list_runs(tmp_path / "missing") == []
+
+
+def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_path):
+    store = make_store(tmp_path / "run", epochs=2)
+    store.write_epoch(0, epoch_record(6, 1.0))
+    first = store.scores()
+    assert not list(store.path.glob("scores-*.parquet"))  # still training: nothing kept
+    store.write_epoch(1, epoch_record(6, 2.0))
+    store.update_meta(completed=True)
+    computed = store.scores()
+    kept = store.path / "scores-0002.parquet"
+    assert kept.is_file()
+    assert computed["csl"].tolist() == pytest.approx([3.0] * 6) and first["csl"].tolist() == pytest.approx([1.0] * 6)
+    # The kept file is what a second opening reads: change it and the change shows.
+    altered = computed.copy()
+    altered["csl"] = 42.0
+    altered.to_parquet(kept)
+    pd.testing.assert_series_equal(store.scores()["csl"], altered["csl"])
+    kept.write_bytes(b"not parquet")  # a damaged file is computed again, not trusted
+    assert store.scores()["csl"].tolist() == pytest.approx([3.0] * 6)
