@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .progress import progress_bar
-from .store import RunError, RunStore
+from .store import RunError, RunStore, temp_file_beside
 
 DEFAULT_THRESHOLD = 0.999
 DEFAULT_NEIGHBOURS = 10
@@ -435,7 +434,7 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
 
 
 def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp.npz")
+    fd, tmp = temp_file_beside(file, suffix=".tmp.npz")
     os.close(fd)
     try:
         np.savez(tmp, version=CACHE_VERSION, k=k, embeddings_stamp=np.asarray(stamp or (-1, -1), dtype=np.int64),

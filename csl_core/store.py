@@ -42,10 +42,23 @@ class RunLockedError(RunError):
     pass
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A temporary file in ``path``'s folder (same file system, so ``os.replace`` is atomic), with
+    the permissions an ordinary new file gets rather than mkstemp's owner-only ones."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -67,7 +80,7 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_beside(path)
     os.close(fd)
     try:
         with open(tmp, "wb") as f:
@@ -278,7 +291,7 @@ class RunStore:
     def save_checkpoint(self, state: dict) -> None:
         import torch  # the dashboard reads run folders without loading torch
 
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".checkpoint.", suffix=".tmp")
+        fd, tmp = temp_file_beside(self.path / "checkpoint.pt")
         os.close(fd)
         try:
             torch.save(state, tmp)

@@ -197,3 +197,11 @@ def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_pat
     pd.testing.assert_series_equal(store.scores()["csl"], altered["csl"])
     kept.write_bytes(b"not parquet")  # a damaged file is computed again, not trusted
     assert store.scores()["csl"].tolist() == pytest.approx([3.0] * 6)
+
+
+def test_files_written_atomically_get_ordinary_permissions(tmp_path):
+    store = make_store(tmp_path / "run")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("meta.json", "samples.csv", "report.json"):
+        assert (store.path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
