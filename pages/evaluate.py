@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from csl_core.decisions import review_outcome
-from csl_core.metrics import auroc, aupr, precision_at_k, roc_curve
+from csl_core.metrics import detection_report
 from csl_core.scores import SUSPICION, suspicion
 from pages._common import effective_for, load_scores, require_scored_run, scores_for
 
@@ -29,10 +29,10 @@ def evaluate_scores(run_path: str, finished_epochs: int, truth_column: str) -> t
             continue
         values = np.nan_to_num(values, nan=-np.inf, posinf=np.finfo(np.float64).max,
                                neginf=-np.finfo(np.float64).max)
-        fpr, tpr = roc_curve(truth, values)
+        metrics, fpr, tpr = detection_report(truth, values)
         curves[method] = (grid, np.interp(grid, fpr, tpr))
-        rows.append({"score": method, "AUROC": auroc(truth, values), "AUPR": aupr(truth, values),
-                     "precision at k": precision_at_k(truth, values)})
+        rows.append({"score": method, "AUROC": metrics["auroc"], "AUPR": metrics["aupr"],
+                     "precision at k": metrics["precision_at_k"]})
     table = pd.DataFrame(rows).sort_values("AUROC", ascending=False, ignore_index=True)
     return table, curves
 

@@ -3,6 +3,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
+from csl_core import metrics
 from csl_core.metrics import (aupr, auroc, detection_metrics, fpr_at_95_tpr, fpr_at_tpr, precision_at_k, roc_curve,
                               top_k)
 
@@ -72,3 +73,14 @@ def test_invalid_inputs_say_what_is_wrong(truth, score, message):
 def test_precision_at_k_rejects_bad_k():
     with pytest.raises(ValueError, match="k must be between"):
         precision_at_k(HAND_TRUTH, HAND_SCORE, k=0)
+
+
+def test_one_sort_report_equals_each_metric_and_the_roc_curve():
+    rng = np.random.default_rng(7)
+    truth = rng.random(3000) < 0.05
+    score = np.round(rng.normal(size=3000) + 2 * truth, 1)  # rounded: many ties, at the cut too
+    report, fpr, tpr = metrics.detection_report(truth, score)
+    assert report == pytest.approx({name: fn(truth, score) for name, fn in metrics.METRICS.items()}, abs=1e-12)
+    expected_fpr, expected_tpr = metrics.roc_curve(truth, score)
+    np.testing.assert_allclose(fpr, expected_fpr)
+    np.testing.assert_allclose(tpr, expected_tpr)
