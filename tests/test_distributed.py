@@ -38,15 +38,6 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
                                 reason="torch.distributed with gloo is not available")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny conv layers on a shared CPU run several times faster on one thread, like the torchrun ranks.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> RunStore:
     out = tmp_path_factory.mktemp("ddp") / "run"
