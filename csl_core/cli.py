@@ -13,7 +13,8 @@ from .distributed import launched_distributed
 from .duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from .progress import progress_bar
 from .store import RunError, RunStore, atomic_write_csv
-from .train import SCHEDULES, TrainConfig, train
+from .config import SCHEDULES, TrainConfig
+from .train import train
 
 
 class _ProgressCallbacks:

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .data import TrainingSet
 
 SCHEDULES = ("onecycle", "step", "constant")
 
@@ -48,3 +52,12 @@ class TrainConfig:
         if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
             raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
 
+
+
+def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:
+    """The training set a run with ``config`` trains on: the same config always gives the same set."""
+    from .data import build_training_set
+
+    return build_training_set(config.data, subset=config.subset, inject_noise=config.inject_noise,
+                              inject_duplicates_pairs=config.inject_duplicates, seed=config.seed,
+                              image_size=config.image_size, download=config.download, progress=progress)

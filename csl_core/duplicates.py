@@ -388,7 +388,7 @@ _NO_IMAGES = ("the run's images could not be loaded, so exact duplicates are not
 def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     """The decoded uint8 image of every training sample of ``store``, or None if the source is gone."""
     from .data import DataError
-    from .train import TrainConfig, training_set_for
+    from .config import TrainConfig, training_set_for
 
     config = TrainConfig.from_dict(store.meta.get("config", {}))
     config.download = False
@@ -405,9 +405,7 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
 def _csl(store: RunStore) -> np.ndarray:
     if store.finished_epochs == 0:
         return np.full(store.num_samples, np.nan)
-    from .scores import compute_scores
-
-    return compute_scores({"loss": store.row_reader("loss")})["csl"].to_numpy()
+    return store.csl()
 
 
 def _stamp(file: Path) -> tuple[int, int] | None:

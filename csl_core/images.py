@@ -147,7 +147,7 @@ def _array_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     config = store.meta.get("config")
     if not config or not config.get("data"):
         return None
-    from .train import TrainConfig, training_set_for
+    from .config import TrainConfig, training_set_for
 
     source = training_set_for(TrainConfig.from_dict(config)).source
     images = source.images                                     # (N, H, W, C) uint8

@@ -231,6 +231,19 @@ class RunStore:
             self._write_scores_cache(scores, cache)
         return scores
 
+    def csl(self) -> np.ndarray:
+        """Each sample's CSL: from the kept scores of a completed run, else summed from the loss array."""
+        from .scores import compute_scores
+
+        meta = self.meta
+        cache = self.path / f"scores-{int(meta['finished_epochs']):04d}.parquet"
+        if meta.get("completed") and cache.is_file():
+            try:
+                return pd.read_parquet(cache, columns=["csl"])["csl"].to_numpy()
+            except (OSError, ValueError):
+                pass
+        return compute_scores({"loss": self.row_reader("loss")})["csl"].to_numpy()
+
     def _write_scores_cache(self, scores: pd.DataFrame, cache: Path) -> None:
         try:
             atomic_write_bytes(cache, scores.to_parquet())

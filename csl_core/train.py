@@ -5,7 +5,7 @@ import math
 import platform
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .config import SCHEDULES, TrainConfig
-from .data import TrainingSet, build_training_set
+from .config import TrainConfig, training_set_for
+from .data import TrainingSet
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
 from .store import RunError, RunStore, atomic_save_npy
@@ -215,12 +215,6 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
                         counts={"listed": len(training_set.source) + len(training_set.source.skipped),
                                 "used": len(training_set), "skipped": len(training_set.source.skipped)})
     return store, training_set, config
-
-
-def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:
-    return build_training_set(config.data, subset=config.subset, inject_noise=config.inject_noise,
-                              inject_duplicates_pairs=config.inject_duplicates, seed=config.seed,
-                              image_size=config.image_size, download=config.download, progress=progress)
 
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbacks: Callbacks | None = None,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from csl_core.models import build_model
 from csl_core.store import RunStore
-from csl_core.tracker import EPOCH_FIELDS, CSLTracker
+from csl_core.tracker import CSLTracker
 from csl_core.train import Preprocess, TrainConfig, build_optimizer, make_loader, train, training_set_for
 
 REPO = Path(__file__).resolve().parents[1]
