@@ -195,6 +195,7 @@ def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_pat
     altered["csl"] = 42.0
     altered.to_parquet(kept)
     pd.testing.assert_series_equal(store.scores()["csl"], altered["csl"])
+    assert store.csl().tolist() == [42.0] * 6  # CSL alone comes from the kept file too
     kept.write_bytes(b"not parquet")  # a damaged file is computed again, not trusted
     assert store.scores()["csl"].tolist() == pytest.approx([3.0] * 6)
 
