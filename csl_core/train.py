@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .config import TrainConfig, training_set_for
 from .data import TrainingSet
 from .distributed import DistributedContext, setup_distributed
@@ -261,6 +262,8 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     device = distributed.device if distributed is not None else resolve_device(config.device)
     rank = distributed.rank if distributed is not None else 0
     writes = rank == 0  # under torchrun, rank 0 alone writes the run folder
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults on re-allocated activations (see allocator.py)
     torch.manual_seed(config.seed)
     num_classes = len(training_set.classes)
     channels = training_set.source.channels
