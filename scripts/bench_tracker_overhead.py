@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from csl_core.allocator import keep_freed_memory  # noqa: E402
 from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set  # noqa: E402
 from csl_core.models import build_model  # noqa: E402
 from csl_core.tracker import CSLTracker  # noqa: E402
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: PyTorch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="leave glibc's malloc thresholds as they are (the trainer raises them on CPU)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         data_name = f"synthetic 28x28 ({len(training_set)})"
 
     device = resolve_device(args.device)
+    # as the trainer does on CPU, unless asked not to
+    kept = keep_freed_memory() if device.type == "cpu" and not args.glibc_defaults else False
     torch.manual_seed(args.seed)
     num_classes = len(training_set.classes)
     model = build_model(args.model, in_channels=training_set.source.channels, num_classes=num_classes).to(device)
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warmup, _ = epoch(0, True)
     print(f"{data_name}, {args.model} on {device}, {torch.get_num_threads()} thread(s); "
-          f"warm-up epoch {warmup:.2f}s", file=sys.stderr)
+          f"malloc thresholds {'raised' if kept else 'glibc defaults'}; warm-up epoch {warmup:.2f}s", file=sys.stderr)
     times: dict[str, dict[bool, list[float]]] = {"wall": {True: [], False: []}, "cpu": {True: [], False: []}}
     for r in range(args.rounds):
         order = (True, False) if r % 2 == 0 else (False, True)
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio {times[clock][True][-1] / times[clock][False][-1]:.4f}" for clock in ("wall", "cpu")),
             file=sys.stderr)
     result = {"data": data_name, "model": args.model, "device": str(device), "threads": torch.get_num_threads(),
-              "batch_size": args.batch_size, "rounds": args.rounds}
+              "batch_size": args.batch_size, "rounds": args.rounds, "malloc_thresholds_raised": kept}
     for clock in ("wall", "cpu"):
         on, off = times[clock][True], times[clock][False]
         paired = [a / b for a, b in zip(on, off)]
