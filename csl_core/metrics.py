@@ -101,7 +101,9 @@ def detection_report(truth: np.ndarray, score: np.ndarray) -> tuple[dict[str, fl
     """Every metric in :data:`METRICS` and the ROC curve ``(fpr, tpr)``, from a single sort of ``score``
     (what a dashboard wants for a million samples and a dozen scores)."""
     truth, score = _validate(truth, score)
-    order = np.argsort(-score, kind="stable")
+    # Every metric but precision at k depends only on tie groups, not on the order inside them, so an
+    # unstable sort (twice as fast at 1M samples) does; the tie at the cut is settled below.
+    order = np.argsort(-score)
     ranked_truth, ranked_score = truth[order], score[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(ranked_score)), truth.size - 1]
     found = np.cumsum(ranked_truth)
@@ -114,6 +116,16 @@ def detection_report(truth: np.ndarray, score: np.ndarray) -> tuple[dict[str, fl
         "auroc": float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0)),
         "aupr": float(np.sum(np.diff(np.r_[0.0, tp / positives]) * (tp / (tp + fp)))),
         "fpr_at_95_tpr": float(fpr[np.searchsorted(tpr, 0.95 - 1e-12, side="left")]),
-        "precision_at_k": float(found[positives - 1] / positives),
+        "precision_at_k": _found_in_top(truth, order, last_of_tie, found, positives) / positives,
     }
     return metrics, fpr, tpr
+
+
+def _found_in_top(truth: np.ndarray, order: np.ndarray, last_of_tie: np.ndarray, found: np.ndarray, k: int) -> float:
+    """Positives among the top ``k`` of ``order`` (sorted by score, ties in any order) with ties at the
+    cut broken by sample order, as :func:`precision_at_k` breaks them."""
+    group = int(np.searchsorted(last_of_tie, k - 1))  # the tie group holding rank k - 1
+    start = int(last_of_tie[group - 1]) + 1 if group else 0
+    before = int(found[start - 1]) if start else 0
+    members = np.sort(order[start: int(last_of_tie[group]) + 1])
+    return float(before + truth[members[: k - start]].sum())

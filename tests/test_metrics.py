@@ -84,3 +84,15 @@ def test_one_sort_report_equals_each_metric_and_the_roc_curve():
     expected_fpr, expected_tpr = metrics.roc_curve(truth, score)
     np.testing.assert_allclose(fpr, expected_fpr)
     np.testing.assert_allclose(tpr, expected_tpr)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_sort_report_breaks_big_ties_at_the_cut_by_sample_order(seed):
+    # Integer scores (learning time, forgetting events): a few huge tie groups, one of them across k.
+    rng = np.random.default_rng(seed)
+    truth = rng.random(5000) < 0.1
+    score = rng.integers(0, 4, 5000) + truth * rng.integers(0, 2, 5000)
+    report, _, _ = metrics.detection_report(truth, score)
+    k = int(truth.sum())
+    assert report["precision_at_k"] == pytest.approx(truth[np.argsort(-score, kind="stable")[:k]].mean(), abs=1e-12)
+    assert report["precision_at_k"] == pytest.approx(precision_at_k(truth, score), abs=1e-12)
