@@ -169,6 +169,31 @@ def rank_descending(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def class_averages(values: np.ndarray, labels: np.ndarray, num_classes: int, *,
+                   chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Every class's mean row of ``values``, ``(num_classes, epochs)``, NaN ignored (a class with no
+    finite value in an epoch is NaN there). Reads ``values`` ``chunk_rows`` rows at a time, so one pass
+    over a memory-mapped array gives the dashed line of every class's peacock plot."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n, epochs = values.shape
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for {n} rows")
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), found {labels.min()}..{labels.max()}")
+    cells = num_classes * epochs
+    sums, counts = np.zeros(cells), np.zeros(cells)
+    for start in range(0, n, chunk_rows):
+        chunk = np.asarray(values[start: start + chunk_rows], dtype=np.float64)
+        # cell (class, epoch) of every value, flattened: one bincount per chunk
+        cell = (labels[start: start + len(chunk), None] * epochs + np.arange(epochs)).ravel()
+        finite = ~np.isnan(chunk.ravel())
+        sums += np.bincount(cell[finite], weights=chunk.ravel()[finite], minlength=cells)
+        counts += np.bincount(cell[finite], minlength=cells)
+    means = np.full(cells, np.nan)
+    np.divide(sums, counts, out=means, where=counts > 0)
+    return means.reshape(num_classes, epochs)
+
+
 def class_average(values: np.ndarray, labels: np.ndarray, label: int) -> np.ndarray:
     """The mean row of ``values`` over samples labelled ``label`` (the dashed line of the peacock plot)."""
     rows = np.flatnonzero(np.asarray(labels) == label)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csl_core.scores import (class_average, compute_scores, forgetting_events, learning_time, rank_descending,
-                             suspicion)
+from csl_core.scores import (class_average, class_averages, compute_scores, forgetting_events, learning_time,
+                             rank_descending, suspicion)
 
 nan = np.nan
 
@@ -120,3 +120,19 @@ def test_class_average():
     values = np.array([[1.0, 2.0], [3.0, nan], [10.0, 10.0]])
     np.testing.assert_allclose(class_average(values, np.array([0, 0, 1]), 0), [2.0, 2.0])
     assert np.isnan(class_average(values, np.array([0, 0, 1]), 5)).all()
+
+
+def test_class_averages_match_each_class_average_in_any_chunking():
+    rng = np.random.default_rng(3)
+    values = rng.random((1000, 7))
+    values[rng.random((1000, 7)) < 0.1] = nan
+    labels = rng.integers(0, 5, 1000)
+    labels[labels == 4] = 3  # class 4 has no sample: NaN throughout
+    for chunk_rows in (1000, 64, 1):
+        means = class_averages(values, labels, 5, chunk_rows=chunk_rows)
+        assert means.shape == (5, 7)
+        for label in range(4):
+            np.testing.assert_allclose(means[label], class_average(values, labels, label))
+        assert np.isnan(means[4]).all()
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        class_averages(values, labels, 3)
