@@ -244,6 +244,34 @@ class RunStore:
                 pass
         return compute_scores({"loss": self.row_reader("loss")})["csl"].to_numpy()
 
+    def class_mean_loss(self) -> np.ndarray:
+        """Every class's mean loss per finished epoch, ``(classes, epochs)``: the class-average line of
+        the trajectories plot. A completed run keeps it in ``class-loss-<epochs>.npy`` once computed,
+        as it keeps its scores; otherwise one pass over the loss array, a slice of rows at a time."""
+        from .scores import class_averages
+
+        meta = self.meta
+        finished = int(meta["finished_epochs"])
+        cache = self.path / f"class-loss-{finished:04d}.npy"
+        if meta.get("completed") and cache.is_file():
+            try:
+                kept = np.load(cache)
+                if kept.shape == (len(self.classes), finished):
+                    return kept
+            except (OSError, ValueError):
+                pass
+        means = class_averages(self.row_reader("loss"), self.samples()["label"].to_numpy(np.int64),
+                               len(self.classes))
+        if meta.get("completed"):
+            try:
+                atomic_save_npy(cache, means)
+            except OSError:
+                return means  # a read-only run folder: computed each time
+            for old in self.path.glob("class-loss-*.npy"):
+                if old != cache:
+                    old.unlink(missing_ok=True)
+        return means
+
     def _write_scores_cache(self, scores: pd.DataFrame, cache: Path) -> None:
         try:
             atomic_write_bytes(cache, scores.to_parquet())

@@ -206,3 +206,20 @@ def test_files_written_atomically_get_ordinary_permissions(tmp_path):
     os.umask(umask)
     for name in ("meta.json", "samples.csv", "report.json"):
         assert (store.path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_class_mean_loss_per_class_and_epoch_kept_once_the_run_completes(tmp_path):
+    store = make_store(tmp_path / "run", n=6, epochs=2)
+    loss = np.array([1.0, 10.0, 3.0, 20.0, np.nan, 30.0], np.float32)  # labels alternate 0, 1
+    store.write_epoch(0, {**epoch_record(6, 0.0), "loss": loss})
+    np.testing.assert_allclose(store.class_mean_loss(), [[2.0], [20.0]])  # NaN (unseen) left out
+    assert not list(store.path.glob("class-loss-*.npy"))  # still training: nothing kept
+    store.write_epoch(1, {**epoch_record(6, 0.0), "loss": loss * 2})
+    store.update_meta(completed=True)
+    np.testing.assert_allclose(store.class_mean_loss(), [[2.0, 4.0], [20.0, 40.0]])
+    kept = store.path / "class-loss-0002.npy"
+    assert kept.is_file()
+    np.save(kept, np.full((2, 2), 7.0))  # what a second opening reads
+    assert store.class_mean_loss().tolist() == [[7.0, 7.0], [7.0, 7.0]]
+    np.save(kept, np.zeros((3, 2)))  # the wrong shape is computed again, not trusted
+    np.testing.assert_allclose(store.class_mean_loss(), [[2.0, 4.0], [20.0, 40.0]])
