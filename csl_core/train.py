@@ -430,4 +430,5 @@ def _finish(model, training_set, preprocess, store: RunStore, device, config, am
     store.update_report(test_accuracy=test_accuracy)
     store.update_meta(completed=True)
     store.scores()  # computed once here and kept in the run folder, so the dashboard opens it at once
+    store.class_mean_loss()  # likewise the class-average loss lines of the trajectories plot
     return test_accuracy

@@ -167,13 +167,14 @@ def loss_rows(run_path: str, finished_epochs: int, rows: tuple[int, ...]) -> np.
     return np.asarray(loss[np.asarray(rows, dtype=np.int64)], dtype=np.float64)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def class_mean_loss(run_path: str, finished_epochs: int, label: int) -> np.ndarray:
-    from csl_core.scores import class_average
+@st.cache_data(max_entries=8, show_spinner=False)
+def class_mean_losses(run_path: str, finished_epochs: int) -> np.ndarray:
+    """Every class's mean loss per epoch, ``(classes, epochs)``; kept in the folder of a completed run."""
+    return RunStore(run_path).class_mean_loss()[:, :finished_epochs]
 
-    store = RunStore(run_path)
-    labels = load_scores(run_path, finished_epochs)["label"].to_numpy(np.int64)
-    return class_average(store.array("loss")[:, :finished_epochs], labels, label)
+
+def class_mean_loss(run_path: str, finished_epochs: int, label: int) -> np.ndarray:
+    return class_mean_losses(run_path, finished_epochs)[label]
 
 
 def thumb(store: RunStore, index: int, size: int = 96) -> bytes | None:
