@@ -322,19 +322,25 @@ class DuplicateReport:
 
 
 def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_THRESHOLD,
-                    k: int = DEFAULT_NEIGHBOURS, recompute: bool = False, progress: bool = False
-                    ) -> DuplicateReport:
-    """Duplicate groups of ``run`` at ``threshold``; the neighbour search is cached in ``neighbours.npz``."""
+                    k: int = DEFAULT_NEIGHBOURS, recompute: bool = False, progress: bool = False,
+                    labels: np.ndarray | None = None, csl: np.ndarray | None = None) -> DuplicateReport:
+    """Duplicate groups of ``run`` at ``threshold``; the neighbour search is cached in ``neighbours.npz``.
+
+    ``labels`` and ``csl`` (one per sample) are read from the run unless given, e.g. by a caller that
+    already holds its scores (reading a 1.28M-row sample table takes seconds).
+    """
     store = run if isinstance(run, RunStore) else RunStore(run)
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"the threshold is a cosine similarity in [-1, 1], got {threshold}")
+    for name, given in (("labels", labels), ("csl", csl)):
+        if given is not None and len(given) != store.num_samples:
+            raise ValueError(f"{name} has {len(given)} values for the run's {store.num_samples} samples")
     index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
-    samples = store.samples()
-    labels = samples["label"].to_numpy(np.int64)
+    labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of
     groups = _group_labels(index.indices, index.similarities, threshold, exact_of)
     similarity = member_similarity(groups, index.indices, index.similarities, exact_of=exact_of)
-    csl = _csl(store)
+    csl = np.asarray(csl, dtype=np.float64) if csl is not None else _csl(store)
     table = duplicate_groups(groups, labels, csl, similarity=similarity, exact_of=exact_of)
     per_sample = pd.DataFrame({
         "group": groups,

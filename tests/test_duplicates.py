@@ -180,6 +180,23 @@ def test_every_injected_pair_of_the_demo_is_a_conflicting_group(run_copy):
     assert (run_copy / NEIGHBOURS_FILE).is_file()
 
 
+def test_labels_and_csl_given_by_the_caller_are_used_instead_of_read(run_copy):
+    from csl_core.store import RunStore
+
+    scores = RunStore(run_copy).scores()
+    labels, csl = scores["label"].to_numpy(), scores["csl"].to_numpy()
+    read = find_duplicates(run_copy)
+    given = find_duplicates(run_copy, labels=labels, csl=csl)
+    pd.testing.assert_frame_equal(read.samples, given.samples)
+    pd.testing.assert_frame_equal(read.groups, given.groups)
+    # Different labels change which groups conflict: the given ones are what counts.
+    uniform = find_duplicates(run_copy, labels=np.zeros_like(labels), csl=csl)
+    assert read.groups["label_conflict"].any()
+    assert not uniform.groups["label_conflict"].any()
+    with pytest.raises(ValueError, match=f"csl has 3 values for the run's {len(labels)} samples"):
+        find_duplicates(run_copy, csl=csl[:3])
+
+
 def test_cli_duplicates_writes_csv_and_reuses_the_cache(run_copy, tmp_path, capsys):
     out = tmp_path / "groups.csv"
     assert main(["duplicates", str(run_copy), "--threshold", "0.999", "--csv", str(out)]) == 0
