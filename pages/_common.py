@@ -134,16 +134,6 @@ def scores_for(store: RunStore) -> pd.DataFrame:
     return load_scores(str(store.path), store.finished_epochs)
 
 
-@st.cache_resource(max_entries=6, show_spinner=False)
-def _load_samples(run_path: str, modified: int) -> pd.DataFrame:
-    return RunStore(run_path).samples()
-
-
-def samples_for(store: RunStore) -> pd.DataFrame:
-    """The sample table, read once per version of the file (1.28M rows take seconds): read-only."""
-    return _load_samples(str(store.path), (store.path / "samples.csv").stat().st_mtime_ns)
-
-
 def decision_log(store: RunStore) -> DecisionLog:
     return DecisionLog(store.path)
 

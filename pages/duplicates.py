@@ -10,8 +10,8 @@ import streamlit as st
 from csl_core.duplicates import (DEFAULT_THRESHOLD, find_duplicates, injected_pair_recall, is_dismissed,
                                  member_table, not_duplicate_sets)
 from csl_core.store import RunStore
-from pages._common import (decision_log, decision_text, effective_for, require_scored_run, samples_for,
-                           show_decision_feedback, show_thumbnail)
+from pages._common import (decision_log, decision_text, effective_for, load_scores, require_scored_run,
+                           scores_for, show_decision_feedback, show_thumbnail)
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
@@ -20,7 +20,9 @@ SHOWN_PER_GROUP = 8
 @st.cache_data(max_entries=8, show_spinner="Searching for duplicates (the first time takes a while)...")
 def load_report(run_path: str, finished_epochs: int, embeddings_stamp: float, threshold: float):
     """The groups at ``threshold``; the neighbour search behind them is cached in the run folder."""
-    return find_duplicates(run_path, threshold=threshold)
+    scores = load_scores(run_path, finished_epochs)  # labels and CSL already in memory
+    return find_duplicates(run_path, threshold=threshold, labels=scores["label"].to_numpy(),
+                           csl=scores["csl"].to_numpy())
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -114,7 +116,7 @@ pages = max(1, math.ceil(len(groups) / per_page))
 with filters[4]:
     page = st.number_input("Page", 1, pages, 1, key="dup_page", help=f"{pages} page(s)")
 
-samples = samples_for(store)
+samples = scores_for(store)  # the sample table's columns, with the scores; already in memory
 summary = st.columns(4)
 summary[0].metric("Groups", f"{len(report.groups):,}")
 summary[1].metric("Exact copies", f"{int(report.groups['exact'].sum()):,}")
