@@ -180,10 +180,13 @@ class DecisionLog:
                 f"WHERE b.action IN ({placeholders}) "
                 "AND b.id NOT IN (SELECT undoes FROM batches WHERE undoes IS NOT NULL) "
                 "ORDER BY b.id, d.rowid", EFFECTIVE_ACTIONS).fetchall()
-        action = np.full(num_samples, UNDECIDED, dtype=object)
+        # Categoricals, not a million Python strings: the dashboard rebuilds this on every decision.
+        actions = [UNDECIDED, *EFFECTIVE_ACTIONS]
+        action = np.zeros(num_samples, dtype=np.int8)  # codes into ``actions``
         label = original.copy()
         decided_at = np.full(num_samples, np.nan)
-        source = np.full(num_samples, "", dtype=object)
+        sources = [""]
+        source = np.zeros(num_samples, dtype=np.int32)  # codes into ``sources``
         if rows:
             log = pd.DataFrame(rows, columns=["sample", "action", "label", "created", "source"])
             log = log[(log["sample"] >= 0) & (log["sample"] < num_samples)]
@@ -195,11 +198,14 @@ class DecisionLog:
             label[where[relabel]] = new_labels[relabel].astype(np.int64)
             same = relabel & (label[where] == original[where])
             acts = np.where(same, "keep", acts)
-            action[where] = acts
+            action[where] = pd.Categorical(acts, categories=actions).codes
             decided_at[where] = last["created"].to_numpy(np.float64)
-            source[where] = last["source"].to_numpy(object)
-        frame = pd.DataFrame({"action": action, "label": label,
-                              "decided_at": pd.to_datetime(decided_at, unit="s"), "source": source},
+            named = pd.Categorical(last["source"].fillna("").astype(str))
+            sources += [c for c in named.categories if c != ""]
+            source[where] = pd.Categorical(named.astype(str), categories=sources).codes
+        frame = pd.DataFrame({"action": pd.Categorical.from_codes(action, actions), "label": label,
+                              "decided_at": pd.to_datetime(decided_at, unit="s"),
+                              "source": pd.Categorical.from_codes(source, sources)},
                              index=pd.RangeIndex(num_samples, name="index"))
         return frame
 
