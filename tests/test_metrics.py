@@ -96,3 +96,24 @@ def test_one_sort_report_breaks_big_ties_at_the_cut_by_sample_order(seed):
     k = int(truth.sum())
     assert report["precision_at_k"] == pytest.approx(truth[np.argsort(-score, kind="stable")[:k]].mean(), abs=1e-12)
     assert report["precision_at_k"] == pytest.approx(precision_at_k(truth, score), abs=1e-12)
+
+
+def test_evaluate_scores_ranks_every_available_score_and_thins_its_roc_curve():
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    truth = rng.random(2000) < 0.1
+    csl = rng.normal(size=2000) + 3 * truth
+    csl[5] = np.nan  # a sample never seen ranks least suspicious
+    scores = pd.DataFrame({"csl": csl, "final_loss": rng.normal(size=2000) + truth,
+                           "aum": -(rng.normal(size=2000) + 2 * truth)})  # AUM: lower = more suspicious
+    result = metrics.evaluate_scores(scores, truth, roc_points=50, workers=2)
+    assert [row["score"] for row in result["scores"]] == ["csl", "aum", "final_loss"]  # best AUROC first
+    for row in result["scores"]:
+        oriented = {"csl": np.nan_to_num(csl, nan=-np.inf), "final_loss": scores["final_loss"].to_numpy(),
+                    "aum": -scores["aum"].to_numpy()}[row["score"]]
+        assert row["auroc"] == pytest.approx(roc_auc_score(truth, np.nan_to_num(oriented, neginf=-1e300)))
+        assert row["precision_at_k"] == pytest.approx(precision_at_k(truth, np.nan_to_num(oriented, neginf=-1e300)))
+    assert len(result["roc_fpr"]) == 50 and set(result["roc_tpr"]) == {"csl", "aum", "final_loss"}
+    tpr = np.asarray(result["roc_tpr"]["csl"])
+    assert tpr[0] >= 0 and tpr[-1] == pytest.approx(1.0) and (np.diff(tpr) >= 0).all()
