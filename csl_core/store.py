@@ -78,6 +78,10 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
     atomic_write_bytes(path, frame.to_csv(index=False, **kwargs).encode())
 
 
+# Ground-truth columns of the sample table, when the run injected noise or duplicates.
+TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
+
+
 def read_sample_table(file: Path) -> pd.DataFrame:
     """A run's ``samples.csv``: ids, class names and paths stay strings ("NA" is a name, not a gap).
 
@@ -282,6 +286,49 @@ class RunStore:
                 if old != cache:
                     old.unlink(missing_ok=True)
         return means
+
+    def keep_derived(self) -> None:
+        """Compute and keep what the dashboard reads from a completed run: the scores, the class-average
+        loss lines and, where the run has ground truth, the evaluation of every score. Called by the
+        trainer after its last epoch, so that opening even a 1.28M-sample run reads small files only."""
+        if not self.meta.get("completed"):
+            raise RunError(f"{self.path}: the run is not complete; nothing is kept for a run in progress")
+        scores = self.scores()
+        self.class_mean_loss()
+        for column in TRUTH_COLUMNS:
+            if column in scores.columns and 0 < int(scores[column].astype(bool).sum()) < len(scores):
+                self.evaluation(column)
+
+    def evaluation(self, truth_column: str = "is_mislabeled") -> dict:
+        """How well each score finds the samples flagged in ``truth_column`` of the sample table (injected
+        noise or duplicates): :func:`csl_core.metrics.evaluate_scores`. A completed run keeps it in
+        ``evaluation-<epochs>.json``, one entry per truth column."""
+        from .metrics import evaluate_scores
+
+        meta = self.meta
+        cache = self.path / f"evaluation-{int(meta['finished_epochs']):04d}.json"
+        kept: dict = {}
+        if meta.get("completed") and cache.is_file():
+            try:
+                kept = json.loads(cache.read_text())
+            except (OSError, ValueError):
+                kept = {}
+            if isinstance(kept.get(truth_column), dict):
+                return kept[truth_column]
+        scores = self.scores()
+        if truth_column not in scores.columns:
+            raise RunError(f"{self.path}: this run has no ground truth '{truth_column}' (only runs with injected "
+                           "noise or duplicates have one)")
+        result = evaluate_scores(scores, scores[truth_column].to_numpy(bool))
+        if meta.get("completed"):
+            try:
+                atomic_write_json(cache, {**kept, truth_column: result})
+            except OSError:
+                return result  # a read-only run folder: computed each time
+            for old in self.path.glob("evaluation-*.json"):
+                if old != cache:
+                    old.unlink(missing_ok=True)
+        return result
 
     def _write_scores_cache(self, scores: pd.DataFrame, cache: Path) -> None:
         try:

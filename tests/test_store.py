@@ -235,3 +235,24 @@ def test_sample_table_keeps_ids_names_and_paths_as_written(tmp_path):
     read = read_sample_table(tmp_path / "samples.csv")
     assert read.to_dict("list") == table.to_dict("list")
     assert read["label"].dtype == np.int64
+
+
+def test_a_completed_run_keeps_what_the_dashboard_reads(tmp_path):
+    store = make_store(tmp_path / "run", n=6, epochs=2)
+    samples = store.samples().assign(is_mislabeled=[True, False, False, False, False, False])
+    atomic_write_csv(store.path / "samples.csv", samples)
+    for epoch in range(2):
+        store.write_epoch(epoch, {**epoch_record(6, 0.5), "loss": np.array([3, 1, 0.5, 0.2, 0.1, 0.4], np.float32)})
+    with pytest.raises(RunError, match="not complete"):
+        store.keep_derived()
+    assert store.evaluation()["scores"][0]["auroc"] == pytest.approx(1.0)  # computed, not kept
+    assert not list(store.path.glob("evaluation-*.json"))
+    store.update_meta(completed=True)
+    store.keep_derived()
+    kept = sorted(p.name for p in store.path.iterdir() if p.name.split("-")[0] in {"scores", "class", "evaluation"})
+    assert kept == ["class-loss-0002.npy", "evaluation-0002.json", "scores-0002.parquet"]
+    evaluation = json.loads((store.path / "evaluation-0002.json").read_text())
+    assert set(evaluation) == {"is_mislabeled"}  # no duplicate truth in this run
+    assert evaluation["is_mislabeled"] == store.evaluation("is_mislabeled")
+    with pytest.raises(RunError, match="no ground truth 'is_duplicate'"):
+        store.evaluation("is_duplicate")
