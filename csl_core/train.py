@@ -429,6 +429,5 @@ def _finish(model, training_set, preprocess, store: RunStore, device, config, am
         test_accuracy = float((logits.argmax(1) == training_set.test.labels).mean())
     store.update_report(test_accuracy=test_accuracy)
     store.update_meta(completed=True)
-    store.scores()  # computed once here and kept in the run folder, so the dashboard opens it at once
-    store.class_mean_loss()  # likewise the class-average loss lines of the trajectories plot
+    store.keep_derived()  # scores, class averages, evaluations: the dashboard then opens the run at once
     return test_accuracy

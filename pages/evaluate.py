@@ -8,33 +8,20 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from csl_core.decisions import review_outcome
-from csl_core.metrics import detection_report
-from csl_core.scores import SUSPICION, suspicion
-from pages._common import effective_for, load_scores, require_scored_run, scores_for
-
-ROC_POINTS = 300   # per curve: enough for the eye, light for the browser at any data size
+from csl_core.store import RunStore
+from pages._common import effective_for, require_scored_run, scores_for
 
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating every score...")
 def evaluate_scores(run_path: str, finished_epochs: int, truth_column: str) -> tuple[pd.DataFrame, dict]:
-    """AUROC, AUPR and precision at k for every available score, and a thinned ROC curve of each."""
-    scores = load_scores(run_path, finished_epochs)
-    truth = scores[truth_column].to_numpy(bool)
-    rows, curves = [], {}
-    grid = np.linspace(0.0, 1.0, ROC_POINTS)
-    for method in SUSPICION:
-        try:
-            values = suspicion(scores, method)
-        except ValueError:
-            continue
-        values = np.nan_to_num(values, nan=-np.inf, posinf=np.finfo(np.float64).max,
-                               neginf=-np.finfo(np.float64).max)
-        metrics, fpr, tpr = detection_report(truth, values)
-        curves[method] = (grid, np.interp(grid, fpr, tpr))
-        rows.append({"score": method, "AUROC": metrics["auroc"], "AUPR": metrics["aupr"],
-                     "precision at k": metrics["precision_at_k"]})
-    table = pd.DataFrame(rows).sort_values("AUROC", ascending=False, ignore_index=True)
-    return table, curves
+    """AUROC, AUPR and precision at k for every available score, and a thinned ROC curve of each
+    (kept in the folder of a completed run)."""
+    result = RunStore(run_path).evaluation(truth_column)
+    table = pd.DataFrame(result["scores"]).rename(columns={
+        "auroc": "AUROC", "aupr": "AUPR", "precision_at_k": "precision at k"})[
+        ["score", "AUROC", "AUPR", "precision at k"]]
+    grid = np.asarray(result["roc_fpr"])
+    return table, {method: (grid, np.asarray(tpr)) for method, tpr in result["roc_tpr"].items()}
 
 
 st.title("Evaluate")

@@ -159,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     store = make_run(out, samples=args.samples, epochs=args.epochs, classes=args.classes, noise=args.noise,
                      seed=args.seed)
     scoring = time.perf_counter()
-    store.scores()  # as the trainer does after its last epoch: the dashboard then reads one file
-    store.class_mean_loss()
+    store.keep_derived()  # as the trainer does after its last epoch: the dashboard then reads small files
     print(f"scored {store.num_samples:,} samples in {time.perf_counter() - scoring:.0f}s")
     size = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file())
     print(f"wrote {store.path}: {store.num_samples:,} samples x {store.finished_epochs} epochs, "
