@@ -440,12 +440,29 @@ def _decode(path: str, size: int, mode: str) -> np.ndarray:
     """Decode, convert to ``mode`` and resize to ``size`` x ``size``; raises on corrupt files."""
     with Image.open(path) as img:
         img.load()
+        if img.mode in WIDE_GREY_MODES:
+            img = _to_8_bit(img)
         if img.mode != mode:
             img = img.convert(mode)
         if img.size != (size, size):
             img = img.resize((size, size), Image.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
     return arr if arr.ndim == 3 else arr[..., None]
+
+
+# Greyscale wider than 8 bit (16-bit PNG and TIFF, 32-bit int, float): PIL's convert("L") clips it at 255.
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _to_8_bit(img: Image.Image) -> Image.Image:
+    """Rescale wide greyscale to 0-255 by its type's range: 16-bit integers by 65535 (as any viewer
+    shows them), floats in [0, 1] by 1; other floats and 32-bit integers are already 0-255 or clip."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and values.max(initial=0) > 255):
+        values = values / 257.0  # 65535 -> 255; a 16-bit PNG may open as "I"
+    elif img.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), "L")
 
 
 def _pick_mode(paths: list[str]) -> str:
@@ -501,6 +518,13 @@ def load_imagefolder(root: str, *, image_size: int = 32, progress: bool = False)
     # Every file is either used or listed in the run report, so nothing is dropped unseen.
     skipped = [{"id": str(p), "reason": "not inside a class folder"}
                for p in sorted(base.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    for hidden in sorted(d for d in base.iterdir() if d.is_dir() and d.name.startswith(".")):
+        # .ipynb_checkpoints, .git, ...: not a class; said once per folder, with what it holds
+        files = [p for p in hidden.rglob("*") if p.is_file()]
+        images = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in files)
+        if files:
+            skipped.append({"id": str(hidden), "reason": f"hidden folder, not a class: {images} image(s) and "
+                                                        f"{len(files) - images} other file(s) not used"})
     paths, labels = [], []
     for c, d in enumerate(class_dirs):
         files = sorted(p for p in d.rglob("*") if p.is_file())

@@ -412,3 +412,29 @@ def test_csv_mixed_modes_and_sizes(tmp_path):
     labels = write_csv(tmp_path / "labels.csv", "path,label\na.png,x\nb.jpg,y\nc.png,x\n")
     source = load_csv(str(labels), image_size=16)
     assert source.images.shape == (3, 16, 16, 3) and source.images.dtype == np.uint8
+
+
+def test_16_bit_greyscale_is_rescaled_not_clipped(tmp_path):
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040)  # 0 .. 65520
+    for c in ("dark", "bright"):
+        (tmp_path / c).mkdir()
+    Image.fromarray(ramp).save(tmp_path / "dark" / "ramp16.png")  # a 16-bit greyscale PNG
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "bright" / "half.tiff")
+    source = load_imagefolder(str(tmp_path), image_size=8)
+    assert source.channels == 1 and not source.skipped
+    ramp8 = source.images[source.ids.index(str(tmp_path / "dark" / "ramp16.png")), ..., 0]
+    np.testing.assert_array_equal(ramp8, np.rint(ramp / 257.0).astype(np.uint8))  # 65535 -> 255, not clipped
+    assert len(np.unique(ramp8)) == 64
+    half = source.images[source.ids.index(str(tmp_path / "bright" / "half.tiff")), ..., 0]
+    assert (half == 128).all()  # a float image in [0, 1]
+
+
+def test_hidden_folders_at_the_root_are_reported_not_dropped_unseen(tmp_path):
+    for c in ("a", "b"):
+        write_image(tmp_path / c / "0.png")
+    write_image(tmp_path / ".ipynb_checkpoints" / "a" / "0-checkpoint.png")
+    (tmp_path / ".ipynb_checkpoints" / "notes.txt").write_text("x")
+    source = load_imagefolder(str(tmp_path), image_size=8)
+    assert source.classes == ["a", "b"] and len(source) == 2
+    assert source.skipped == [{"id": str(tmp_path / ".ipynb_checkpoints"),
+                               "reason": "hidden folder, not a class: 1 image(s) and 1 other file(s) not used"}]
