@@ -214,7 +214,8 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     store = RunStore.create(out, meta=meta, samples=training_set.samples, epochs=config.epochs, fields=fields_)
     store.update_report(skipped=training_set.source.skipped,
                         counts={"listed": len(training_set.source) + len(training_set.source.skipped),
-                                "used": len(training_set), "skipped": len(training_set.source.skipped)})
+                                "used": len(training_set), "skipped": len(training_set.source.skipped),
+                                "not_in_subset": len(training_set.source) - len(training_set)})
     return store, training_set, config
 
 

@@ -52,7 +52,8 @@ def test_a_finished_demo_run_records_every_sample_every_epoch(demo_run):
     assert loss.shape == (meta["num_samples"], meta["epochs"]) and not np.isnan(loss).any()
     report = store.report()
     assert len(report["epochs"]) == meta["epochs"] and report["test_accuracy"] > 0.8
-    assert report["counts"] == {"listed": meta["num_samples"], "used": meta["num_samples"], "skipped": 0}
+    assert report["counts"] == {"listed": meta["num_samples"], "used": meta["num_samples"], "skipped": 0,
+                                "not_in_subset": 0}
     assert np.load(demo_run / "embeddings.npy").shape[0] == meta["num_samples"]
     checkpoint = store.load_checkpoint()  # weights_only=True
     assert checkpoint["epoch"] == meta["epochs"]
@@ -122,7 +123,7 @@ def test_skipped_files_are_counted_in_the_run_report_and_training_goes_on(tmp_pa
                          compute_embeddings=False)
     result = train(config, tmp_path / "run")
     report = result.run.report()
-    assert report["counts"] == {"listed": 18, "used": 16, "skipped": 2}
+    assert report["counts"] == {"listed": 18, "used": 16, "skipped": 2, "not_in_subset": 0}
     assert sorted(s["id"].rsplit("/", 1)[-1] for s in report["skipped"]) == ["broken.png", "labels.txt"]
     assert result.run.finished_epochs == 1 and result.run.num_samples == 16
 
@@ -140,3 +141,14 @@ def test_eval_pass_records_a_second_loss(tmp_path):
 def test_checkpoint_holds_only_tensors_and_plain_values(demo_run):
     state = torch.load(demo_run / "checkpoint.pt", weights_only=True)
     assert set(state) >= {"epoch", "model", "optimizer", "scheduler", "tracker"}
+
+
+def test_report_tells_samples_left_out_by_subset_from_skipped_files(tmp_path):
+    for c in ("a", "b"):
+        for i in range(8):
+            write_image(tmp_path / "data" / c / f"{i}.png", value=40 if c == "a" else 200)
+    (tmp_path / "data" / "b" / "labels.txt").write_text("not an image")
+    config = TrainConfig(data=f"imagefolder:{tmp_path / 'data'}", epochs=1, image_size=8, device="cpu",
+                         subset=10, compute_embeddings=False)
+    report = train(config, tmp_path / "run").run.report()
+    assert report["counts"] == {"listed": 17, "used": 10, "skipped": 1, "not_in_subset": 6}
