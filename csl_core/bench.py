@@ -23,7 +23,6 @@ import os
 import platform
 import shlex
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ from .metrics import METRICS, detection_metrics, roc_curve, top_k
 from .models import build_model
 from .progress import progress_bar
 from .scores import suspicion
-from .store import RunError, RunLockedError, RunStore, _is_stale, _read_lock, atomic_write_bytes, atomic_write_json
+from .store import RunError, RunLockedError, RunStore, atomic_write_bytes, atomic_write_json, lock_file
 from .train import Preprocess, TrainConfig, make_loader, predict, resolve_device, train
 
 BASELINE_SETS = ("all", "fast")
@@ -319,27 +318,8 @@ class Benchmark:
         """
         path = self._cell_path(task.key).with_suffix(".claim")
         path.parent.mkdir(parents=True, exist_ok=True)
-        token = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = _read_lock(path)
-                if holder is not None and _is_stale(holder):
-                    path.unlink(missing_ok=True)
-                    continue
-                yield False
-                return
-            with os.fdopen(fd, "w") as f:
-                json.dump(token, f)
-            break
-        else:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            path.unlink(missing_ok=True)
+        with lock_file(path) as holder:
+            yield holder is None
 
     def _run_task(self, task: Task, done: dict, bar) -> dict:
         if task.kind == "detect":

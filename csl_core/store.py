@@ -412,29 +412,44 @@ class RunStore:
     def lock(self, owner: str = "trainer"):
         """Hold ``lock`` while training; a lock left by a dead process on this host is taken over."""
         file = self.path / "lock"
-        token = {"pid": os.getpid(), "host": socket.gethostname(), "owner": owner, "since": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = _read_lock(file)
-                if holder and _is_stale(holder):
-                    file.unlink(missing_ok=True)
-                    continue
+        with lock_file(file, owner=owner) as holder:
+            if holder is not None:
                 who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
                 raise RunLockedError(f"{self.path} is being trained by {who}; stop it first, or delete "
-                                     f"{file} if that process is gone") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(token, f)
-            break
-        try:
+                                     f"{file} if that process is gone")
             yield
-        finally:
-            file.unlink(missing_ok=True)
 
     def is_locked(self) -> bool:
         holder = _read_lock(self.path / "lock")
         return bool(holder) and not _is_stale(holder)
+
+
+@contextmanager
+def lock_file(file: Path, **fields):
+    """Hold ``file`` as a lock for the ``with`` block: created exclusively, holding this process's pid,
+    host and ``fields``, and removed at the end. A lock left by a dead process on this host is taken
+    over. Yields ``None`` when the lock is held; when a live process holds it, yields that process's
+    record (``{}`` if unreadable) and holds nothing."""
+    file = Path(file)
+    token = {"pid": os.getpid(), "host": socket.gethostname(), **fields, "since": time.time()}
+    holder: dict | None = {}
+    for _ in range(2):
+        try:
+            fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _read_lock(file)
+            if holder and _is_stale(holder):
+                file.unlink(missing_ok=True)
+                continue
+            break
+        with os.fdopen(fd, "w") as f:
+            json.dump(token, f)
+        try:
+            yield None
+        finally:
+            file.unlink(missing_ok=True)
+        return
+    yield holder or {}
 
 
 def _read_lock(file: Path) -> dict | None:
