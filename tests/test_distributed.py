@@ -111,8 +111,9 @@ def test_every_sample_recorded_once_per_epoch(ddp_run):
 def test_same_run_folder_as_one_process(ddp_run, config, tmp_path):
     single = train(TrainConfig(**{**config.__dict__, "epochs": 1, "eval_pass": True, "compute_embeddings": True}),
                    tmp_path / "single").run
-    def layout(run):  # the kept scores are named after the epoch count, which differs here
-        return {re.sub(r"scores-\d+", "scores-N", p.relative_to(run.path).as_posix()) for p in run.path.rglob("*")}
+    def layout(run):  # the kept derived files are named after the epoch count, which differs here
+        return {re.sub(r"^(scores|class-loss|evaluation)-\d+", r"\1-N", p.relative_to(run.path).as_posix())
+                for p in run.path.rglob("*")}
 
     assert layout(single) == layout(ddp_run)
     assert set(single.meta) == set(ddp_run.meta)
