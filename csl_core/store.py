@@ -234,7 +234,7 @@ class RunStore:
         finished = int(meta["finished_epochs"])
         if finished == 0:
             raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
-        cache = self.path / f"scores-{finished:04d}.parquet"
+        cache = self._kept_file("scores", "parquet")
         if meta.get("completed") and cache.is_file():
             try:
                 return pd.read_parquet(cache)
@@ -243,16 +243,15 @@ class RunStore:
         arrays = {name: self.row_reader(name) for name in meta["fields"]}
         scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
         if meta.get("completed"):
-            self._write_scores_cache(scores, cache)
+            self._keep(cache, lambda file: atomic_write_bytes(file, scores.to_parquet()))
         return scores
 
     def csl(self) -> np.ndarray:
         """Each sample's CSL: from the kept scores of a completed run, else summed from the loss array."""
         from .scores import compute_scores
 
-        meta = self.meta
-        cache = self.path / f"scores-{int(meta['finished_epochs']):04d}.parquet"
-        if meta.get("completed") and cache.is_file():
+        cache = self._kept_file("scores", "parquet")
+        if self.meta.get("completed") and cache.is_file():
             try:
                 return pd.read_parquet(cache, columns=["csl"])["csl"].to_numpy()
             except (OSError, ValueError):
@@ -266,25 +265,18 @@ class RunStore:
         from .scores import class_averages
 
         meta = self.meta
-        finished = int(meta["finished_epochs"])
-        cache = self.path / f"class-loss-{finished:04d}.npy"
+        cache = self._kept_file("class-loss", "npy")
         if meta.get("completed") and cache.is_file():
             try:
                 kept = np.load(cache)
-                if kept.shape == (len(self.classes), finished):
+                if kept.shape == (len(self.classes), int(meta["finished_epochs"])):
                     return kept
             except (OSError, ValueError):
                 pass
         means = class_averages(self.row_reader("loss"), self.samples()["label"].to_numpy(np.int64),
                                len(self.classes))
         if meta.get("completed"):
-            try:
-                atomic_save_npy(cache, means)
-            except OSError:
-                return means  # a read-only run folder: computed each time
-            for old in self.path.glob("class-loss-*.npy"):
-                if old != cache:
-                    old.unlink(missing_ok=True)
+            self._keep(cache, lambda file: atomic_save_npy(file, means))
         return means
 
     def keep_derived(self) -> None:
@@ -297,16 +289,17 @@ class RunStore:
         self.class_mean_loss()
         for column in TRUTH_COLUMNS:
             if column in scores.columns and 0 < int(scores[column].astype(bool).sum()) < len(scores):
-                self.evaluation(column)
+                self.evaluation(column, scores=scores)
 
-    def evaluation(self, truth_column: str = "is_mislabeled") -> dict:
+    def evaluation(self, truth_column: str = "is_mislabeled", *, scores: pd.DataFrame | None = None) -> dict:
         """How well each score finds the samples flagged in ``truth_column`` of the sample table (injected
         noise or duplicates): :func:`csl_core.metrics.evaluate_scores`. A completed run keeps it in
-        ``evaluation-<epochs>.json``, one entry per truth column."""
+        ``evaluation-<epochs>.json``, one entry per truth column. ``scores`` (this run's :meth:`scores`)
+        spares reading or computing them again when the caller holds them."""
         from .metrics import evaluate_scores
 
         meta = self.meta
-        cache = self.path / f"evaluation-{int(meta['finished_epochs']):04d}.json"
+        cache = self._kept_file("evaluation", "json")
         kept: dict = {}
         if meta.get("completed") and cache.is_file():
             try:
@@ -315,28 +308,30 @@ class RunStore:
                 kept = {}
             if isinstance(kept.get(truth_column), dict):
                 return kept[truth_column]
-        scores = self.scores()
+        scores = self.scores() if scores is None else scores
         if truth_column not in scores.columns:
             raise RunError(f"{self.path}: this run has no ground truth '{truth_column}' (only runs with injected "
                            "noise or duplicates have one)")
         result = evaluate_scores(scores, scores[truth_column].to_numpy(bool))
         if meta.get("completed"):
-            try:
-                atomic_write_json(cache, {**kept, truth_column: result})
-            except OSError:
-                return result  # a read-only run folder: computed each time
-            for old in self.path.glob("evaluation-*.json"):
-                if old != cache:
-                    old.unlink(missing_ok=True)
+            self._keep(cache, lambda file: atomic_write_json(file, {**kept, truth_column: result}))
         return result
 
-    def _write_scores_cache(self, scores: pd.DataFrame, cache: Path) -> None:
+    def _kept_file(self, kind: str, suffix: str) -> Path:
+        """Where a completed run keeps derived data of ``kind``: named after the finished epochs, so that
+        a run trained further never reads what its shorter self kept."""
+        return self.path / f"{kind}-{int(self.meta['finished_epochs']):04d}.{suffix}"
+
+    def _keep(self, file: Path, write) -> None:
+        """Write a kept file with ``write(file)`` and delete what other epoch counts kept of its kind.
+        A read-only run folder (or no parquet engine) keeps nothing: the data is computed each time."""
         try:
-            atomic_write_bytes(cache, scores.to_parquet())
+            write(file)
         except (OSError, ImportError, ValueError):
-            return  # a read-only run folder or no parquet engine: scores are simply computed each time
-        for old in self.path.glob("scores-*.parquet"):
-            if old != cache:
+            return
+        kind = file.name.rsplit("-", 1)[0]
+        for old in self.path.glob(f"{kind}-*{file.suffix}"):
+            if old != file:
                 old.unlink(missing_ok=True)
 
     def row_reader(self, name: str) -> _RowChunks:

@@ -9,14 +9,14 @@ import streamlit as st
 
 from csl_core.decisions import review_outcome
 from csl_core.store import RunStore
-from pages._common import effective_for, require_scored_run, scores_for
+from pages._common import effective_for, load_scores, require_scored_run, scores_for
 
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating every score...")
 def evaluate_scores(run_path: str, finished_epochs: int, truth_column: str) -> tuple[pd.DataFrame, dict]:
     """AUROC, AUPR and precision at k for every available score, and a thinned ROC curve of each
     (kept in the folder of a completed run)."""
-    result = RunStore(run_path).evaluation(truth_column)
+    result = RunStore(run_path).evaluation(truth_column, scores=load_scores(run_path, finished_epochs))
     table = pd.DataFrame(result["scores"]).rename(columns={
         "auroc": "AUROC", "aupr": "AUPR", "precision_at_k": "precision at k"})[
         ["score", "AUROC", "AUPR", "precision at k"]]
