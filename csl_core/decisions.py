@@ -185,7 +185,7 @@ class DecisionLog:
         action = np.zeros(num_samples, dtype=np.int8)  # codes into ``actions``
         label = original.copy()
         decided_at = np.full(num_samples, np.nan)
-        sources = [""]
+        sources = [""]  # the source of an undecided sample
         source = np.zeros(num_samples, dtype=np.int32)  # codes into ``sources``
         if rows:
             log = pd.DataFrame(rows, columns=["sample", "action", "label", "created", "source"])
@@ -200,9 +200,9 @@ class DecisionLog:
             acts = np.where(same, "keep", acts)
             action[where] = pd.Categorical(acts, categories=actions).codes
             decided_at[where] = last["created"].to_numpy(np.float64)
-            named = pd.Categorical(last["source"].fillna("").astype(str))
-            sources += [c for c in named.categories if c != ""]
-            source[where] = pd.Categorical(named.astype(str), categories=sources).codes
+            named = last["source"].fillna("").astype(str).to_numpy()
+            sources += sorted(set(named) - {""})
+            source[where] = pd.Categorical(named, categories=sources).codes
         frame = pd.DataFrame({"action": pd.Categorical.from_codes(action, actions), "label": label,
                               "decided_at": pd.to_datetime(decided_at, unit="s"),
                               "source": pd.Categorical.from_codes(source, sources)},
