@@ -6,6 +6,9 @@ Every function takes ``truth`` (boolean, ``True`` = positive, e.g. a flipped lab
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 
@@ -140,9 +143,6 @@ def evaluate_scores(scores, truth: np.ndarray, *, roc_points: int = 300, workers
     (a sample never seen) ranks least suspicious. ``workers`` threads share the sorts (numpy sorts
     without the GIL); default up to 4.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     from .scores import SUSPICION, suspicion
 
     truth = np.asarray(truth, dtype=bool)
