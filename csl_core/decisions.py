@@ -61,8 +61,7 @@ class DecisionLog:
             raise FileNotFoundError(f"{self.run_path} is not a run folder; train one first")
         self.path = self.run_path / DECISIONS_FILE
         self.num_samples, self.num_classes = _run_size(self.run_path)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self._create()
 
     # ------------------------------------------------------------ writing
     def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
@@ -210,12 +209,36 @@ class DecisionLog:
         return frame
 
     # ------------------------------------------------------------ internals
+    def _create(self) -> None:
+        """Create the tables and switch the file to WAL (both persist in the file).
+
+        SQLite answers "database is locked" at once, without waiting on the busy timeout, when two
+        connections set up the same new file together (two tabs opening a run for the first time),
+        so this step retries until the timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.005
+        while True:
+            try:
+                with closing(self._connect()) as db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        db.execute("PRAGMA journal_mode = WAL")
+                    db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError(
+                        f"{self.path}: the decision log stayed locked for {BUSY_TIMEOUT_MS / 1000:.0f} s; "
+                        "another process holds it open for writing") from e
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                              check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         return db
 

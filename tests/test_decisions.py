@@ -108,8 +108,8 @@ def test_two_tabs_at_once(run_dir):
     errors = []
 
     def tab(label):
-        log = DecisionLog(run_dir)
         try:
+            log = DecisionLog(run_dir)
             for i in range(25):
                 log.record([i % 10], "relabel", label=label, source=f"tab{label}")
         except Exception as e:  # pragma: no cover - the assertion below reports it
@@ -125,6 +125,31 @@ def test_two_tabs_at_once(run_dir):
     assert log.revision() == 75
     assert len(log.batches()) == 75
     assert log.history()["batch"].is_unique
+
+
+def test_tabs_opening_a_new_log_together(tmp_path):
+    """Several tabs opening a run's log for the first time at the same moment all get it: creating the
+    file and switching it to WAL is the step SQLite refuses at once ("database is locked")."""
+    for trial in range(40):
+        run = tmp_path / f"run{trial}"
+        run.mkdir()
+        (run / "meta.json").write_text(json.dumps({"num_samples": 10, "classes": list("abc")}))
+        start, errors = threading.Barrier(4), []
+
+        def tab(k):
+            try:
+                start.wait()
+                DecisionLog(run).record([k], "drop", source=f"tab{k}")
+            except Exception as e:  # pragma: no cover - the assertion below reports it
+                errors.append(e)
+
+        threads = [threading.Thread(target=tab, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, f"trial {trial}: {errors}"
+        assert DecisionLog(run).revision() == 4
 
 
 def test_review_outcome(run_dir):
