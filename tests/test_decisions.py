@@ -13,8 +13,32 @@ from csl_core.decisions import DecisionLog, review_outcome
 
 @pytest.fixture()
 def run_dir(tmp_path):
-    (tmp_path / "meta.json").write_text(json.dumps({"num_samples": 10, "classes": list("abc")}))
-    return tmp_path
+    return _make_run(tmp_path)
+
+
+def _make_run(path):
+    """A run folder's ``meta.json`` as the decision log reads it: 10 samples, 3 classes."""
+    path.mkdir(exist_ok=True)
+    (path / "meta.json").write_text(json.dumps({"num_samples": 10, "classes": list("abc")}))
+    return path
+
+
+def _in_tabs(tab, tabs: int) -> list[Exception]:
+    """Run ``tab(k)`` for k in range(tabs), each in its own thread; the exceptions they raised."""
+    errors = []
+
+    def guarded(k):
+        try:
+            tab(k)
+        except Exception as e:  # pragma: no cover - the caller's assertion reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(tabs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 ORIGINAL = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
@@ -105,22 +129,12 @@ def test_bad_input_says_what_is_wrong(run_dir, kwargs, message):
 
 def test_two_tabs_at_once(run_dir):
     """Threads with their own log objects append concurrently: no lost or failed writes."""
-    errors = []
-
     def tab(label):
-        try:
-            log = DecisionLog(run_dir)
-            for i in range(25):
-                log.record([i % 10], "relabel", label=label, source=f"tab{label}")
-        except Exception as e:  # pragma: no cover - the assertion below reports it
-            errors.append(e)
+        log = DecisionLog(run_dir)
+        for i in range(25):
+            log.record([i % 10], "relabel", label=label, source=f"tab{label}")
 
-    threads = [threading.Thread(target=tab, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not _in_tabs(tab, 3)
     log = DecisionLog(run_dir)
     assert log.revision() == 75
     assert len(log.batches()) == 75
@@ -131,23 +145,14 @@ def test_tabs_opening_a_new_log_together(tmp_path):
     """Several tabs opening a run's log for the first time at the same moment all get it: creating the
     file and switching it to WAL is the step SQLite refuses at once ("database is locked")."""
     for trial in range(40):
-        run = tmp_path / f"run{trial}"
-        run.mkdir()
-        (run / "meta.json").write_text(json.dumps({"num_samples": 10, "classes": list("abc")}))
-        start, errors = threading.Barrier(4), []
+        run = _make_run(tmp_path / f"run{trial}")
+        start = threading.Barrier(4)
 
         def tab(k):
-            try:
-                start.wait()
-                DecisionLog(run).record([k], "drop", source=f"tab{k}")
-            except Exception as e:  # pragma: no cover - the assertion below reports it
-                errors.append(e)
+            start.wait()
+            DecisionLog(run).record([k], "drop", source=f"tab{k}")
 
-        threads = [threading.Thread(target=tab, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = _in_tabs(tab, 4)
         assert not errors, f"trial {trial}: {errors}"
         assert DecisionLog(run).revision() == 4
 
