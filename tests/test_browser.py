@@ -1,12 +1,12 @@
 """The real thing in headless Chromium: serve the app, start the demo, wait for the gallery, screenshot."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import json
 import time
 import urllib.request
 import warnings

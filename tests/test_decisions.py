@@ -148,7 +148,7 @@ def test_tabs_opening_a_new_log_together(tmp_path):
         run = _make_run(tmp_path / f"run{trial}")
         start = threading.Barrier(4)
 
-        def tab(k):
+        def tab(k, run=run, start=start):   # this trial's folder, bound now
             start.wait()
             DecisionLog(run).record([k], "drop", source=f"tab{k}")
 
