@@ -9,9 +9,10 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CSLTracker": "tracker", "DataError": "data", "IndexedDataset": "data", "TrainingSet": "data",
-    "build_training_set": "data", "compute_scores": "scores", "suspicion": "scores", "RunError": "store",
-    "RunStore": "store", "list_runs": "store", "TrainConfig": "config", "train": "train",
+    "CSLTracker": "engine.tracker", "DataError": "data", "IndexedDataset": "data", "TrainingSet": "data",
+    "build_training_set": "data", "compute_scores": "analysis.scores", "suspicion": "analysis.scores",
+    "RunError": "run.store", "RunStore": "run.store", "list_runs": "run.store", "TrainConfig": "config",
+    "train": "engine.train",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

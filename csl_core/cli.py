@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
-from .distributed import launched_distributed
-from .duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
-from .progress import progress_bar
-from .store import RunError, RunStore, atomic_write_csv
+from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from .config import SCHEDULES, TrainConfig
-from .train import train
+from .data import DataError
+from .engine.distributed import launched_distributed
+from .engine.train import train
+from .progress import progress_bar
+from .run.files import atomic_write_csv
+from .run.store import RunError, RunStore
 
 
 class _ProgressCallbacks:
@@ -202,7 +203,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_scores(args) -> int:
-    from .scores import suspicion
+    from .analysis.scores import suspicion
 
     store = RunStore(args.run)
     scores = store.scores()
@@ -224,7 +225,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_duplicates(args) -> int:
-    from .duplicates import find_duplicates, injected_pair_recall, member_table
+    from .analysis.duplicates import injected_pair_recall, member_table
+    from .run.duplicates import find_duplicates
 
     store = RunStore(args.run)
     report = find_duplicates(store, threshold=args.threshold, k=args.neighbours, progress=True)
@@ -275,7 +277,7 @@ def _print_info(store: RunStore) -> None:
     if meta["finished_epochs"] and meta.get("has_ground_truth"):
         from sklearn.metrics import roc_auc_score
 
-        from .scores import suspicion
+        from .analysis.scores import suspicion
 
         scores = store.scores()
         truth = scores["is_mislabeled"].to_numpy(bool)

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.decisions import DecisionLog
-from csl_core.images import thumbnail, thumbnail_data_url
-from csl_core.jobs import Job, JobStatus
-from csl_core.store import RunError, RunStore, list_runs
+from csl_core.engine.jobs import Job, JobStatus
+from csl_core.run.decisions import DecisionLog
+from csl_core.run.images import thumbnail, thumbnail_data_url
+from csl_core.run.store import RunError, RunStore, list_runs
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
 LIVE_REFRESH_SECONDS = 2.0

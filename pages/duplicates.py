@@ -7,11 +7,25 @@ import uuid
 import numpy as np
 import streamlit as st
 
-from csl_core.duplicates import (DEFAULT_THRESHOLD, find_duplicates, injected_pair_recall, is_dismissed,
-                                 member_table, not_duplicate_sets)
-from csl_core.store import RunStore
-from pages._common import (decision_log, decision_text, effective_for, load_scores, require_scored_run,
-                           scores_for, show_decision_feedback, show_thumbnail)
+from csl_core.analysis.duplicates import (
+    DEFAULT_THRESHOLD,
+    injected_pair_recall,
+    is_dismissed,
+    member_table,
+    not_duplicate_sets,
+)
+from csl_core.run.duplicates import find_duplicates
+from csl_core.run.store import RunStore
+from pages._common import (
+    decision_log,
+    decision_text,
+    effective_for,
+    load_scores,
+    require_scored_run,
+    scores_for,
+    show_decision_feedback,
+    show_thumbnail,
+)
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8

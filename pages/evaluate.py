@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from csl_core.decisions import review_outcome
-from csl_core.store import RunStore
+from csl_core.run.decisions import review_outcome
+from csl_core.run.store import RunStore
 from pages._common import effective_for, load_scores, require_scored_run, scores_for
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from csl_core.export import class_summary, cleaned_labels, csv_bytes, export_run
+from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
 from pages._common import decision_log, effective_for, require_scored_run, scores_for
 
 st.title("Export")

@@ -6,8 +6,17 @@ import math
 import numpy as np
 import streamlit as st
 
-from pages._common import (decision_text, effective_for, pick_class, record, require_scored_run, scores_for,
-                           show_decision_feedback, show_thumbnail, undo)
+from pages._common import (
+    decision_text,
+    effective_for,
+    pick_class,
+    record,
+    require_scored_run,
+    scores_for,
+    show_decision_feedback,
+    show_thumbnail,
+    undo,
+)
 
 SOURCE = "gallery"
 COLUMNS = 3

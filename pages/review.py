@@ -7,9 +7,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.scores import SUSPICION, suspicion
-from pages._common import (decision_text, effective_for, pick_class, record, require_scored_run, scores_for,
-                           show_decision_feedback, thumb_url, undo)
+from csl_core.analysis.scores import SUSPICION, suspicion
+from pages._common import (
+    decision_text,
+    effective_for,
+    pick_class,
+    record,
+    require_scored_run,
+    scores_for,
+    show_decision_feedback,
+    thumb_url,
+    undo,
+)
 
 SOURCE = "review"
 SCORE_NAMES = {

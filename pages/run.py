@@ -9,12 +9,21 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
-from csl_core.jobs import Job
-from csl_core.store import RunError, RunStore
 from csl_core.config import TrainConfig
-from pages._common import (LIVE_REFRESH_SECONDS, format_seconds, job_registry, job_state_text, open_run_path,
-                           open_store, runs_root, scores_for, select_run)
+from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
+from csl_core.engine.jobs import Job
+from csl_core.run.store import RunError, RunStore
+from pages._common import (
+    LIVE_REFRESH_SECONDS,
+    format_seconds,
+    job_registry,
+    job_state_text,
+    open_run_path,
+    open_store,
+    runs_root,
+    scores_for,
+    select_run,
+)
 
 SOURCES = {
     "demo": "Demo: handwritten digits, 5% labels flipped (trains in seconds)",

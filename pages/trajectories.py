@@ -5,8 +5,16 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._common import (class_mean_loss, decision_text, effective_for, loss_rows, pick_class,
-                           require_scored_run, scores_for, show_thumbnail)
+from pages._common import (
+    class_mean_loss,
+    decision_text,
+    effective_for,
+    loss_rows,
+    pick_class,
+    require_scored_run,
+    scores_for,
+    show_thumbnail,
+)
 
 SCATTER_POINTS = 4000   # a scatter of 1M points would only draw ink; a seeded sample shows the shape
 

@@ -32,7 +32,7 @@ def _peak_mib() -> float:
 def _search(samples: int, dim: int, k: int, queue) -> None:
     import numpy as np
 
-    from csl_core.duplicates import DEFAULT_BLOCK_BYTES, DEFAULT_THRESHOLD, group_labels, nearest_neighbours
+    from csl_core.analysis.duplicates import DEFAULT_BLOCK_BYTES, DEFAULT_THRESHOLD, group_labels, nearest_neighbours
 
     rng = np.random.default_rng(0)
     embeddings = np.maximum(rng.standard_normal((samples, dim), dtype=np.float32), 0)
@@ -53,8 +53,8 @@ def _search(samples: int, dim: int, k: int, queue) -> None:
 
 
 def _hash(spec: str, queue) -> None:
+    from csl_core.analysis.duplicates import content_hashes, exact_duplicate_of
     from csl_core.data import load_source
-    from csl_core.duplicates import content_hashes, exact_duplicate_of
 
     source, _ = load_source(spec)
     before = _rss_mib()

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamlit.testing.v1 import AppTest
 
-    from csl_core.store import RunStore
+    from csl_core.run.store import RunStore
 
     store = RunStore(run)
     print(f"run        {run}: {store.num_samples:,} samples x {store.finished_epochs} epochs, "

@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from csl_core.data import DEBIAN_FASHION_MNIST, FASHION_CLASSES, inject_label_noise  # noqa: E402
-from csl_core.store import RunStore  # noqa: E402
-from csl_core.train import TrainConfig  # noqa: E402
+from csl_core.engine.train import TrainConfig  # noqa: E402
+from csl_core.run.store import RunStore  # noqa: E402
 
 TARGET_SECONDS = 1.0
 NOISE = 0.05

@@ -32,12 +32,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from csl_core.allocator import keep_freed_memory  # noqa: E402
 from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set  # noqa: E402
-from csl_core.models import build_model  # noqa: E402
-from csl_core.tracker import CSLTracker  # noqa: E402
-from csl_core.train import (Preprocess, TrainConfig, build_optimizer, channel_stats, make_loader,  # noqa: E402
-                            resolve_device)
+from csl_core.engine.allocator import keep_freed_memory  # noqa: E402
+from csl_core.engine.models import build_model  # noqa: E402
+from csl_core.engine.tracker import CSLTracker  # noqa: E402
+from csl_core.engine.train import Preprocess, TrainConfig, build_optimizer, channel_stats, make_loader, resolve_device  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 0) -> TrainingSet:

@@ -1,7 +1,7 @@
 """Does recording every sample's loss cost anything on a GPU? Epoch time with the tracker on and off.
 
 CIFAR-sized synthetic data (3x32x32, 10 classes) and the CIFAR ResNet-18, trained the way
-``csl_core.train`` trains (uint8 batches pinned and copied with ``non_blocking``, augmentation on the
+``csl_core.engine.train`` trains (uint8 batches pinned and copied with ``non_blocking``, augmentation on the
 device, bf16 autocast where supported, channels_last). Epochs with and without the tracker are
 interleaved (on/off, then off/on, ...) so that clock and thermal drift fall on both sides; the
 report gives the medians and their ratio (target: at most 1.01). Then a few training steps with the
@@ -30,9 +30,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from csl_core.data import IndexedDataset  # noqa: E402
-from csl_core.models import build_model  # noqa: E402
-from csl_core.tracker import CSLTracker  # noqa: E402
-from csl_core.train import Preprocess, TrainConfig, _amp_dtype, build_optimizer, make_loader  # noqa: E402
+from csl_core.engine.models import build_model  # noqa: E402
+from csl_core.engine.tracker import CSLTracker  # noqa: E402
+from csl_core.engine.train import Preprocess, TrainConfig, _amp_dtype, build_optimizer, make_loader  # noqa: E402
 
 TARGET_RATIO = 1.01
 

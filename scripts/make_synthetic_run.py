@@ -11,7 +11,7 @@ Arrays are written row chunk by row chunk straight into the ``.npy`` files (a ro
 C-ordered ``(samples, epochs)`` array is one contiguous byte range), so memory stays at one chunk.
 There is no ``probabilities.npy`` (1000 classes x 1.28M samples would be 5 GB; the tracker does not
 keep it past 2**28 elements either) and no ``embeddings.npy``. Images come from
-:mod:`csl_core.synthetic`, drawn on demand.
+:mod:`csl_core.data.synthetic`, drawn on demand.
 
     python scripts/make_synthetic_run.py runs/synthetic-imagenet          # ~2.2 GB, a minute or two
     python scripts/make_synthetic_run.py /tmp/small --samples 100000 --epochs 20
@@ -30,10 +30,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from csl_core import __version__  # noqa: E402
-from csl_core.store import (ARRAY_DTYPES, FORMAT_VERSION, RunStore, atomic_write_csv,  # noqa: E402
-                            atomic_write_json)
-from csl_core.synthetic import IMAGE_SIZE, SOURCE  # noqa: E402
-from csl_core.tracker import EPOCH_FIELDS  # noqa: E402
+from csl_core.data.synthetic import IMAGE_SIZE, SOURCE  # noqa: E402
+from csl_core.engine.tracker import EPOCH_FIELDS  # noqa: E402
+from csl_core.run.files import atomic_write_csv, atomic_write_json  # noqa: E402
+from csl_core.run.schema import ARRAY_DTYPES  # noqa: E402
+from csl_core.run.store import FORMAT_VERSION, RunStore  # noqa: E402
 
 IMAGENET_TRAIN = 1_281_167
 CHUNK_ROWS = 65536

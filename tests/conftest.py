@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from csl_core.train import TrainConfig, train
+from csl_core.engine.train import TrainConfig, train
 
 DEMO_EPOCHS = 4
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = textwrap.dedent("""
     import ctypes, sys
     sys.path.insert(0, {root!r})
-    from csl_core.allocator import keep_freed_memory
+    from csl_core.engine.allocator import keep_freed_memory
     applied = keep_freed_memory()
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
@@ -52,7 +52,7 @@ def test_freed_memory_stays_mapped_for_the_next_step_unless_turned_off():
 
 
 def test_is_applied_once_and_remembered(monkeypatch):
-    from csl_core import allocator
+    from csl_core.engine import allocator
 
     monkeypatch.setattr(allocator, "_applied", None)
     monkeypatch.setenv("CSL_KEEP_FREED_MEMORY", "off")

@@ -5,14 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from csl_core import bench
-from csl_core.bench import (BenchConfig, Setting, default_duplicate_pairs, input_loss_curvature, plan, relabel,
-                            select_rows)
+from csl_core.bench import (
+    BenchConfig,
+    Setting,
+    default_duplicate_pairs,
+    input_loss_curvature,
+    plan,
+    planning,
+    relabel,
+    runner,
+    select_rows,
+)
 from csl_core.cli import main
 from csl_core.data import build_training_set, inject_duplicates, inject_label_noise
-from csl_core.models import build_model
-from csl_core.store import RunStore
-from csl_core.train import Preprocess
+from csl_core.engine.models import build_model
+from csl_core.engine.train import Preprocess
+from csl_core.run.store import RunStore
 
 DEMO_ARGS = ["bench", "--data", "demo", "--noise", "0.1", "--duplicates", "4", "--seeds", "1", "--epochs", "2",
              "--baselines", "fast", "--clean-at", "0.1", "--quiet"]
@@ -136,7 +144,7 @@ def test_whole_bench_on_the_demo_writes_every_method_and_output(demo_bench):
     results = json.loads((demo_bench / "results.json").read_text())
     assert results["missing_tasks"] == []
     noise, dups = results["settings"]["noise-0.1"], results["settings"]["duplicates-4"]
-    expected = set(bench.RUN_METHODS) | {"cleanlab"}
+    expected = set(planning.RUN_METHODS) | {"cleanlab"}
     assert set(noise["methods"]) == expected and set(dups["methods"]) == expected
     for entry in (noise, dups):
         for stats in entry["methods"].values():
@@ -169,7 +177,7 @@ def test_rerun_resumes_finished_cells_without_training(demo_bench, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(bench, "train", no_training)
+    monkeypatch.setattr(runner, "train", no_training)
     assert main([*DEMO_ARGS, "--out", str(demo_bench)]) == 0
     after = json.loads((demo_bench / "results.json").read_text())
     assert after["settings"]["noise-0.1"]["methods"] == before["settings"]["noise-0.1"]["methods"]
@@ -182,13 +190,13 @@ def test_rerun_trains_only_the_missing_cell(demo_bench, tmp_path, monkeypatch, s
     shutil.copytree(demo_bench, out)
     (out / "cells" / "true-labels__seed-1.json").unlink()
     calls = []
-    real_train = bench.train
+    real_train = runner.train
 
     def counting_train(*args, **kwargs):
         calls.append(str(args[1]))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "train", counting_train)
+    monkeypatch.setattr(runner, "train", counting_train)
     assert main([*DEMO_ARGS, "--out", str(out)]) == 0
     assert len(calls) == 1 and "true-labels" in calls[0]
 
@@ -203,7 +211,7 @@ def test_rerun_with_other_settings_refuses_to_mix_results(demo_bench, capsys):
 def test_a_half_finished_training_is_continued_not_restarted(tmp_path, monkeypatch, single_thread):
     config = BenchConfig(data="demo", noise=(0.1,), duplicates=0, seeds=(1,), epochs=2, baselines="fast",
                          clean_at=())
-    benchmark = bench.Benchmark(config, tmp_path / "out", quiet=True)
+    benchmark = runner.Benchmark(config, tmp_path / "out", quiet=True)
     setting = Setting("noise", 0.1)
 
     class StopAfterFirstEpoch:
@@ -214,18 +222,18 @@ def test_a_half_finished_training_is_continued_not_restarted(tmp_path, monkeypat
         def on_epoch(self, epoch, summary): self.stop = True
         def should_stop(self): return self.stop
 
-    killed = bench.train(benchmark._train_config(1, setting, eval_pass=True), tmp_path / "out" / "runs" /
+    killed = runner.train(benchmark._train_config(1, setting, eval_pass=True), tmp_path / "out" / "runs" /
                          "noise-0.1-seed1", training_set=benchmark._training_set(1, setting),
                          callbacks=StopAfterFirstEpoch())
     assert killed.stopped and killed.finished_epochs == 1
     resumed = []
-    real_train = bench.train
+    real_train = runner.train
 
     def recording_train(*args, **kwargs):
         resumed.append(kwargs.get("resume", False))
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "train", recording_train)
+    monkeypatch.setattr(runner, "train", recording_train)
     benchmark.tasks = [t for t in benchmark.tasks if t.kind == "detect"]
     results = benchmark.run()
     assert resumed == [True]
@@ -239,7 +247,7 @@ def test_report_only_writes_partial_results_without_training(demo_bench, tmp_pat
     out = tmp_path / "partial"
     shutil.copytree(demo_bench, out)
     (out / "cells" / "duplicates-4__seed-1__cleanlab.json").unlink()
-    monkeypatch.setattr(bench, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(runner, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     assert main([*DEMO_ARGS, "--out", str(out), "--report-only"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["missing_tasks"] == ["duplicates-4/seed-1/cleanlab"]
@@ -258,8 +266,8 @@ def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_ben
     (out / "cells" / "true-labels__seed-1.json").unlink()
     claim = out / "cells" / "true-labels__seed-1.claim"
     claim.write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname()}))
-    monkeypatch.setattr(bench, "WORKER_POLL_SECONDS", 0.05)
-    monkeypatch.setattr(bench, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(runner, "WORKER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(runner, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     finished = json.loads((demo_bench / "cells" / "true-labels__seed-1.json").read_text())
 
     def other_worker_finishes():
@@ -275,7 +283,7 @@ def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_ben
 
 def test_a_claim_left_by_a_dead_worker_is_taken_over(tmp_path):
     config = BenchConfig(data="demo", noise=(0.1,), duplicates=0, seeds=(1,), epochs=1, clean_at=())
-    benchmark = bench.Benchmark(config, tmp_path, quiet=True)
+    benchmark = runner.Benchmark(config, tmp_path, quiet=True)
     task = benchmark.tasks[0]
     claim = benchmark._cell_path(task.key).with_suffix(".claim")
     claim.parent.mkdir(parents=True)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from csl_core.cli import main
-from csl_core.store import RunStore
+from csl_core.run.store import RunStore
 
 
 def test_train_writes_a_run_folder(tmp_path, capsys):

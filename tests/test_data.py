@@ -11,9 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
-from csl_core.data import (DEBIAN_FASHION_MNIST, FASHION_CLASSES, DataError, ImageSource, build_training_set,
-                           inject_duplicates, inject_label_noise, load_cifar, load_csv, load_fashion_mnist,
-                           load_imagefolder, parse_spec)
+from csl_core.data import (
+    DEBIAN_FASHION_MNIST,
+    FASHION_CLASSES,
+    DataError,
+    ImageSource,
+    build_training_set,
+    inject_duplicates,
+    inject_label_noise,
+    load_cifar,
+    load_csv,
+    load_fashion_mnist,
+    load_imagefolder,
+    parse_spec,
+)
 
 RNG = np.random.default_rng(0)
 

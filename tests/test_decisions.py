@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from csl_core.decisions import DecisionLog, review_outcome
+from csl_core.run.decisions import DecisionLog, review_outcome
 
 
 @pytest.fixture()

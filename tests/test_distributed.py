@@ -24,10 +24,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from csl_core.models import build_model
-from csl_core.store import RunStore
-from csl_core.tracker import CSLTracker
-from csl_core.train import Preprocess, TrainConfig, build_optimizer, make_loader, train, training_set_for
+from csl_core.engine.models import build_model
+from csl_core.engine.tracker import CSLTracker
+from csl_core.engine.train import Preprocess, TrainConfig, build_optimizer, make_loader, train, training_set_for
+from csl_core.run.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 3

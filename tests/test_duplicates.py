@@ -7,11 +7,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from csl_core.analysis.duplicates import (
+    content_hashes,
+    duplicate_groups,
+    duplicate_score,
+    exact_duplicate_of,
+    group_labels,
+    injected_pair_recall,
+    member_similarity,
+    nearest_neighbours,
+)
 from csl_core.cli import main
 from csl_core.data import load_imagefolder
-from csl_core.duplicates import (NEIGHBOURS_FILE, content_hashes, duplicate_groups, duplicate_score,
-                                 exact_duplicate_of, find_duplicates, group_labels, injected_pair_recall,
-                                 member_similarity, nearest_neighbours)
+from csl_core.run.duplicates import NEIGHBOURS_FILE, find_duplicates
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +189,7 @@ def test_every_injected_pair_of_the_demo_is_a_conflicting_group(run_copy):
 
 
 def test_labels_and_csl_given_by_the_caller_are_used_instead_of_read(run_copy):
-    from csl_core.store import RunStore
+    from csl_core.run.store import RunStore
 
     scores = RunStore(run_copy).scores()
     labels, csl = scores["label"].to_numpy(), scores["csl"].to_numpy()

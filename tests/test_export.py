@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from csl_core.decisions import DecisionLog
-from csl_core.export import CSV_COLUMNS, class_summary, cleaned_labels, export_run, write_imagefolder
-from csl_core.store import RunStore
+from csl_core.run.decisions import DecisionLog
+from csl_core.run.export import CSV_COLUMNS, class_summary, cleaned_labels, export_run, write_imagefolder
+from csl_core.run.store import RunStore
 
 CLASSES = ["cat", "dog", "fox"]
 

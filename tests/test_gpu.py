@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csl_core.models import build_model
-from csl_core.tracker import CSLTracker
-from csl_core.train import TrainConfig, train
+from csl_core.engine.models import build_model
+from csl_core.engine.tracker import CSLTracker
+from csl_core.engine.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

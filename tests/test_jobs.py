@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from csl_core.jobs import Job
-from csl_core.store import RunStore
-from csl_core.train import TrainConfig
+from csl_core.engine.jobs import Job
+from csl_core.engine.train import TrainConfig
+from csl_core.run.store import RunStore
 
 
 def small(**changes) -> TrainConfig:

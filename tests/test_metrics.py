@@ -3,9 +3,17 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from csl_core import metrics
-from csl_core.metrics import (aupr, auroc, detection_metrics, fpr_at_95_tpr, fpr_at_tpr, precision_at_k, roc_curve,
-                              top_k)
+from csl_core.analysis import metrics
+from csl_core.analysis.metrics import (
+    aupr,
+    auroc,
+    detection_metrics,
+    fpr_at_95_tpr,
+    fpr_at_tpr,
+    precision_at_k,
+    roc_curve,
+    top_k,
+)
 
 # Positives score 0.9 and 0.7, negatives 0.8, 0.2, 0.1. Reading the list from the top:
 # 0.9 P, 0.8 N, 0.7 P, 0.2 N, 0.1 N.

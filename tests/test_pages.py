@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from csl_core.decisions import DecisionLog
-from csl_core.jobs import Job
-from csl_core.store import RunStore
-from csl_core.train import TrainConfig
+from csl_core.engine.jobs import Job
+from csl_core.engine.train import TrainConfig
+from csl_core.run.decisions import DecisionLog
+from csl_core.run.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRAINING_TIMEOUT = 240

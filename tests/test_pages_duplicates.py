@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from csl_core.decisions import DecisionLog
-from csl_core.duplicates import find_duplicates
-from csl_core.export import export_run
+from csl_core.run.decisions import DecisionLog
+from csl_core.run.duplicates import find_duplicates
+from csl_core.run.export import export_run
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "duplicates.py")
 

@@ -7,8 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csl_core.scores import (class_average, class_averages, compute_scores, forgetting_events, learning_time,
-                             rank_descending, suspicion)
+from csl_core.analysis.scores import (
+    class_average,
+    class_averages,
+    compute_scores,
+    forgetting_events,
+    learning_time,
+    rank_descending,
+    suspicion,
+)
 
 nan = np.nan
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from csl_core.store import (RunError, RunLockedError, RunStore, atomic_save_npy, atomic_write_csv,
-                            atomic_write_json, list_runs)
-from csl_core.tracker import EPOCH_FIELDS
+from csl_core.engine.tracker import EPOCH_FIELDS
+from csl_core.run.files import atomic_save_npy, atomic_write_csv, atomic_write_json
+from csl_core.run.store import RunError, RunLockedError, RunStore, list_runs
 
 
 def make_store(path, n=6, epochs=3) -> RunStore:
@@ -226,7 +226,7 @@ def test_class_mean_loss_per_class_and_epoch_kept_once_the_run_completes(tmp_pat
 
 
 def test_sample_table_keeps_ids_names_and_paths_as_written(tmp_path):
-    from csl_core.store import read_sample_table
+    from csl_core.run.store import read_sample_table
 
     table = pd.DataFrame({"index": [0, 1, 2, 3], "sample_id": ["007", "NA", "", 'a,b "q"'], "label": [0, 1, 0, 1],
                           "class_name": ["null", "NaN", "1.0", "é"],

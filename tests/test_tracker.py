@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from csl_core.tracker import EPOCH_FIELDS, CSLTracker
+from csl_core.engine.tracker import EPOCH_FIELDS, CSLTracker
 
 
 def softmax(row: list[float]) -> list[float]:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-
-from csl_core.store import RunError, RunLockedError, RunStore
-from csl_core.train import TrainConfig, train
-from csl_core.tracker import EPOCH_FIELDS
 from test_data import write_image
+
+from csl_core.engine.tracker import EPOCH_FIELDS
+from csl_core.engine.train import TrainConfig, train
+from csl_core.run.store import RunError, RunLockedError, RunStore
 
 
 def demo_config(run) -> TrainConfig:

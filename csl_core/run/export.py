@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .decisions import DecisionLog
-from .store import RunStore, atomic_write_bytes
+from .files import atomic_write_bytes
+from .store import RunStore
 
 EXPORT_DIR = "export"
 CSV_NAME = "cleaned_labels.csv"

@@ -130,7 +130,7 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
 
 def _synthetic_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     """Runs made by scripts/make_synthetic_run.py: images drawn from the index and the true class."""
-    from .synthetic import SOURCE, synthetic_image
+    from ..data.synthetic import SOURCE, synthetic_image
 
     if store.meta.get("source") != SOURCE:
         return None
@@ -147,7 +147,7 @@ def _array_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     config = store.meta.get("config")
     if not config or not config.get("data"):
         return None
-    from .config import TrainConfig, training_set_for
+    from ..config import TrainConfig, training_set_for
 
     source = training_set_for(TrainConfig.from_dict(config)).source
     images = source.images                                     # (N, H, W, C) uint8

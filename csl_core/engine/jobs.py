@@ -10,7 +10,7 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .config import TrainConfig
+from ..config import TrainConfig
 
 STATES = ("created", "preparing", "running", "stopping", "stopped", "finished", "failed")
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -29,6 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .files import (
+    _allocate,
+    _is_stale,
+    _read_lock,
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    lock_file,
+    temp_file_beside,
+)
 from .schema import ARRAY_DTYPES, EPOCH_FIELDS
 
 FORMAT_VERSION = 1
@@ -42,43 +51,6 @@ class RunLockedError(RunError):
     pass
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """A temporary file in ``path``'s folder (same file system, so ``os.replace`` is atomic), with
-    the permissions an ordinary new file gets rather than mkstemp's owner-only ones."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    return fd, tmp
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode())
-
-
-def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
-    atomic_write_bytes(path, frame.to_csv(index=False, **kwargs).encode())
-
-
-# Ground-truth columns of the sample table, when the run injected noise or duplicates.
 TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
 
 
@@ -92,33 +64,6 @@ def read_sample_table(file: Path) -> pd.DataFrame:
         return pd.read_csv(file, engine="pyarrow", **options)
     except ImportError:
         return pd.read_csv(file, **options)
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path = Path(path)
-    fd, tmp = temp_file_beside(path)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class RunStore:
@@ -228,7 +173,7 @@ class RunStore:
         A completed run keeps them in ``scores-<epochs>.parquet`` once computed, so that opening a
         large run again reads one file instead of scanning every per-epoch array.
         """
-        from .scores import compute_scores
+        from ..analysis.scores import compute_scores
 
         meta = self.meta
         finished = int(meta["finished_epochs"])
@@ -248,7 +193,7 @@ class RunStore:
 
     def csl(self) -> np.ndarray:
         """Each sample's CSL: from the kept scores of a completed run, else summed from the loss array."""
-        from .scores import compute_scores
+        from ..analysis.scores import compute_scores
 
         cache = self._kept_file("scores", "parquet")
         if self.meta.get("completed") and cache.is_file():
@@ -262,7 +207,7 @@ class RunStore:
         """Every class's mean loss per finished epoch, ``(classes, epochs)``: the class-average line of
         the trajectories plot. A completed run keeps it in ``class-loss-<epochs>.npy`` once computed,
         as it keeps its scores; otherwise one pass over the loss array, a slice of rows at a time."""
-        from .scores import class_averages
+        from ..analysis.scores import class_averages
 
         meta = self.meta
         cache = self._kept_file("class-loss", "npy")
@@ -293,10 +238,10 @@ class RunStore:
 
     def evaluation(self, truth_column: str = "is_mislabeled", *, scores: pd.DataFrame | None = None) -> dict:
         """How well each score finds the samples flagged in ``truth_column`` of the sample table (injected
-        noise or duplicates): :func:`csl_core.metrics.evaluate_scores`. A completed run keeps it in
+        noise or duplicates): :func:`csl_core.analysis.metrics.evaluate_scores`. A completed run keeps it in
         ``evaluation-<epochs>.json``, one entry per truth column. ``scores`` (this run's :meth:`scores`)
         spares reading or computing them again when the caller holds them."""
-        from .metrics import evaluate_scores
+        from ..analysis.metrics import evaluate_scores
 
         meta = self.meta
         cache = self._kept_file("evaluation", "json")
@@ -419,54 +364,6 @@ class RunStore:
         return bool(holder) and not _is_stale(holder)
 
 
-@contextmanager
-def lock_file(file: Path, **fields):
-    """Hold ``file`` as a lock for the ``with`` block: created exclusively, holding this process's pid,
-    host and ``fields``, and removed at the end. A lock left by a dead process on this host is taken
-    over. Yields ``None`` when the lock is held; when a live process holds it, yields that process's
-    record (``{}`` if unreadable) and holds nothing."""
-    file = Path(file)
-    token = {"pid": os.getpid(), "host": socket.gethostname(), **fields, "since": time.time()}
-    holder: dict | None = {}
-    for _ in range(2):
-        try:
-            fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = _read_lock(file)
-            if holder and _is_stale(holder):
-                file.unlink(missing_ok=True)
-                continue
-            break
-        with os.fdopen(fd, "w") as f:
-            json.dump(token, f)
-        try:
-            yield None
-        finally:
-            file.unlink(missing_ok=True)
-        return
-    yield holder or {}
-
-
-def _read_lock(file: Path) -> dict | None:
-    try:
-        with open(file) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _is_stale(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return False
-    return False
-
-
 class _RowChunks:
     """A ``(samples, epochs)`` .npy read a slice of rows at a time with plain file reads.
 
@@ -504,18 +401,6 @@ class _RowChunks:
             f.seek(self._offset + start * width * self.dtype.itemsize)
             block = np.fromfile(f, dtype=self.dtype, count=count)
         return block.reshape(-1, width)[:, : self._columns]
-
-
-def _allocate(path: Path, rows: int, cols: int, dtype) -> None:
-    """Create a ``(rows, cols)`` .npy filled with NaN (or 0), written under a temporary name first."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, cols))
-    if np.issubdtype(np.dtype(dtype), np.floating):
-        mm[:] = np.nan
-    mm.flush()
-    del mm
-    os.replace(tmp, target)
 
 
 def list_runs(root: str | Path = "runs") -> list[Path]:

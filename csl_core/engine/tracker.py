@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .schema import EPOCH_FIELDS
+from ..run.schema import EPOCH_FIELDS
 
 # Past this many N x C elements the running probability sum (for the suggested label) is not kept.
 MAX_PROBABILITY_ELEMENTS = 2**28

@@ -13,16 +13,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
+from .. import __version__
+from ..config import TrainConfig, training_set_for
+from ..data import TrainingSet
+from ..run.files import atomic_save_npy
+from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
-from .config import TrainConfig, training_set_for
-from .data import TrainingSet
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
-from .store import RunError, RunStore, atomic_save_npy
 from .tracker import EPOCH_FIELDS, CSLTracker
-
-
 
 
 class Callbacks(Protocol):

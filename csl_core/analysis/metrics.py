@@ -135,7 +135,7 @@ def _found_in_top(truth: np.ndarray, order: np.ndarray, last_of_tie: np.ndarray,
 
 
 def evaluate_scores(scores, truth: np.ndarray, *, roc_points: int = 300, workers: int | None = None) -> dict:
-    """How well every score of a run (:data:`csl_core.scores.SUSPICION`) ranks ``truth`` first.
+    """How well every score of a run (:data:`csl_core.analysis.scores.SUSPICION`) ranks ``truth`` first.
 
     Returns ``{"scores": [{"score", "auroc", "aupr", "fpr_at_95_tpr", "precision_at_k"}, ...] best AUROC
     first, "roc_fpr": [roc_points grid], "roc_tpr": {score: [TPR on that grid]}}``, plain JSON types

@@ -1,0 +1,137 @@
+"""The benchmark's plan: its configuration, the settings (protocol x level) and the tasks they need."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..data import load_source
+
+BASELINE_SETS = ("all", "fast")
+# Methods read from the one training run, in the order the tables list them.
+RUN_METHODS = {
+    "csl": "CSL (training pass)",
+    "eval_csl": "CSL (eval pass)",
+    "final_loss": "final sample loss",
+    "in_confidence": "in-confidence (1 - max p)",
+    "in_confidence_given": "in-confidence (1 - p given label)",
+    "learning_time": "learning time",
+    "forgetting_events": "forgetting frequency",
+    "aum": "AUM",
+    "datamaps_confidence": "Data Maps confidence",
+    "datamaps_variability": "Data Maps variability",
+}
+METHOD_NAMES = {**RUN_METHODS, "curvature": "input-loss curvature",
+                "cleanlab": "confident learning (cleanlab, K-fold)"}
+METRIC_NAMES = {"auroc": "AUROC", "aupr": "AUPR", "fpr_at_95_tpr": "FPR@95TPR", "precision_at_k": "P@k"}
+LOWER_IS_BETTER = {"fpr_at_95_tpr"}
+# Relative cost of one eval pass and of the curvature estimate, in training epochs, for the ETA only.
+EVAL_PASS_WEIGHT = 0.35
+CURVATURE_WEIGHT = 8.0
+ROC_POINTS = 300
+WORKER_POLL_SECONDS = 30.0
+CELL_FORMAT = 1
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark plan. Every training in it uses ``TrainConfig`` defaults except the fields here."""
+
+    data: str = "demo"
+    noise: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10)
+    duplicates: int | None = None
+    seeds: tuple[int, ...] = (1, 2, 3)
+    epochs: int = 12
+    model: str = "auto"
+    baselines: str = "all"
+    subset: int | None = None
+    clean_at: tuple[float, ...] | None = None
+    folds: int = 3
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.baselines not in BASELINE_SETS:
+            raise ValueError(f"unknown baseline set {self.baselines!r}; known: {', '.join(BASELINE_SETS)}")
+        for p in self.noise:
+            if not 0 < p < 1:
+                raise ValueError(f"noise levels must be fractions in (0, 1), got {p}")
+        if self.duplicates is not None and self.duplicates < 0:
+            raise ValueError(f"--duplicates must be 0 or more pairs, got {self.duplicates}")
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.folds < 2:
+            raise ValueError(f"confident learning needs at least 2 folds, got {self.folds}")
+        unknown = [p for p in (self.clean_at or ()) if not any(math.isclose(p, q) for q in self.noise)]
+        if unknown:
+            raise ValueError(f"--clean-at {unknown} are not among the noise levels {list(self.noise)}")
+        if not self.noise and not self.duplicates:
+            raise ValueError("nothing to benchmark: give noise levels or duplicate pairs")
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: str  # "noise" | "duplicates"
+    value: float
+
+    @property
+    def name(self) -> str:
+        return f"noise-{self.value:g}" if self.kind == "noise" else f"duplicates-{int(self.value)}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.value:.0%} label noise" if self.kind == "noise" else f"{int(self.value)} duplicate pairs"
+
+    @property
+    def positive_column(self) -> str:
+        return "is_mislabeled" if self.kind == "noise" else "is_duplicate"
+
+
+@dataclass
+class Task:
+    key: str
+    kind: str  # detect | cleanlab | clean-drop | clean-relabel | true-labels
+    seed: int
+    setting: Setting | None
+    weight: float  # training sample-epochs, for the progress bar
+    depends: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- planning
+
+def default_duplicate_pairs(num_samples: int) -> int:
+    """The paper's 250 pairs, scaled down to about 0.5% of N for small data sets."""
+    return max(1, min(250, int(round(0.005 * num_samples))))
+
+
+def training_size(config: BenchConfig) -> int:
+    source, _ = load_source(config.data)
+    return min(config.subset, len(source)) if config.subset else len(source)
+
+
+def plan(config: BenchConfig, num_samples: int) -> tuple[list[Setting], list[Task]]:
+    """The settings and the ordered tasks: every setting's one-run detection first (the cheapest
+    complete answer), then confident learning, then the cleaning retrains."""
+    settings = [Setting("noise", p) for p in config.noise]
+    pairs = default_duplicate_pairs(num_samples) if config.duplicates is None else config.duplicates
+    if pairs:
+        settings.append(Setting("duplicates", pairs))
+    clean_at = config.noise if config.clean_at is None else config.clean_at
+    n, e = num_samples, config.epochs
+    detect_weight = n * e * (1 + EVAL_PASS_WEIGHT + (CURVATURE_WEIGHT if config.baselines == "all" else 0))
+    tasks: list[Task] = []
+    for seed in config.seeds:
+        tasks += [Task(f"{s.name}/seed-{seed}/detect", "detect", seed, s, detect_weight) for s in settings]
+    for seed in config.seeds:
+        tasks += [Task(f"{s.name}/seed-{seed}/cleanlab", "cleanlab", seed, s, n * e * (config.folds - 1))
+                  for s in settings]
+    for seed in config.seeds:
+        cleaning = [s for s in settings if s.kind == "noise" and any(math.isclose(s.value, p) for p in clean_at)]
+        for s in cleaning:
+            detect = f"{s.name}/seed-{seed}/detect"
+            k = int(math.floor(s.value * n))
+            tasks.append(Task(f"{s.name}/seed-{seed}/clean-drop", "clean-drop", seed, s, (n - k) * e, [detect]))
+            tasks.append(Task(f"{s.name}/seed-{seed}/clean-relabel", "clean-relabel", seed, s, n * e, [detect]))
+        if cleaning:
+            tasks.append(Task(f"true-labels/seed-{seed}", "true-labels", seed, None, n * e))
+    return settings, tasks

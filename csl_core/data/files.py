@@ -1,0 +1,231 @@
+"""The user's own files: an ImageFolder tree or a ``path,label`` CSV, decoded once into memory."""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..progress import progress_bar
+from .types import DataError, ImageSource
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _decode(path: str, size: int, mode: str) -> np.ndarray:
+    """Decode, convert to ``mode`` and resize to ``size`` x ``size``; raises on corrupt files."""
+    with Image.open(path) as img:
+        img.load()
+        if img.mode in WIDE_GREY_MODES:
+            img = _to_8_bit(img)
+        if img.mode != mode:
+            img = img.convert(mode)
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+# Greyscale wider than 8 bit (16-bit PNG and TIFF, 32-bit int, float): PIL's convert("L") clips it at 255.
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _to_8_bit(img: Image.Image) -> Image.Image:
+    """Rescale wide greyscale to 0-255 by its type's range: 16-bit integers by 65535 (as any viewer
+    shows them), floats in [0, 1] by 1; other floats and 32-bit integers are already 0-255 or clip."""
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16") or (img.mode == "I" and values.max(initial=0) > 255):
+        values = values / 257.0  # 65535 -> 255; a 16-bit PNG may open as "I"
+    elif img.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), "L")
+
+
+def _pick_mode(paths: list[str]) -> str:
+    """Grayscale only when every readable file is; anything in colour makes the whole set RGB."""
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                if img.mode not in ("L", "1", "I;16", "I", "F"):
+                    return "RGB"
+        except Exception:
+            continue
+    return "L"
+
+
+def decode_files(paths: list[str], labels: list[int], classes: list[str], *, image_size: int,
+                 ids: list[str] | None = None, progress: bool = False) -> ImageSource:
+    """Decode every file once; unreadable ones are skipped and listed with the reason."""
+    mode = _pick_mode(paths)
+    channels = 3 if mode == "RGB" else 1
+
+    def work(path: str):
+        try:
+            return _decode(path, image_size, mode), None
+        except UnidentifiedImageError:
+            return None, "not an image (PIL cannot identify the file)"
+        except Exception as e:  # PIL raises many types for damaged files; each one only skips that file
+            return None, f"corrupt or truncated image ({type(e).__name__}: {e})"
+
+    results = []
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        iterator = pool.map(work, paths, chunksize=64)
+        if progress:
+            iterator = progress_bar(iterator, total=len(paths), desc="decoding images")
+        results = list(iterator)
+    keep = [i for i, (arr, _) in enumerate(results) if arr is not None]
+    ids = ids or paths
+    skipped = [{"id": ids[i], "reason": err} for i, (_, err) in enumerate(results) if err is not None]
+    images = (np.stack([results[i][0] for i in keep]) if keep
+              else np.zeros((0, image_size, image_size, channels), np.uint8))
+    return ImageSource(images, np.asarray([labels[i] for i in keep], dtype=np.int64), classes,
+                       [ids[i] for i in keep], paths=[paths[i] for i in keep], skipped=skipped)
+
+
+def load_imagefolder(root: str, *, image_size: int = 32, progress: bool = False) -> ImageSource:
+    """``root/<class>/<image>``; classes sorted by name, as torchvision's ImageFolder does."""
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(f"ImageFolder root {root!r} does not exist or is not a folder; "
+                        "expected ROOT/<class>/<image files>")
+    class_dirs = sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class folders found; expected ROOT/<class>/<image files>")
+    # Every file is either used or listed in the run report, so nothing is dropped unseen.
+    skipped = [{"id": str(p), "reason": "not inside a class folder"}
+               for p in sorted(base.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    for hidden in sorted(d for d in base.iterdir() if d.is_dir() and d.name.startswith(".")):
+        # .ipynb_checkpoints, .git, ...: not a class; said once per folder, with what it holds
+        files = [p for p in hidden.rglob("*") if p.is_file()]
+        images = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in files)
+        if files:
+            skipped.append({"id": str(hidden), "reason": f"hidden folder, not a class: {images} image(s) and "
+                                                        f"{len(files) - images} other file(s) not used"})
+    paths, labels = [], []
+    for c, d in enumerate(class_dirs):
+        files = sorted(p for p in d.rglob("*") if p.is_file())
+        if not any(not p.name.startswith(".") for p in files):
+            raise DataError(f"{d}: class folder {d.name!r} is empty; add images or remove the folder")
+        for p in files:
+            if p.name.startswith("."):
+                skipped.append({"id": str(p), "reason": "hidden file"})
+            elif p.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(str(p))
+                labels.append(c)
+            else:
+                skipped.append({"id": str(p), "reason": f"not an image file (extension {p.suffix or 'none'})"})
+    source = decode_files(paths, labels, [d.name for d in class_dirs], image_size=image_size, progress=progress)
+    source.skipped = skipped + source.skipped
+    _check_no_empty_class(source, root)
+    return source
+
+
+def _check_no_empty_class(source: ImageSource, where: str) -> None:
+    counts = np.bincount(source.labels, minlength=len(source.classes))
+    empty = [source.classes[c] for c in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(f"{where}: class(es) {', '.join(map(repr, empty))} have no readable image "
+                        f"({len(source.skipped)} file(s) skipped, see the run report); fix or remove them")
+
+
+def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
+             progress: bool = False) -> ImageSource:
+    """A label file with columns ``path,label`` (``filename`` / ``id`` columns are accepted too).
+
+    Labels may be class names or integers. Paths are relative to ``root`` or the CSV's folder.
+    """
+    path = Path(csv_file)
+    if not path.is_file():
+        raise DataError(f"CSV label file {csv_file!r} does not exist or is not a file; "
+                        "pass csv:FILE[:ROOT] with a file holding columns path,label")
+    base = Path(root) if root else path.parent
+    if root and not base.is_dir():
+        raise DataError(f"image root {root!r} given for {csv_file} does not exist")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            rows = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{csv_file}: cannot parse as CSV ({e}); save it as UTF-8 text with a path,label "
+                        "header") from e
+    path_col = next((c for c in ("path", "filename", "file", "image") if c in header), None)
+    if path_col is None or "label" not in header:
+        raise DataError(f"{csv_file}: needs a header row with columns 'path' and 'label' "
+                        f"(found: {', '.join(header) or 'none'})")
+    original = {h.strip().lower(): h for h in reader.fieldnames}
+    seen: dict[str, tuple[int, str]] = {}
+    rows_kept: list[tuple[int, str, Path]] = []
+    raw_labels: list[tuple[int, str]] = []
+    for line, row in rows:
+        rel = (row.get(original[path_col]) or "").strip()
+        label = (row.get(original["label"]) or "").strip()
+        if not rel:
+            raise DataError(f"{csv_file}, line {line}: empty path")
+        if not label:
+            raise DataError(f"{csv_file}, line {line}: empty label for {rel!r}")
+        full = Path(rel) if Path(rel).is_absolute() else base / rel
+        key = os.path.normcase(os.path.abspath(full))
+        if key in seen:
+            first_line, first_rel = seen[key]
+            raise DataError(f"{csv_file}, line {line}: path {rel!r} is the same file as {first_rel!r} on line "
+                            f"{first_line}; each image may appear once, so remove one of the rows")
+        seen[key] = (line, rel)
+        rows_kept.append((line, rel, full))
+        raw_labels.append((line, label))
+    if not rows_kept:
+        raise DataError(f"{csv_file}: no rows below the header; add one row per image (path,label)")
+    # Classes come from every row, found or not: a class whose files are all missing is reported as empty.
+    classes, all_labels = _encode_labels(raw_labels, csv_file)
+    paths, labels, ids, skipped = [], [], [], []
+    for (line, rel, full), label in zip(rows_kept, all_labels):
+        if full.is_file():
+            paths.append(str(full))
+            labels.append(label)
+            ids.append(rel)
+        else:
+            skipped.append({"id": rel, "reason": f"file not found: {full} (CSV line {line})"})
+    source = decode_files(paths, labels, classes, image_size=image_size, ids=ids, progress=progress)
+    source.skipped = skipped + source.skipped
+    _check_no_empty_class(source, csv_file)
+    return source
+
+
+def _encode_labels(raw: list[tuple[int, str]], where: str) -> tuple[list[str], list[int]]:
+    """Integer labels keep their numeric order; class names are sorted. ``raw`` is ``(line, label)``.
+
+    A label that is a number but not an integer (``2.5``, ``1e3``, ``nan``) is refused: it is almost
+    always a column of scores or a broken export, not a class.
+    """
+    integers: list[tuple[int, str]] = []
+    names: list[tuple[int, str]] = []
+    for line, text in raw:
+        if _is_integer(text):
+            integers.append((line, text))
+            continue
+        try:
+            float(text)
+        except ValueError:
+            names.append((line, text))
+            continue
+        raise DataError(f"{where}, line {line}: label {text!r} is a number but not an integer; labels must "
+                        "be integer class indices or class names")
+    if integers and names:
+        raise DataError(f"{where}: labels mix integers (line {integers[0][0]}: {integers[0][1]!r}) and class "
+                        f"names (line {names[0][0]}: {names[0][1]!r}); use one kind throughout")
+    if integers:
+        classes = [str(v) for v in sorted({int(t) for _, t in integers})]
+        lookup = {c: i for i, c in enumerate(classes)}
+        return classes, [lookup[str(int(t))] for _, t in raw]
+    classes = sorted({t for _, t in names})
+    lookup = {c: i for i, c in enumerate(classes)}
+    return classes, [lookup[t] for _, t in raw]
+
+
+def _is_integer(text: str) -> bool:
+    return _INTEGER.fullmatch(text) is not None
