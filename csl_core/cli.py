@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
+from .analysis.scores import SCORES
 from .config import SCHEDULES, TrainConfig
 from .data import DataError
 from .engine.distributed import launched_distributed
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scores", help="rank a run's samples by a score")
     s.add_argument("run", help="run folder")
-    s.add_argument("--by", default="csl", help="score to rank by (csl, final_loss, aum, ...)")
+    s.add_argument("--by", default="csl", metavar="SCORE",
+                   help="score to rank by: " + ", ".join(SCORES))
     s.add_argument("--top", type=int, default=20, help="rows to print")
     s.add_argument("--csv", default=None, help="write every sample's scores to this CSV file")
 

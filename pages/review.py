@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.scores import SUSPICION, suspicion
+from csl_core.analysis.scores import SCORES, available_scores, suspicion
 from pages._common import (
     decision_text,
     effective_for,
@@ -21,14 +21,6 @@ from pages._common import (
 )
 
 SOURCE = "review"
-SCORE_NAMES = {
-    "csl": "CSL (cumulative sample loss)", "eval_csl": "CSL, eval pass", "mean_loss": "mean loss",
-    "final_loss": "final-epoch loss", "in_confidence": "in-confidence (1 - max probability)",
-    "in_confidence_given": "1 - probability of the given label", "learning_time": "learning time",
-    "forgetting_events": "forgetting events", "aum": "area under the margin (low = suspicious)",
-    "datamaps_confidence": "Data Maps confidence (low = suspicious)",
-    "datamaps_variability": "Data Maps variability",
-}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -49,10 +41,10 @@ classes = store.classes
 effective = effective_for(store)
 show_decision_feedback()
 
-available = [m for m in SUSPICION if (m if m != "eval_csl" else "eval_csl") in scores.columns]
+available = available_scores(scores)
 filters = st.columns([3, 2, 1.4, 1.2, 1.2])
 with filters[0]:
-    method = st.selectbox("Rank by", available, key="rev_score", format_func=lambda m: SCORE_NAMES.get(m, m),
+    method = st.selectbox("Rank by", available, key="rev_score", format_func=lambda m: SCORES[m].label,
                           help="Every score is oriented so that the top of the queue is the most suspicious.")
 with filters[1]:
     label = pick_class(classes, "rev_class", all_option=True)
@@ -96,7 +88,7 @@ event = st.dataframe(
     table, key="rev_table", hide_index=True, on_select="rerun", selection_mode="multi-row", row_height=56,
     column_config={
         "image": st.column_config.ImageColumn("image", width="small"),
-        "rank": st.column_config.NumberColumn("rank", help=f"Rank by {SCORE_NAMES.get(method, method)}"),
+        "rank": st.column_config.NumberColumn("rank", help=f"Rank by {SCORES[method].label}"),
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent",
                                                       help="Mean predicted probability of the suggested label"),
         "score": st.column_config.NumberColumn(method, format="%.3f"),

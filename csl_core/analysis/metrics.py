@@ -135,7 +135,7 @@ def _found_in_top(truth: np.ndarray, order: np.ndarray, last_of_tie: np.ndarray,
 
 
 def evaluate_scores(scores, truth: np.ndarray, *, roc_points: int = 300, workers: int | None = None) -> dict:
-    """How well every score of a run (:data:`csl_core.analysis.scores.SUSPICION`) ranks ``truth`` first.
+    """How well every score of a run (:data:`csl_core.analysis.scores.SCORES`) ranks ``truth`` first.
 
     Returns ``{"scores": [{"score", "auroc", "aupr", "fpr_at_95_tpr", "precision_at_k"}, ...] best AUROC
     first, "roc_fpr": [roc_points grid], "roc_tpr": {score: [TPR on that grid]}}``, plain JSON types
@@ -143,7 +143,7 @@ def evaluate_scores(scores, truth: np.ndarray, *, roc_points: int = 300, workers
     (a sample never seen) ranks least suspicious. ``workers`` threads share the sorts (numpy sorts
     without the GIL); default up to 4.
     """
-    from .scores import SUSPICION, suspicion
+    from .scores import SCORES, suspicion
 
     truth = np.asarray(truth, dtype=bool)
     grid = np.linspace(0.0, 1.0, roc_points)
@@ -159,7 +159,7 @@ def evaluate_scores(scores, truth: np.ndarray, *, roc_points: int = 300, workers
         return {"score": method, **report}, np.interp(grid, fpr, tpr)
 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        results = [r for r in pool.map(one, SUSPICION) if r is not None]
+        results = [r for r in pool.map(one, SCORES) if r is not None]
     results.sort(key=lambda r: -r[0]["auroc"])
     return {"scores": [row for row, _ in results], "roc_fpr": grid.tolist(),
             "roc_tpr": {row["score"]: curve.tolist() for row, curve in results}}

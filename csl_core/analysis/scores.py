@@ -21,37 +21,63 @@ million samples is scored without loading it whole. Definitions follow the liter
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 65536
 
-# How suspicious each method finds a sample: higher = more likely mislabeled or memorised.
-SUSPICION: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
-    "csl": lambda s: s["csl"].to_numpy(),
-    "eval_csl": lambda s: s["eval_csl"].to_numpy(),
-    "mean_loss": lambda s: s["mean_loss"].to_numpy(),
-    "final_loss": lambda s: s["final_loss"].to_numpy(),
-    "in_confidence": lambda s: s["in_confidence"].to_numpy(),
-    "in_confidence_given": lambda s: s["in_confidence_given"].to_numpy(),
-    "learning_time": lambda s: s["learning_time"].to_numpy(np.float64),
-    "forgetting_events": lambda s: s["forgetting_events"].to_numpy(np.float64),
-    "aum": lambda s: -s["aum"].to_numpy(),
-    "datamaps_confidence": lambda s: -s["datamaps_confidence"].to_numpy(),
-    "datamaps_variability": lambda s: s["datamaps_variability"].to_numpy(),
-}
+@dataclass(frozen=True)
+class Score:
+    """One per-sample score of a run: the column it lives in, how people call it, and its orientation.
+
+    ``suspicious_when_high`` is True when a high value means "more likely mislabeled or memorised";
+    :func:`suspicion` flips the others so that every score ranks the most suspicious sample first.
+    ``benchmarked`` scores are compared in the benchmark (``mean_loss`` is left out there: it ranks
+    exactly like ``csl``).
+    """
+
+    name: str
+    label: str
+    suspicious_when_high: bool = True
+    benchmarked: bool = True
+
+
+# The one table of scores: the CLI, every page and the benchmark read names, labels and orientation here.
+SCORES: dict[str, Score] = {s.name: s for s in (
+    Score("csl", "CSL (training pass)"),
+    Score("eval_csl", "CSL (eval pass)"),
+    Score("mean_loss", "mean loss", benchmarked=False),
+    Score("final_loss", "final-epoch loss"),
+    Score("in_confidence", "in-confidence (1 - max probability)"),
+    Score("in_confidence_given", "1 - probability of the given label"),
+    Score("learning_time", "learning time"),
+    Score("forgetting_events", "forgetting events"),
+    Score("aum", "area under the margin (low = suspicious)", suspicious_when_high=False),
+    Score("datamaps_confidence", "Data Maps confidence (low = suspicious)", suspicious_when_high=False),
+    Score("datamaps_variability", "Data Maps variability"),
+)}
 
 
 def suspicion(scores: pd.DataFrame, method: str = "csl") -> np.ndarray:
-    """The score of ``method`` oriented so that higher means more suspicious."""
-    if method not in SUSPICION:
-        raise ValueError(f"unknown score {method!r}; known scores: {', '.join(SUSPICION)}")
-    column = "eval_csl" if method == "eval_csl" else method
-    if column not in scores.columns:
+    """The score ``method`` of every sample, ``(N,)`` float64, oriented so that higher means more suspicious.
+
+    ``scores`` is a run's scores table (:meth:`csl_core.run.store.RunStore.scores`). Raises ``ValueError``
+    for an unknown name (listing the known ones) or a score this run does not have.
+    """
+    if method not in SCORES:
+        raise ValueError(f"unknown score {method!r}; known scores: {', '.join(SCORES)}")
+    if method not in scores.columns:
         raise ValueError(f"score {method!r} is not available for this run")
-    return SUSPICION[method](scores)
+    values = scores[method].to_numpy(np.float64)
+    return values if SCORES[method].suspicious_when_high else -values
+
+
+def available_scores(scores: pd.DataFrame) -> list[str]:
+    """The names of the scores in :data:`SCORES` that ``scores`` (a run's scores table) holds, in table order."""
+    return [name for name in SCORES if name in scores.columns]
 
 
 def learning_time(correct: np.ndarray) -> np.ndarray:

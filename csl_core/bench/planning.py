@@ -4,22 +4,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..analysis.scores import SCORES
 from ..data import load_source
 
 BASELINE_SETS = ("all", "fast")
-# Methods read from the one training run, in the order the tables list them.
-RUN_METHODS = {
-    "csl": "CSL (training pass)",
-    "eval_csl": "CSL (eval pass)",
-    "final_loss": "final sample loss",
-    "in_confidence": "in-confidence (1 - max p)",
-    "in_confidence_given": "in-confidence (1 - p given label)",
-    "learning_time": "learning time",
-    "forgetting_events": "forgetting frequency",
-    "aum": "AUM",
-    "datamaps_confidence": "Data Maps confidence",
-    "datamaps_variability": "Data Maps variability",
-}
+# Methods read from the one training run, named and ordered as in the one score table.
+RUN_METHODS = {name: score.label for name, score in SCORES.items() if score.benchmarked}
 METHOD_NAMES = {**RUN_METHODS, "curvature": "input-loss curvature",
                 "cleanlab": "confident learning (cleanlab, K-fold)"}
 METRIC_NAMES = {"auroc": "AUROC", "aupr": "AUPR", "fpr_at_95_tpr": "FPR@95TPR", "precision_at_k": "P@k"}

@@ -1,4 +1,4 @@
-"""Data layer: sources (built-in readers and the user's own files), the sample table, noise injection, the torch dataset.
+"""Data layer: sources (built-in readers, the user's files), the sample table, noise injection, the torch dataset.
 
 Every source is loaded into an :class:`ImageSource`: decoded uint8 images held in memory at a fixed
 size, integer labels, class names and a stable id (a file path for files on disk). A
