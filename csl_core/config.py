@@ -39,10 +39,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from ``meta.json``'s ``config`` (or any dict); keys it does not know are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting out of range."""
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -52,6 +54,13 @@ class TrainConfig:
         if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
             raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
 
+
+def default_epochs(data: str) -> int:
+    """The epochs a run on source ``data`` trains unless told: the source's own (the demo's 12), else
+    ``TrainConfig.epochs``. An unknown kind raises :class:`~csl_core.data.DataError`."""
+    from .data import source_kind
+
+    return source_kind(data).epochs or TrainConfig.epochs
 
 
 def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:

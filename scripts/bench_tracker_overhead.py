@@ -32,11 +32,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set  # noqa: E402
+from csl_core.config import TrainConfig  # noqa: E402
+from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set, source_kind  # noqa: E402
 from csl_core.engine.allocator import keep_freed_memory  # noqa: E402
 from csl_core.engine.models import build_model  # noqa: E402
+from csl_core.engine.preprocess import Preprocess, channel_stats  # noqa: E402
 from csl_core.engine.tracker import CSLTracker  # noqa: E402
-from csl_core.engine.train import Preprocess, TrainConfig, build_optimizer, channel_stats, make_loader, resolve_device  # noqa: E402
+from csl_core.engine.train import build_optimizer, make_loader, resolve_device  # noqa: E402
 
 
 def synthetic(n: int, seed: int = 0) -> TrainingSet:
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.model, in_channels=training_set.source.channels, num_classes=num_classes).to(device)
     mean, std = channel_stats(training_set.source.images)
     height = training_set.source.image_size[0]
-    flip = not args.data.lower().startswith("fashion")
+    flip = source_kind(args.data).flip
     preprocess = Preprocess(mean, std, augment=True, flip=flip, pad=max(1, height // 8), device=device,
                             channels_last=False)
     dataset = training_set.dataset()

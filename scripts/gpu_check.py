@@ -29,10 +29,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from csl_core.config import TrainConfig  # noqa: E402
 from csl_core.data import IndexedDataset  # noqa: E402
 from csl_core.engine.models import build_model  # noqa: E402
+from csl_core.engine.preprocess import Preprocess  # noqa: E402
 from csl_core.engine.tracker import CSLTracker  # noqa: E402
-from csl_core.engine.train import Preprocess, TrainConfig, _amp_dtype, build_optimizer, make_loader  # noqa: E402
+from csl_core.engine.train import autocast_dtype, build_optimizer, make_loader  # noqa: E402
 
 TARGET_RATIO = 1.01
 
@@ -66,7 +68,7 @@ class Bench:
         steps = -(-args.samples // args.batch_size)
         config = TrainConfig(batch_size=args.batch_size, lr=0.05, schedule="constant", epochs=1)
         self.optimizer, self.scheduler = build_optimizer(self.model, config, steps)
-        self.amp_dtype = _amp_dtype(device, None)
+        self.amp_dtype = autocast_dtype(device, None)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.tracker = CSLTracker(args.samples, self.classes, device=device, keep_history=False)
         self.workers = args.workers

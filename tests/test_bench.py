@@ -19,7 +19,7 @@ from csl_core.bench import (
 from csl_core.cli import main
 from csl_core.data import build_training_set, inject_duplicates, inject_label_noise
 from csl_core.engine.models import build_model
-from csl_core.engine.train import Preprocess
+from csl_core.engine.preprocess import Preprocess
 from csl_core.run.store import RunStore
 
 DEMO_ARGS = ["bench", "--data", "demo", "--noise", "0.1", "--duplicates", "4", "--seeds", "1", "--epochs", "2",

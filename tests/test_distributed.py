@@ -24,9 +24,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from csl_core.config import TrainConfig, training_set_for
 from csl_core.engine.models import build_model
+from csl_core.engine.preprocess import Preprocess
 from csl_core.engine.tracker import CSLTracker
-from csl_core.engine.train import Preprocess, TrainConfig, build_optimizer, make_loader, train, training_set_for
+from csl_core.engine.train import build_optimizer, make_loader, train
 from csl_core.run.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import IndexedDataset, TrainingSet
-from ..engine.train import Preprocess, make_loader
+from ..engine.preprocess import Preprocess
+from ..engine.train import make_loader
 from ..run.store import RunStore
 from .surgery import load_trained_model
 

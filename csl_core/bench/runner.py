@@ -19,8 +19,9 @@ import torch
 from .. import __version__
 from ..analysis.metrics import detection_metrics, top_k
 from ..analysis.scores import suspicion
+from ..config import TrainConfig
 from ..data import IndexedDataset, TrainingSet, build_training_set
-from ..engine.train import TrainConfig, predict, resolve_device, train
+from ..engine.train import predict, resolve_device, train
 from ..progress import progress_bar
 from ..run.files import atomic_write_bytes, atomic_write_json, lock_file
 from ..run.store import RunError, RunLockedError, RunStore

@@ -6,7 +6,7 @@ import torch
 
 from ..data import TrainingSet
 from ..engine.models import build_model
-from ..engine.train import Preprocess
+from ..engine.preprocess import Preprocess
 from ..run.store import RunStore
 
 

@@ -19,10 +19,21 @@ from .builtin import DEBIAN_FASHION_MNIST, DEFAULT_CACHE, FASHION_CLASSES, load_
 from .dataset import IndexedDataset
 from .files import IMAGE_EXTENSIONS, decode_files, load_csv, load_imagefolder
 from .noise import inject_duplicates, inject_label_noise
-from .sources import SOURCE_KINDS, build_training_set, default_duplicates, default_noise, load_source, parse_spec
+from .sources import (
+    SOURCE_KINDS,
+    SOURCES,
+    SourceKind,
+    build_training_set,
+    default_duplicates,
+    default_noise,
+    load_source,
+    parse_spec,
+    source_kind,
+)
 from .types import DataError, ImageSource, TrainingSet
 
-__all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "SOURCE_KINDS", "DataError",
-           "ImageSource", "IndexedDataset", "TrainingSet", "build_training_set", "decode_files", "default_duplicates",
-           "default_noise", "inject_duplicates", "inject_label_noise", "load_cifar", "load_csv", "load_demo",
-           "load_fashion_mnist", "load_imagefolder", "load_source", "parse_spec"]
+__all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "SOURCES", "SOURCE_KINDS",
+           "DataError", "ImageSource", "IndexedDataset", "SourceKind", "TrainingSet", "build_training_set",
+           "decode_files", "default_duplicates", "default_noise", "inject_duplicates", "inject_label_noise",
+           "load_cifar", "load_csv", "load_demo", "load_fashion_mnist", "load_imagefolder", "load_source", "parse_spec",
+           "source_kind"]

@@ -1,5 +1,8 @@
-"""Source specs (the ``--data`` option) and building a seeded :class:`TrainingSet` from one."""
+"""Source specs (the ``--data`` option), the one table of source kinds and their defaults, and building
+a seeded :class:`TrainingSet` from a spec."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -9,7 +12,37 @@ from .files import load_csv, load_imagefolder
 from .noise import inject_duplicates, inject_label_noise
 from .types import DataError, ImageSource, TrainingSet
 
-SOURCE_KINDS = ("demo", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "csv")
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of ``--data`` source and the defaults a run on it takes unless told otherwise.
+
+    ``usage`` is how the spec is written; ``epochs`` is the default training length (``None``: the
+    engine's, ``TrainConfig.epochs``); ``noise`` the fraction of labels flipped and ``duplicate_pairs``
+    the pairs injected per sample (the demo ships with errors to find, real data has its own);
+    ``augment`` turns random crop on and ``flip`` adds horizontal flips to it (not for Fashion-MNIST,
+    whose images all face one way).
+    """
+
+    usage: str
+    epochs: int | None = None
+    noise: float = 0.0
+    duplicate_pairs: float = 0.0
+    augment: bool = True
+    flip: bool = True
+
+
+#: Every source kind, in the order a person is offered them: the one table of their defaults, read by the
+#: data layer, the trainer, the CLI and the Run page.
+SOURCES: dict[str, SourceKind] = {
+    "demo": SourceKind("demo", epochs=12, noise=0.05, duplicate_pairs=0.005, augment=False, flip=False),
+    "fashion-mnist": SourceKind("fashion-mnist[:DIR]", flip=False),
+    "cifar10": SourceKind("cifar10[:DIR]"),
+    "cifar100": SourceKind("cifar100[:DIR]"),
+    "imagefolder": SourceKind("imagefolder:ROOT"),
+    "csv": SourceKind("csv:FILE[:ROOT]"),
+}
+SOURCE_KINDS = tuple(SOURCES)
 
 
 def parse_spec(spec: str) -> tuple[str, list[str]]:
@@ -17,8 +50,8 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
     kind, _, rest = spec.partition(":")
     kind = kind.strip().lower()
     if kind not in SOURCE_KINDS:
-        raise DataError(f"unknown data source {spec!r}: use one of {', '.join(SOURCE_KINDS)} "
-                        "(e.g. demo, fashion-mnist, imagefolder:PATH, csv:FILE[:ROOT])")
+        raise DataError(f"unknown data source {spec!r}: use one of "
+                        + " | ".join(kind.usage for kind in SOURCES.values()))
     args: list[str] = []
     for part in rest.split(":") if rest else []:
         if args and len(args[-1]) == 1 and args[-1].isalpha() and part.startswith(("\\", "/")):
@@ -28,13 +61,21 @@ def parse_spec(spec: str) -> tuple[str, list[str]]:
     return kind, args
 
 
+def source_kind(spec: str) -> SourceKind:
+    """The :data:`SOURCES` entry of ``spec``'s kind; :class:`DataError` for an unknown kind."""
+    return SOURCES[parse_spec(spec)[0]]
+
+
 def default_noise(spec: str) -> float:
-    """The demo ships with 5% injected noise; every other source trains on its labels as they are."""
-    return 0.05 if parse_spec(spec)[0] == "demo" else 0.0
+    """The fraction of labels flipped when no ``--inject-noise`` is given: the demo's 5%, else none."""
+    return source_kind(spec).noise
 
 
 def default_duplicates(spec: str, num_samples: int) -> int:
-    return max(1, int(round(0.005 * num_samples))) if parse_spec(spec)[0] == "demo" else 0
+    """Duplicate pairs injected when no ``--inject-duplicates`` is given: about 0.5% of N for the demo
+    (at least one pair), none for the other sources."""
+    share = source_kind(spec).duplicate_pairs
+    return max(1, int(round(share * num_samples))) if share else 0
 
 
 def load_source(spec: str, *, image_size: int | None = None, download: bool = False,

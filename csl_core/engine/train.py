@@ -21,6 +21,7 @@ from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
+from .preprocess import channel_stats, preprocess_for
 from .tracker import EPOCH_FIELDS, CSLTracker
 
 
@@ -66,69 +67,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def default_augment(spec: str) -> bool:
-    """Random crop + flip for natural images (CIFAR, the user's files); none for digits."""
-    kind = spec.split(":", 1)[0].lower()
-    return kind not in ("demo",)
-
-
-class Preprocess:
-    """uint8 ``(B, C, H, W)`` on the device -> normalised float, with batched random crop and flip.
-
-    The random numbers come from a generator on the training device, seeded per epoch, so that a
-    resumed run draws the same augmentations and nothing is copied from the host.
-    """
-
-    def __init__(self, mean: list[float], std: list[float], *, augment: bool, flip: bool, pad: int,
-                 device: torch.device, channels_last: bool):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self.augment, self.flip, self.pad = augment, flip, pad
-        self.device = device
-        self.channels_last = channels_last
-        self.generator: torch.Generator | None = None
-
-    def seed(self, seed: int) -> None:
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-
-    def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
-        x = (x.float() / 255.0 - self.mean) / self.std
-        if train and self.augment:
-            x = self._crop_flip(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _crop_flip(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        p = self.pad
-        g = self.generator
-        if p:
-            padded = F.pad(x, (p, p, p, p))
-            dy = torch.randint(0, 2 * p + 1, (b,), device=x.device, generator=g)
-            dx = torch.randint(0, 2 * p + 1, (b,), device=x.device, generator=g)
-            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-            batch = torch.arange(b, device=x.device)[:, None, None, None]
-            chan = torch.arange(c, device=x.device)[None, :, None, None]
-            x = padded[batch, chan, rows, cols]
-        if self.flip:
-            flip = torch.rand(b, device=x.device, generator=g) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x
-
-
-def channel_stats(images: np.ndarray, *, max_images: int = 10000, seed: int = 0) -> tuple[list, list]:
-    """Per-channel mean and std of uint8 ``(N, H, W, C)`` images, in [0, 1] units (on a sample)."""
-    if len(images) > max_images:
-        images = images[np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))]
-    x = images.astype(np.float64) / 255.0
-    mean = x.mean(axis=(0, 1, 2))
-    std = np.maximum(x.std(axis=(0, 1, 2)), 1e-3)
-    return mean.tolist(), std.tolist()
-
-
 def make_loader(dataset, *, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
                 pin_memory: bool = False, sampler=None) -> torch.utils.data.DataLoader:
     """Batches of ``(x, y, index)`` fetched whole from the dataset (no per-sample collation)."""
@@ -162,7 +100,9 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch
     return optimizer, scheduler
 
 
-def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
+    """The dtype mixed precision runs in: bf16 on CUDA GPUs that have it, else fp16 (with a gradient
+    scaler); ``None`` (full precision) on CPU and MPS, or when ``amp`` is ``False``."""
     if device.type != "cuda" or amp is False:
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -184,10 +124,9 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
         stored.num_workers = config.num_workers
         config = stored
         if training_set is None:
-            training_set = training_set_for(config, progress=progress)
-        if list(training_set.samples["sample_id"].astype(str)) != list(store.samples()["sample_id"].astype(str)):
-            raise RunError(f"{out}: the data source no longer yields the samples this run started with; "
-                           "start a new run instead of resuming")
+            training_set = store.training_set(download=config.download, progress=progress)
+        else:
+            store.check_samples(training_set)
         return store, training_set, config
     config.validate()
     if training_set is None:
@@ -270,12 +209,7 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     model = build_model(meta["model"], in_channels=channels, num_classes=num_classes)
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    augment = config.augment if config.augment is not None else default_augment(config.data)
-    height = training_set.source.image_size[0]
-    preprocess = Preprocess(meta["normalisation"]["mean"], meta["normalisation"]["std"], augment=augment,
-                            flip=augment and not config.data.lower().startswith("fashion"),
-                            pad=max(1, height // 8) if augment else 0, device=device,
-                            channels_last=channels_last)
+    preprocess = preprocess_for(config, meta, training_set.source.image_size[0], device, channels_last=channels_last)
     dataset = training_set.dataset()
     pin = device.type == "cuda"
     # Under torchrun each rank trains on its share, padded to equal length; batch_size is per rank.
@@ -290,7 +224,7 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False)
     eval_tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False,
                               track_probabilities=False) if config.eval_pass else None
-    amp_dtype = _amp_dtype(device, config.amp)
+    amp_dtype = autocast_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     forward = model
     if distributed is not None:
@@ -376,7 +310,7 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
         callbacks.on_epoch(epoch, summary)
     test_accuracy = None
     if not stopped and writes:
-        test_accuracy = _finish(model, training_set, preprocess, store, device, config, amp_dtype)
+        test_accuracy = _finish(model, training_set, preprocess, store, device, config)
     return TrainResult(store, store.finished_epochs, stopped, test_accuracy, timings)
 
 
@@ -416,7 +350,7 @@ def predict(model, dataset, preprocess, device, *, batch_size: int = 512, embedd
     return (out_logits, torch.cat(embeds).numpy()) if embeddings else out_logits
 
 
-def _finish(model, training_set, preprocess, store: RunStore, device, config, amp_dtype) -> float | None:
+def _finish(model, training_set, preprocess, store: RunStore, device, config) -> float | None:
     """After the last epoch: penultimate-layer embeddings (for duplicate search) and test accuracy."""
     test_accuracy = None
     if config.compute_embeddings:

@@ -22,7 +22,7 @@ from ..analysis.duplicates import (
     member_similarity,
     nearest_neighbours,
 )
-from .files import temp_file_beside
+from .files import atomic_file
 from .store import RunError, RunStore
 
 NEIGHBOURS_FILE = "neighbours.npz"
@@ -100,18 +100,13 @@ _NO_IMAGES = ("the run's images could not be loaded, so exact duplicates are not
 
 
 def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
-    """The decoded uint8 image of every training sample of ``store``, or None if the source is gone."""
-    from ..config import TrainConfig, training_set_for
+    """The decoded uint8 ``(N, H, W, C)`` image of every training sample of ``store``, or ``None`` when
+    :meth:`RunStore.training_set` cannot rebuild the run's samples (source gone or changed)."""
     from ..data import DataError
 
-    config = TrainConfig.from_dict(store.meta.get("config", {}))
-    config.download = False
     try:
-        training_set = training_set_for(config, progress=progress)
-    except (DataError, OSError):
-        return None
-    stored = store.samples()["sample_id"].astype(str).tolist()
-    if training_set.samples["sample_id"].astype(str).tolist() != stored:
+        training_set = store.training_set(progress=progress)
+    except (DataError, RunError, OSError):
         return None
     return training_set.source.images[training_set.image_index]
 
@@ -146,14 +141,8 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
 
 
 def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
-    fd, tmp = temp_file_beside(file, suffix=".tmp.npz")
-    os.close(fd)
-    try:
+    with atomic_file(file, suffix=".tmp.npz") as tmp:
         np.savez(tmp, version=CACHE_VERSION, k=k, embeddings_stamp=np.asarray(stamp or (-1, -1), dtype=np.int64),
                  indices=index.indices, similarities=index.similarities,
                  hashes=index.hashes if index.hashes is not None else np.empty(0, dtype=f"S{HASH_BYTES}"),
                  seconds=index.seconds)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,6 +8,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,42 +28,48 @@ def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def atomic_file(path: Path, *, suffix: str = ".tmp", durable: bool = True) -> Iterator[Path]:
+    """The one way a file reaches the disk: yields a temporary path beside ``path`` for the block to
+    write, then renames it onto ``path``; if the block raises, the temporary file is removed and
+    ``path`` is left as it was. ``durable`` flushes the data to the disk before the rename (skipped
+    for preallocated arrays that are filled in place afterwards). ``suffix`` keeps writers that add
+    their own extension (``np.savez`` adds ``.npz``) writing to the yielded name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(path)
+    fd, tmp = temp_file_beside(path, suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_write_json(path: Path, obj) -> None:
+    """Write ``obj`` as indented JSON (numpy numbers and arrays, paths as plain values), atomically."""
     atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode())
 
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
+    """Write ``frame`` as CSV without its index (``kwargs`` go to ``DataFrame.to_csv``), atomically."""
     atomic_write_bytes(path, frame.to_csv(index=False, **kwargs).encode())
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path = Path(path)
-    fd, tmp = temp_file_beside(path)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save ``array`` as a ``.npy`` file, atomically."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def _json_default(obj):
@@ -125,13 +132,14 @@ def _is_stale(holder: dict) -> bool:
     return False
 
 
-def _allocate(path: Path, rows: int, cols: int, dtype) -> None:
-    """Create a ``(rows, cols)`` .npy filled with NaN (or 0), written under a temporary name first."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, cols))
-    if np.issubdtype(np.dtype(dtype), np.floating):
-        mm[:] = np.nan
-    mm.flush()
-    del mm
-    os.replace(tmp, target)
+def _allocate(path: Path, rows: int, cols: int, dtype, *, keep: np.ndarray | None = None) -> None:
+    """Create a ``(rows, cols)`` .npy filled with NaN (or 0), written under a temporary name first;
+    ``keep`` (an array of ``rows`` rows and at most ``cols`` columns) fills its first columns."""
+    with atomic_file(path, durable=False) as tmp:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, cols))
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            mm[:] = np.nan
+        if keep is not None:
+            mm[:, : keep.shape[1]] = keep
+        mm.flush()
+        del mm

@@ -1,14 +1,14 @@
 """A sample's image, for whoever shows it (dashboard galleries, tables, reports), read lazily.
 
-:func:`sample_image` is the single entry point. It asks the registered image sources in turn; the
-first that recognises the run answers:
+:func:`sample_image` is the single entry point. The first image source that recognises the run answers:
 
 - files on disk (ImageFolder, CSV): the sample table's ``path`` column, one file read per image;
-- array sources (demo, Fashion-MNIST, CIFAR): the run's data source is rebuilt once from
-  ``meta.json`` and kept in memory (a few per process), then indexed by ``image_index``.
+- synthetic runs (``scripts/make_synthetic_run.py``): drawn from the index and the true class;
+- array sources (demo, Fashion-MNIST, CIFAR): the run's training set is rebuilt once by
+  :meth:`RunStore.training_set` (which checks every sample id) and kept in memory (a few runs per
+  process), then indexed by sample.
 
-A new kind of run adds an image source with :func:`register_image_source`. Thumbnails (small PNG
-bytes) sit in an LRU cache, so a gallery page costs only the images it shows, once.
+Thumbnails (small PNG bytes) sit in an LRU cache, so a gallery page costs only the images it shows, once.
 """
 from __future__ import annotations
 
@@ -23,26 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .store import RunStore
-
-#: ``(store) -> (index -> PIL image)`` or ``None`` when the source does not know this run.
-ImageSourceFactory = Callable[[RunStore], "Callable[[int], Image.Image] | None"]
+from .store import RunError, RunStore
 
 THUMBNAIL_SIZE = 96
-_sources: list[ImageSourceFactory] = []
 _lookups: OrderedDict[tuple[str, float], Callable[[int], Image.Image]] = OrderedDict()
 _lookups_lock = threading.Lock()
 MAX_OPEN_RUNS = 4
-
-
-def register_image_source(factory: ImageSourceFactory, *, first: bool = True) -> None:
-    """Add a way to find images; ``first`` puts it ahead of the built-in sources."""
-    if factory in _sources:
-        return
-    if first:
-        _sources.insert(0, factory)
-    else:
-        _sources.append(factory)
 
 
 def sample_image(run_path: str | Path, index: int) -> Image.Image:
@@ -59,13 +45,6 @@ def thumbnail(run_path: str | Path, index: int, size: int = THUMBNAIL_SIZE) -> b
 def thumbnail_data_url(run_path: str | Path, index: int, size: int = THUMBNAIL_SIZE) -> str:
     """The thumbnail as a ``data:image/png;base64,...`` URL (for table image columns)."""
     return "data:image/png;base64," + base64.b64encode(thumbnail(run_path, index, size)).decode()
-
-
-def clear_cache() -> None:
-    """Forget every rebuilt source and thumbnail (e.g. after a run folder was replaced)."""
-    with _lookups_lock:
-        _lookups.clear()
-    _thumbnail.cache_clear()
 
 
 # ---------------------------------------------------------------- internals
@@ -101,7 +80,7 @@ def _lookup_for_key(key: tuple[str, float]) -> Callable[[int], Image.Image]:
             _lookups.move_to_end(key)
             return _lookups[key]
         store = RunStore(key[0])
-        for factory in [*_sources, _file_source, _synthetic_source, _array_source]:
+        for factory in (_file_source, _synthetic_source, _array_source):
             lookup = factory(store)
             if lookup is not None:
                 break
@@ -147,11 +126,11 @@ def _array_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     config = store.meta.get("config")
     if not config or not config.get("data"):
         return None
-    from ..config import TrainConfig, training_set_for
-
-    source = training_set_for(TrainConfig.from_dict(config)).source
-    images = source.images                                     # (N, H, W, C) uint8
-    image_index = store.samples()["image_index"].to_numpy(np.int64)
+    try:
+        training_set = store.training_set()
+    except RunError as e:  # a changed source: no image rather than the wrong one
+        raise LookupError(str(e)) from None
+    images, image_index = training_set.source.images, training_set.image_index  # (N, H, W, C) uint8; (samples,)
 
     def read(index: int) -> Image.Image:
         pixels = images[image_index[index]]

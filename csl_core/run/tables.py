@@ -1,0 +1,100 @@
+"""Reading a run folder's files cheaply: ``meta.json`` parsed once per version, the sample table with
+pyarrow, and the per-epoch arrays a slice of rows at a time."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .files import atomic_write_json
+
+
+class RowChunks:
+    """A ``(samples, epochs)`` .npy read a slice of rows at a time with plain file reads.
+
+    Scoring reads every row once. Through a memory map those pages would stay mapped into the
+    reading process (2 GB of RSS for ImageNet x 100 epochs); read like this they stay in the OS cache.
+    ``columns`` limits every slice to the first columns (the finished epochs).
+    """
+
+    def __init__(self, file: Path, columns: int):
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(f)
+            self._offset = f.tell()
+        if fortran_order or len(shape) != 2:
+            raise ValueError(f"{file}: expected a C-ordered (samples, epochs) array, found shape {shape}")
+        self._file, self._shape, self.dtype, self._columns = Path(file), shape, np.dtype(dtype), columns
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape[0], self._columns
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("RowChunks reads slices of rows only")
+        start, stop, step = rows.indices(self._shape[0])
+        if step != 1:
+            raise TypeError("RowChunks reads contiguous rows only")
+        width = self._shape[1]
+        count = max(0, stop - start) * width
+        with open(self._file, "rb") as f:
+            f.seek(self._offset + start * width * self.dtype.itemsize)
+            block = np.fromfile(f, dtype=self.dtype, count=count)
+        return block.reshape(-1, width)[:, : self._columns]
+
+
+def read_sample_table(file: Path) -> pd.DataFrame:
+    """A run's ``samples.csv``: ids, class names and paths stay strings ("NA" is a name, not a gap).
+
+    pyarrow's parser, where installed, reads 1.28M rows in a third of the time of pandas' own.
+    """
+    options = dict(keep_default_na=False, dtype={"sample_id": str, "class_name": str})
+    try:
+        return pd.read_csv(file, engine="pyarrow", **options)
+    except ImportError:
+        return pd.read_csv(file, **options)
+
+
+_meta_cache: dict[str, tuple[tuple[int, int, int], dict]] = {}
+_meta_lock = threading.Lock()
+_META_CACHE_SIZE = 64
+
+
+def read_meta(file: Path) -> dict:
+    """``meta.json`` parsed, from this process's cache while the file's mtime, size and inode are those
+    it had when parsed (every write renames a new file into place). Treat the dict as read-only."""
+    stat = os.stat(file)
+    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    key = str(file)
+    with _meta_lock:
+        kept = _meta_cache.get(key)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    with open(file) as f:
+        meta = json.load(f)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{file}: expected a JSON object, found {type(meta).__name__}")
+    with _meta_lock:
+        _meta_cache.pop(key, None)
+        _meta_cache[key] = (stamp, meta)
+        while len(_meta_cache) > _META_CACHE_SIZE:
+            _meta_cache.pop(next(iter(_meta_cache)))
+    return meta
+
+
+def write_meta(file: Path, meta: dict) -> None:
+    """Write ``meta.json`` and forget this process's parsed copy: a coarse file-system clock could give
+    the next version the same stamp as the one cached."""
+    with _meta_lock:
+        _meta_cache.pop(str(file), None)
+    atomic_write_json(file, meta)
