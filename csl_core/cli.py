@@ -10,8 +10,9 @@ import numpy as np
 
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from .analysis.scores import SCORES
-from .config import SCHEDULES, TrainConfig
-from .data import DataError
+from .bench.planning import BASELINE_SETS, BenchConfig
+from .config import SCHEDULES, TrainConfig, default_epochs
+from .data import SOURCES, DataError
 from .engine.distributed import launched_distributed
 from .engine.train import train
 from .progress import progress_bar
@@ -75,6 +76,11 @@ def _integers(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m csl_core`` parser; every default comes from ``TrainConfig``, ``BenchConfig`` or
+    the sources table, so that the command line and the library cannot disagree."""
+    train_defaults, bench_defaults = TrainConfig(), BenchConfig()
+    sources = " | ".join(kind.usage for kind in SOURCES.values())
+    own_epochs = ", ".join(f"{name} {kind.epochs}" for name, kind in SOURCES.items() if kind.epochs)
     parser = argparse.ArgumentParser(prog="python -m csl_core",
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
                                                  "Loss (CSL) from one training run.")
@@ -82,15 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and record every sample's loss each epoch",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--data", default="demo",
-                   help="data source: demo | fashion-mnist[:DIR] | cifar10[:DIR] | cifar100[:DIR] | "
-                        "imagefolder:ROOT | csv:FILE[:ROOT]")
-    t.add_argument("--epochs", type=int, default=None, help="epochs to train (default 15; demo 12)")
-    t.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
+    t.add_argument("--data", default=train_defaults.data, help=f"data source: {sources}")
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs to train (default {train_defaults.epochs}; {own_epochs})")
+    t.add_argument("--model", default=train_defaults.model, help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--inject-noise", type=_fraction, default=None,
-                   help="flip this fraction of labels (seeded, symmetric) to measure detection; "
-                        "demo default 0.05, others 0")
+                   help="flip this fraction of labels (seeded, symmetric) to measure detection; default "
+                        + ", ".join(f"{name} {kind.noise:g}" for name, kind in SOURCES.items() if kind.noise)
+                        + ", others 0")
     t.add_argument("--inject-duplicates", type=int, default=None,
                    help="make K duplicate pairs with conflicting labels (demo default ~0.5%% of N)")
     t.add_argument("--subset", type=int, default=None, help="train on a seeded random subset of N samples")
@@ -98,16 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score every sample once per epoch in eval mode without augmentation "
                         "(the authors' released protocol; costs one inference pass per epoch)")
     t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
-    t.add_argument("--batch-size", type=int, default=128, help="samples per step (per process under torchrun)")
-    t.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD, momentum 0.9)")
-    t.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=int, default=train_defaults.batch_size,
+                   help="samples per step (per process under torchrun)")
+    t.add_argument("--lr", type=float, default=train_defaults.lr,
+                   help=f"peak learning rate (SGD, momentum {train_defaults.momentum})")
+    t.add_argument("--schedule", choices=SCHEDULES, default=train_defaults.schedule)
+    t.add_argument("--seed", type=int, default=train_defaults.seed)
     t.add_argument("--image-size", type=int, default=None,
                    help="resize the user's images to this size (imagefolder/csv; default 32)")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="random crop and flip (default: on, off for the demo)")
-    t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+                   help="random crop and flip (default: on, off for "
+                        + ", ".join(name for name, kind in SOURCES.items() if not kind.augment) + ")")
+    t.add_argument("--device", default=train_defaults.device,
+                   help="auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps")
+    t.add_argument("--workers", type=int, default=train_defaults.num_workers, help="DataLoader worker processes")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy shared machine")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -136,21 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark CSL against every baseline on injected noise and duplicates",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    b.add_argument("--data", default="demo", help="data source (as for train)")
-    b.add_argument("--noise", type=_fractions, default=(0.01, 0.02, 0.05, 0.10),
+    b.add_argument("--data", default=bench_defaults.data, help="data source (as for train)")
+    b.add_argument("--noise", type=_fractions, default=bench_defaults.noise,
                    help="comma-separated noise levels; 'none' for duplicates only")
-    b.add_argument("--duplicates", type=int, default=None,
+    b.add_argument("--duplicates", type=int, default=bench_defaults.duplicates,
                    help="duplicate pairs with conflicting labels (default about 0.5%% of N, at most 250; 0: none)")
-    b.add_argument("--seeds", type=_integers, default=(1, 2, 3), help="comma-separated seeds")
-    b.add_argument("--epochs", type=int, default=12)
-    b.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto")
-    b.add_argument("--baselines", choices=("all", "fast"), default="all",
+    b.add_argument("--seeds", type=_integers, default=bench_defaults.seeds, help="comma-separated seeds")
+    b.add_argument("--epochs", type=int, default=bench_defaults.epochs)
+    b.add_argument("--model", default=bench_defaults.model, help="small-cnn | resnet18 | auto")
+    b.add_argument("--baselines", choices=BASELINE_SETS, default=bench_defaults.baselines,
                    help="fast leaves out the slow input-loss curvature baseline")
-    b.add_argument("--subset", type=int, default=None, help="a seeded random subset of N training samples")
-    b.add_argument("--clean-at", type=_fractions, default=None,
+    b.add_argument("--subset", type=int, default=bench_defaults.subset,
+                   help="a seeded random subset of N training samples")
+    b.add_argument("--clean-at", type=_fractions, default=bench_defaults.clean_at,
                    help="noise levels at which to retrain after cleaning (default: every level; 'none')")
-    b.add_argument("--folds", type=int, default=3, help="cross-validation folds for confident learning")
-    b.add_argument("--device", default="auto")
+    b.add_argument("--folds", type=int, default=bench_defaults.folds,
+                   help="cross-validation folds for confident learning")
+    b.add_argument("--device", default=bench_defaults.device)
     b.add_argument("--out", default=None, help="output folder (default bench-results/<data>); "
                                                "re-running with the same settings resumes it")
     b.add_argument("--report-only", action="store_true",
@@ -179,7 +191,7 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    epochs = args.epochs or (12 if args.data == "demo" else 15)
+    epochs = default_epochs(args.data) if args.epochs is None else args.epochs
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():

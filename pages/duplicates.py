@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 
 import numpy as np
 import streamlit as st
@@ -14,6 +13,7 @@ from csl_core.analysis.duplicates import (
     member_table,
     not_duplicate_sets,
 )
+from csl_core.run.decisions import Decision
 from csl_core.run.duplicates import find_duplicates
 from csl_core.run.store import RunStore
 from pages._common import (
@@ -25,6 +25,7 @@ from pages._common import (
     scores_for,
     show_decision_feedback,
     show_thumbnail,
+    undo,
 )
 
 SOURCE = "duplicates"
@@ -44,49 +45,30 @@ def load_dismissed(run_path: str, revision: int) -> list[frozenset[int]]:
     return not_duplicate_sets(decision_log(RunStore(run_path)).history())
 
 
-def act(indices: list[int], action: str, *, label: int | None = None, note: str) -> None:
-    """Append one batch from this page; the toast and errors go through the shared feedback keys."""
+def act(decisions: list[Decision], *, note: str) -> None:
+    """Append one click's decisions as one batch (one undo takes it back); the toast and errors go
+    through the shared feedback keys."""
     try:
-        decision_log(store).record(indices, action, label=label, source=SOURCE, note=note)
+        decision_log(store).record_batch(decisions, source=SOURCE, note=note)
     except ValueError as e:
         st.session_state["decision_error"] = str(e)
         return
-    st.session_state["last_decision"] = f"{action} · {len(indices)} sample{'s' if len(indices) != 1 else ''}"
-
-
-def click_note(what: str) -> str:
-    # One click may append two batches (keep one, drop the rest); the shared note lets undo take both.
-    return f"{what} · click {uuid.uuid4().hex[:8]}"
+    st.session_state["last_decision"] = note
 
 
 def keep_one(members: list[int], anchor: int) -> None:
     keep = int(st.session_state[f"dup_keep_choice_{anchor}"])
-    note = click_note(f"duplicate group of {len(members)}: keep {keep}, drop the rest")
-    act([m for m in members if m != keep], "drop", note=note)
-    act([keep], "keep", note=note)
+    act([Decision([m for m in members if m != keep], "drop"), Decision([keep], "keep")],
+        note=f"duplicate group of {len(members)}: keep {keep}, drop the rest")
 
 
 def relabel_all(members: list[int], anchor: int) -> None:
     label = int(st.session_state[f"dup_relabel_to_{anchor}"])
-    act(members, "relabel", label=label, note=click_note(f"duplicate group of {len(members)}: relabel all"))
+    act([Decision(members, "relabel", label)], note=f"duplicate group of {len(members)}: relabel all")
 
 
 def not_duplicates(members: list[int]) -> None:
-    act(members, "not-duplicate", note=click_note(f"group of {len(members)}: not duplicates"))
-
-
-def undo_last_click() -> None:
-    log = decision_log(store)
-    batches = log.batches()
-    mine = batches[(batches["source"] == SOURCE) & (batches["action"] != "undo") & ~batches["undone"]]
-    if mine.empty:
-        st.session_state["last_decision"] = "nothing to undo"
-        return
-    last_note = mine["note"].iloc[-1]
-    same_click = mine[mine["note"] == last_note]["batch"] if last_note else mine["batch"].iloc[-1:]
-    for batch in same_click:
-        log.undo(int(batch), source=SOURCE)
-    st.session_state["last_decision"] = f"undid {len(same_click)} batch(es)"
+    act([Decision(members, "not-duplicate")], note=f"group of {len(members)}: not duplicates")
 
 
 st.title("Duplicates")
@@ -143,7 +125,8 @@ if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
                f"{found['false_groups']} group(s) hold no injected pair.")
 
 tools = st.columns([2, 2, 4])
-tools[0].button("Undo last duplicates action", key="dup_undo", on_click=undo_last_click, icon=":material/undo:")
+tools[0].button("Undo last duplicates action", key="dup_undo", on_click=undo, args=(store,),
+                kwargs={"source": SOURCE}, icon=":material/undo:")
 tools[1].download_button("Groups as CSV", member_table(report, samples).to_csv(index=False).encode(),
                          file_name=f"{store.name}-duplicates.csv", mime="text/csv", key="dup_download")
 st.caption(f"{len(groups):,} group(s) match; page {page} of {pages}.")

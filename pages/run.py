@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from csl_core.config import TrainConfig
+from csl_core.config import TrainConfig, default_epochs
 from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
 from csl_core.engine.jobs import Job
 from csl_core.run.store import RunError, RunStore
@@ -115,7 +115,7 @@ with st.expander("New run", expanded=store is None or open_run_path() is None):
             st.text_input(NEEDS_PATH[ss.run_source], key="run_location")
         st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
     with right:
-        st.number_input("Epochs", min_value=1, max_value=500, value=12, key="run_epochs",
+        st.number_input("Epochs", min_value=1, max_value=500, value=default_epochs(ss.run_source), key="run_epochs",
                         help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
         st.selectbox("Model", ["auto", "small-cnn", "resnet18"], key="run_model",
                      help="auto: a small CNN for images up to 64 px (fast on a CPU), else ResNet-18.")

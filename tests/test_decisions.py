@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from csl_core.run.decisions import DecisionLog, review_outcome
+from csl_core.run import decisions
+from csl_core.run.decisions import Decision, DecisionLog, review_outcome
 
 
 @pytest.fixture()
@@ -155,6 +156,74 @@ def test_tabs_opening_a_new_log_together(tmp_path):
         errors = _in_tabs(tab, 4)
         assert not errors, f"trial {trial}: {errors}"
         assert DecisionLog(run).revision() == 4
+
+
+def test_one_batch_holds_several_actions_and_one_undo_takes_them_all(run_dir):
+    log = DecisionLog(run_dir)
+    earlier = log.record([4], "relabel", label=2)
+    click = log.record_batch([Decision([1, 2], "drop"), Decision([3], "keep"), Decision([4], "relabel", 0),
+                              Decision([1, 2, 3], "not-duplicate")], source="duplicates", note="keep 3")
+    state = log.effective(10, ORIGINAL)
+    assert state.loc[[1, 2], "action"].tolist() == ["drop", "drop"] and state.loc[3, "action"] == "keep"
+    assert (state.loc[4, "action"], state.loc[4, "label"]) == ("relabel", 0)
+    batches = log.batches().set_index("batch")
+    assert batches.loc[click, "action"] == "drop+keep+relabel+not-duplicate" and batches.loc[click, "samples"] == 7
+    history = log.history()
+    assert sorted(history.loc[history["action"] == "not-duplicate", "sample"].tolist()) == [1, 2, 3]
+
+    assert log.undo(source="duplicates") == click
+    state = log.effective(10, ORIGINAL)
+    assert (state.loc[[1, 2, 3], "action"] == "undecided").all()
+    assert (state.loc[4, "action"], state.loc[4, "label"]) == ("relabel", 2)   # the batch before it
+    assert log.undo() == earlier
+
+
+def test_a_bad_decision_in_a_batch_writes_nothing(run_dir):
+    log = DecisionLog(run_dir)
+    with pytest.raises(ValueError, match="needs a label"):
+        log.record_batch([Decision([1], "drop"), Decision([2], "relabel")])
+    with pytest.raises(ValueError, match="at least one action"):
+        log.record_batch([])
+    assert log.revision() == 0
+
+
+def test_a_log_written_before_batches_held_several_actions_reads_the_same(run_dir):
+    """A version-1 log (the action on the batch only) is migrated in place when first opened."""
+    with sqlite3.connect(run_dir / "decisions.sqlite") as db:
+        db.executescript("""
+            CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, action TEXT NOT NULL,
+                source TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+                undoes INTEGER REFERENCES batches(id));
+            CREATE TABLE decisions (batch INTEGER NOT NULL REFERENCES batches(id), sample INTEGER NOT NULL,
+                label INTEGER);
+            INSERT INTO batches(action, source, created) VALUES ('relabel', 'review', 1.0), ('drop', 'review', 2.0),
+                ('keep', 'gallery', 3.0);
+            INSERT INTO batches(action, created, undoes) VALUES ('undo', 4.0, 3);
+            INSERT INTO decisions VALUES (1, 5, 0), (1, 6, 0), (2, 7, NULL), (3, 5, NULL);
+        """)
+    log = DecisionLog(run_dir)
+    state = log.effective(10, ORIGINAL)
+    assert (state.loc[5, "action"], state.loc[5, "label"]) == ("relabel", 0)   # the keep on 5 was undone
+    assert state.loc[7, "action"] == "drop" and state.loc[6, "action"] == "keep"  # relabel to its own label
+    assert log.history()["action"].tolist() == ["relabel", "relabel", "drop", "keep", "undo"]
+    log.record_batch([Decision([8], "drop"), Decision([9], "keep")])
+    assert log.effective(10, ORIGINAL).loc[[8, 9], "action"].tolist() == ["drop", "keep"]
+    with sqlite3.connect(run_dir / "decisions.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == decisions.SCHEMA_VERSION
+
+
+def test_the_schema_is_set_up_once_per_process(run_dir, monkeypatch):
+    DecisionLog(run_dir).record([1], "drop")
+    calls = []
+    monkeypatch.setattr(DecisionLog, "_create", lambda self: calls.append(self.path))
+    for _ in range(3):
+        assert DecisionLog(run_dir).revision() == 1
+    assert calls == []
+    (run_dir / "decisions.sqlite").unlink()       # a new file (a run folder replaced) is set up again
+    for leftover in run_dir.glob("decisions.sqlite-*"):
+        leftover.unlink()
+    DecisionLog(run_dir)
+    assert len(calls) == 1
 
 
 def test_review_outcome(run_dir):

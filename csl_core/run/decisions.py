@@ -1,9 +1,10 @@
 """The person's decisions: an append-only log in the run's ``decisions.sqlite``.
 
-Every action (keep, relabel, drop, not-duplicate) is appended as a *batch* (one click, one or many
-samples); an undo is appended too, as a batch that names the batch it cancels. Nothing is ever
-updated or deleted, so the full history survives and the effective state of a sample is derived:
-the last action on it among the batches that have not been undone.
+Every click is appended as a *batch*: one or several actions (keep, relabel, drop, not-duplicate),
+each on one or many samples (:meth:`DecisionLog.record_batch`; "keep this one, drop the rest" is one
+batch). An undo is appended too, as a batch that names the batch it cancels, so a click is undone
+whole. Nothing is ever updated or deleted, so the full history survives and the effective state of a
+sample is derived: the last action on it among the batches that have not been undone.
 
 SQLite in WAL mode lets any number of readers work while one writer appends, from several threads or
 processes (two browser tabs, a CLI); ``busy_timeout`` makes a second writer wait instead of failing.
@@ -11,15 +12,19 @@ Training never touches this file, so a decision never waits on a running job.
 """
 from __future__ import annotations
 
-import json
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .tables import read_meta
 
 DECISIONS_FILE = "decisions.sqlite"
 #: Actions that change what the export does with a sample.
@@ -28,11 +33,14 @@ EFFECTIVE_ACTIONS = ("keep", "relabel", "drop")
 ACTIONS = (*EFFECTIVE_ACTIONS, "not-duplicate")
 UNDECIDED = "undecided"
 BUSY_TIMEOUT_MS = 10_000
+#: ``PRAGMA user_version`` of the current layout. 1: one action per batch (``batches.action``);
+#: 2: the action on every row (``decisions.action``), so that one batch holds several actions.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    action   TEXT    NOT NULL,            -- keep | relabel | drop | not-duplicate | undo
+    action   TEXT    NOT NULL,            -- keep | relabel | drop | not-duplicate | undo, or e.g. drop+keep
     source   TEXT    NOT NULL DEFAULT '', -- the page (or tool) that made it
     note     TEXT    NOT NULL DEFAULT '',
     created  REAL    NOT NULL,            -- unix time
@@ -41,11 +49,37 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS decisions (
     batch    INTEGER NOT NULL REFERENCES batches(id),
     sample   INTEGER NOT NULL,
-    label    INTEGER                      -- the new label (relabel only)
+    label    INTEGER,                     -- the new label (relabel only)
+    action   TEXT                         -- keep | relabel | drop | not-duplicate
 );
 CREATE INDEX IF NOT EXISTS decisions_batch ON decisions(batch);
 CREATE INDEX IF NOT EXISTS batches_undoes ON batches(undoes);
 """
+# A version-1 log gains the row action, filled from its batch. Readers still fall back to the batch's
+# action (COALESCE), so rows appended by an older copy of this code read the same.
+_MIGRATE_1_TO_2 = """
+ALTER TABLE decisions ADD COLUMN action TEXT;
+UPDATE decisions SET action = (SELECT b.action FROM batches b WHERE b.id = decisions.batch) WHERE action IS NULL;
+"""
+_ROW_ACTION = "COALESCE(d.action, b.action)"
+
+# The decision files whose schema this process has set up, by (path, device, inode): a DecisionLog is
+# made on every rerun of every page, and the set-up is a write transaction.
+_set_up: set[tuple[str, int, int]] = set()
+_set_up_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One action on some samples: a part of a batch (see :meth:`DecisionLog.record_batch`).
+
+    ``label`` is required for ``relabel``: one class index for all samples, or one per sample
+    (accepting each sample's suggested label); the other actions ignore it.
+    """
+
+    indices: Iterable[int]
+    action: str
+    label: int | Sequence[int] | None = None
 
 
 class DecisionLog:
@@ -61,7 +95,7 @@ class DecisionLog:
             raise FileNotFoundError(f"{self.run_path} is not a run folder; train one first")
         self.path = self.run_path / DECISIONS_FILE
         self.num_samples, self.num_classes = _run_size(self.run_path)
-        self._create()
+        self._set_up()
 
     # ------------------------------------------------------------ writing
     def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
@@ -71,28 +105,47 @@ class DecisionLog:
         ``label`` is required for ``relabel``: one class index for all samples, or one per sample
         (accepting each sample's suggested label). It is ignored by the other actions.
         """
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
-        samples = self._check_indices(indices)
-        labels: np.ndarray | None = None
-        if action == "relabel":
-            if label is None:
-                raise ValueError("relabel needs a label (a class index, or one per sample)")
-            labels = np.broadcast_to(np.asarray(label, dtype=np.int64), samples.shape).copy() \
-                if np.ndim(label) == 0 else np.asarray(label, dtype=np.int64)
-            if labels.shape != samples.shape:
-                raise ValueError(f"relabel got {len(labels)} labels for {len(samples)} samples")
-            if len(labels) and (labels.min() < 0 or (self.num_classes and labels.max() >= self.num_classes)):
-                raise ValueError(f"labels must be class indices in [0, {self.num_classes}); got "
-                                 f"{labels.min()}..{labels.max()}")
-        rows_label = labels.tolist() if labels is not None else [None] * len(samples)
+        return self.record_batch([Decision(indices, action, label)], source=source, note=note)
+
+    def record_batch(self, decisions: Sequence[Decision], *, source: str = "", note: str = "") -> int:
+        """Append several actions as one batch (one click), undone together; returns the batch id.
+
+        Where two decisions name the same sample, the later one is its effective action. Every
+        decision is checked before anything is written: a bad one leaves the log unchanged.
+        """
+        if not decisions:
+            raise ValueError("no decisions given: a batch needs at least one action")
+        rows: list[tuple[int, int | None, str]] = []
+        for decision in decisions:
+            samples, labels = self._check(decision)
+            rows += [(s, lab, decision.action) for s, lab in zip(samples.tolist(), labels)]
+        actions = list(dict.fromkeys(d.action for d in decisions))
         with self._write() as db:
             cursor = db.execute("INSERT INTO batches(action, source, note, created) VALUES (?, ?, ?, ?)",
-                                (action, source, note, time.time()))
+                                ("+".join(actions), source, note, time.time()))
             batch = int(cursor.lastrowid)
-            db.executemany("INSERT INTO decisions(batch, sample, label) VALUES (?, ?, ?)",
-                           [(batch, int(s), lab) for s, lab in zip(samples.tolist(), rows_label)])
+            db.executemany("INSERT INTO decisions(batch, sample, label, action) VALUES (?, ?, ?, ?)",
+                           [(batch, sample, lab, action) for sample, lab, action in rows])
         return batch
+
+    def _check(self, decision: Decision) -> tuple[np.ndarray, list[int | None]]:
+        """The samples of ``decision`` and the label each gets (``None`` unless relabeled), validated."""
+        action, label = decision.action, decision.label
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
+        samples = self._check_indices(decision.indices)
+        if action != "relabel":
+            return samples, [None] * len(samples)
+        if label is None:
+            raise ValueError("relabel needs a label (a class index, or one per sample)")
+        labels = np.broadcast_to(np.asarray(label, dtype=np.int64), samples.shape).copy() \
+            if np.ndim(label) == 0 else np.asarray(label, dtype=np.int64)
+        if labels.shape != samples.shape:
+            raise ValueError(f"relabel got {len(labels)} labels for {len(samples)} samples")
+        if len(labels) and (labels.min() < 0 or (self.num_classes and labels.max() >= self.num_classes)):
+            raise ValueError(f"labels must be class indices in [0, {self.num_classes}); got "
+                             f"{labels.min()}..{labels.max()}")
+        return samples, labels.tolist()
 
     def undo(self, batch: int | None = None, *, source: str | None = None) -> int | None:
         """Cancel ``batch`` (default: the last batch not yet undone, from ``source`` if given).
@@ -138,7 +191,8 @@ class DecisionLog:
         """
         with closing(self._connect()) as db:
             frame = pd.read_sql_query(
-                "SELECT b.id AS batch, b.action, d.sample, d.label, b.source, b.note, b.created AS decided_at, "
+                f"SELECT b.id AS batch, {_ROW_ACTION} AS action, d.sample, d.label, b.source, b.note, "
+                "b.created AS decided_at, "
                 "b.undoes, EXISTS(SELECT 1 FROM batches u WHERE u.undoes = b.id) AS undone "
                 "FROM batches b LEFT JOIN decisions d ON d.batch = b.id ORDER BY b.id, d.rowid", db)
         for column in ("sample", "label", "undoes"):
@@ -148,7 +202,8 @@ class DecisionLog:
         return frame
 
     def batches(self) -> pd.DataFrame:
-        """One row per batch: ``batch, action, source, note, decided_at, undoes, undone, samples``."""
+        """One row per batch: ``batch, action, source, note, decided_at, undoes, undone, samples``; the
+        action of a batch of several actions joins them with ``+`` (``drop+keep``)."""
         with closing(self._connect()) as db:
             frame = pd.read_sql_query(
                 "SELECT b.id AS batch, b.action, b.source, b.note, b.created AS decided_at, b.undoes, "
@@ -174,9 +229,9 @@ class DecisionLog:
         placeholders = ", ".join("?" * len(EFFECTIVE_ACTIONS))
         with closing(self._connect()) as db:
             rows = db.execute(
-                "SELECT d.sample, b.action, d.label, b.created, b.source FROM decisions d "
+                f"SELECT d.sample, {_ROW_ACTION}, d.label, b.created, b.source FROM decisions d "
                 "JOIN batches b ON b.id = d.batch "
-                f"WHERE b.action IN ({placeholders}) "
+                f"WHERE {_ROW_ACTION} IN ({placeholders}) "
                 "AND b.id NOT IN (SELECT undoes FROM batches WHERE undoes IS NOT NULL) "
                 "ORDER BY b.id, d.rowid", EFFECTIVE_ACTIONS).fetchall()
         # Categoricals, not a million Python strings: the dashboard rebuilds this on every decision.
@@ -209,8 +264,20 @@ class DecisionLog:
         return frame
 
     # ------------------------------------------------------------ internals
+    def _set_up(self) -> None:
+        """Set the file up once per process (and again only if it is replaced)."""
+        key = _file_key(self.path)
+        if key is not None and key in _set_up:
+            return
+        with _set_up_lock:
+            self._create()
+            key = _file_key(self.path)
+            if key is not None:
+                _set_up.add(key)
+
     def _create(self) -> None:
-        """Create the tables and switch the file to WAL (both persist in the file).
+        """Create the tables, bring an older log to :data:`SCHEMA_VERSION` and switch the file to WAL
+        (all persist in the file).
 
         SQLite answers "database is locked" at once, without waiting on the busy timeout, when two
         connections set up the same new file together (two tabs opening a run for the first time),
@@ -223,7 +290,8 @@ class DecisionLog:
                 with closing(self._connect()) as db:
                     if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         db.execute("PRAGMA journal_mode = WAL")
-                    db.executescript(_SCHEMA)
+                    if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                        self._migrate(db)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
@@ -234,6 +302,23 @@ class DecisionLog:
                         "another process holds it open for writing") from e
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Create the tables, or add what an older log lacks, in one transaction."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
+            if columns and "action" not in columns:
+                for statement in filter(str.strip, _MIGRATE_1_TO_2.split(";")):
+                    db.execute(statement)
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
@@ -270,11 +355,19 @@ class DecisionLog:
 def _run_size(run_path: Path) -> tuple[int, int]:
     """(samples, classes) from the run's ``meta.json``; zeros (no range checks) when it has none."""
     try:
-        with open(run_path / "meta.json") as f:
-            meta = json.load(f)
+        meta = read_meta(run_path / "meta.json")
         return int(meta.get("num_samples", 0)), len(meta.get("classes", []))
     except (OSError, ValueError):
         return 0, 0
+
+
+def _file_key(path: Path) -> tuple[str, int, int] | None:
+    """``path`` with its device and inode, or ``None`` when the file does not exist yet."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return str(path.resolve()), stat.st_dev, stat.st_ino
 
 
 def review_outcome(effective: pd.DataFrame, is_error: np.ndarray, true_labels: np.ndarray | None = None
