@@ -208,12 +208,13 @@ def test_a_failed_job_shows_its_error_and_offers_resume(runs_dir, demo_run):
     (run_path / "meta.json").write_text(json.dumps(meta))
     from pages._common import job_registry
 
-    job = Job(TrainConfig.from_dict(meta["config"]), run_path)
-    job._set(state="failed", error="RuntimeError: out of memory", traceback="Traceback ...")
-    job_registry()._jobs[str(run_path.resolve())] = job
+    (run_path / "checkpoint.pt").write_bytes(b"not a checkpoint")  # the resume below fails on it
+    job = job_registry().start(Job(TrainConfig.from_dict(meta["config"]), run_path, resume=True))
+    status = job.wait(timeout=120)
+    assert status.state == "failed" and status.error
     at = app()
     at.sidebar.selectbox(key="run_path").set_value(str(run_path)).run()
-    assert any("out of memory" in e.value for e in at.error)
+    assert any(status.error in e.value for e in at.error), (status.error, [e.value for e in at.error])
     assert "run_resume" in [b.key for b in at.button]
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from ..config import TrainConfig
 
-STATES = ("created", "preparing", "running", "stopping", "stopped", "finished", "failed")
-
 
 @dataclass
 class JobStatus:
+    """A snapshot of a job, safe to read from any thread. ``state`` is one of created, preparing,
+    running, stopping (then stopped), finished, failed (``error`` and ``traceback`` say why)."""
+
     state: str = "created"
     run_dir: str = ""
     epoch: int = 0                 # epochs finished
