@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from .curvature import input_loss_curvature
 from .planning import BenchConfig, Setting, Task, default_duplicate_pairs, plan, training_size
-from .report import render_markdown, render_roc_html, summarise, targets
+from .report import render_markdown, render_roc_html, summarise
 from .runner import Benchmark, bench_command, run_benchmark
 from .surgery import load_trained_model, relabel, select_rows
 
 __all__ = ["BenchConfig", "Benchmark", "Setting", "Task", "bench_command", "default_duplicate_pairs",
            "input_loss_curvature", "load_trained_model", "plan", "relabel", "render_markdown", "render_roc_html",
-           "run_benchmark", "select_rows", "summarise", "targets", "training_size"]
+           "run_benchmark", "select_rows", "summarise", "training_size"]
