@@ -1,3 +1,4 @@
+"""``python -m csl_core``: the command line (see :mod:`csl_core.cli`)."""
 from .cli import main
 
 raise SystemExit(main())

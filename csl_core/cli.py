@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv``); returns the exit status: 0, 2 for
+    input a person must fix (the message says what), 130 when interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
+    """``train``: train a run folder (or continue it with ``--resume``) and summarise it."""
     if args.threads is not None:
         import torch
 
@@ -217,6 +221,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_scores(args) -> int:
+    """``scores``: print the top samples by a score (highest suspicion first), optionally every
+    sample to a CSV file.
+    """
     from .analysis.scores import suspicion
 
     store = RunStore(args.run)
@@ -234,11 +241,15 @@ def cmd_scores(args) -> int:
 
 
 def cmd_info(args) -> int:
+    """``info``: summarise a run folder."""
     _print_info(RunStore(args.run))
     return 0
 
 
 def cmd_duplicates(args) -> int:
+    """``duplicates``: print the duplicate groups of a run, ranked by their highest CSL, and
+    where duplicates were injected, how many were found.
+    """
     from .analysis.duplicates import injected_pair_recall, member_table
     from .run.duplicates import find_duplicates
 
@@ -302,6 +313,7 @@ def _print_info(store: RunStore) -> None:
 
 
 def cmd_bench(args) -> int:
+    """``bench``: run (or resume) the benchmark plan and print its report."""
     from .bench import BenchConfig, bench_command, run_benchmark
 
     config = BenchConfig(data=args.data, noise=args.noise, duplicates=args.duplicates, seeds=args.seeds,

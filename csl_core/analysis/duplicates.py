@@ -300,6 +300,8 @@ class NeighbourIndex:
 
     @property
     def exact_of(self) -> np.ndarray | None:
+        """For each sample, the lowest index with the same content hash ``(N,)`` (itself when unique);
+        ``None`` without hashes."""
         return None if self.hashes is None else exact_duplicate_of(self.hashes)
 
 

@@ -39,6 +39,7 @@ class BenchConfig:
     device: str = "auto"
 
     def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting that cannot be benchmarked."""
         if self.baselines not in BASELINE_SETS:
             raise ValueError(f"unknown baseline set {self.baselines!r}; known: {', '.join(BASELINE_SETS)}")
         for p in self.noise:
@@ -61,24 +62,32 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Setting:
+    """One protocol at one level: ``noise`` at a fraction of labels flipped, or ``duplicates`` pairs."""
+
     kind: str  # "noise" | "duplicates"
     value: float
 
     @property
     def name(self) -> str:
+        """The setting's key in file names and results: ``noise-0.05``, ``duplicates-100``."""
         return f"noise-{self.value:g}" if self.kind == "noise" else f"duplicates-{int(self.value)}"
 
     @property
     def title(self) -> str:
+        """The setting as a report heading: ``5% label noise``, ``100 duplicate pairs``."""
         return f"{self.value:.0%} label noise" if self.kind == "noise" else f"{int(self.value)} duplicate pairs"
 
     @property
     def positive_column(self) -> str:
+        """The sample-table column that marks this setting's positives."""
         return "is_mislabeled" if self.kind == "noise" else "is_duplicate"
 
 
 @dataclass
 class Task:
+    """One unit of the plan, saved as ``cells/<key>.json`` when done; ``depends`` names the tasks whose
+    results it needs first (a cleaning retrain needs its detection run)."""
+
     key: str
     kind: str  # detect | cleanlab | clean-drop | clean-relabel | true-labels
     seed: int
@@ -95,6 +104,7 @@ def default_duplicate_pairs(num_samples: int) -> int:
 
 
 def training_size(config: BenchConfig) -> int:
+    """The number of training samples the plan trains on: the source's size, or the subset's."""
     source, _ = load_source(config.data)
     return min(config.subset, len(source)) if config.subset else len(source)
 

@@ -94,6 +94,9 @@ class Benchmark:
                 "folds": c.folds if task.kind == "cleanlab" else None}
 
     def load_cell(self, task: Task) -> dict | None:
+        """The saved result of ``task``, or ``None`` when it has not finished; ``ValueError`` when
+        the folder holds a result for other settings (results of two plans never mix).
+        """
         path = self._cell_path(task.key)
         if not path.is_file():
             return None
@@ -109,6 +112,9 @@ class Benchmark:
 
     # ------------------------------------------------------------ the plan
     def run(self) -> dict:
+        """Run every unfinished task (another process with the same command shares the work),
+        then write ``results.json``, ``results.md`` and ``roc.html``; returns the results.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         started = time.time()
         load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

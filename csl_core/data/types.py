@@ -50,10 +50,12 @@ class ImageSource:
 
     @property
     def channels(self) -> int:
+        """1 (grey) or 3 (RGB)."""
         return int(self.images.shape[-1])
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` of every image."""
         return int(self.images.shape[1]), int(self.images.shape[2])
 
 
@@ -68,18 +70,22 @@ class TrainingSet:
 
     @property
     def classes(self) -> list[str]:
+        """The class names; a label is an index into them."""
         return self.source.classes
 
     @property
     def labels(self) -> np.ndarray:
+        """The label every sample trains with ``(N,)`` int64 (after any injected noise)."""
         return self.samples["label"].to_numpy(np.int64)
 
     @property
     def image_index(self) -> np.ndarray:
+        """For every sample, the row of ``source.images`` it shows ``(N,)`` int64."""
         return self.samples["image_index"].to_numpy(np.int64)
 
     @property
     def has_ground_truth(self) -> bool:
+        """Whether the sample table knows which labels are wrong (injected noise or duplicates)."""
         return "is_mislabeled" in self.samples.columns
 
     def __len__(self) -> int:
@@ -90,9 +96,11 @@ class TrainingSet:
         return self.source.images[self.image_index[index]]
 
     def dataset(self) -> IndexedDataset:
+        """The training samples as ``(x, y, index)`` for a ``DataLoader``."""
         return IndexedDataset(self.source.images, self.image_index, self.labels)
 
     def test_dataset(self) -> IndexedDataset | None:
+        """The source's test split as ``(x, y, index)``, or ``None`` when it has none."""
         if self.test is None:
             return None
         return IndexedDataset(self.test.images, np.arange(len(self.test)), self.test.labels)

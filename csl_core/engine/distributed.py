@@ -32,15 +32,18 @@ class DistributedContext:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that writes the run folder."""
         return self.rank == 0
 
     def barrier(self) -> None:
+        """Wait until every rank gets here."""
         if self.device.type == "cuda":
             dist.barrier(device_ids=[self.device.index])
         else:
             dist.barrier()
 
     def close(self) -> None:
+        """End the process group if this module started it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 

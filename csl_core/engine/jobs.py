@@ -36,15 +36,18 @@ class JobStatus:
 
     @property
     def active(self) -> bool:
+        """Whether the job is preparing, running or stopping (not yet ended)."""
         return self.state in ("preparing", "running", "stopping")
 
     @property
     def fraction(self) -> float:
+        """The share of the planned batches done, in [0, 1], counting the epoch in flight."""
         if not self.epochs:
             return 0.0
         return min(1.0, (self.epoch + (self.batch / self.batches if self.batches else 0)) / self.epochs)
 
     def to_dict(self) -> dict:
+        """The status as plain values, with ``active`` and ``fraction``."""
         return {**asdict(self), "active": self.active, "fraction": self.fraction}
 
 
@@ -64,6 +67,7 @@ class Job:
 
     # ------------------------------------------------------------ control
     def start(self) -> Job:
+        """Start training in a daemon thread; returns the job. A job starts once."""
         if self._thread is not None:
             raise RuntimeError("this job was already started; create a new Job to train again")
         self._set(state="preparing", started_at=time.time())
@@ -73,17 +77,20 @@ class Job:
 
     def stop(self) -> None:
         # Checked and set under one lock: a job that finishes meanwhile must not be left "stopping".
+        """Ask the job to end after the current batch; the run stays resumable."""
         with self._lock:
             if self._status.active:
                 self._status.state = "stopping"
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> JobStatus:
+        """Wait for the thread to end (at most ``timeout`` seconds); returns the status then."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self.status()
 
     def status(self) -> JobStatus:
+        """A copy of the current status, safe to keep and read from any thread."""
         with self._lock:
             return replace(self._status, losses=list(self._status.losses),
                            accuracies=list(self._status.accuracies),
@@ -109,11 +116,13 @@ class Job:
 
     # ------------------------------------------------------------ callbacks from train()
     def on_start(self, info: dict) -> None:
+        """Callback from ``train``: the epochs and batches planned, and where it starts."""
         self._epoch_began = time.perf_counter()
         self._set(state="stopping" if self._stop.is_set() else "running", epochs=info["epochs"],
                   epoch=info["start_epoch"], batches=info["batches"], batch=0)
 
     def on_batch(self, epoch: int, batch: int, batches: int) -> None:
+        """Callback from ``train`` after every batch: progress and the time left."""
         elapsed = time.perf_counter() - self._epoch_began
         with self._lock:
             s = self._status
@@ -124,6 +133,7 @@ class Job:
             s.eta_seconds = ((history[-1] / batches) if history else per_batch) * remaining
 
     def on_epoch(self, epoch: int, summary: dict) -> None:
+        """Callback from ``train`` after every epoch: its mean loss, accuracy and seconds."""
         self._epoch_began = time.perf_counter()
         with self._lock:
             s = self._status
@@ -134,4 +144,5 @@ class Job:
             s.seconds_per_epoch.append(summary["seconds"])
 
     def should_stop(self) -> bool:
+        """Polled by ``train`` after every batch: whether :meth:`stop` was asked."""
         return self._stop.is_set()

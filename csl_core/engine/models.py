@@ -27,9 +27,11 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features ``(B, embed_dim)`` of normalised images ``(B, C, H, W)``."""
         return self.fc(self.features(x))  # (B, embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)``."""
         return self.head(self.embed(x))  # (B, num_classes)
 
 
@@ -48,9 +50,11 @@ class ResNet18Small(nn.Module):
         self.body = net
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features ``(B, 512)`` of normalised images ``(B, C, H, W)``."""
         return self.body(x)  # (B, 512)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)``."""
         return self.head(self.body(x))
 
 
@@ -64,6 +68,9 @@ def resolve_model_name(name: str, image_size: int) -> str:
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
+    """A fresh, randomly initialised model by name (``small-cnn`` or ``resnet18``, see
+    :func:`resolve_model_name`) for images of ``in_channels`` channels; it has ``embed`` and ``head``.
+    """
     if name == "small-cnn":
         return SmallCNN(in_channels, num_classes)
     if name == "resnet18":

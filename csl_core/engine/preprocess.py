@@ -27,6 +27,7 @@ class Preprocess:
         self.generator: torch.Generator | None = None
 
     def seed(self, seed: int) -> None:
+        """Seed the crop and flip draws (the trainer does it each epoch, so a resume draws the same)."""
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 

@@ -168,10 +168,12 @@ class CSLTracker:
         self._visits_at_epoch_start = self.visits.clone()
 
     def state_dict(self) -> dict:
+        """The running totals a checkpoint needs to resume (epochs done, visits, probability sums)."""
         return {"epochs_done": self.epochs_done, "visits": self.visits,
                 "probability_sum": self.probability_sum}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the running totals of :meth:`state_dict`."""
         self.epochs_done = int(state["epochs_done"])
         self.visits.copy_(state["visits"])
         self._visits_at_epoch_start = self.visits.clone()

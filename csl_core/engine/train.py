@@ -26,10 +26,19 @@ from .tracker import EPOCH_FIELDS, CSLTracker
 
 
 class Callbacks(Protocol):
-    def on_start(self, info: dict) -> None: ...
-    def on_batch(self, epoch: int, batch: int, batches: int) -> None: ...
-    def on_epoch(self, epoch: int, summary: dict) -> None: ...
-    def should_stop(self) -> bool: ...
+    """What :func:`train` tells its caller (a progress bar, the background job) and asks it."""
+
+    def on_start(self, info: dict) -> None:
+        """Training starts: ``info`` holds epochs, start_epoch, batches, device, model, samples."""
+
+    def on_batch(self, epoch: int, batch: int, batches: int) -> None:
+        """Batch ``batch`` (1-based) of ``batches`` of epoch ``epoch`` (0-based) is done."""
+
+    def on_epoch(self, epoch: int, summary: dict) -> None:
+        """Epoch ``epoch`` (0-based) is written; ``summary`` holds seconds, loss, accuracy, lr."""
+
+    def should_stop(self) -> bool:
+        """Polled after every batch: ``True`` ends training cleanly (the run stays resumable)."""
 
 
 class _Silent:
@@ -41,6 +50,9 @@ class _Silent:
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns: the run folder, the epochs finished, whether it was stopped early, the
+    held-out accuracy (``None`` without a test split or when stopped) and each epoch's seconds."""
+
     run: RunStore
     finished_epochs: int
     stopped: bool
@@ -87,6 +99,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
+    """SGD (Nesterov momentum when there is momentum) and the learning-rate schedule of
+    ``config.schedule``, stepped once per batch: one-cycle, step (x0.1 at 60% and 80% of training) or constant.
+    """
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     if config.schedule == "onecycle":

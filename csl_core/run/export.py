@@ -28,6 +28,9 @@ CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_ra
 
 @dataclass
 class ExportResult:
+    """What an export wrote: the cleaned label file and its row count, a summary of the actions and,
+    for file sources asked for it, the ImageFolder tree."""
+
     csv_path: Path
     rows: int
     summary: pd.DataFrame

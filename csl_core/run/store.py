@@ -52,7 +52,7 @@ class RunError(RuntimeError):
 
 
 class RunLockedError(RunError):
-    pass
+    """The run folder is being trained by another live process."""
 
 
 TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
@@ -109,18 +109,22 @@ class RunStore:
 
     @property
     def name(self) -> str:
+        """The run folder's name."""
         return self.path.name
 
     @property
     def finished_epochs(self) -> int:
+        """Epochs written completely; only these count in every array and score."""
         return int(self.meta["finished_epochs"])
 
     @property
     def num_samples(self) -> int:
+        """Training samples (rows of every array)."""
         return int(self.meta["num_samples"])
 
     @property
     def classes(self) -> list[str]:
+        """The class names; a label is an index into them."""
         return list(self.meta["classes"])
 
     def samples(self) -> pd.DataFrame:
@@ -159,6 +163,7 @@ class RunStore:
                            f"difference at sample {first}); make the data available as it was, or start a new run")
 
     def has_array(self, name: str) -> bool:
+        """Whether the run records the per-epoch array ``name`` (``eval_loss`` only with an eval pass)."""
         return (self.path / "arrays" / f"{name}.npy").is_file()
 
     def array(self, name: str, *, finished_only: bool = True) -> np.ndarray:
@@ -178,6 +183,7 @@ class RunStore:
         return out
 
     def probabilities(self) -> np.ndarray | None:
+        """Mean softmax probabilities ``(samples, classes)``, memory-mapped, or ``None`` if not kept."""
         file = self.path / "probabilities.npy"
         return np.load(file, mmap_mode="r") if file.is_file() else None
 
@@ -376,6 +382,7 @@ class RunStore:
             yield
 
     def is_locked(self) -> bool:
+        """Whether a live process holds the trainer's lock."""
         holder = _read_lock(self.path / "lock")
         return bool(holder) and not _is_stale(holder)
 

@@ -34,6 +34,7 @@ class RowChunks:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(samples, finished epochs)``."""
         return self._shape[0], self._columns
 
     def __len__(self) -> int:
