@@ -22,6 +22,7 @@ import argparse
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +33,7 @@ import pandas as pd  # noqa: E402
 from csl_core import __version__  # noqa: E402
 from csl_core.data.synthetic import IMAGE_SIZE, SOURCE  # noqa: E402
 from csl_core.engine.tracker import EPOCH_FIELDS  # noqa: E402
-from csl_core.run.files import atomic_write_csv, atomic_write_json  # noqa: E402
+from csl_core.run.files import atomic_file, atomic_write_csv, atomic_write_json  # noqa: E402
 from csl_core.run.schema import ARRAY_DTYPES  # noqa: E402
 from csl_core.run.store import FORMAT_VERSION, RunStore  # noqa: E402
 
@@ -84,29 +85,28 @@ def make_run(out: Path, *, samples: int = IMAGENET_TRAIN, epochs: int = 100, cla
     arrays = out / "arrays"
     arrays.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name in EPOCH_FIELDS:
-        dtype = np.dtype(ARRAY_DTYPES.get(name, np.float32))
-        f = open(arrays / f".{name}.npy.tmp", "wb")
-        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                 "fortran_order": False, "shape": (samples, epochs)})
-        files[name] = (f, dtype)
-    began = time.perf_counter()
-    loss_sum = np.zeros(epochs)
-    correct_sum = np.zeros(epochs)
-    for start in range(0, samples, CHUNK_ROWS):
-        stop = min(start + CHUNK_ROWS, samples)
-        chunk = epoch_chunk(np.random.default_rng([seed, start]), kind[start:stop], epochs, classes)
-        loss_sum += chunk["loss"].sum(axis=0, dtype=np.float64)
-        correct_sum += chunk["correct"].sum(axis=0)
-        for name, (f, dtype) in files.items():
-            f.write(np.ascontiguousarray(chunk[name], dtype=dtype).tobytes())
+    with ExitStack() as writing:  # every array goes under a temporary name, renamed once complete
+        for name in EPOCH_FIELDS:
+            dtype = np.dtype(ARRAY_DTYPES.get(name, np.float32))
+            tmp = writing.enter_context(atomic_file(arrays / f"{name}.npy", durable=False))
+            f = writing.enter_context(open(tmp, "wb"))
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                     "fortran_order": False, "shape": (samples, epochs)})
+            files[name] = (f, dtype)
+        began = time.perf_counter()
+        loss_sum = np.zeros(epochs)
+        correct_sum = np.zeros(epochs)
+        for start in range(0, samples, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, samples)
+            chunk = epoch_chunk(np.random.default_rng([seed, start]), kind[start:stop], epochs, classes)
+            loss_sum += chunk["loss"].sum(axis=0, dtype=np.float64)
+            correct_sum += chunk["correct"].sum(axis=0)
+            for name, (f, dtype) in files.items():
+                f.write(np.ascontiguousarray(chunk[name], dtype=dtype).tobytes())
+            if progress:
+                print(f"\r{stop:,}/{samples:,} samples  {time.perf_counter() - began:.0f}s", end="", file=sys.stderr)
         if progress:
-            print(f"\r{stop:,}/{samples:,} samples  {time.perf_counter() - began:.0f}s", end="", file=sys.stderr)
-    if progress:
-        print(file=sys.stderr)
-    for name, (f, _) in files.items():
-        f.close()
-        (arrays / f".{name}.npy.tmp").replace(arrays / f"{name}.npy")
+            print(file=sys.stderr)
 
     class_names = [f"class {c:03d}" for c in range(classes)]
     table = pd.DataFrame({
