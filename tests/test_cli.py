@@ -90,3 +90,35 @@ def test_help_explains_the_options(capsys):
     text = capsys.readouterr().out
     for option in ("--data", "--epochs", "--model", "--out", "--inject-noise", "--eval-pass", "--resume"):
         assert option in text
+
+
+class _Captured(Exception):
+    """Raised by the stand-in trainer with the config the command line built."""
+
+
+@pytest.mark.parametrize("data", ["demo", "fashion-mnist"])
+def test_train_defaults_are_the_configs_and_the_sources(monkeypatch, tmp_path, data):
+    from dataclasses import asdict
+
+    from csl_core import cli
+    from csl_core.config import TrainConfig
+    from csl_core.data import SOURCES
+
+    def capture(config, out, **kwargs):
+        raise _Captured(config)
+
+    monkeypatch.setattr(cli, "train", capture)
+    with pytest.raises(_Captured) as built:
+        main(["train", "--data", data, "--out", str(tmp_path / "run"), "--quiet"])
+    expected = TrainConfig(data=data, epochs=SOURCES[data].epochs or TrainConfig().epochs)
+    assert asdict(built.value.args[0]) == asdict(expected)
+
+
+def test_bench_defaults_are_the_bench_configs():
+    from dataclasses import asdict, fields
+
+    from csl_core.bench import BenchConfig
+    from csl_core.cli import build_parser
+
+    args = vars(build_parser().parse_args(["bench"]))
+    assert {f.name: args[f.name] for f in fields(BenchConfig)} == asdict(BenchConfig())

@@ -256,3 +256,63 @@ def test_a_completed_run_keeps_what_the_dashboard_reads(tmp_path):
     assert evaluation["is_mislabeled"] == store.evaluation("is_mislabeled")
     with pytest.raises(RunError, match="no ground truth 'is_duplicate'"):
         store.evaluation("is_duplicate")
+
+
+def test_atomic_file_leaves_the_target_as_it_was_when_writing_fails(tmp_path):
+    from csl_core.run.files import atomic_file
+
+    target = tmp_path / "meta.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]  # no temporary file left behind
+    with atomic_file(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]
+
+
+def test_meta_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
+    from csl_core.run import tables
+
+    store = make_store(tmp_path / "run")
+    parses = []
+    real_load = json.load
+    monkeypatch.setattr(tables.json, "load", lambda f: parses.append(f.name) or real_load(f))
+    for _ in range(5):
+        assert store.meta["finished_epochs"] == 0
+        assert RunStore(store.path).num_samples == 6      # another store object on the same folder
+    assert len(parses) == 1
+    store.write_epoch(0, epoch_record(6, 1.0))
+    assert store.finished_epochs == 1 and RunStore(store.path).finished_epochs == 1
+    atomic_write_json(store.path / "meta.json", {**store.meta, "source": "changed elsewhere"})  # another process
+    assert store.meta["source"] == "changed elsewhere"
+    assert len(parses) == 3
+
+
+def test_training_set_rebuilds_the_runs_data_and_refuses_a_changed_source(demo_run, tmp_path):
+    import shutil
+
+    from csl_core.run.duplicates import run_images
+    from csl_core.run.images import sample_image
+
+    store = RunStore(demo_run)
+    rebuilt = store.training_set()
+    assert rebuilt.samples["sample_id"].tolist() == store.samples()["sample_id"].tolist()
+    shown = np.asarray(sample_image(demo_run, 5))
+    assert np.array_equal(shown, rebuilt.image(5)[..., 0])
+    assert run_images(store).shape[0] == store.num_samples
+
+    changed = tmp_path / "changed"
+    shutil.copytree(demo_run, changed)
+    samples = pd.read_csv(changed / "samples.csv", keep_default_na=False)
+    samples.loc[[3, 4], "sample_id"] = samples.loc[[4, 3], "sample_id"].to_numpy()  # the source reordered
+    atomic_write_csv(changed / "samples.csv", samples)
+    moved = RunStore(changed)
+    with pytest.raises(RunError, match="no longer yields the samples .* first difference at sample 3"):
+        moved.training_set()
+    with pytest.raises(LookupError, match="no longer yields"):
+        sample_image(changed, 3)                           # no image rather than the wrong one
+    assert run_images(moved) is None
