@@ -1,4 +1,4 @@
-"""Command line: ``python -m csl_core train | scores | info``."""
+"""Command line: ``python -m csl_core train | scores | info | duplicates | bench``."""
 from __future__ import annotations
 
 import argparse
