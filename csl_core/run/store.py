@@ -95,8 +95,8 @@ class RunStore:
         if epochs <= meta["epochs"]:
             return
         for name in meta["fields"]:
-            _allocate(self.path / "arrays" / f"{name}.npy", meta["num_samples"], epochs,
-                      ARRAY_DTYPES.get(name, np.float32), keep=self.array(name, finished_only=False))
+            old = self.array(name, finished_only=False)
+            _allocate(self.path / "arrays" / f"{name}.npy", meta["num_samples"], epochs, old.dtype, keep=old)
         self.update_meta(epochs=epochs)
 
     # ------------------------------------------------------------ reading
@@ -156,8 +156,8 @@ class RunStore:
         stored = self.samples()["sample_id"].astype(str).to_numpy()
         rebuilt = training_set.samples["sample_id"].astype(str).to_numpy()
         if len(stored) != len(rebuilt) or not np.array_equal(stored, rebuilt):
-            differ = min(len(stored), len(rebuilt))
-            first = next((i for i in range(differ) if stored[i] != rebuilt[i]), differ)
+            common = min(len(stored), len(rebuilt))
+            first = int(np.r_[np.flatnonzero(stored[:common] != rebuilt[:common]), common][0])
             raise RunError(f"{self.path}: the data source {self.meta.get('source')!r} no longer yields the samples "
                            f"this run was trained on ({len(rebuilt)} samples for the run's {len(stored)}, first "
                            f"difference at sample {first}); make the data available as it was, or start a new run")
