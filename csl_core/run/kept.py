@@ -1,0 +1,134 @@
+"""What a completed run keeps beside its arrays, so that opening even a 1.28M-sample run reads small files:
+its scores (``scores-<epochs>.parquet``), every class's mean loss per epoch (``class-loss-<epochs>.npy``)
+and, where it has ground truth, the evaluation of every score (``evaluation-<epochs>.json``). A run in
+progress computes them each time; a kept file is named after the finished epochs, so a run trained
+further never reads what its shorter self kept."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import RunError
+from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json
+
+TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
+
+
+class KeptResults:
+    """The derived data of :class:`~csl_core.run.store.RunStore` (a mixin: it uses the store's ``path``,
+    ``meta``, ``samples``, ``classes``, ``probabilities`` and ``row_reader``)."""
+
+    def scores(self) -> pd.DataFrame:
+        """Every score of every sample over the finished epochs, joined to the sample table.
+
+        A completed run keeps them in ``scores-<epochs>.parquet`` once computed, so that opening a
+        large run again reads one file instead of scanning every per-epoch array.
+        """
+        from ..analysis.scores import compute_scores
+
+        meta = self.meta
+        finished = int(meta["finished_epochs"])
+        if finished == 0:
+            raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
+        cache = self._kept_file("scores", "parquet")
+        if meta.get("completed") and cache.is_file():
+            try:
+                return pd.read_parquet(cache)
+            except (OSError, ValueError):
+                cache.unlink(missing_ok=True)  # unreadable: compute again below
+        arrays = {name: self.row_reader(name) for name in meta["fields"]}
+        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
+        if meta.get("completed"):
+            self._keep(cache, lambda file: atomic_write_bytes(file, scores.to_parquet()))
+        return scores
+
+    def csl(self) -> np.ndarray:
+        """Each sample's CSL: from the kept scores of a completed run, else summed from the loss array."""
+        from ..analysis.scores import compute_scores
+
+        cache = self._kept_file("scores", "parquet")
+        if self.meta.get("completed") and cache.is_file():
+            try:
+                return pd.read_parquet(cache, columns=["csl"])["csl"].to_numpy()
+            except (OSError, ValueError):
+                pass
+        return compute_scores({"loss": self.row_reader("loss")})["csl"].to_numpy()
+
+    def class_mean_loss(self) -> np.ndarray:
+        """Every class's mean loss per finished epoch, ``(classes, epochs)``: the class-average line of
+        the trajectories plot. A completed run keeps it in ``class-loss-<epochs>.npy`` once computed,
+        as it keeps its scores; otherwise one pass over the loss array, a slice of rows at a time."""
+        from ..analysis.scores import class_averages
+
+        meta = self.meta
+        cache = self._kept_file("class-loss", "npy")
+        if meta.get("completed") and cache.is_file():
+            try:
+                kept = np.load(cache)
+                if kept.shape == (len(self.classes), int(meta["finished_epochs"])):
+                    return kept
+            except (OSError, ValueError):
+                pass
+        means = class_averages(self.row_reader("loss"), self.samples()["label"].to_numpy(np.int64),
+                               len(self.classes))
+        if meta.get("completed"):
+            self._keep(cache, lambda file: atomic_save_npy(file, means))
+        return means
+
+    def keep_derived(self) -> None:
+        """Compute and keep what the dashboard reads from a completed run: the scores, the class-average
+        loss lines and, where the run has ground truth, the evaluation of every score. Called by the
+        trainer after its last epoch, so that opening even a 1.28M-sample run reads small files only."""
+        if not self.meta.get("completed"):
+            raise RunError(f"{self.path}: the run is not complete; nothing is kept for a run in progress")
+        scores = self.scores()
+        self.class_mean_loss()
+        for column in TRUTH_COLUMNS:
+            if column in scores.columns and 0 < int(scores[column].astype(bool).sum()) < len(scores):
+                self.evaluation(column, scores=scores)
+
+    def evaluation(self, truth_column: str = "is_mislabeled", *, scores: pd.DataFrame | None = None) -> dict:
+        """How well each score finds the samples flagged in ``truth_column`` of the sample table (injected
+        noise or duplicates): :func:`csl_core.analysis.metrics.evaluate_scores`. A completed run keeps it in
+        ``evaluation-<epochs>.json``, one entry per truth column. ``scores`` (this run's :meth:`scores`)
+        spares reading or computing them again when the caller holds them."""
+        from ..analysis.metrics import evaluate_scores
+
+        meta = self.meta
+        cache = self._kept_file("evaluation", "json")
+        kept: dict = {}
+        if meta.get("completed") and cache.is_file():
+            try:
+                kept = json.loads(cache.read_text())
+            except (OSError, ValueError):
+                kept = {}
+            if isinstance(kept.get(truth_column), dict):
+                return kept[truth_column]
+        scores = self.scores() if scores is None else scores
+        if truth_column not in scores.columns:
+            raise RunError(f"{self.path}: this run has no ground truth '{truth_column}' (only runs with injected "
+                           "noise or duplicates have one)")
+        result = evaluate_scores(scores, scores[truth_column].to_numpy(bool))
+        if meta.get("completed"):
+            self._keep(cache, lambda file: atomic_write_json(file, {**kept, truth_column: result}))
+        return result
+
+    def _kept_file(self, kind: str, suffix: str) -> Path:
+        """Where a completed run keeps derived data of ``kind``: named after the finished epochs, so that
+        a run trained further never reads what its shorter self kept."""
+        return self.path / f"{kind}-{int(self.meta['finished_epochs']):04d}.{suffix}"
+
+    def _keep(self, file: Path, write) -> None:
+        """Write a kept file with ``write(file)`` and delete what other epoch counts kept of its kind.
+        A read-only run folder (or no parquet engine) keeps nothing: the data is computed each time."""
+        try:
+            write(file)
+        except (OSError, ImportError, ValueError):
+            return
+        kind = file.name.rsplit("-", 1)[0]
+        for old in self.path.glob(f"{kind}-*{file.suffix}"):
+            if old != file:
+                old.unlink(missing_ok=True)
