@@ -103,8 +103,14 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     """The decoded uint8 image of every training sample of ``store``, or None if the source is gone."""
     from ..config import TrainConfig, training_set_for
     from ..data import DataError
+    from .writer import stored_images
 
-    config = TrainConfig.from_dict(store.meta.get("config", {}))
+    stored_pixels = stored_images(store)
+    if stored_pixels is not None:
+        return np.asarray(stored_pixels)
+    if not store.meta.get("config"):
+        return None  # trained elsewhere from files or arrays this run does not hold
+    config = TrainConfig.from_dict(store.meta["config"])
     config.download = False
     try:
         training_set = training_set_for(config, progress=progress)

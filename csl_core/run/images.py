@@ -4,6 +4,7 @@
 first that recognises the run answers:
 
 - files on disk (ImageFolder, CSV): the sample table's ``path`` column, one file read per image;
+- runs written from an in-memory array (:mod:`csl_core.run.writer`): the run's ``images.npy``;
 - array sources (demo, Fashion-MNIST, CIFAR): the run's data source is rebuilt once from
   ``meta.json`` and kept in memory (a few per process), then indexed by ``image_index``.
 
@@ -101,7 +102,7 @@ def _lookup_for_key(key: tuple[str, float]) -> Callable[[int], Image.Image]:
             _lookups.move_to_end(key)
             return _lookups[key]
         store = RunStore(key[0])
-        for factory in [*_sources, _file_source, _synthetic_source, _array_source]:
+        for factory in [*_sources, _file_source, _stored_source, _synthetic_source, _array_source]:
             lookup = factory(store)
             if lookup is not None:
                 break
@@ -124,6 +125,21 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
         with Image.open(paths[index]) as image:
             image.load()
             return image.copy()
+
+    return read
+
+
+def _stored_source(store: RunStore) -> Callable[[int], Image.Image] | None:
+    """Runs written by :class:`~csl_core.run.writer.RunWriter` from an in-memory image array."""
+    from .writer import stored_images
+
+    images = stored_images(store)
+    if images is None:
+        return None
+
+    def read(index: int) -> Image.Image:
+        pixels = np.asarray(images[index])
+        return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
 
     return read
 
