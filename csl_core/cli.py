@@ -1,4 +1,4 @@
-"""Command line: ``python -m csl_core train | scores | info``."""
+"""Command line: ``python -m csl_core train | scores | info | duplicates | bench | import | export``."""
 from __future__ import annotations
 
 import argparse
@@ -154,6 +154,35 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--report-only", action="store_true",
                    help="train nothing: write the results from the cells finished so far")
     b.add_argument("--quiet", action="store_true", help="no progress output")
+    im = sub.add_parser("import", help="make a run folder from per-epoch losses saved by any framework "
+                                       "(Keras, JAX, a notebook)")
+    im.add_argument("--out", required=True, help="run folder to create")
+    im.add_argument("--samples", default=None,
+                    help="CSV with columns path (or filepath/filename/image; or sample_id) and label; "
+                         "optional true_label")
+    im.add_argument("--losses", default=None, help="per-sample loss of every epoch: .npy/.csv/.parquet, samples x "
+                                                   "epochs (or transposed), or a long table index,epoch,loss")
+    im.add_argument("--probabilities", default=None,
+                    help="softmax probabilities: samples x classes (their mean) or samples x epochs x classes")
+    im.add_argument("--array", action="append", default=[], metavar="FIELD=FILE",
+                    help="another per-epoch array (correct, margin, p_given, p_max, eval_loss); repeatable")
+    im.add_argument("--from", dest="from_dir", default=None,
+                    help="a folder written by `export --format arrays` (samples.csv, arrays/, probabilities.npy, ...)")
+    im.add_argument("--images", default=None, help="uint8 images, samples x H x W [x C] .npy, for the dashboard")
+    im.add_argument("--embeddings", default=None, help="samples x D features .npy, for near-duplicate search")
+    im.add_argument("--root", default=None, help="folder relative image paths start from (default: the CSV's)")
+    im.add_argument("--classes", default=None,
+                    help="class names in label order: comma-separated, or a text file with one per line")
+    im.add_argument("--model", default="external", help="model name to record")
+
+    ex = sub.add_parser("export", help="write a run's cleaned labels and scores for other tools")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--format", default="csv",
+                    help="comma-separated: csv (cleaned labels), imagefolder (cleaned tree of links), "
+                         "cleanlab (label_issues.csv), fiftyone (fiftyone_fields.json), arrays (raw arrays for "
+                         "`import`)")
+    ex.add_argument("--out", default=None, help="output folder (default RUN/export)")
+    ex.add_argument("--no-dropped", action="store_true", help="leave dropped samples out of the cleaned CSV")
     return parser
 
 
@@ -301,5 +330,69 @@ def cmd_bench(args) -> int:
     return 0
 
 
+EXPORT_FORMATS = ("csv", "imagefolder", "cleanlab", "fiftyone", "arrays")
+
+
+def cmd_export(args) -> int:
+    from .run.export import export_run
+    from .run.interop import export_interop
+
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
+    store = RunStore(args.run)
+    out = Path(args.out) if args.out else store.path / "export"
+    if "csv" in formats or "imagefolder" in formats:
+        result = export_run(store.path, include_dropped=not args.no_dropped, imagefolder="imagefolder" in formats,
+                            out_dir=out)
+        print(f"wrote {result.rows} rows to {result.csv_path}")
+        if result.tree_path is not None:
+            print(f"wrote the cleaned ImageFolder tree {result.tree_path}")
+    for file in export_interop(store.path, out, label_issue_table="cleanlab" in formats,
+                               fiftyone="fiftyone" in formats, arrays="arrays" in formats):
+        print(f"wrote {file}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .run.interop import IMPORT_FIELDS, import_run
+
+    files: dict = {"samples_file": args.samples, "losses_file": args.losses, "probabilities_file": args.probabilities,
+                   "images_file": args.images, "embeddings_file": args.embeddings}
+    arrays = {}
+    classes = None
+    if args.from_dir:
+        folder = Path(args.from_dir)
+        if not (folder / "samples.csv").is_file():
+            raise ValueError(f"{folder} has no samples.csv; --from takes a folder written by `export --format arrays`")
+        defaults = {"samples_file": folder / "samples.csv", "losses_file": folder / "arrays" / "loss.npy",
+                    "probabilities_file": folder / "probabilities.npy", "images_file": folder / "images.npy",
+                    "embeddings_file": folder / "embeddings.npy"}
+        for key, file in defaults.items():
+            if files[key] is None and file.is_file():
+                files[key] = file
+        arrays = {f: folder / "arrays" / f"{f}.npy" for f in IMPORT_FIELDS
+                  if f != "loss" and (folder / "arrays" / f"{f}.npy").is_file()}
+        if (folder / "classes.txt").is_file():
+            classes = (folder / "classes.txt").read_text().splitlines()
+    for item in args.array:
+        field, sep, file = item.partition("=")
+        if not sep or not file:
+            raise ValueError(f"--array {item!r}: expected FIELD=FILE, e.g. correct=correct.npy")
+        arrays[field.strip()] = file
+    if files["samples_file"] is None or files["losses_file"] is None:
+        raise ValueError("import needs --samples and --losses (or --from an exported folder)")
+    if args.classes:
+        given = Path(args.classes)
+        classes = (given.read_text().splitlines() if given.is_file()
+                   else [c.strip() for c in args.classes.split(",")])
+        classes = [c for c in classes if c]
+    store = import_run(args.out, array_files=arrays, root=args.root, classes=classes, model=args.model, **files)
+    print(f"run folder: {store.path}")
+    _print_info(store)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "import": cmd_import, "export": cmd_export}
