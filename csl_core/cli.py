@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
-from .config import SCHEDULES, TrainConfig
+from .config import FINETUNE_EPOCHS, FINETUNE_LR, SCHEDULES, TrainConfig
 from .data import DataError
 from .engine.distributed import launched_distributed
+from .engine.models import BACKBONES
 from .engine.train import train
 from .progress import progress_bar
 from .run.files import atomic_write_csv
@@ -84,8 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="demo",
                    help="data source: demo | fashion-mnist[:DIR] | cifar10[:DIR] | cifar100[:DIR] | "
                         "imagefolder:ROOT | csv:FILE[:ROOT]")
-    t.add_argument("--epochs", type=int, default=None, help="epochs to train (default 15; demo 12)")
-    t.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs to train (default 15; demo 12; fine-tuning {FINETUNE_EPOCHS})")
+    t.add_argument("--model", default="auto",
+                   help="small-cnn | resnet18 | auto (small CNN up to 64 px); with --pretrained or --weights: "
+                        f"{' | '.join(BACKBONES)} (torchvision's ImageNet architecture; auto: resnet18)")
+    t.add_argument("--pretrained", action="store_true",
+                   help="fine-tune from torchvision's ImageNet weights (downloaded once into torch's cache, "
+                        "$TORCH_HOME/hub/checkpoints); image size and normalisation from the weights; defaults "
+                        f"--lr {FINETUNE_LR} and --epochs {FINETUNE_EPOCHS}")
+    t.add_argument("--weights", default=None, metavar="FILE",
+                   help="fine-tune from a local state dict of the --model architecture (as --pretrained, offline)")
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--inject-noise", type=_fraction, default=None,
                    help="flip this fraction of labels (seeded, symmetric) to measure detection; "
@@ -98,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the authors' released protocol; costs one inference pass per epoch)")
     t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
     t.add_argument("--batch-size", type=int, default=128, help="samples per step (per process under torchrun)")
-    t.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD, momentum 0.9)")
+    t.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate (SGD, momentum 0.9; default 0.05, fine-tuning {FINETUNE_LR})")
     t.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--image-size", type=int, default=None,
@@ -206,7 +217,9 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    epochs = args.epochs or (12 if args.data == "demo" else 15)
+    fine_tunes = args.pretrained or args.weights is not None
+    epochs = args.epochs or (FINETUNE_EPOCHS if fine_tunes else 12 if args.data == "demo" else 15)
+    lr = args.lr if args.lr is not None else (FINETUNE_LR if fine_tunes else 0.05)
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():
@@ -215,12 +228,12 @@ def cmd_train(args) -> int:
         import time
         stem = args.data.split(":", 1)[0]
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=lr,
                          schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
                          inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
                          subset=args.subset, image_size=args.image_size, augment=args.augment,
                          device=args.device, num_workers=args.workers, compile=args.compile,
-                         download=args.download)
+                         download=args.download, pretrained=args.pretrained, weights=args.weights)
     quiet = args.quiet or rank != 0  # under torchrun, rank 0 speaks for all
     result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(quiet), progress=not quiet)
     if rank != 0:
