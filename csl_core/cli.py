@@ -1,4 +1,5 @@
-"""Command line: ``python -m csl_core train | scores | info | duplicates | bench | import | export``."""
+"""Command line: ``python -m csl_core`` (or ``csl-clean``) ``train | scores | info | duplicates | bench | import |
+export | app``."""
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,8 @@ def _integers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m csl_core",
+def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
                                                  "Loss (CSL) from one training run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="class names in label order: comma-separated, or a text file with one per line")
     im.add_argument("--model", default="external", help="model name to record")
 
+    a = sub.add_parser("app", help="start the dashboard (streamlit run app.py on 127.0.0.1, no usage statistics)")
+    a.add_argument("--runs", default=None, help="folder of run folders the dashboard lists (default ./runs)")
+    a.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                   help="passed on to `streamlit run`, e.g. --server.port 8502")
+
     ex = sub.add_parser("export", help="write a run's cleaned labels and scores for other tools")
     ex.add_argument("run", help="run folder")
     ex.add_argument("--format", default="csv",
@@ -197,9 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> int:
+    parser = build_parser(prog)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "app":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "app":  # everything it does not know goes to streamlit
+        args.streamlit_args = [*unknown, *args.streamlit_args]
     try:
         return COMMANDS[args.command](args)
     except (DataError, RunError, ValueError, OSError) as e:
@@ -407,5 +417,47 @@ def cmd_import(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
+def app_path() -> Path:
+    """The dashboard's ``app.py``: beside ``csl_core`` in a checkout or an editable install, else the copy a
+    wheel installs as package ``csl_clean_app``."""
+    beside = Path(__file__).resolve().parents[1] / "app.py"
+    if beside.is_file():
+        return beside
+    import importlib.util
+
+    spec = importlib.util.find_spec("csl_clean_app")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(folder) / "app.py").is_file():
+            return Path(folder) / "app.py"
+    raise RunError("the dashboard (app.py) is not installed beside csl_core; reinstall with `pip install csl-clean`")
+
+
+def app_command(streamlit_args: list[str]) -> list[str]:
+    """The ``streamlit run`` command line of ``csl-clean app``: local address and no usage statistics unless
+    the arguments say otherwise."""
+    defaults = {"--server.address": "127.0.0.1", "--browser.gatherUsageStats": "false"}
+    given = {arg.split("=", 1)[0] for arg in streamlit_args}
+    extra = [item for key, value in defaults.items() if key not in given for item in (key, value)]
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *extra, *streamlit_args]
+
+
+def cmd_app(args) -> int:
+    import subprocess
+
+    env = dict(os.environ)
+    if args.runs:
+        env["CSL_RUNS_DIR"] = str(Path(args.runs).resolve())
+    streamlit_args = [a for a in args.streamlit_args if a != "--"]
+    try:
+        return subprocess.call(app_command(streamlit_args), env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def console_main() -> None:
+    """The ``csl-clean`` console script: ``csl-clean train ...``, ``csl-clean app``, and every other command."""
+    sys.exit(main(prog="csl-clean"))
+
+
+COMMANDS = {"app": cmd_app, "train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
             "bench": cmd_bench, "import": cmd_import, "export": cmd_export}
