@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from csl_core.run.interop import ISSUE_COLUMNS
 from csl_core.run.store import RunStore
 
 CLASSES = ["cat", "dog", "fox"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def photo_folder(root, n: int = 12) -> pd.DataFrame:
@@ -150,3 +152,14 @@ def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path):
 def test_unknown_export_format_lists_the_known_ones(demo_run, capsys):
     assert main(["export", str(demo_run), "--format", "coco"]) == 2
     assert "known: csv, imagefolder, cleanlab, fiftyone, arrays" in capsys.readouterr().err
+
+
+def test_the_export_page_offers_both_files(demo_run):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "export.py"), default_timeout=120)
+    at.session_state["run_path"] = str(demo_run)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [element.proto.label for element in at.get("download_button")]
+    assert "label_issues.csv" in labels and "FiftyOne fields" in labels
