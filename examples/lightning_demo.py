@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="auto", help="auto | cpu | gpu | mps")
+    parser.add_argument("--devices", type=int, default=1, help="processes (DDP with more than one)")
     args = parser.parse_args(argv)
 
     training_set = build_training_set("demo", seed=args.seed)  # digits with 5% injected label noise
@@ -75,11 +76,13 @@ def main(argv: list[str] | None = None) -> Path:
     callback = CSLCallback(args.out, classes=training_set.classes, samples=training_set.samples,
                            images=training_set.source.images[training_set.image_index],
                            embeddings=lambda m: embeddings_of(m, dataset).numpy(), model_name="small-cnn")
-    trainer = pl.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=1, callbacks=[callback],
+    trainer = pl.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=args.devices,
+                         strategy="ddp" if args.devices > 1 else "auto", callbacks=[callback],
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, deterministic=True)
     trainer.fit(module, loader(dataset, batch_size=args.batch_size, seed=args.seed))
-    print(f"run folder: {args.out}")
+    if trainer.is_global_zero:
+        print(f"run folder: {args.out}")
     return Path(args.out)
 
 

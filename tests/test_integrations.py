@@ -3,6 +3,9 @@ every dashboard page, and the Lightning run's CSL equals a plain loop's tracker 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,20 @@ def test_lightning_example_writes_a_run_with_the_trackers_csl(tmp_path, monkeypa
     assert csl_auroc > 0.8
 
     opens_in_every_page(run, monkeypatch)
+
+
+def test_lightning_under_ddp_records_every_sample_once_per_epoch(tmp_path):
+    pytest.importorskip("pytorch_lightning" if importlib.util.find_spec("lightning") is None else "lightning")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "lightning_demo.py"), "--accelerator", "cpu",
+                           "--devices", "2", "--epochs", "2", "--out", str(out)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(out)
+    assert store.meta["completed"] and store.finished_epochs == 2
+    # each rank trained on half of the samples; the all-reduce gives rank 0 every one of them, each epoch
+    assert not np.isnan(store.array("loss")).any()
 
 
 def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkeypatch):
