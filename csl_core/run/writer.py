@@ -155,15 +155,6 @@ class RunWriter:
         self._epoch_began = time.perf_counter()
         self.closed = False
 
-    @classmethod
-    def for_training_set(cls, path: str | Path, training_set, **options) -> RunWriter:
-        """A writer for one of our :class:`~csl_core.data.TrainingSet` s (e.g. the demo): its sample table
-        with the injected truth, and its images (the files where it has them, else the pixel array)."""
-        samples = training_set.samples
-        images = None if "path" in samples.columns else training_set.source.images[training_set.image_index]
-        options["source"] = f"{options.get('source', 'external')}:{training_set.spec}"
-        return cls(path, classes=training_set.classes, samples=samples, images=images, **options)
-
     # ------------------------------------------------------------ epochs
     @property
     def finished_epochs(self) -> int:
