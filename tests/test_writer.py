@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from csl_core.engine.tracker import CSLTracker
-from csl_core.run.duplicates import run_images
+from csl_core.run.duplicates import find_duplicates, run_images
 from csl_core.run.export import export_run
 from csl_core.run.images import clear_cache, sample_image
 from csl_core.run.store import RunError, RunStore
@@ -76,7 +76,7 @@ def test_a_run_from_files_keeps_absolute_paths_and_exports_a_tree(tmp_path, monk
     (tmp_path / "photos").mkdir()
     paths = []
     for i in range(N):
-        Image.new("RGB", (4, 4), (i, 0, 0)).save(tmp_path / "photos" / f"{i}.png")
+        Image.new("RGB", (4, 4), (max(i, 1), 0, 0)).save(tmp_path / "photos" / f"{i}.png")   # 0 and 1: copies
         paths.append(f"photos/{i}.png")
     writer = RunWriter("run", classes=CLASSES, labels=labels, paths=paths)
     foreign_loop(writer, labels, epochs=2)
@@ -87,6 +87,8 @@ def test_a_run_from_files_keeps_absolute_paths_and_exports_a_tree(tmp_path, monk
     assert sample_image(store.path, 3).getpixel((0, 0)) == (3, 0, 0)
     result = export_run(store.path, imagefolder=True)
     assert sum(1 for _ in result.tree_path.rglob("*.png")) == N
+    groups = find_duplicates(store.path).groups                   # the files are hashed though no trainer of ours
+    assert [sorted(map(int, m)) for m in groups[groups["exact"]]["members"]] == [[0, 1]]
 
 
 def test_more_epochs_than_announced_grow_the_arrays_and_fewer_end_the_run(tmp_path):

@@ -93,10 +93,14 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
     return index, notes
 
 
-_NO_EMBEDDINGS = ("this run has no embeddings.npy (training not finished), so only exact duplicates are "
-                  "found; finish it with `python -m csl_core train --out RUN --resume`")
+_NO_EMBEDDINGS = ("this run has no embeddings.npy, so only exact duplicates are found; a run of ours gets it when "
+                  "training finishes (`python -m csl_core train --out RUN --resume`), a run from your own training "
+                  "from RunWriter.finish(embeddings=...) or `import --embeddings`")
 _NO_IMAGES = ("the run's images could not be loaded, so exact duplicates are not hashed; make its data "
               "source available where it was when the run was trained")
+
+
+FOREIGN_IMAGE_SIZE = 64  # runs from other training: their files are decoded at this size for content hashes
 
 
 def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
@@ -108,8 +112,18 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     stored_pixels = stored_images(store)
     if stored_pixels is not None:
         return np.asarray(stored_pixels)
-    if not store.meta.get("config"):
-        return None  # trained elsewhere from files or arrays this run does not hold
+    if not store.meta.get("config"):  # trained elsewhere: its files, decoded here, or nothing
+        samples = store.samples()
+        if "path" not in samples.columns:
+            return None
+        from ..data.files import decode_files
+
+        paths = samples["path"].astype(str).tolist()
+        try:
+            decoded = decode_files(paths, [0] * len(paths), ["any"], image_size=FOREIGN_IMAGE_SIZE, progress=progress)
+        except OSError:
+            return None
+        return decoded.images if len(decoded) == len(paths) else None
     config = TrainConfig.from_dict(store.meta["config"])
     config.download = False
     try:
