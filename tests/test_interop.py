@@ -163,3 +163,16 @@ def test_the_export_page_offers_both_files(demo_run):
     assert not at.exception, [e.value for e in at.exception]
     labels = [element.proto.label for element in at.get("download_button")]
     assert "label_issues.csv" in labels and "FiftyOne fields" in labels
+
+
+def test_export_cli_writes_the_cleaned_csv_and_tree_of_an_imported_run(tmp_path):
+    table = photo_folder(tmp_path)
+    np.save(tmp_path / "loss.npy", np.random.default_rng(0).random((len(table), 3)))
+    assert main(["import", "--samples", str(tmp_path / "labels.csv"), "--losses", str(tmp_path / "loss.npy"),
+                 "--out", str(tmp_path / "run")]) == 0
+    DecisionLog(tmp_path / "run").record([0], "drop")
+    assert main(["export", str(tmp_path / "run"), "--format", "csv,imagefolder", "--no-dropped"]) == 0
+    cleaned = pd.read_csv(tmp_path / "run" / "export" / "cleaned_labels.csv")
+    assert len(cleaned) == len(table) - 1 and str(tmp_path / "img" / "0.png") not in set(cleaned["id_or_path"])
+    tree = tmp_path / "run" / "export" / "imagefolder"
+    assert sorted(p.parent.name for p in tree.rglob("*.png")) == sorted(table["label"].iloc[1:])
