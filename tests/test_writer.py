@@ -143,3 +143,15 @@ def test_labels_out_of_range_and_wrong_epoch_shapes_are_refused(tmp_path):
     assert not RunStore(tmp_path / "run").is_locked()
     with pytest.raises(RunError, match="already holds a run"):
         RunWriter(tmp_path / "run", classes=CLASSES, labels=labels)
+
+
+def test_a_damaged_image_array_is_named_not_shown(tmp_path):
+    images, labels = images_and_labels()
+    writer = RunWriter(tmp_path / "run", classes=CLASSES, labels=labels, images=images)
+    foreign_loop(writer, labels, epochs=1)
+    store = writer.finish()
+    np.save(store.path / "images.npy", images[:5])                 # rows no longer match the samples
+    clear_cache()
+    with pytest.raises(LookupError, match=r"images.npy holds uint8 \(5, 6, 5, 3\)"):
+        sample_image(store.path, 0)
+    assert run_images(store) is None

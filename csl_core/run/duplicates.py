@@ -109,7 +109,10 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     from ..data import DataError
     from .writer import stored_images
 
-    stored_pixels = stored_images(store)
+    try:
+        stored_pixels = stored_images(store)
+    except RunError:
+        return None  # a damaged images.npy: no content hashes (the page notes it)
     if stored_pixels is not None:
         return np.asarray(stored_pixels)
     if not store.meta.get("config"):  # trained elsewhere: its files, decoded here, or nothing

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .store import RunStore
+from .store import RunError, RunStore
 
 #: ``(store) -> (index -> PIL image)`` or ``None`` when the source does not know this run.
 ImageSourceFactory = Callable[[RunStore], "Callable[[int], Image.Image] | None"]
@@ -133,7 +133,10 @@ def _stored_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     """Runs written by :class:`~csl_core.run.writer.RunWriter` from an in-memory image array."""
     from .writer import stored_images
 
-    images = stored_images(store)
+    try:
+        images = stored_images(store)
+    except RunError as e:  # a damaged images.npy: the pages say "image not available" with this reason
+        raise LookupError(str(e)) from None
     if images is None:
         return None
 
