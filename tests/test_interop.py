@@ -68,6 +68,11 @@ def test_losses_from_a_long_csv_and_files_on_disk(tmp_path):
     np.testing.assert_allclose(store.csl(), np.nansum(expected.astype(np.float32), axis=1), rtol=1e-6)
     assert store.samples()["path"].iloc[4] == str(tmp_path / "img" / "4.png")
     assert store.classes == CLASSES and store.meta["fields"] == ["loss"]
+    # the same losses as a wide Parquet table (one column per epoch) give the same run
+    pd.DataFrame(expected, columns=[f"epoch_{e}" for e in range(4)]).to_parquet(tmp_path / "l.parquet")
+    assert main(["import", "--samples", str(tmp_path / "labels.csv"), "--losses", str(tmp_path / "l.parquet"),
+                 "--out", str(tmp_path / "run2")]) == 0
+    np.testing.assert_array_equal(RunStore(tmp_path / "run2").csl(), store.csl())
 
 
 def test_per_epoch_probabilities_give_the_trackers_fields(tmp_path):
