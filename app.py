@@ -1,14 +1,9 @@
-"""Streamlit entry: `streamlit run app.py`. A router only: page config, the shared sidebar, the pages."""
-import sys
-from pathlib import Path
-
+"""Streamlit entry: `streamlit run app.py` (or `csl-clean app`). A router only: page config, the shared sidebar,
+the pages. Streamlit puts this file's folder on sys.path, so `pages._common` imports from here; `csl_core` is
+installed (`pip install -e .`)."""
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:  # `pages._common` and `csl_core` import from here under any launcher
-    sys.path.insert(0, str(ROOT))
-
-from pages._common import sidebar  # noqa: E402
+from pages._common import sidebar
 
 st.set_page_config(page_title="CSL data cleaner", page_icon=":material/label:", layout="wide")
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m csl_core train | scores | info | duplicates | bench``."""
+"""Command line: ``python -m csl_core`` (or ``csl-clean``) ``train | scores | info | duplicates | bench | import |
+export | app``."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,10 @@ import numpy as np
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from .analysis.scores import SCORES
 from .bench.planning import BASELINE_SETS, BenchConfig
-from .config import SCHEDULES, TrainConfig, default_epochs
+from .config import FINETUNE_EPOCHS, FINETUNE_LR, SCHEDULES, TrainConfig, default_epochs
 from .data import SOURCES, DataError
 from .engine.distributed import launched_distributed
+from .engine.models import BACKBONES
 from .engine.train import train
 from .progress import progress_bar
 from .run.files import atomic_write_csv
@@ -75,13 +77,13 @@ def _integers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m csl_core`` parser; every default comes from ``TrainConfig``, ``BenchConfig`` or
-    the sources table, so that the command line and the library cannot disagree."""
+def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
+    """The command-line parser (``prog`` names it in messages); every default comes from ``TrainConfig``,
+    ``BenchConfig`` or the sources table, so that the command line and the library cannot disagree."""
     train_defaults, bench_defaults = TrainConfig(), BenchConfig()
     sources = " | ".join(kind.usage for kind in SOURCES.values())
     own_epochs = ", ".join(f"{name} {kind.epochs}" for name, kind in SOURCES.items() if kind.epochs)
-    parser = argparse.ArgumentParser(prog="python -m csl_core",
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
                                                  "Loss (CSL) from one training run.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,8 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", default=train_defaults.data, help=f"data source: {sources}")
     t.add_argument("--epochs", type=int, default=None,
-                   help=f"epochs to train (default {train_defaults.epochs}; {own_epochs})")
-    t.add_argument("--model", default=train_defaults.model, help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
+                   help=f"epochs to train (default {train_defaults.epochs}; {own_epochs}; fine-tuning "
+                        f"{FINETUNE_EPOCHS})")
+    t.add_argument("--model", default=train_defaults.model,
+                   help="small-cnn | resnet18 | auto (small CNN up to 64 px); with --pretrained or --weights: "
+                        f"{' | '.join(BACKBONES)} (torchvision's ImageNet architecture; auto: resnet18)")
+    t.add_argument("--pretrained", action="store_true",
+                   help="fine-tune from torchvision's ImageNet weights (downloaded once into torch's cache, "
+                        "$TORCH_HOME/hub/checkpoints); image size and normalisation from the weights; defaults "
+                        f"--lr {FINETUNE_LR} and --epochs {FINETUNE_EPOCHS}")
+    t.add_argument("--weights", default=None, metavar="FILE",
+                   help="fine-tune from a local state dict of the --model architecture (as --pretrained, offline)")
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--inject-noise", type=_fraction, default=None,
                    help="flip this fraction of labels (seeded, symmetric) to measure detection; default "
@@ -106,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
     t.add_argument("--batch-size", type=int, default=train_defaults.batch_size,
                    help="samples per step (per process under torchrun)")
-    t.add_argument("--lr", type=float, default=train_defaults.lr,
-                   help=f"peak learning rate (SGD, momentum {train_defaults.momentum})")
+    t.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate (SGD, momentum {train_defaults.momentum}; default {train_defaults.lr}, "
+                        f"fine-tuning {FINETUNE_LR})")
     t.add_argument("--schedule", choices=SCHEDULES, default=train_defaults.schedule)
     t.add_argument("--seed", type=int, default=train_defaults.seed)
     t.add_argument("--image-size", type=int, default=None,
@@ -168,15 +180,53 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--report-only", action="store_true",
                    help="train nothing: write the results from the cells finished so far")
     b.add_argument("--quiet", action="store_true", help="no progress output")
+    im = sub.add_parser("import", help="make a run folder from per-epoch losses saved by any framework "
+                                       "(Keras, JAX, a notebook)")
+    im.add_argument("--out", required=True, help="run folder to create")
+    im.add_argument("--samples", default=None,
+                    help="CSV with columns path (or filepath/filename/image; or sample_id) and label; "
+                         "optional true_label")
+    im.add_argument("--losses", default=None, help="per-sample loss of every epoch: .npy/.csv/.parquet, samples x "
+                                                   "epochs (or transposed), or a long table index,epoch,loss")
+    im.add_argument("--probabilities", default=None,
+                    help="softmax probabilities: samples x classes (their mean) or samples x epochs x classes")
+    im.add_argument("--array", action="append", default=[], metavar="FIELD=FILE",
+                    help="another per-epoch array (correct, margin, p_given, p_max, eval_loss); repeatable")
+    im.add_argument("--from", dest="from_dir", default=None,
+                    help="a folder written by `export --format arrays` (samples.csv, arrays/, probabilities.npy, ...)")
+    im.add_argument("--images", default=None, help="uint8 images, samples x H x W [x C] .npy, for the dashboard")
+    im.add_argument("--embeddings", default=None, help="samples x D features .npy, for near-duplicate search")
+    im.add_argument("--root", default=None, help="folder relative image paths start from (default: the CSV's)")
+    im.add_argument("--classes", default=None,
+                    help="class names in label order: comma-separated, or a text file with one per line")
+    im.add_argument("--model", default="external", help="model name to record")
+
+    a = sub.add_parser("app", help="start the dashboard (streamlit run app.py on 127.0.0.1, no usage statistics)")
+    a.add_argument("--runs", default=None, help="folder of run folders the dashboard lists (default ./runs)")
+    a.add_argument("streamlit_args", nargs=argparse.REMAINDER,
+                   help="passed on to `streamlit run`, e.g. --server.port 8502")
+
+    ex = sub.add_parser("export", help="write a run's cleaned labels and scores for other tools")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--format", default="csv",
+                    help="comma-separated: csv (cleaned labels), imagefolder (cleaned tree of links), "
+                         "cleanlab (label_issues.csv), fiftyone (fiftyone_fields.json), arrays (raw arrays for "
+                         "`import`)")
+    ex.add_argument("--out", default=None, help="output folder (default RUN/export)")
+    ex.add_argument("--no-dropped", action="store_true", help="leave dropped samples out of the cleaned CSV")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> int:
     """Run the command line with ``argv`` (default ``sys.argv``); returns the exit status: 0, 2 for
     input a person must fix (the message says what), 130 when interrupted.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser = build_parser(prog)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "app":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "app":  # everything it does not know goes to streamlit
+        args.streamlit_args = [*unknown, *args.streamlit_args]
     try:
         return COMMANDS[args.command](args)
     except (DataError, RunError, ValueError, OSError) as e:
@@ -195,7 +245,12 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    epochs = default_epochs(args.data) if args.epochs is None else args.epochs
+    fine_tunes = args.pretrained or args.weights is not None
+    if args.epochs is not None:
+        epochs = args.epochs
+    else:
+        epochs = FINETUNE_EPOCHS if fine_tunes else default_epochs(args.data)
+    lr = args.lr if args.lr is not None else (FINETUNE_LR if fine_tunes else TrainConfig().lr)
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():
@@ -204,12 +259,12 @@ def cmd_train(args) -> int:
         import time
         stem = args.data.split(":", 1)[0]
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=lr,
                          schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
                          inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
                          subset=args.subset, image_size=args.image_size, augment=args.augment,
                          device=args.device, num_workers=args.workers, compile=args.compile,
-                         download=args.download)
+                         download=args.download, pretrained=args.pretrained, weights=args.weights)
     quiet = args.quiet or rank != 0  # under torchrun, rank 0 speaks for all
     result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(quiet), progress=not quiet)
     if rank != 0:
@@ -327,5 +382,111 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
-            "bench": cmd_bench}
+EXPORT_FORMATS = ("csv", "imagefolder", "cleanlab", "fiftyone", "arrays")
+
+
+def cmd_export(args) -> int:
+    from .run.export import export_run
+    from .run.interop import export_interop
+
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
+    store = RunStore(args.run)
+    out = Path(args.out) if args.out else store.path / "export"
+    if "csv" in formats or "imagefolder" in formats:
+        result = export_run(store.path, include_dropped=not args.no_dropped, imagefolder="imagefolder" in formats,
+                            out_dir=out)
+        print(f"wrote {result.rows} rows to {result.csv_path}")
+        if result.tree_path is not None:
+            print(f"wrote the cleaned ImageFolder tree {result.tree_path}")
+    for file in export_interop(store.path, out, label_issue_table="cleanlab" in formats,
+                               fiftyone="fiftyone" in formats, arrays="arrays" in formats):
+        print(f"wrote {file}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .run.interop import IMPORT_FIELDS, import_run
+
+    files: dict = {"samples_file": args.samples, "losses_file": args.losses, "probabilities_file": args.probabilities,
+                   "images_file": args.images, "embeddings_file": args.embeddings}
+    arrays = {}
+    classes = None
+    if args.from_dir:
+        folder = Path(args.from_dir)
+        if not (folder / "samples.csv").is_file():
+            raise ValueError(f"{folder} has no samples.csv; --from takes a folder written by `export --format arrays`")
+        defaults = {"samples_file": folder / "samples.csv", "losses_file": folder / "arrays" / "loss.npy",
+                    "probabilities_file": folder / "probabilities.npy", "images_file": folder / "images.npy",
+                    "embeddings_file": folder / "embeddings.npy"}
+        for key, file in defaults.items():
+            if files[key] is None and file.is_file():
+                files[key] = file
+        arrays = {f: folder / "arrays" / f"{f}.npy" for f in IMPORT_FIELDS
+                  if f != "loss" and (folder / "arrays" / f"{f}.npy").is_file()}
+        if (folder / "classes.txt").is_file():
+            classes = (folder / "classes.txt").read_text().splitlines()
+    for item in args.array:
+        field, sep, file = item.partition("=")
+        if not sep or not file:
+            raise ValueError(f"--array {item!r}: expected FIELD=FILE, e.g. correct=correct.npy")
+        arrays[field.strip()] = file
+    if files["samples_file"] is None or files["losses_file"] is None:
+        raise ValueError("import needs --samples and --losses (or --from an exported folder)")
+    if args.classes:
+        given = Path(args.classes)
+        classes = (given.read_text().splitlines() if given.is_file()
+                   else [c.strip() for c in args.classes.split(",")])
+        classes = [c for c in classes if c]
+    store = import_run(args.out, array_files=arrays, root=args.root, classes=classes, model=args.model, **files)
+    print(f"run folder: {store.path}")
+    _print_info(store)
+    return 0
+
+
+def app_path() -> Path:
+    """The dashboard's ``app.py``: beside ``csl_core`` in a checkout or an editable install, else the copy a
+    wheel installs as package ``csl_clean_app``."""
+    beside = Path(__file__).resolve().parents[1] / "app.py"
+    if beside.is_file():
+        return beside
+    import importlib.util
+
+    spec = importlib.util.find_spec("csl_clean_app")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(folder) / "app.py").is_file():
+            return Path(folder) / "app.py"
+    raise RunError("the dashboard (app.py) is not installed beside csl_core; reinstall with `pip install csl-clean`")
+
+
+def app_command(streamlit_args: list[str]) -> list[str]:
+    """The ``streamlit run`` command line of ``csl-clean app``: local address and no usage statistics unless
+    the arguments say otherwise."""
+    defaults = {"--server.address": "127.0.0.1", "--browser.gatherUsageStats": "false"}
+    given = {arg.split("=", 1)[0] for arg in streamlit_args}
+    extra = [item for key, value in defaults.items() if key not in given for item in (key, value)]
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *extra, *streamlit_args]
+
+
+def cmd_app(args) -> int:
+    import subprocess
+
+    env = dict(os.environ)
+    if args.runs:
+        env["CSL_RUNS_DIR"] = str(Path(args.runs).resolve())
+    streamlit_args = [a for a in args.streamlit_args if a != "--"]
+    try:
+        return subprocess.call(app_command(streamlit_args), env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def console_main() -> None:
+    """The ``csl-clean`` console script: ``csl-clean train ...``, ``csl-clean app``, and every other command."""
+    sys.exit(main(prog="csl-clean"))
+
+
+COMMANDS = {"app": cmd_app, "train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
+            "bench": cmd_bench, "import": cmd_import, "export": cmd_export}

@@ -8,6 +8,9 @@ if TYPE_CHECKING:
     from .data import TrainingSet
 
 SCHEDULES = ("onecycle", "step", "constant")
+# Fine-tuning a pretrained backbone (--pretrained / --weights): a lower peak learning rate, fewer epochs.
+FINETUNE_LR = 0.01
+FINETUNE_EPOCHS = 5
 
 
 @dataclass
@@ -36,6 +39,13 @@ class TrainConfig:
     num_workers: int = 0
     download: bool = False
     compute_embeddings: bool = True
+    pretrained: bool = False
+    weights: str | None = None
+
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether training starts from ImageNet weights (torchvision's, or a local state dict)."""
+        return self.pretrained or self.weights is not None
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

@@ -1,9 +1,12 @@
 """Export page: what the decisions add up to, and the cleaned label file to train on."""
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
+from csl_core.run.interop import FIFTYONE_NAME, ISSUES_NAME, fiftyone_fields, label_issues
 from pages._common import decision_log, effective_for, require_scored_run, scores_for
 
 st.title("Export")
@@ -55,6 +58,23 @@ buttons[1].download_button("Download CSV", data=_csv, file_name=f"{store.name}-c
 message = st.session_state.pop("exp_message", None)
 if message:
     getattr(st, message[0])(message[1])
+
+st.subheader("For other tools")
+st.caption("`label_issues.csv`: cleanlab's columns (`given_label`, `predicted_label`, `label_score`: low = suspicious, "
+           "`is_label_issue`), one row per sample. `fiftyone_fields.json`: the same fields keyed by file path, for "
+           "`dataset.set_values(field, values, key_field=\"filepath\")`. The README shows how each tool loads them.")
+
+
+def _issues():
+    return label_issues(scores, effective, classes)
+
+
+tools = st.columns([1, 1, 4])
+tools[0].download_button("label_issues.csv", data=lambda: csv_bytes(_issues()), file_name=f"{store.name}-{ISSUES_NAME}",
+                         mime="text/csv", key="exp_cleanlab", icon=":material/download:")
+tools[1].download_button("FiftyOne fields", data=lambda: json.dumps(fiftyone_fields(_issues())).encode(),
+                         file_name=f"{store.name}-{FIFTYONE_NAME}", mime="application/json", key="exp_fiftyone",
+                         icon=":material/download:")
 
 changed = effective.index[effective["action"].isin(["relabel", "drop"])]
 st.subheader(f"Changes ({len(changed):,})")

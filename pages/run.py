@@ -153,7 +153,7 @@ active = bool(status and status.active)
 if active:
     controls[0].button("Stop", key="run_stop", on_click=_stop, args=(path,), icon=":material/stop:",
                        help="Ends after the current batch; the finished epochs are kept and Resume continues.")
-elif store is not None and not store.meta.get("completed") and not store.is_locked():
+elif store is not None and not store.meta.get("completed") and not store.is_locked() and store.meta.get("config"):
     controls[0].button("Resume", key="run_resume", type="primary", on_click=_resume, args=(path,),
                        icon=":material/replay:", help="Continue from the last finished epoch.")
 if status and status.state == "failed":

@@ -13,11 +13,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _rss_mib() -> float:

@@ -8,8 +8,8 @@ fresh process, the longest a person can wait. Targets (issue 6): every script ru
 loads included, and the process under 2 GiB RSS at its peak.
 
     python scripts/make_synthetic_run.py /tmp/csl-large/synthetic-imagenet
-    python scripts/bench_large_run.py /tmp/csl-large/synthetic-imagenet
-    python scripts/bench_large_run.py /tmp/csl-large/synthetic-imagenet --each-first
+    python -m scripts.bench_large_run /tmp/csl-large/synthetic-imagenet
+    python -m scripts.bench_large_run /tmp/csl-large/synthetic-imagenet --each-first
 
 Keep large runs out of ``runs/``: the dashboard opens the newest run there by default.
 """
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGET_SECONDS = 3.0
 TARGET_RSS_GIB = 2.0
@@ -58,8 +57,9 @@ def each_first(run: Path, args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for k, title in enumerate(titles):
             out = Path(tmp) / f"{k}.json"
-            done = subprocess.run([sys.executable, __file__, str(run), "--page", title, "--reruns", str(args.reruns),
-                                   "--json", str(out)], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-m", "scripts.bench_large_run", str(run), "--page", title,
+                                   "--reruns", str(args.reruns), "--json", str(out)], capture_output=True, text=True,
+                                   cwd=ROOT)
             failed |= done.returncode != 0
             if not out.is_file():
                 print(f"{title}: failed\n{done.stderr[-2000:]}")

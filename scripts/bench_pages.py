@@ -7,8 +7,8 @@ written with ``RunStore.create`` + ``write_epoch`` as the trainer would. Then ea
 ``app.py`` runs once under Streamlit's AppTest (filling the caches) and ``--reruns`` more times; the
 median rerun is the page's time. Target (issue 3): under 1 s a page.
 
-    python scripts/bench_pages.py                      # run folder in /tmp/csl-bench-pages/fmnist-60k
-    python scripts/bench_pages.py --out DIR --reruns 7
+    python -m scripts.bench_pages                      # run folder in /tmp/csl-bench-pages/fmnist-60k
+    python -m scripts.bench_pages --out DIR --reruns 7
 """
 from __future__ import annotations
 
@@ -21,15 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from csl_core.data import DEBIAN_FASHION_MNIST, FASHION_CLASSES, inject_label_noise
+from csl_core.engine.train import TrainConfig
+from csl_core.run.store import RunStore
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from csl_core.data import DEBIAN_FASHION_MNIST, FASHION_CLASSES, inject_label_noise  # noqa: E402
-from csl_core.engine.train import TrainConfig  # noqa: E402
-from csl_core.run.store import RunStore  # noqa: E402
 
 TARGET_SECONDS = 1.0
 NOISE = 0.05

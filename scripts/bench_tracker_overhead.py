@@ -24,21 +24,18 @@ import math
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from csl_core.config import TrainConfig  # noqa: E402
-from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set, source_kind  # noqa: E402
-from csl_core.engine.allocator import keep_freed_memory  # noqa: E402
-from csl_core.engine.models import build_model  # noqa: E402
-from csl_core.engine.preprocess import Preprocess, channel_stats  # noqa: E402
-from csl_core.engine.tracker import CSLTracker  # noqa: E402
-from csl_core.engine.train import build_optimizer, make_loader, resolve_device  # noqa: E402
+from csl_core.config import TrainConfig
+from csl_core.data import DataError, ImageSource, TrainingSet, build_training_set, source_kind
+from csl_core.engine.allocator import keep_freed_memory
+from csl_core.engine.models import build_model
+from csl_core.engine.preprocess import Preprocess, channel_stats
+from csl_core.engine.tracker import CSLTracker
+from csl_core.engine.train import build_optimizer, make_loader, resolve_device
 
 
 def synthetic(n: int, seed: int = 0) -> TrainingSet:

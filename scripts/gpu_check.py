@@ -23,18 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from csl_core.config import TrainConfig  # noqa: E402
-from csl_core.data import IndexedDataset  # noqa: E402
-from csl_core.engine.models import build_model  # noqa: E402
-from csl_core.engine.preprocess import Preprocess  # noqa: E402
-from csl_core.engine.tracker import CSLTracker  # noqa: E402
-from csl_core.engine.train import autocast_dtype, build_optimizer, make_loader  # noqa: E402
+from csl_core.config import TrainConfig
+from csl_core.data import IndexedDataset
+from csl_core.engine.models import build_model
+from csl_core.engine.preprocess import Preprocess
+from csl_core.engine.tracker import CSLTracker
+from csl_core.engine.train import autocast_dtype, build_optimizer, make_loader
 
 TARGET_RATIO = 1.01
 

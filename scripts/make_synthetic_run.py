@@ -25,17 +25,15 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from csl_core import __version__  # noqa: E402
-from csl_core.data.synthetic import IMAGE_SIZE, SOURCE  # noqa: E402
-from csl_core.engine.tracker import EPOCH_FIELDS  # noqa: E402
-from csl_core.run.files import atomic_file, atomic_write_csv, atomic_write_json  # noqa: E402
-from csl_core.run.schema import ARRAY_DTYPES  # noqa: E402
-from csl_core.run.store import FORMAT_VERSION, RunStore  # noqa: E402
+from csl_core import __version__
+from csl_core.data.synthetic import IMAGE_SIZE, SOURCE
+from csl_core.engine.tracker import EPOCH_FIELDS
+from csl_core.run.files import atomic_file, atomic_write_csv, atomic_write_json
+from csl_core.run.schema import ARRAY_DTYPES
+from csl_core.run.store import FORMAT_VERSION, RunStore
 
 IMAGENET_TRAIN = 1_281_167
 CHUNK_ROWS = 65536

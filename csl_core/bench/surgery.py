@@ -40,5 +40,5 @@ def load_trained_model(store: RunStore, device: torch.device) -> tuple[torch.nn.
     model.to(device).eval()
     norm = meta["normalisation"]
     preprocess = Preprocess(norm["mean"], norm["std"], augment=False, flip=False, pad=0, device=device,
-                            channels_last=False)
+                            channels_last=False, size=meta.get("input_size"))
     return model, preprocess

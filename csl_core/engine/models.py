@@ -1,14 +1,21 @@
-"""Models: a small CNN that trains fast on CPU, and ResNet-18 adapted to small images.
+"""Models: a small CNN that trains fast on CPU, ResNet-18 adapted to small images, and torchvision's
+ImageNet backbones for fine-tuning (``--model resnet50 --pretrained`` or ``--weights FILE``).
 
-Both expose ``embed(x)`` (the penultimate layer, used for near-duplicate search) and
+Every model exposes ``embed(x)`` (the penultimate layer, used for near-duplicate search) and
 ``forward(x) = head(embed(x))``.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
 MODELS = ("small-cnn", "resnet18")
+# torchvision architectures offered as pretrained backbones; stored in a run as "torchvision:<name>".
+BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+             "convnext_tiny")
+TORCHVISION_PREFIX = "torchvision:"
 
 
 class SmallCNN(nn.Module):
@@ -58,21 +65,116 @@ class ResNet18Small(nn.Module):
         return self.head(self.body(x))
 
 
-def resolve_model_name(name: str, image_size: int) -> str:
-    """``auto`` picks the small CNN for images up to 64 px and ResNet-18 for larger ones."""
+class Backbone(nn.Module):
+    """A torchvision ImageNet architecture with a new ``num_classes`` head. One-channel images are
+    repeated to the three channels the ImageNet weights expect."""
+
+    def __init__(self, name: str, num_classes: int, in_channels: int):
+        super().__init__()
+        from torchvision.models import get_model
+
+        net = get_model(name, weights=None)
+        if hasattr(net, "fc"):  # ResNets
+            self.head = nn.Linear(net.fc.in_features, num_classes)
+            net.fc = nn.Identity()
+        else:  # MobileNet, EfficientNet, ConvNeXt: the last layer of ``classifier``
+            self.head = nn.Linear(net.classifier[-1].in_features, num_classes)
+            net.classifier[-1] = nn.Identity()
+        self.body = net
+        self.in_channels = in_channels
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 1:
+            x = x.expand(-1, 3, -1, -1)  # (B, 1, H, W) -> (B, 3, H, W)
+        return self.body(x)  # (B, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))  # (B, num_classes)
+
+
+def resolve_model_name(name: str, image_size: int, *, pretrained: bool = False) -> str:
+    """``auto`` picks the small CNN for images up to 64 px and ResNet-18 for larger ones. Fine-tuning
+    (``pretrained``: ImageNet weights or a weights file) takes torchvision's own architecture of the
+    name (``auto``: ResNet-18), stored as ``torchvision:<name>``."""
+    if pretrained or name.startswith(TORCHVISION_PREFIX):
+        base = "resnet18" if name == "auto" else name.removeprefix(TORCHVISION_PREFIX)
+        if base not in BACKBONES:
+            raise ValueError(f"no pretrained backbone {base!r}; known: {', '.join(BACKBONES)}")
+        return TORCHVISION_PREFIX + base
     if name == "auto":
         return "small-cnn" if image_size <= 64 else "resnet18"
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or auto)")
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or auto), or with "
+                         f"--pretrained: {', '.join(BACKBONES)}")
     return name
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """A fresh, randomly initialised model by name (``small-cnn`` or ``resnet18``, see
-    :func:`resolve_model_name`) for images of ``in_channels`` channels; it has ``embed`` and ``head``.
+    """The model a run names (``meta["model"]``: ``small-cnn``, ``resnet18`` or a torchvision backbone, see
+    :func:`resolve_model_name`), freshly initialised, for images of ``in_channels`` channels; it has ``embed``
+    and ``head``.
     """
     if name == "small-cnn":
         return SmallCNN(in_channels, num_classes)
     if name == "resnet18":
         return ResNet18Small(in_channels, num_classes)
-    raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    if name.startswith(TORCHVISION_PREFIX) and name.removeprefix(TORCHVISION_PREFIX) in BACKBONES:
+        return Backbone(name.removeprefix(TORCHVISION_PREFIX), num_classes, in_channels)
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}, "
+                     f"{', '.join(TORCHVISION_PREFIX + b for b in BACKBONES)}")
+
+
+def backbone_preset(name: str) -> dict:
+    """What the ImageNet weights of backbone ``name`` were trained with, read from torchvision's weights
+    metadata (no download): ``{"image_size", "mean", "std", "file"}`` (``file``: the name in the cache)."""
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(name.removeprefix(TORCHVISION_PREFIX)).DEFAULT
+    transforms = weights.transforms()
+    return {"image_size": int(transforms.crop_size[0]), "mean": list(transforms.mean), "std": list(transforms.std),
+            "file": weights.url.rsplit("/", 1)[-1], "url": weights.url}
+
+
+def backbone_weights_file(name: str) -> Path:
+    """The file holding torchvision's ImageNet weights of backbone ``name`` in torch's usual cache
+    (``$TORCH_HOME/hub/checkpoints``), downloaded there once when missing."""
+    preset = backbone_preset(name)
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / preset["file"]
+    if cache.is_file():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(preset["url"], str(cache), progress=False)
+    except (OSError, ValueError) as e:  # URLError is an OSError
+        raise ConnectionError(f"could not download the ImageNet weights of {name.removeprefix(TORCHVISION_PREFIX)} "
+                              f"({e}); offline? Download {preset['url']} on a connected machine and put it at {cache} "
+                              "(torch's cache), or pass --weights FILE") from None
+    return cache
+
+
+def load_backbone_weights(model: nn.Module, name: str, *, weights_file: str | Path | None = None) -> list[str]:
+    """Load ImageNet weights into ``model`` (a :class:`Backbone`): from ``weights_file`` (a state dict of
+    torchvision's ``name`` architecture), else torchvision's own (:func:`backbone_weights_file`). Read with
+    ``weights_only=True``. The ImageNet classifier is not loaded: the head stays new for this run's classes.
+    Returns the keys of the file left out."""
+    name = name.removeprefix(TORCHVISION_PREFIX)
+    file = Path(weights_file) if weights_file is not None else backbone_weights_file(name)
+    if not file.is_file():
+        raise FileNotFoundError(f"--weights {file}: no such file")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # an unreadable file, or one that would need unpickling code
+        raise ValueError(f"{file}: not a plain PyTorch state dict ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a Lightning-style checkpoint
+    if not isinstance(state, dict):
+        raise ValueError(f"{file}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    body = model.body.state_dict()
+    usable = {key: value for key, value in state.items()
+              if key in body and isinstance(value, torch.Tensor) and body[key].shape == value.shape}
+    missing = sorted(set(body) - set(usable))
+    if missing:
+        raise ValueError(f"{file}: the weights do not fit torchvision's {name}: {len(missing)} of {len(body)} "
+                         f"parameters missing or of another shape, e.g. {missing[:3]}; pass the --model they are for")
+    model.body.load_state_dict(usable)
+    return sorted(set(state) - set(usable))

@@ -18,7 +18,8 @@ class Preprocess:
     """
 
     def __init__(self, mean: list[float], std: list[float], *, augment: bool, flip: bool, pad: int,
-                 device: torch.device, channels_last: bool):
+                 device: torch.device, channels_last: bool, size: int | None = None):
+        self.size = size  # resize to size x size first (images smaller than a pretrained backbone's input)
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.augment, self.flip, self.pad = augment, flip, pad
@@ -33,6 +34,8 @@ class Preprocess:
 
     def __call__(self, x: torch.Tensor, *, train: bool) -> torch.Tensor:
         x = (x.float() / 255.0 - self.mean) / self.std
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         if train and self.augment:
             x = self._crop_flip(x)
         if self.channels_last:
@@ -71,9 +74,12 @@ def channel_stats(images: np.ndarray, *, max_images: int = 10000, seed: int = 0)
 def preprocess_for(config: TrainConfig, meta: dict, image_height: int, device: torch.device, *,
                    channels_last: bool) -> Preprocess:
     """The preprocessing of a run: ``meta``'s normalisation; crop and flip as ``config`` says, else as
-    its source kind's defaults in :data:`csl_core.data.SOURCES` (the demo: none; Fashion-MNIST: no flip)."""
+    its source kind's defaults in :data:`csl_core.data.SOURCES` (the demo: none; Fashion-MNIST: no flip). A run
+    fine-tuning a pretrained backbone (``meta["input_size"]``) resizes its images to the backbone's input size."""
     kind = source_kind(config.data)
+    size = meta.get("input_size")
+    image_height = size or image_height
     augment = config.augment if config.augment is not None else kind.augment
     return Preprocess(meta["normalisation"]["mean"], meta["normalisation"]["std"], augment=augment,
                       flip=augment and kind.flip, pad=max(1, image_height // 8) if augment else 0, device=device,
-                      channels_last=channels_last)
+                      channels_last=channels_last, size=size)

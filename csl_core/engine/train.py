@@ -20,7 +20,14 @@ from ..run.files import atomic_save_npy
 from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
-from .models import build_model, resolve_model_name
+from .models import (
+    TORCHVISION_PREFIX,
+    backbone_preset,
+    backbone_weights_file,
+    build_model,
+    load_backbone_weights,
+    resolve_model_name,
+)
 from .preprocess import channel_stats, preprocess_for
 from .tracker import EPOCH_FIELDS, CSLTracker
 
@@ -144,12 +151,29 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
             store.check_samples(training_set)
         return store, training_set, config
     config.validate()
+    preset = None
+    if config.fine_tunes:  # the weights' own input size and normalisation
+        backbone = resolve_model_name(config.model, 0, pretrained=True)
+        preset = backbone_preset(backbone)
+        if config.image_size is None:
+            config.image_size = preset["image_size"]
+        if config.weights is not None:
+            config.weights = str(Path(config.weights).expanduser().resolve())
+            if not Path(config.weights).is_file():
+                raise FileNotFoundError(f"--weights {config.weights}: no such file")
+        else:
+            backbone_weights_file(backbone)  # downloaded (or found offline) before the run folder is made
     if training_set is None:
         training_set = training_set_for(config, progress=progress)
     device = resolve_device(config.device)
     height, width = training_set.source.image_size
-    model_name = resolve_model_name(config.model, max(height, width))
-    mean, std = channel_stats(training_set.source.images)
+    model_name = resolve_model_name(config.model, max(height, width), pretrained=config.fine_tunes)
+    if preset is not None:
+        channels = training_set.source.channels
+        mean, std = (preset["mean"], preset["std"]) if channels == 3 else (
+            [float(np.mean(preset["mean"]))] * channels, [float(np.mean(preset["std"]))] * channels)
+    else:
+        mean, std = channel_stats(training_set.source.images)
     meta = {
         "name": out.name,
         "source": config.data,
@@ -158,6 +182,7 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
         "config": asdict(config),
         "image_shape": [training_set.source.channels, height, width],
         "normalisation": {"mean": mean, "std": std},
+        "input_size": config.image_size if preset is not None else None,
         "has_ground_truth": training_set.has_ground_truth,
         "has_test_split": training_set.test is not None,
         "device": str(device),
@@ -222,6 +247,8 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     num_classes = len(training_set.classes)
     channels = training_set.source.channels
     model = build_model(meta["model"], in_channels=channels, num_classes=num_classes)
+    if config.fine_tunes and store.finished_epochs == 0 and meta["model"].startswith(TORCHVISION_PREFIX):
+        load_backbone_weights(model, meta["model"], weights_file=config.weights)  # a resume takes the checkpoint's
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     preprocess = preprocess_for(config, meta, training_set.source.image_size[0], device, channels_last=channels_last)

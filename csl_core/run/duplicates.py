@@ -93,17 +93,40 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
     return index, notes
 
 
-_NO_EMBEDDINGS = ("this run has no embeddings.npy (training not finished), so only exact duplicates are "
-                  "found; finish it with `python -m csl_core train --out RUN --resume`")
+_NO_EMBEDDINGS = ("this run has no embeddings.npy, so only exact duplicates are found; a run of ours gets it when "
+                  "training finishes (`python -m csl_core train --out RUN --resume`), a run from your own training "
+                  "from RunWriter.finish(embeddings=...) or `import --embeddings`")
 _NO_IMAGES = ("the run's images could not be loaded, so exact duplicates are not hashed; make its data "
               "source available where it was when the run was trained")
+
+
+FOREIGN_IMAGE_SIZE = 64  # runs from other training: their files are decoded at this size for content hashes
 
 
 def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     """The decoded uint8 ``(N, H, W, C)`` image of every training sample of ``store``, or ``None`` when
     :meth:`RunStore.training_set` cannot rebuild the run's samples (source gone or changed)."""
     from ..data import DataError
+    from .writer import stored_images
 
+    try:
+        stored_pixels = stored_images(store)
+    except RunError:
+        return None  # a damaged images.npy: no content hashes (the page notes it)
+    if stored_pixels is not None:
+        return np.asarray(stored_pixels)
+    if not store.meta.get("config"):  # trained elsewhere: its files, decoded here, or nothing
+        samples = store.samples()
+        if "path" not in samples.columns:
+            return None
+        from ..data.files import decode_files
+
+        paths = samples["path"].astype(str).tolist()
+        try:
+            decoded = decode_files(paths, [0] * len(paths), ["any"], image_size=FOREIGN_IMAGE_SIZE, progress=progress)
+        except OSError:
+            return None
+        return decoded.images if len(decoded) == len(paths) else None
     try:
         training_set = store.training_set(progress=progress)
     except (DataError, RunError, OSError):

@@ -3,7 +3,7 @@
 :func:`sample_image` is the single entry point. The first image source that recognises the run answers:
 
 - files on disk (ImageFolder, CSV): the sample table's ``path`` column, one file read per image;
-- synthetic runs (``scripts/make_synthetic_run.py``): drawn from the index and the true class;
+- runs written from an in-memory array (:mod:`csl_core.run.writer`): the run's ``images.npy``;
 - array sources (demo, Fashion-MNIST, CIFAR): the run's training set is rebuilt once by
   :meth:`RunStore.training_set` (which checks every sample id) and kept in memory (a few runs per
   process), then indexed by sample.
@@ -80,7 +80,7 @@ def _lookup_for_key(key: tuple[str, float]) -> Callable[[int], Image.Image]:
             _lookups.move_to_end(key)
             return _lookups[key]
         store = RunStore(key[0])
-        for factory in (_file_source, _synthetic_source, _array_source):
+        for factory in (_file_source, _stored_source, _synthetic_source, _array_source):
             lookup = factory(store)
             if lookup is not None:
                 break
@@ -103,6 +103,24 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
         with Image.open(paths[index]) as image:
             image.load()
             return image.copy()
+
+    return read
+
+
+def _stored_source(store: RunStore) -> Callable[[int], Image.Image] | None:
+    """Runs written by :class:`~csl_core.run.writer.RunWriter` from an in-memory image array."""
+    from .writer import stored_images
+
+    try:
+        images = stored_images(store)
+    except RunError as e:  # a damaged images.npy: the pages say "image not available" with this reason
+        raise LookupError(str(e)) from None
+    if images is None:
+        return None
+
+    def read(index: int) -> Image.Image:
+        pixels = np.asarray(images[index])
+        return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
 
     return read
 

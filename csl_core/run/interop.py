@@ -1,0 +1,343 @@
+"""Runs in and out of other tools: per-epoch arrays from any framework in (``python -m csl_core import``),
+and, out (``python -m csl_core export``), a cleanlab-style label-issue table, a FiftyOne-ready field
+file and the run's raw arrays (which ``import`` reads back into an identical run).
+
+Label-issue table (``label_issues.csv``), one row per sample, in cleanlab's column names:
+
+===================  ====================================================================================
+``id_or_path``       the file path (file sources) or sample id
+``given_label``      the label the sample was trained with (class name)
+``predicted_label``  the class with the highest mean probability over training (the suggested label)
+``label_score``      1 - the sample's CSL percentile: in [0, 1], low = suspicious (sorts as cleanlab's does)
+``is_label_issue``   a person's decision where there is one (relabel/drop: True, keep: False), else
+                     whether ``predicted_label`` differs from ``given_label``
+``label``, ``action`` the label after the decisions and the decision (keep/relabel/drop/undecided)
+``csl``, ``csl_rank`` cumulative sample loss and its rank (1 = highest)
+===================  ====================================================================================
+
+FiftyOne file (``fiftyone_fields.json``): ``{field: {filepath: value}}`` for the same columns, ready for
+``dataset.set_values(field, values, key_field="filepath")``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .decisions import DecisionLog
+from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv
+from .schema import EPOCH_FIELDS
+from .store import RunStore
+from .writer import RunWriter, sample_table
+
+ISSUES_NAME = "label_issues.csv"
+FIFTYONE_NAME = "fiftyone_fields.json"
+ARRAYS_DIR = "arrays"
+ISSUE_COLUMNS = ["id_or_path", "given_label", "predicted_label", "label_score", "is_label_issue", "label",
+                 "action", "csl", "csl_rank"]
+PATH_COLUMNS = ("path", "filepath", "filename", "image")
+ID_COLUMNS = ("sample_id", "id")
+IMPORT_FIELDS = EPOCH_FIELDS + ("eval_loss",)
+
+
+# ---------------------------------------------------------------- out
+
+def label_issues(scores: pd.DataFrame, effective: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """The label-issue table (pure): ``scores`` is ``RunStore.scores()``, ``effective`` the decision state
+    (``DecisionLog.effective``); one row per sample in sample order, columns :data:`ISSUE_COLUMNS`."""
+    if len(scores) != len(effective):
+        raise ValueError(f"{len(scores)} scored samples but {len(effective)} decision states")
+    names = np.asarray(list(classes), dtype=object)
+    given = scores["label"].to_numpy(np.int64)
+    predicted = scores["suggested_label"].to_numpy(np.int64) if "suggested_label" in scores.columns else given
+    rank = scores["csl_rank"].to_numpy(np.int64)
+    n = len(scores)
+    label_score = (rank - 1) / max(1, n - 1)  # rank 1 (highest CSL) -> 0, the lowest CSL -> 1
+    action = effective["action"].to_numpy(object)
+    issue = np.where(action == "keep", False, predicted != given)
+    issue = np.where(np.isin(action, ["relabel", "drop"]), True, issue)
+    ids = scores["path"] if "path" in scores.columns else scores["sample_id"]
+    table = pd.DataFrame({
+        "id_or_path": ids.astype(str).to_numpy(), "given_label": names[given], "predicted_label": names[predicted],
+        "label_score": label_score, "is_label_issue": issue.astype(bool),
+        "label": names[effective["label"].to_numpy(np.int64)], "action": action,
+        "csl": scores["csl"].to_numpy(np.float64), "csl_rank": rank,
+    }, index=scores.index)
+    return table[ISSUE_COLUMNS]
+
+
+def fiftyone_fields(table: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """``{field: {id_or_path: value}}`` from :func:`label_issues` (for ``dataset.set_values(field, values,
+    key_field="filepath")``); plain JSON types."""
+    keys = table["id_or_path"].tolist()
+    return {column: dict(zip(keys, table[column].tolist())) for column in table.columns if column != "id_or_path"}
+
+
+def export_interop(run_path: str | Path, out_dir: str | Path, *, label_issue_table: bool = True,
+                   fiftyone: bool = False, arrays: bool = False) -> list[Path]:
+    """Write the chosen files of ``run_path`` into ``out_dir``; returns the paths written."""
+    store = RunStore(run_path)
+    out = Path(out_dir)
+    written: list[Path] = []
+    if label_issue_table or fiftyone:
+        scores = store.scores()
+        labels = scores["label"].to_numpy(np.int64)
+        table = label_issues(scores, DecisionLog(store.path).effective(len(scores), labels), store.classes)
+        if label_issue_table:
+            atomic_write_bytes(out / ISSUES_NAME, table.to_csv(index=False, float_format="%.6g").encode())
+            written.append(out / ISSUES_NAME)
+        if fiftyone:
+            atomic_write_bytes(out / FIFTYONE_NAME, json.dumps(fiftyone_fields(table)).encode())
+            written.append(out / FIFTYONE_NAME)
+    if arrays:
+        written += export_arrays(store, out)
+    return written
+
+
+def export_arrays(store: RunStore, out_dir: str | Path) -> list[Path]:
+    """The run's raw data as ``import`` reads it: ``arrays/<field>.npy`` ``(samples, finished epochs)``,
+    ``probabilities.npy``, ``embeddings.npy`` and ``images.npy`` where the run has them, ``classes.txt`` and
+    ``samples.csv`` (``path`` or ``sample_id``, ``label`` as class names, plus ``true_label`` where known)."""
+    from .duplicates import run_images
+
+    out = Path(out_dir)
+    (out / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, values in store.arrays().items():
+        atomic_save_npy(out / ARRAYS_DIR / f"{name}.npy", np.ascontiguousarray(values))
+        written.append(out / ARRAYS_DIR / f"{name}.npy")
+    extras = {"probabilities.npy": store.probabilities(), "images.npy": run_images(store)}
+    if (store.path / "embeddings.npy").is_file():
+        extras["embeddings.npy"] = np.load(store.path / "embeddings.npy", allow_pickle=False)
+    for file, values in extras.items():
+        if values is not None:
+            atomic_save_npy(out / file, np.ascontiguousarray(values))
+            written.append(out / file)
+    samples = store.samples()
+    names = np.asarray(store.classes, dtype=object)
+    key = "path" if "path" in samples.columns else "sample_id"
+    table = pd.DataFrame({key: samples[key].astype(str), "label": names[samples["label"].to_numpy(np.int64)]})
+    if "true_label" in samples.columns:
+        table["true_label"] = names[samples["true_label"].to_numpy(np.int64)]
+    atomic_write_csv(out / "samples.csv", table)
+    atomic_write_bytes(out / "classes.txt", ("\n".join(store.classes) + "\n").encode())
+    return written + [out / "samples.csv", out / "classes.txt"]
+
+
+# ---------------------------------------------------------------- in
+
+def read_matrix(file: str | Path) -> np.ndarray:
+    """A numeric 2-D or 3-D array from ``.npy`` (never unpickled), or a 2-D one from ``.csv``/``.parquet``:
+    either wide (one column per epoch, rows in sample order) or long (columns ``index, epoch, value``)."""
+    file = Path(file)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist")
+    suffix = file.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(file, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f"{file}: not a plain numeric .npy array ({e})") from None
+    elif suffix in (".csv", ".parquet"):
+        frame = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
+        array = _long_to_wide(frame, file) if {"index", "epoch"} <= set(frame.columns) else frame.to_numpy()
+    else:
+        raise ValueError(f"{file}: unknown format {suffix!r}; use .npy, .csv or .parquet")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{file}: expected numbers, found {array.dtype} values")
+    return array
+
+
+def _long_to_wide(frame: pd.DataFrame, file: Path) -> np.ndarray:
+    values = [c for c in frame.columns if c not in ("index", "epoch")]
+    if len(values) != 1:
+        raise ValueError(f"{file}: a long table has the columns index, epoch and one value column; found "
+                         f"{list(frame.columns)}")
+    if frame.duplicated(["index", "epoch"]).any():
+        raise ValueError(f"{file}: some (index, epoch) pairs appear twice")
+    wide = frame.pivot(index="index", columns="epoch", values=values[0]).sort_index().sort_index(axis=1)
+    if not np.array_equal(wide.index.to_numpy(), np.arange(len(wide))):
+        raise ValueError(f"{file}: the index column must number the samples 0..N-1 (found {len(wide)} distinct "
+                         f"values from {wide.index.min()} to {wide.index.max()})")
+    return wide.to_numpy(np.float64)  # a sample missing in an epoch is NaN: not seen
+
+
+def per_sample(array: np.ndarray, n: int, file: Path, what: str, *, epochs: int | None = None) -> np.ndarray:
+    """``array`` as ``(n, epochs)`` (rows = samples); an ``(epochs, n)`` array is transposed. The error
+    names both shapes and the files they come from."""
+    if array.ndim == 2 and array.shape[0] == n and (epochs is None or array.shape[1] == epochs):
+        return array
+    if array.ndim == 2 and array.shape[1] == n and (epochs is None or array.shape[0] == epochs):
+        return array.T
+    expected = f"({n}, {epochs if epochs is not None else 'epochs'})"
+    raise ValueError(f"{file}: {what} has shape {array.shape}, but {expected} is needed (samples x epochs, or "
+                     "transposed) to match the sample table and the losses")
+
+
+def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | Path,
+               probabilities_file: str | Path | None = None, array_files: Mapping[str, str | Path] | None = None,
+               images_file: str | Path | None = None, embeddings_file: str | Path | None = None,
+               root: str | Path | None = None, classes: Sequence[str] | None = None,
+               source: str = "import", model: str = "external") -> RunStore:
+    """Build a run folder ``out`` from another framework's per-epoch losses.
+
+    Parameters
+    ----------
+    samples_file:
+        CSV with a label column ``label`` and a ``path`` (also ``filepath``, ``filename``, ``image``;
+        relative paths are taken from ``root`` or the CSV's folder) or a ``sample_id`` (or ``id``) column;
+        labels are class names or integers. An optional ``true_label`` column adds ground truth.
+    losses_file:
+        The per-sample loss of every epoch: ``(samples, epochs)`` or ``(epochs, samples)`` (.npy, .csv,
+        .parquet), or a long table ``index, epoch, loss``. Rows follow the sample table's order.
+    probabilities_file:
+        Softmax probabilities: ``(samples, classes)`` (their mean over training: the suggested label) or
+        per epoch ``(samples, epochs, classes)`` / ``(epochs, samples, classes)``, from which correctness,
+        margin and the probabilities of the given and top class are derived each epoch.
+    array_files:
+        Other per-epoch arrays by field (``correct``, ``margin``, ``p_given``, ``p_max``, ``eval_loss``), as
+        ``export --format arrays`` writes them.
+    images_file, embeddings_file:
+        ``(samples, H, W[, C])`` uint8 images for the dashboard, and ``(samples, D)`` features.
+    classes:
+        Class names in label order; default the sorted names (or ``0..K-1`` for integer labels).
+    """
+    samples_file = Path(samples_file)
+    losses_file = Path(losses_file)
+    table = _read_sample_csv(samples_file)
+    n = len(table)
+    loss = per_sample(read_matrix(losses_file), n, losses_file, "the loss array").astype(np.float32)
+    epochs = loss.shape[1]
+    if epochs == 0:
+        raise ValueError(f"{losses_file}: no epochs")
+    probabilities = read_matrix(probabilities_file) if probabilities_file is not None else None
+    num_classes = probabilities.shape[-1] if probabilities is not None else None
+    labels, names = _labels(table, samples_file, classes, num_classes, "label")
+    if probabilities is not None and probabilities.shape[-1] != len(names):
+        raise ValueError(f"{probabilities_file}: {probabilities.shape[-1]} classes in shape {probabilities.shape}, but "
+                         f"{samples_file} has {len(names)} classes")
+    truth = _labels(table, samples_file, names, None, "true_label")[0] if "true_label" in table.columns else None
+    fields = {"loss": loss}
+    mean_probabilities = None
+    if probabilities is not None:
+        if probabilities.ndim == 2:
+            if probabilities.shape[0] != n:
+                raise ValueError(f"{probabilities_file}: shape {probabilities.shape} has {probabilities.shape[0]} rows "
+                                 f"but {samples_file} lists {n} samples")
+            mean_probabilities = probabilities.astype(np.float32)
+        elif probabilities.ndim == 3:
+            per_epoch = _per_sample_epoch(probabilities, n, epochs, probabilities_file, losses_file)
+            fields.update(_derived_fields(per_epoch, labels))
+            mean_probabilities = per_epoch.mean(axis=1).astype(np.float32)
+        else:
+            raise ValueError(f"{probabilities_file}: shape {probabilities.shape}; expected (samples, classes) or "
+                             "(samples, epochs, classes)")
+    for name, file in (array_files or {}).items():
+        if name not in IMPORT_FIELDS or name == "loss":
+            known = ", ".join(f for f in IMPORT_FIELDS if f != "loss")
+            raise ValueError(f"unknown per-epoch array {name!r}; known: {known}")
+        file = Path(file)
+        values = per_sample(read_matrix(file), n, file, f"the {name} array", epochs=epochs)
+        if name != "correct" and values.shape != loss.shape:
+            raise ValueError(f"{file}: shape {values.shape} differs from the losses' {loss.shape} in {losses_file}")
+        fields[name] = values.astype(bool if name == "correct" else np.float32)
+    images = np.load(images_file, allow_pickle=False) if images_file is not None else None
+    if "path" in table.columns:
+        base = Path(root) if root is not None else samples_file.parent
+        paths = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
+        samples = sample_table(labels, names, paths=paths, true_labels=truth)
+    else:
+        samples = sample_table(labels, names, ids=table["sample_id"].tolist(), true_labels=truth)
+    writer = RunWriter(out, classes=names, samples=samples, images=images, epochs=epochs, source=source,
+                       model=model, fields=tuple(f for f in IMPORT_FIELDS if f in fields))
+    try:
+        for epoch in range(epochs):
+            writer.write_epoch({name: values[:, epoch] for name, values in fields.items()},
+                               probabilities=mean_probabilities if epoch == epochs - 1 else None, seconds=0.0)
+        embeddings = np.load(embeddings_file, allow_pickle=False) if embeddings_file is not None else None
+        return writer.finish(embeddings=embeddings)
+    finally:
+        writer.close()
+
+
+def _read_sample_csv(file: Path) -> pd.DataFrame:
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist")
+    table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    table.columns = [c.strip().lower() for c in table.columns]
+    if "label" not in table.columns:
+        raise ValueError(f"{file}: no 'label' column (found {list(table.columns)})")
+    path = next((c for c in PATH_COLUMNS if c in table.columns), None)
+    ident = next((c for c in ID_COLUMNS if c in table.columns), None)
+    if path is None and ident is None:
+        raise ValueError(f"{file}: needs a path column ({', '.join(PATH_COLUMNS)}) or an id column "
+                         f"({', '.join(ID_COLUMNS)}); found {list(table.columns)}")
+    if path is not None and path != "path":
+        table = table.rename(columns={path: "path"})
+    if path is None and ident != "sample_id":
+        table = table.rename(columns={ident: "sample_id"})
+    if len(table) == 0:
+        raise ValueError(f"{file}: no rows")
+    return table
+
+
+def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_classes: int | None,
+            column: str) -> tuple[np.ndarray, list[str]]:
+    values = table[column].str.strip()
+    empty = np.flatnonzero(values.to_numpy() == "")
+    if len(empty):
+        raise ValueError(f"{file}, line {empty[0] + 2}: empty {column}")
+    numeric = values.str.fullmatch(r"-?\d+")
+    if classes is not None:
+        names = [str(c) for c in classes]
+        lookup = {name: i for i, name in enumerate(names)}
+        if values.isin(lookup).all():
+            return values.map(lookup).to_numpy(np.int64), names
+        if numeric.all():
+            return _in_range(values.astype(np.int64).to_numpy(), len(names), file, column), names
+        bad = int(np.flatnonzero(~values.isin(lookup).to_numpy())[0])
+        raise ValueError(f"{file}, line {bad + 2}: {column} {values.iloc[bad]!r} is not one of the classes {names}")
+    if numeric.all():
+        labels = values.astype(np.int64).to_numpy()
+        k = max(int(labels.max()) + 1, num_classes or 0)
+        return _in_range(labels, k, file, column), [str(i) for i in range(k)]
+    if numeric.any():
+        line = int(np.flatnonzero(numeric.to_numpy())[0]) + 2
+        raise ValueError(f"{file}, line {line}: {column} {values.iloc[line - 2]!r} is an integer but others are "
+                         "class names; use one kind")
+    names = sorted(values.unique())
+    lookup = {name: i for i, name in enumerate(names)}
+    return values.map(lookup).to_numpy(np.int64), names
+
+
+def _in_range(labels: np.ndarray, k: int, file: Path, column: str) -> np.ndarray:
+    bad = np.flatnonzero((labels < 0) | (labels >= k))
+    if len(bad):
+        raise ValueError(f"{file}, line {bad[0] + 2}: {column} {labels[bad[0]]} is outside 0..{k - 1}")
+    return labels
+
+
+def _per_sample_epoch(probabilities: np.ndarray, n: int, epochs: int, file, losses_file) -> np.ndarray:
+    if probabilities.shape[:2] == (n, epochs):
+        return probabilities
+    if probabilities.shape[:2] == (epochs, n):
+        return probabilities.transpose(1, 0, 2)
+    raise ValueError(f"{file}: per-epoch probabilities of shape {probabilities.shape}, but the losses in {losses_file} "
+                     f"are ({n}, {epochs}): expected ({n}, {epochs}, classes) or ({epochs}, {n}, classes)")
+
+
+def _derived_fields(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-epoch correct, margin, p_given, p_max from ``(N, E, C)`` softmax probabilities. The margin of
+    log-probabilities equals the margin of the logits (softmax only shifts them), so AUM is exact."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    given = labels[:, None, None]
+    p_given = np.take_along_axis(p, np.broadcast_to(given, p.shape[:2] + (1,)), axis=2)[..., 0]
+    others = p.copy()
+    np.put_along_axis(others, np.broadcast_to(given, p.shape[:2] + (1,)), -np.inf, axis=2)
+    with np.errstate(divide="ignore"):
+        margin = np.log(p_given) - np.log(others.max(axis=2))
+    return {"correct": p.argmax(axis=2) == labels[:, None], "margin": margin.astype(np.float32),
+            "p_given": p_given.astype(np.float32), "p_max": p.max(axis=2).astype(np.float32)}

@@ -1,0 +1,268 @@
+"""A run folder from anyone's training: a foreign loop (Lightning, Hugging Face, a notebook) feeds a
+:class:`~csl_core.engine.tracker.CSLTracker`, and :class:`RunWriter` writes what it recorded, epoch by
+epoch, into the same run folder our own trainer writes. The dashboard cannot tell who trained.
+
+::
+
+    writer = RunWriter("runs/mine", labels=labels, classes=classes, paths=paths)   # or images=(N, H, W[, C])
+    for epoch in range(epochs):
+        ...                                          # training that calls tracker.update(...)
+        writer.end_epoch(tracker)                    # tracker.end_epoch() + one epoch column on disk
+    writer.finish(embeddings=features)               # marks the run complete; scores are kept
+
+While the writer is open it holds the run's lock, so the dashboard's *Run* page follows the epochs as
+they are written. Images are either files (their paths go into the sample table) or an in-memory uint8
+array, saved once as ``images.npy`` in the run folder for the galleries and the duplicate finder.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from .files import atomic_save_npy, lock_file
+from .schema import EPOCH_FIELDS
+from .store import RunError, RunLockedError, RunStore
+
+IMAGES_FILE = "images.npy"
+
+
+def sample_table(labels: Sequence[int] | np.ndarray, classes: Sequence[str], *,
+                 paths: Sequence[str] | None = None, ids: Sequence[str] | None = None,
+                 true_labels: Sequence[int] | np.ndarray | None = None) -> pd.DataFrame:
+    """The sample table of a run folder from labels (``(N,)`` ints in ``[0, len(classes))``), class names
+    and, optionally, file paths (made absolute), sample ids (default: the path, else the index) and the
+    true labels when they are known (they add ``true_label`` and ``is_mislabeled``, for the Evaluate page)."""
+    labels = _int_labels(labels, len(classes), "labels")
+    n = len(labels)
+    if paths is not None and len(paths) != n:
+        raise ValueError(f"{len(paths)} paths for {n} labels; give one path per sample")
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"{len(ids)} sample ids for {n} labels; give one id per sample")
+    absolute = [str(Path(p).expanduser().resolve()) for p in paths] if paths is not None else None
+    if ids is None:
+        ids = absolute if absolute is not None else [str(i) for i in range(n)]
+    names = np.asarray(list(classes), dtype=object)
+    samples = pd.DataFrame({"index": np.arange(n), "sample_id": [str(i) for i in ids], "label": labels,
+                            "class_name": names[labels], "image_index": np.arange(n)})
+    if absolute is not None:
+        samples["path"] = absolute
+    if true_labels is not None:
+        truth = _int_labels(true_labels, len(classes), "true labels")
+        if len(truth) != n:
+            raise ValueError(f"{len(truth)} true labels for {n} labels")
+        samples["true_label"] = truth
+        samples["is_mislabeled"] = truth != labels
+    return samples
+
+
+def _int_labels(values, num_classes: int, what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one integer per sample, got an array of shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+            array = array.astype(np.int64)
+        else:
+            raise ValueError(f"{what} must be integer class indices, got {array.dtype} values")
+    array = array.astype(np.int64)
+    if array.size and (array.min() < 0 or array.max() >= num_classes):
+        raise ValueError(f"{what} must lie in 0..{num_classes - 1} for {num_classes} classes; "
+                         f"found {array.min()}..{array.max()}")
+    return array
+
+
+class RunWriter:
+    """Writes a run folder from a foreign training, one epoch at a time.
+
+    Parameters
+    ----------
+    path:
+        The run folder to create; it must not hold a run already.
+    labels, classes:
+        The label each sample trains with, ``(N,)`` ints in the tracker's index order, and the class names.
+    paths, images:
+        Where the dashboard finds each sample's image: file paths (``(N,)``), or a uint8 array
+        ``(N, H, W)`` / ``(N, H, W, C)`` saved into the run folder. Neither: the run has no images.
+    samples:
+        Instead of ``labels``/``paths``, a ready sample table (as :func:`sample_table` builds, or a
+        :class:`~csl_core.data.TrainingSet`'s ``samples``); its extra columns (the injected truth) are kept.
+    epochs:
+        How many epochs the training will run (the arrays grow if it runs more).
+    source, model:
+        Recorded in ``meta.json`` and shown by ``info`` and the dashboard, e.g. ``"lightning"``, ``"resnet18"``.
+    fields:
+        The per-epoch arrays; the tracker's by default (add ``"eval_loss"`` for an eval pass).
+    """
+
+    def __init__(self, path: str | Path, *, classes: Sequence[str], labels: Sequence[int] | None = None,
+                 paths: Sequence[str] | None = None, images: np.ndarray | None = None,
+                 samples: pd.DataFrame | None = None, epochs: int = 1, source: str = "external",
+                 model: str = "external", fields: tuple[str, ...] = EPOCH_FIELDS, extra_meta: Mapping | None = None):
+        classes = [str(c) for c in classes]
+        if len(classes) < 2:
+            raise ValueError(f"a run needs at least two classes, got {classes}")
+        if samples is None:
+            if labels is None:
+                raise ValueError("give the labels (and paths or images) or a ready sample table")
+            samples = sample_table(labels, classes, paths=paths)
+        else:
+            missing = [c for c in ("index", "sample_id", "label", "class_name") if c not in samples.columns]
+            if missing:
+                raise ValueError(f"the sample table lacks the column(s) {missing}")
+            _int_labels(samples["label"].to_numpy(), len(classes), "the sample table's labels")
+        n = len(samples)
+        if n == 0:
+            raise ValueError("the sample table is empty")
+        if epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs}")
+        if images is not None:
+            images = _check_images(images, n)
+        if "path" in samples.columns:
+            absent = [p for p in samples["path"].astype(str) if not Path(p).is_file()]
+            if absent:
+                raise FileNotFoundError(f"{len(absent)} of {n} image paths do not exist, e.g. {absent[0]!r}")
+        self.path = Path(path)
+        if (self.path / "meta.json").exists():
+            raise RunError(f"{self.path} already holds a run; choose another folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._exit = ExitStack()
+        holder = self._exit.enter_context(lock_file(self.path / "lock", owner=f"writer:{source}"))
+        if holder is not None:
+            self._exit.close()
+            raise RunLockedError(f"{self.path} is being written by process {holder.get('pid')}; choose another folder")
+        try:
+            meta = {
+                "name": self.path.name, "source": source, "classes": classes, "model": model,
+                "trainer": source.split(":", 1)[0], "has_ground_truth": "is_mislabeled" in samples.columns,
+                "has_test_split": False,
+                "versions": {"csl_core": __version__, "python": platform.python_version()},
+                **(dict(extra_meta) if extra_meta else {}),
+            }
+            if images is not None:
+                meta["image_shape"] = [int(images.shape[3]), int(images.shape[1]), int(images.shape[2])]
+                atomic_save_npy(self.path / IMAGES_FILE, images)
+            self.store = RunStore.create(self.path, meta=meta, samples=samples, epochs=epochs, fields=fields)
+        except BaseException:
+            self._exit.close()
+            raise
+        self._epoch_began = time.perf_counter()
+        self.closed = False
+
+    # ------------------------------------------------------------ epochs
+    @property
+    def finished_epochs(self) -> int:
+        return self.store.finished_epochs
+
+    def write_epoch(self, record: Mapping[str, np.ndarray], *, probabilities: np.ndarray | None = None,
+                    seconds: float | None = None) -> None:
+        """Write one finished epoch: ``record`` maps each field to ``(N,)`` values in sample order, as
+        :meth:`CSLTracker.end_epoch` returns them; ``probabilities`` is the ``(N, C)`` mean softmax so far."""
+        self._check_open()
+        n = self.store.num_samples
+        for name, values in record.items():
+            if np.shape(values) != (n,):
+                raise ValueError(f"epoch field '{name}' has shape {np.shape(values)}; expected ({n},), one value "
+                                 "per sample")
+        if probabilities is not None and np.shape(probabilities) != (n, len(self.store.classes)):
+            raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected "
+                             f"({n}, {len(self.store.classes)})")
+        now = time.perf_counter()
+        if seconds is None:
+            seconds = now - self._epoch_began
+        self._epoch_began = now
+        loss = np.asarray(record["loss"], dtype=np.float64)
+        timing = {"seconds": float(seconds),
+                  "loss": float(np.nanmean(loss)) if np.isfinite(loss).any() else float("nan"),
+                  "accuracy": float(np.mean(record["correct"])) if "correct" in record else float("nan")}
+        self.store.write_epoch(self.store.finished_epochs, record, probabilities=probabilities, timing=timing)
+
+    def end_epoch(self, tracker) -> dict[str, np.ndarray]:
+        """End the tracker's epoch (its one host copy) and write it, with the tracker's mean probabilities."""
+        if tracker.num_samples != self.store.num_samples:
+            raise ValueError(f"the tracker records {tracker.num_samples} samples but the run has "
+                             f"{self.store.num_samples}")
+        record = tracker.end_epoch()
+        self.write_epoch(record, probabilities=tracker.mean_probabilities())
+        return record
+
+    def finish(self, *, embeddings: np.ndarray | None = None, probabilities: np.ndarray | None = None,
+               test_accuracy: float | None = None) -> RunStore:
+        """Mark the run complete, save penultimate-layer ``embeddings`` ``(N, D)`` (for near-duplicate
+        search) and final ``probabilities`` ``(N, C)`` when given, keep the scores, and release the lock."""
+        self._check_open()
+        n = self.store.num_samples
+        try:
+            if embeddings is not None:
+                embeddings = np.asarray(embeddings, dtype=np.float32)
+                if embeddings.ndim != 2 or len(embeddings) != n:
+                    raise ValueError(f"embeddings have shape {embeddings.shape}; expected ({n}, dimensions)")
+                atomic_save_npy(self.path / "embeddings.npy", embeddings)
+            if probabilities is not None:
+                if np.shape(probabilities) != (n, len(self.store.classes)):
+                    raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected "
+                                     f"({n}, {len(self.store.classes)})")
+                atomic_save_npy(self.path / "probabilities.npy", np.asarray(probabilities, dtype=np.float32))
+            if self.store.finished_epochs == 0:
+                raise RunError(f"{self.path}: no epoch was written, so the run cannot be complete")
+            meta = self.store.meta
+            if meta["epochs"] != meta["finished_epochs"]:
+                self.store.update_meta(epochs=meta["finished_epochs"])
+            self.store.update_report(test_accuracy=test_accuracy)
+            self.store.update_meta(completed=True)
+            self.store.keep_derived()
+        finally:
+            self.close()
+        return self.store
+
+    def close(self) -> None:
+        """Release the run's lock; the finished epochs stay readable (an unfinished run stays incomplete)."""
+        if not self.closed:
+            self.closed = True
+            self._exit.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RunError(f"{self.path}: the writer is closed")
+
+
+def _check_images(images: np.ndarray, n: int) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 pixels (0-255), got {images.dtype}; convert with "
+                         "(x * 255).round().astype(np.uint8) if they are floats in [0, 1]")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise ValueError(f"images must be (N, H, W) or (N, H, W, C) with C 1 or 3 (channels last), got shape "
+                         f"{images.shape}")
+    if len(images) != n:
+        raise ValueError(f"{len(images)} images for {n} samples; give one image per sample, in sample order")
+    return np.ascontiguousarray(images)
+
+
+def stored_images(store: RunStore) -> np.ndarray | None:
+    """The run's ``images.npy`` (written by :class:`RunWriter`), memory-mapped, once its shape and type
+    are checked against the run: ``(N, H, W, C)`` uint8, or ``None`` when the run has none."""
+    file = store.path / IMAGES_FILE
+    if not file.is_file():
+        return None
+    try:
+        images = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise RunError(f"{file} is not a readable image array ({e}); delete it or write the run again") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != store.num_samples:
+        raise RunError(f"{file} holds {images.dtype} {images.shape}; expected uint8 ({store.num_samples}, H, W, C)")
+    return images
