@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from csl_core.analysis.scores import SUSPICION
+from csl_core.analysis.scores import SCORES
 from csl_core.cli import main
 from csl_core.engine.tracker import CSLTracker
 from csl_core.run.decisions import DecisionLog
@@ -43,7 +43,7 @@ def test_export_then_import_gives_identical_scores(demo_run, tmp_path, capsys):
     assert "AUROC      csl" in capsys.readouterr().out
     original, imported = RunStore(demo_run), RunStore(tmp_path / "imported")
     a, b = original.scores(), imported.scores()
-    score_columns = [*SUSPICION.keys() - {"eval_csl"}, "suggested_label", "suggested_confidence", "csl_rank",
+    score_columns = [*SCORES.keys() - {"eval_csl"}, "suggested_label", "suggested_confidence", "csl_rank",
                      "is_mislabeled", "label", "class_name", "sample_id"]
     for column in score_columns:
         pd.testing.assert_series_equal(a[column], b[column], check_dtype=False, obj=column)

@@ -10,7 +10,7 @@ from PIL import Image
 from csl_core.engine.tracker import CSLTracker
 from csl_core.run.duplicates import find_duplicates, run_images
 from csl_core.run.export import export_run
-from csl_core.run.images import clear_cache, sample_image
+from csl_core.run.images import sample_image
 from csl_core.run.store import RunError, RunStore
 from csl_core.run.writer import RunWriter, sample_table
 
@@ -65,7 +65,6 @@ def test_a_foreign_loop_writes_a_run_with_the_trackers_csl(tmp_path):
     assert list(scores["class_name"]) == [CLASSES[c] for c in labels]
     assert [e["epoch"] for e in store.report()["epochs"]] == list(range(EPOCHS))
     # the images the galleries and the duplicate finder show are the ones handed in
-    clear_cache()
     assert np.array_equal(np.asarray(sample_image(store.path, 7)), images[7])
     assert np.array_equal(run_images(store), images)
 
@@ -83,7 +82,6 @@ def test_a_run_from_files_keeps_absolute_paths_and_exports_a_tree(tmp_path, monk
     store = writer.finish()
     samples = store.samples()
     assert samples["path"].iloc[3] == str(tmp_path / "photos" / "3.png")
-    clear_cache()
     assert sample_image(store.path, 3).getpixel((0, 0)) == (3, 0, 0)
     result = export_run(store.path, imagefolder=True)
     assert sum(1 for _ in result.tree_path.rglob("*.png")) == N
@@ -151,7 +149,6 @@ def test_a_damaged_image_array_is_named_not_shown(tmp_path):
     foreign_loop(writer, labels, epochs=1)
     store = writer.finish()
     np.save(store.path / "images.npy", images[:5])                 # rows no longer match the samples
-    clear_cache()
     with pytest.raises(LookupError, match=r"images.npy holds uint8 \(5, 6, 5, 3\)"):
         sample_image(store.path, 0)
     assert run_images(store) is None
