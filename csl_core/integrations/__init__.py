@@ -1,4 +1,4 @@
-"""Glue for other people's training frameworks, each an optional extra imported only when used.
+"""Integrations layer: glue for other people's training frameworks, each an optional extra imported only when used.
 
 - :mod:`csl_core.integrations.lightning`: a PyTorch Lightning ``Callback`` (``pip install 'csl-clean[lightning]'``).
 - :mod:`csl_core.integrations.huggingface`: a ``transformers.Trainer`` callback and loss mixin
