@@ -217,16 +217,6 @@ def test_a_failed_job_shows_its_error_and_offers_resume(runs_dir, demo_run):
     assert "run_resume" in [b.key for b in at.button]
 
 
-def test_a_bad_data_path_fails_with_a_message(runs_dir, tmp_path):
-    at = app()
-    at.selectbox(key="run_source").set_value("imagefolder").run()
-    at.text_input(key="run_location").input(str(tmp_path / "no-such-folder"))
-    at.text_input(key="run_name").input("mine")
-    at.button(key="run_start").click().run()
-    wait_for(at, runs_dir / "mine", "failed", timeout=60, progress=False)
-    assert any("does not exist" in e.value for e in at.error), [e.value for e in at.error]
-
-
 def test_a_run_from_elsewhere_opens_by_path(runs_dir, demo_run, tmp_path):
     elsewhere = tmp_path / "gpu-box-run"
     shutil.copytree(demo_run, elsewhere)
