@@ -75,7 +75,8 @@ def job_registry() -> JobRegistry:
 # ---------------------------------------------------------------- the open run
 
 def run_choices() -> list[str]:
-    """Run folders under the runs root, newest first, plus runs opened by path and runs training here (their folder may not exist yet)."""
+    """Run folders under the runs root, newest first, plus runs opened by path and runs training here
+    (their folder may not exist yet)."""
     found = [str(p) for p in list_runs(runs_root())]
     extra = st.session_state.get("extra_runs", [])
     jobs = job_registry().all()

@@ -57,18 +57,20 @@ def names_for(store: RunStore) -> np.ndarray:
 
 def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFrame, key: str, *,
                    decisions: tuple[str, ...] = (UNDECIDED,), flat: bool = False,
-                   rank: bool = True) -> Filtered:
+                   rank: bool = True, by_given: bool = True) -> Filtered:
     """Draw the filters (keys prefixed ``key``) and return the samples that pass, most suspicious first.
 
     ``flat`` draws the less used filters in a second row instead of an expander (for callers that
-    already sit inside one)."""
+    already sit inside one); ``rank=False`` leaves out the score picker (ranking by CSL) and
+    ``by_given=False`` the given-label filter (for pages that pick one class)."""
     classes = store.classes
     available = available_scores(scores)
-    top = st.columns([3, 3, 2]) if rank else [st.container(), st.container(), st.container()]
-    with top[0]:
-        method = st.selectbox("Rank by", available, key=f"{key}_score", format_func=lambda m: SCORES[m].label,
-                              help="Every score is oriented so that the most suspicious sample comes first.") \
-            if rank else "csl"
+    top = st.columns([3, 3, 2]) if rank else [None, *st.columns([3, 2])]
+    method = "csl"
+    if rank:
+        with top[0]:
+            method = st.selectbox("Rank by", available, key=f"{key}_score", format_func=lambda m: SCORES[m].label,
+                                  help="Every score is oriented so that the most suspicious sample comes first.")
     with top[1]:
         search = st.text_input("File name contains", key=f"{key}_search", placeholder="e.g. IMG_01 or cat/",
                                help="Case-insensitive; matched against the path relative to the data root.")
@@ -76,7 +78,8 @@ def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFram
         chosen_decisions = st.multiselect("Decision", DECISIONS, default=list(decisions), key=f"{key}_decision",
                                           help="Empty: every sample, decided or not.")
     values = suspicion(scores, method)
-    with st.container() if flat else st.expander("More filters: score threshold, given and suggested label"):
+    more = "score threshold, given and suggested label" if by_given else "score threshold, suggested label"
+    with st.container() if flat else st.expander(f"More filters: {more}"):
         cells = st.columns(3)
         with cells[0]:
             bound = "at least" if SCORES[method].suspicious_when_high else "at most"
@@ -86,7 +89,7 @@ def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFram
         options = list(range(len(classes)))
         with cells[1]:
             given = st.multiselect("Given label", options, key=f"{key}_given",
-                                   format_func=lambda c: f"{c}: {classes[c]}")
+                                   format_func=lambda c: f"{c}: {classes[c]}") if by_given else []
         with cells[2]:
             suggested_in = st.multiselect("Suggested label", options, key=f"{key}_suggested",
                                           format_func=lambda c: f"{c}: {classes[c]}",

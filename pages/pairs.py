@@ -8,8 +8,9 @@ import streamlit as st
 
 from csl_core.analysis.scores import SCORES
 from csl_core.run.decisions import UNDECIDED
-from pages._common import effective_for, record, require_scored_run, scores_for, show_decision_feedback, thumb, undo
-from pages._filters import names_for, ranking
+from pages._common import effective_for, record, require_scored_run, scores_for, show_decision_feedback, undo
+from pages._filters import ranking
+from pages._grid import show_grid
 
 SOURCE = "class-pairs"
 GALLERY_LIMIT = 120
@@ -70,7 +71,7 @@ def _cell_clicked() -> None:
     chosen = selection.selection.cells if selection is not None else []
     if chosen:
         row, column = chosen[0]
-        g, s = int(row), classes.index(str(column))
+        g, s = int(row), [str(c) for c in classes].index(str(column))
         if f"{g}>{s}" in options:
             ss["pair_cell"] = f"{g}>{s}"
 
@@ -78,8 +79,10 @@ def _cell_clicked() -> None:
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.caption(f"{len(members):,} suspects among the top {int(top):,} by {SCORES[method].label}. Click a cell.")
-    st.dataframe(matrix.replace(0, None), key="pair_table", on_select=_cell_clicked, selection_mode="single-cell",
-                 column_config={c: st.column_config.NumberColumn(c, width="small") for c in classes})
+    shown = matrix.astype(str).replace("0", "")
+    shown.columns = [str(c) for c in shown.columns]
+    st.dataframe(shown, key="pair_table", on_select=_cell_clicked, selection_mode="single-cell",
+                 column_config={str(c): st.column_config.TextColumn(str(c), width=36) for c in classes})
 with right:
     if not cells:
         st.info("No suspect has a suggested label different from its given one here.")
@@ -100,13 +103,6 @@ with right:
               icon=":material/undo:", help="Cancels the last action of this page.")
 
 st.subheader(f"{classes[g]} → {classes[s]}")
-names = names_for(store)
-with st.container(horizontal=True, gap="small"):
-    for index in in_cell[:GALLERY_LIMIT]:
-        with st.container(width=120, border=True, key=f"pair_card_{int(index)}"):
-            image = thumb(store, int(index), 96)
-            if image is not None:
-                st.image(image, width=96)
-            st.caption(f"{names[index]}  \n{scores.at[int(index), 'suggested_confidence']:.0%} {classes[s]}")
 if len(in_cell) > GALLERY_LIMIT:
-    st.caption(f"The first {GALLERY_LIMIT} of {len(in_cell)} are shown; Accept applies to all of them.")
+    st.caption(f"The first {GALLERY_LIMIT} of {len(in_cell)} are shown; Accept all applies to every one of them.")
+show_grid(store, scores, effective, in_cell[:GALLERY_LIMIT], key="pair_grid", size=96, source=SOURCE)
