@@ -4,6 +4,7 @@ label truncated on the review pages."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -175,6 +176,24 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
                 assert exported.at[sample, "action"] == action, sample
                 assert exported.at[sample, "label"] == store.classes[label], sample
             assert (exported["action"] != "undecided").sum() == len(expected)
+
+            # Galleries: drop one card by its icon; select three by click and shift-click, keep them at once.
+            page.get_by_role("link", name="Galleries", exact=True).click()
+            page.get_by_text("Hardest: highest CSL").wait_for(timeout=TIMEOUT_MS)
+            hard = page.locator("[data-testid='thumbnail-grid']").nth(1).locator("[data-testid='grid-card']")
+            hard.nth(5).wait_for(timeout=TIMEOUT_MS)
+            shown = [int(hard.nth(i).get_attribute("data-index")) for i in range(6)]
+            hard.nth(0).locator("button[data-act='drop']").click()
+            sync_api.expect(hard.nth(0)).to_have_class(re.compile("decided"), timeout=TIMEOUT_MS)
+            hard.nth(2).locator(".thumb").click()
+            hard.nth(4).locator(".thumb").click(modifiers=["Shift"])
+            sync_api.expect(page.locator("[data-testid='grid-card'].selected")).to_have_count(3)
+            page.locator("[data-testid='thumbnail-grid']").nth(1).locator("button[data-bulk='keep']").click()
+            sync_api.expect(hard.nth(4)).to_have_class(re.compile("decided"), timeout=TIMEOUT_MS)
+            effective = DecisionLog(run).effective(store.num_samples, given)
+            assert effective.at[shown[0], "action"] == "drop"
+            assert (effective.loc[shown[2:5], "action"] == "keep").all()
+            assert effective.at[shown[1], "action"] == expected.get(shown[1], ("undecided",))[0]
 
             for link, ready in (("Galleries", "Hardest: highest CSL"), ("Class pairs", "Accept all")):
                 page.get_by_role("link", name=link, exact=True).click()
