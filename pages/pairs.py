@@ -95,14 +95,14 @@ with right:
     g, s = map(int, ss["pair_cell"].split(">"))
     in_cell = members[(given[members] == g) & (suggested[members] == s)]
     st.markdown(f"**{len(in_cell)}** sample(s) labeled **{classes[g]}** that the model sees as **{classes[s]}**.")
-    st.button(f"Accept all {len(in_cell)}: relabel to {classes[s]}", key="pair_accept", type="primary",
-              on_click=record, args=(store, in_cell.tolist(), "relabel"),
-              kwargs={"label": s, "source": SOURCE}, icon=":material/done_all:",
-              help="One decision for the whole cell; Undo takes it back at once.")
-    st.button("Undo", key="pair_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
-              icon=":material/undo:", help="Cancels the last action of this page.")
+    buttons = st.container(horizontal=True)
+    buttons.button(f"Accept all {len(in_cell)}: relabel to {classes[s]}", key="pair_accept", type="primary",
+                   on_click=record, args=(store, in_cell.tolist(), "relabel"),
+                   kwargs={"label": s, "source": SOURCE}, icon=":material/done_all:",
+                   help="One decision for the whole cell; Undo takes it back at once.")
+    buttons.button("Undo", key="pair_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
+                   icon=":material/undo:", help="Cancels the last action of this page.")
 
-st.subheader(f"{classes[g]} → {classes[s]}")
-if len(in_cell) > GALLERY_LIMIT:
-    st.caption(f"The first {GALLERY_LIMIT} of {len(in_cell)} are shown; Accept all applies to every one of them.")
-show_grid(store, scores, effective, in_cell[:GALLERY_LIMIT], key="pair_grid", size=96, source=SOURCE)
+    if len(in_cell) > GALLERY_LIMIT:
+        st.caption(f"The first {GALLERY_LIMIT} of {len(in_cell)} are shown; Accept all applies to every one.")
+    show_grid(store, scores, effective, in_cell[:GALLERY_LIMIT], key="pair_grid", size=80, source=SOURCE)

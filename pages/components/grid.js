@@ -12,7 +12,7 @@ function element(tag, attributes = {}, children = []) {
   return node;
 }
 
-function relabelSelect(classes, title, placeholder = "to") {
+function relabelSelect(classes, title, placeholder = "✎") {
   const select = element("select", { title, "aria-label": title, "data-act": "relabel" });
   select.appendChild(element("option", { value: "", text: placeholder }));
   classes.forEach((name, c) => select.appendChild(element("option", { value: String(c), text: `${c}: ${name}` })));
