@@ -14,9 +14,8 @@ from pages._grid import show_grid
 SOURCE = "gallery"
 
 st.title("Galleries")
-st.caption("Lowest CSL (learned at once) beside highest CSL (fought the model all training); mislabeled images "
-           "gather on the right. Click images to select them (shift-click for a range), then act on all at once; "
-           "hover for a larger image.")
+st.caption("Lowest CSL (learned at once) beside highest CSL (fought the model all training): mislabeled "
+           "images gather on the right.")
 store = require_scored_run()
 scores = scores_for(store)
 classes = store.classes
@@ -37,7 +36,7 @@ with controls[1]:
 with controls[2]:
     per_side = st.selectbox("Per side", [12, 24, 48, 96], key="gal_per_side")
 with controls[4]:
-    size = st.slider("Thumbnail size", 64, 256, 96, step=16, key="gal_size", format="%d px",
+    size = st.slider("Thumbnail size", 64, 256, 80, step=16, key="gal_size", format="%d px",
                      help="As many columns as fit at this size.")
 with st.expander("Filters: file name, decision, score threshold, suggested label", icon=":material/filter_list:"):
     filtered = sample_filters(store, scores, effective, "gal", decisions=(), rank=False, by_given=False, flat=True)
@@ -62,10 +61,10 @@ def galleries() -> None:
     current = effective_for(store)
     left, right = st.columns(2, gap="medium")
     with left:
-        st.subheader("Easiest: lowest CSL")
+        st.markdown("##### Easiest: lowest CSL")
         show_grid(store, scores, current, easy, key="gal_easy", size=size, source=SOURCE)
     with right:
-        st.subheader("Hardest: highest CSL")
+        st.markdown("##### Hardest: highest CSL")
         show_grid(store, scores, current, hard, key="gal_hard", size=size, source=SOURCE)
     image_error = st.session_state.get("image_errors", {}).pop(str(store.path), None)
     if image_error:

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             page.locator("[data-testid='stSelectbox']").filter(has_text="Class").first.click()
             page.get_by_role("option", name=f"{args.gallery_class}:", exact=False).first.click()
             page.locator("[data-testid='grid-card']").nth(23).wait_for(timeout=60_000)
+            page.mouse.move(1, 1)    # no hover preview in the picture
             time.sleep(2)
             page.screenshot(path=str(out / "gallery.png"), full_page=False)
             page.get_by_role("link", name="Focused review", exact=True).click()

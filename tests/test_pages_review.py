@@ -147,3 +147,21 @@ def test_the_focused_review_and_the_filters_open(runs_dir, demo_copy):
     assert suspect in narrowed and len(narrowed) < 20
     assert all(str(scores.at[int(i), "sample_id"]).endswith(str(scores.at[suspect, "sample_id"])[-3:])
                or str(scores.at[suspect, "sample_id"])[-3:] in str(scores.at[int(i), "sample_id"]) for i in narrowed)
+
+
+def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy):
+    from csl_core.engine.jobs import Job
+    from csl_core.engine.train import TrainConfig
+    from pages._common import job_registry
+
+    failed = runs_dir / "broken-before-its-folder"
+    job = Job(TrainConfig(data="imagefolder:/nowhere"), failed)
+    job._set(state="failed", error="DataError: folder '/nowhere' does not exist", traceback="")
+    job_registry()._jobs[str(failed.resolve())] = job
+    try:
+        at = app()
+        picker = at.sidebar.selectbox(key="run_path")
+        assert picker.value == str(demo_copy)
+        assert picker.options[-1] == failed.name          # still listed, so that its error can be read
+    finally:
+        job_registry()._jobs.pop(str(failed.resolve()), None)

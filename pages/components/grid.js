@@ -29,21 +29,20 @@ function render(state) {
   const bar = root.querySelector(".bar");
   bar.innerHTML = "";
   const count = state.selected.size;
-  bar.append(element("span", { text: count ? `${count} selected:` : "Selected: none" }));
-  const bulk = [["accept", "Accept suggested"], ["keep", "Keep"], ["drop", "Drop"]];
-  for (const [action, text] of bulk) {
-    const button = element("button", { type: "button", "data-bulk": action, text });
-    button.disabled = !count;
-    bar.appendChild(button);
+  if (!count) {
+    bar.append(element("span", { class: "hint", text: "Click images to select, shift-click for a range." }));
+    bar.appendChild(element("button", { type: "button", "data-bulk": "all", text: "Select all" }));
+  } else {
+    bar.append(element("span", { text: `${count} selected:` }));
+    for (const [action, text] of [["accept", "Accept suggested"], ["keep", "Keep"], ["drop", "Drop"]]) {
+      bar.appendChild(element("button", { type: "button", "data-bulk": action, text }));
+    }
+    const select = relabelSelect(classes, "Relabel the selected samples to", "Relabel to…");
+    select.dataset.bulk = "relabel";
+    bar.appendChild(select);
+    bar.appendChild(element("button", { type: "button", "data-bulk": "all", text: "All" }));
+    bar.appendChild(element("button", { type: "button", "data-bulk": "none", text: "Clear" }));
   }
-  const select = relabelSelect(classes, "Relabel the selected samples to", "Relabel to…");
-  select.dataset.bulk = "relabel";
-  select.disabled = !count;
-  bar.appendChild(select);
-  bar.appendChild(element("button", { type: "button", "data-bulk": "all", text: "Select all" }));
-  const clear = element("button", { type: "button", "data-bulk": "none", text: "Clear" });
-  clear.disabled = !count;
-  bar.appendChild(clear);
 
   const cards = root.querySelector(".cards");
   cards.innerHTML = "";
@@ -56,9 +55,10 @@ function render(state) {
     if (item.photo) image.classList.add("photo");
     card.appendChild(element("div", { class: "thumb", title: item.name }, [image]));
     const meta = element("div", { class: "meta" });
-    meta.append(`#${item.rank} · CSL ${item.csl}`, element("br"), element("b", { text: classes[item.given] }));
+    meta.title = `CSL rank #${item.rank} · CSL ${item.csl} · ${item.name}`;
+    meta.append(`#${item.rank} · `, element("b", { text: classes[item.given] }));
     if (item.suggested !== null && item.suggested !== item.given) {
-      meta.append(" → ", element("span", { class: "differs", text: classes[item.suggested] }),
+      meta.append("→", element("span", { class: "differs", text: classes[item.suggested] }),
                   ` ${Math.round(item.probability * 100)}%`);
     }
     card.appendChild(meta);
