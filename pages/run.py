@@ -240,8 +240,9 @@ def live_charts() -> None:
         figure.add_scatter(x=x, y=epochs["loss"], name="mean training loss", mode="lines+markers")
         figure.add_scatter(x=x, y=epochs["accuracy"], name="training accuracy", mode="lines+markers", yaxis="y2")
         figure.update_layout(title="Loss and accuracy", height=320, margin=dict(t=40, b=30, l=10, r=10),
-                             xaxis_title="epoch", yaxis=dict(title="loss"),
-                             yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
+                             xaxis=dict(title="epoch", tickformat=",d"), yaxis=dict(title="loss"),
+                             yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1],
+                                         tickmode="linear", dtick=0.25, tickformat=".0%", showgrid=False),
                              legend=dict(orientation="h", y=-0.25))
         st.plotly_chart(figure, key="run_curves")
     with histogram:
@@ -263,7 +264,6 @@ def live_charts() -> None:
 
 
 live_progress()
-live_charts()
 
 
 def what_next() -> None:
@@ -286,3 +286,4 @@ def what_next() -> None:
 
 
 what_next()
+live_charts()
