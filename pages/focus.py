@@ -61,8 +61,7 @@ def session_source() -> str:
     return ss.setdefault("foc_source", f"focus-{uuid.uuid4().hex[:8]}")
 
 
-def apply_events(store: RunStore, queue: np.ndarray, payload, *, suggested: np.ndarray | None,
-                 labels: np.ndarray) -> str | None:
+def apply_events(store: RunStore, queue: np.ndarray, payload) -> str | None:
     """Record the view's events newer than the last one recorded; returns an error to show, if any.
 
     ``payload`` is what the component sent: ``{"queue": id, "list": [events]}``; each event has a
@@ -155,7 +154,7 @@ def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndar
 @st.fragment
 def review() -> None:
     payload = (ss.get(VIEW_KEY) or {}).get("events")
-    error = apply_events(store, queue, payload, suggested=suggested, labels=labels)
+    error = apply_events(store, queue, payload)
     cursor = ss.get("foc_cursor", 0)
     window = range(max(0, cursor - BEHIND), min(len(queue), cursor + AHEAD))
     rows = tuple(int(queue[p]) for p in window)

@@ -34,11 +34,11 @@ function build(parent) {
         <div class="legend">solid: this sample · dashed: its given class's average</div>
         <h4>Nearest neighbours</h4>
         <div class="neighbours"></div>
+        <div class="classes"></div>
         <div class="actions"></div>
+        <div class="status" aria-live="polite"></div>
       </div>
-    </div>
-    <div class="classes"></div>
-    <div class="status" aria-live="polite"></div>`;
+    </div>`;
   const actions = root.querySelector(".actions");
   for (const [key, text, name] of [["a", "accept suggested", "accept"], ["k", "keep", "keep"], ["d", "drop", "drop"],
                                    ["j", "previous", "previous"], ["l", "next", "next"], ["u", "undo", "undo"]]) {
@@ -47,8 +47,19 @@ function build(parent) {
     button.dataset.action = name;
     actions.appendChild(button);
   }
+  const relabel = element("select", { class: "relabel", title: "Relabel to any class (keys 0-9 for the first ten)",
+                                      "aria-label": "Relabel to" });
+  actions.appendChild(relabel);
   parent.appendChild(root);
   return root;
+}
+
+function fillRelabel(root, classes) {
+  const select = root.querySelector("select.relabel");
+  if (select.options.length === classes.length + 1) return;
+  select.innerHTML = "";
+  select.appendChild(element("option", { value: "", text: "relabel to…" }));
+  classes.forEach((name, c) => select.appendChild(element("option", { value: String(c), text: `${c}: ${name}` })));
 }
 
 function decisionOf(state, item) {
@@ -239,7 +250,17 @@ export default function (component) {
   if (data.error) state.message = data.error;
   show(state);
 
+  fillRelabel(state.root, data.classes);
   const keydown = (event) => onKey(state, event);
+  const change = (event) => {
+    const select = event.target.closest("select.relabel");
+    if (!select || select.value === "") return;
+    state.keyTime = performance.now();
+    decide(state, "relabel", Number(select.value));
+    select.value = "";
+    select.blur();
+    show(state);
+  };
   const click = (event) => {
     const button = event.target.closest("button[data-key]");
     if (!button) return;
@@ -247,8 +268,10 @@ export default function (component) {
   };
   document.addEventListener("keydown", keydown);
   state.root.addEventListener("click", click);
+  state.root.addEventListener("change", change);
   return () => {
     document.removeEventListener("keydown", keydown);
     state.root.removeEventListener("click", click);
+    state.root.removeEventListener("change", change);
   };
 }
