@@ -35,7 +35,7 @@ NEIGHBOURS_SEARCH_LIMIT = 50_000   # above this, neighbours only where the Dupli
 ss = st.session_state
 
 
-@st.cache_data(max_entries=2048, show_spinner=False)
+@st.cache_data(max_entries=256, show_spinner=False)
 def large_image(run_path: str, created: float, index: int) -> str | None:
     """The sample's own image (not the thumbnail) as a data URL; ``created`` tells a replaced run apart."""
     try:
@@ -129,7 +129,9 @@ created = float(store.meta.get("created", 0.0))
 
 
 def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndarray, loss: np.ndarray,
-         near: tuple[np.ndarray, np.ndarray] | None) -> dict:
+         near: tuple[np.ndarray, np.ndarray] | None, held: set[int]) -> dict:
+    """What the view shows of the sample at queue position ``pos``; its image only if the view does not
+    hold it already (``held``: positions the view reported with its last event)."""
     action = str(state["action"][index])
     found = []
     if near is not None:
@@ -139,7 +141,8 @@ def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndar
             found.append({"image": thumb_url(store, int(j), 56), "label": int(labels[j]),
                           "similarity": float(similarity)})
     return {
-        "pos": pos, "index": index, "image": large_image(run_path, created, index), "name": str(names[index]),
+        "pos": pos, "index": index, "name": str(names[index]),
+        "image": None if pos in held else (large_image(run_path, created, index) or ""),   # "": unreadable
         "given": int(labels[index]),
         "suggested": int(suggested[index]) if suggested is not None else None,
         "probability": float(confidence[index]) if confidence is not None else 0.0,
@@ -155,6 +158,9 @@ def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndar
 def review() -> None:
     payload = (ss.get(VIEW_KEY) or {}).get("events")
     error = apply_events(store, queue, payload)
+    held = set()
+    if isinstance(payload, dict) and payload.get("queue") == ss["foc_queue_id"]:
+        held = {p for p in payload.get("have") or [] if isinstance(p, int)}
     cursor = ss.get("foc_cursor", 0)
     window = range(max(0, cursor - BEHIND), min(len(queue), cursor + AHEAD))
     rows = tuple(int(queue[p]) for p in window)
@@ -168,7 +174,7 @@ def review() -> None:
         "classes": classes, "score_label": SCORES[method].label, "error": error,
         "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
                            "has not searched it yet)." if near is None else "",
-        "items": [item(p, i, state, class_loss, loss[n], near) for n, (p, i) in enumerate(zip(window, rows))],
+        "items": [item(p, i, state, class_loss, loss[n], near, held) for n, (p, i) in enumerate(zip(window, rows))],
     }
     focus_view(key=VIEW_KEY, data=data, default={"events": None}, on_events_change=lambda: None)
     decided = int((state["action"][queue] != "undecided").sum()) if len(queue) else 0

@@ -109,7 +109,10 @@ function show(state) {
       performance.measure("csl-focus-key-to-image", { start: started, end: performance.now() });
     });
   };
-  if (image.getAttribute("src") !== item.image) {
+  if (!item.image) {
+    image.style.visibility = "hidden";
+    loading.textContent = item.image === "" ? "image not available" : "loading...";
+  } else if (image.getAttribute("src") !== item.image) {
     image.onload = () => image.classList.toggle("photo", image.naturalWidth > 128);
     image.src = item.image;
     image.decode().then(shown, shown);
@@ -155,7 +158,9 @@ function send(state, event) {
   event.seq = state.seq;
   event.cursor = state.pos;
   state.pending.push(event);
-  state.setStateValue("events", { queue: state.queue, list: state.pending });
+  // The positions whose image this view holds: Python sends only the others.
+  const have = [...state.cache.values()].filter((item) => item.image).map((item) => item.pos);
+  state.setStateValue("events", { queue: state.queue, list: state.pending, have });
 }
 
 function move(state, step) {
@@ -240,14 +245,21 @@ export default function (component) {
   state.seq = Math.max(state.seq, data.ack);
   state.pending = state.pending.filter((e) => e.seq > data.ack);
   for (const [pos, local] of state.local) if (local.seq <= data.ack) state.local.delete(pos);
+  let missing = false;
   for (const item of data.items) {
+    const known = state.cache.get(item.pos);
+    if (item.image === null && known && known.index === item.index) item.image = known.image;  // sent before
+    if (item.image === null) missing = true;     // Python thinks this view holds it: a fresh view does not
     state.cache.set(item.pos, item);
+    if (!item.image) continue;
     const preload = new Image();
     preload.src = item.image;
     preload.decode().catch(() => {});
   }
   for (const pos of state.cache.keys()) if (Math.abs(pos - state.pos) > KEEP_AROUND) state.cache.delete(pos);
   if (data.error) state.message = data.error;
+  if (missing && !state.asked) send(state, { kind: "move" });   // reports what it holds; the rest comes
+  state.asked = missing;
   show(state);
 
   fillRelabel(state.root, data.classes);
