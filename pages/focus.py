@@ -130,11 +130,12 @@ created = float(store.meta.get("created", 0.0))
 
 def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndarray, loss: np.ndarray,
          near: tuple[np.ndarray, np.ndarray] | None, held: set[int]) -> dict:
-    """What the view shows of the sample at queue position ``pos``; its image only if the view does not
-    hold it already (``held``: positions the view reported with its last event)."""
+    """What the view shows of the sample at queue position ``pos``; its images (the sample's, its
+    neighbours') only if the view does not hold them already (``held``: positions the view reported
+    with its last event)."""
     action = str(state["action"][index])
-    found = []
-    if near is not None:
+    found: list[dict] | None = None if pos in held else []
+    if near is not None and found is not None:
         for j, similarity in zip(near[0][index], near[1][index]):
             if j < 0 or j == index or len(found) >= NEIGHBOURS_SHOWN:
                 continue

@@ -137,8 +137,8 @@ function show(state) {
   drawTrajectory(root.querySelector("svg.trajectory"), item.loss, item.class_loss);
   const neighbours = root.querySelector(".neighbours");
   neighbours.innerHTML = "";
-  if (!item.neighbours.length) neighbours.textContent = data.neighbours_note;
-  for (const n of item.neighbours) {
+  if (!(item.neighbours || []).length) neighbours.textContent = data.neighbours_note;
+  for (const n of item.neighbours || []) {
     const caption = element("figcaption", { text: classes[n.label], class: n.label !== item.given ? "differs" : "" });
     neighbours.appendChild(element("figure", { title: `similarity ${n.similarity.toFixed(3)}` },
                                    [element("img", { src: n.image, alt: classes[n.label] }), caption]));
@@ -248,7 +248,10 @@ export default function (component) {
   let missing = false;
   for (const item of data.items) {
     const known = state.cache.get(item.pos);
-    if (item.image === null && known && known.index === item.index) item.image = known.image;  // sent before
+    if (item.image === null && known && known.index === item.index) {   // sent before
+      item.image = known.image;
+      item.neighbours = known.neighbours;
+    }
     if (item.image === null) missing = true;     // Python thinks this view holds it: a fresh view does not
     state.cache.set(item.pos, item);
     if (!item.image) continue;
