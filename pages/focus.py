@@ -29,7 +29,7 @@ from pages._components import focus_view
 from pages._filters import names_for, sample_filters
 
 VIEW_KEY = "foc_view"
-BEHIND, AHEAD = 4, 16          # samples sent either side of the cursor (the ahead ones are preloaded)
+BEHIND, AHEAD = 8, 32          # samples sent either side of the cursor (the ahead ones are preloaded)
 NEIGHBOURS_SHOWN = 6
 NEIGHBOURS_SEARCH_LIMIT = 50_000   # above this, neighbours only where the Duplicates page already searched
 ss = st.session_state
