@@ -89,21 +89,21 @@ targets = selected if scope == "selected rows" else queue[:top_n]
 with scope_columns[2]:
     st.markdown(f"**{len(targets)}** sample(s)")
 
-actions = st.columns([2, 1.6, 1.2, 1, 1, 1.6])
+actions = st.container(horizontal=True, vertical_alignment="center")   # each button as wide as its label
 none = len(targets) == 0
 if suggested is not None:
-    actions[0].button("Accept suggested labels", key="rev_accept", type="primary", disabled=none,
-                      on_click=record, args=(store, targets.tolist(), "relabel"),
-                      kwargs={"label": suggested[targets].tolist(), "source": SOURCE},
-                      help="Relabel each sample to its suggested label (a sample whose suggestion is its own "
-                           "label counts as kept).")
-relabel_to = actions[1].selectbox("Relabel to", list(range(len(classes))), key="rev_relabel_to",
-                                  format_func=lambda c: f"relabel to {classes[c]}", label_visibility="collapsed")
-actions[2].button("Relabel", key="rev_relabel", disabled=none, on_click=record,
-                  args=(store, targets.tolist(), "relabel"), kwargs={"label": int(relabel_to), "source": SOURCE})
-actions[3].button("Drop", key="rev_drop", disabled=none, on_click=record, args=(store, targets.tolist(), "drop"),
-                  kwargs={"source": SOURCE})
-actions[4].button("Keep", key="rev_keep", disabled=none, on_click=record, args=(store, targets.tolist(), "keep"),
-                  kwargs={"source": SOURCE})
-actions[5].button("Undo last action", key="rev_undo", on_click=undo, args=(store,), icon=":material/undo:",
-                  help="Cancels the most recent action from any page; it stays in the log as undone.")
+    actions.button("Accept suggested labels", key="rev_accept", type="primary", disabled=none,
+                   on_click=record, args=(store, targets.tolist(), "relabel"),
+                   kwargs={"label": suggested[targets].tolist(), "source": SOURCE},
+                   help="Relabel each sample to its suggested label (a sample whose suggestion is its own "
+                        "label counts as kept).")
+relabel_to = actions.selectbox("Relabel to", list(range(len(classes))), key="rev_relabel_to", width=220,
+                               format_func=lambda c: f"relabel to {classes[c]}", label_visibility="collapsed")
+actions.button("Relabel", key="rev_relabel", disabled=none, on_click=record,
+               args=(store, targets.tolist(), "relabel"), kwargs={"label": int(relabel_to), "source": SOURCE})
+actions.button("Drop", key="rev_drop", disabled=none, on_click=record, args=(store, targets.tolist(), "drop"),
+               kwargs={"source": SOURCE})
+actions.button("Keep", key="rev_keep", disabled=none, on_click=record, args=(store, targets.tolist(), "keep"),
+               kwargs={"source": SOURCE})
+actions.button("Undo last action", key="rev_undo", on_click=undo, args=(store,), icon=":material/undo:",
+               help="Cancels the most recent action from any page; it stays in the log as undone.")

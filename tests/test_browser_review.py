@@ -195,7 +195,11 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
             assert (effective.loc[shown[2:5], "action"] == "keep").all()
             assert effective.at[shown[1], "action"] == expected.get(shown[1], ("undecided",))[0]
 
-            for link, ready in (("Galleries", "Hardest: highest CSL"), ("Class pairs", "Accept all")):
+            # No button label cut on any page (the Duplicates page is being reworked separately).
+            for link, ready in (("Galleries", "Hardest: highest CSL"), ("Class pairs", "Accept all"),
+                                ("Review queue", "Undo last action"), ("Run", "What next"),
+                                ("Trajectories", "Samples per side"), ("Export", "Download CSV"),
+                                ("Evaluate", "Errors to find")):
                 page.get_by_role("link", name=link, exact=True).click()
                 page.get_by_text(ready).first.wait_for(timeout=TIMEOUT_MS)
                 page.wait_for_load_state("networkidle")
