@@ -15,6 +15,8 @@ PAGES = [
     st.Page("pages/trajectories.py", title="Trajectories", icon=":material/show_chart:", url_path="loss-trajectories"),
     st.Page("pages/galleries.py", title="Galleries", icon=":material/photo_library:", url_path="gallery"),
     st.Page("pages/review.py", title="Review queue", icon=":material/checklist:", url_path="review-queue"),
+    st.Page("pages/focus.py", title="Focused review", icon=":material/keyboard:", url_path="focused-review"),
+    st.Page("pages/pairs.py", title="Class pairs", icon=":material/grid_on:", url_path="class-pairs"),
     st.Page("pages/duplicates.py", title="Duplicates", icon=":material/content_copy:", url_path="duplicate-groups"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="cleaned-labels"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/query_stats:", url_path="evaluation"),

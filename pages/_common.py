@@ -18,12 +18,18 @@ from csl_core.run.images import thumbnail, thumbnail_data_url
 from csl_core.run.store import RunError, RunStore, list_runs
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
+RUNS_DIR_KEY = "runs_dir"     # the sidebar's runs folder setting
+URL_RUN = "run"               # the query parameter that names the open run, so reloads and bookmarks keep it
 LIVE_REFRESH_SECONDS = 2.0
 
 
 def runs_root() -> Path:
-    """Where runs live: ``./runs``, or ``$CSL_RUNS_DIR``."""
-    return Path(os.environ.get("CSL_RUNS_DIR", "runs"))
+    """Where runs live: the sidebar's *Runs folder*, by default ``$CSL_RUNS_DIR``, else ``./runs``."""
+    return Path((st.session_state.get(RUNS_DIR_KEY) or "").strip() or default_runs_root())
+
+
+def default_runs_root() -> str:
+    return os.environ.get("CSL_RUNS_DIR", "runs")
 
 
 # ---------------------------------------------------------------- background jobs
@@ -69,13 +75,17 @@ def job_registry() -> JobRegistry:
 # ---------------------------------------------------------------- the open run
 
 def run_choices() -> list[str]:
-    """Run folders under the runs root, newest first, plus runs opened by path and runs training here (their folder may not exist yet)."""
+    """Run folders under the runs root, newest first, plus runs opened by path and runs training here
+    (their folder may not exist yet)."""
     found = [str(p) for p in list_runs(runs_root())]
     extra = st.session_state.get("extra_runs", [])
-    # A job that failed before its folder existed stays listed, so that its error can be read.
-    preparing = [str(job.run_dir) for job in job_registry().all()
-                 if job.status().active or (job.status().state == "failed" and not (job.run_dir / "meta.json").exists())]
-    return list(dict.fromkeys([*preparing, *found, *extra]))
+    jobs = job_registry().all()
+    preparing = [str(job.run_dir) for job in jobs if job.status().active]
+    # A job that failed before its folder existed stays listed, last (never the default), so that its
+    # error can be read.
+    failed = [str(job.run_dir) for job in jobs
+              if job.status().state == "failed" and not (job.run_dir / "meta.json").exists()]
+    return list(dict.fromkeys([*preparing, *found, *extra, *failed]))
 
 
 def open_run_path() -> str | None:
@@ -228,6 +238,7 @@ def show_decision_feedback() -> None:
 
 def sidebar() -> None:
     """The run picker and the live job state, drawn by ``app.py`` before every page."""
+    url_error = _open_run_from_url()
     with st.sidebar:
         choices = run_choices()
         if st.session_state.get(RUN_KEY) not in choices:
@@ -237,7 +248,34 @@ def sidebar() -> None:
                          help=f"Run folders under {runs_root()}/ (newest first) and runs opened by path.")
         else:
             st.caption(f"No runs yet under {runs_root()}/. Start one on the Run page.")
+        if url_error:
+            st.warning(url_error)
         _sidebar_job_state()
+        with st.expander("Settings", icon=":material/settings:"):
+            st.text_input("Runs folder", value=default_runs_root(), key=RUNS_DIR_KEY,
+                          help="Where runs are listed and new runs are written. Its default is the "
+                               "CSL_RUNS_DIR environment variable, else ./runs.")
+    current = st.session_state.get(RUN_KEY)
+    if current and st.query_params.get(URL_RUN) != current:
+        st.query_params[URL_RUN] = current
+
+
+def _open_run_from_url() -> str | None:
+    """Open the run the URL names (``?run=PATH``), once per session; an error message if it cannot be opened."""
+    if st.session_state.get("url_run_read"):
+        return None
+    st.session_state["url_run_read"] = True
+    path = st.query_params.get(URL_RUN)
+    if not path:
+        return None
+    job = job_registry().get(path)
+    if job is None:
+        try:
+            RunStore(path)
+        except RunError as e:
+            return f"The run in the address cannot be opened: {e}"
+    select_run(path)
+    return None
 
 
 def _sidebar_job_state() -> None:
@@ -251,7 +289,7 @@ def _sidebar_job_state() -> None:
             store = open_store()
             if store is not None:
                 meta = store.meta
-                done = "complete" if meta.get("completed") else "not complete"
+                done = "finished" if meta.get("completed") else "not finished"
                 st.caption(f"{meta['finished_epochs']}/{meta['epochs']} epochs · {done} · {meta['source']}")
             return
         status = job.status()

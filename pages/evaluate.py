@@ -7,9 +7,19 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from csl_core.analysis.metrics import errors_found
+from csl_core.analysis.scores import SCORES, suspicion
 from csl_core.run.decisions import review_outcome
 from csl_core.run.store import RunStore
 from pages._common import effective_for, load_scores, require_scored_run, scores_for
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def errors_found_curve(run_path: str, finished_epochs: int, truth_column: str, method: str, up_to: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``(images reviewed, errors found)`` along the queue ranked by ``method``."""
+    scores = load_scores(run_path, finished_epochs)
+    return errors_found(scores[truth_column].to_numpy(bool), suspicion(scores, method), up_to=up_to)
 
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating every score...")
@@ -42,22 +52,56 @@ st.caption(f"{k:,} of {len(scores):,} samples are positives; *precision at k* is
            f"top {k:,} of each score, what a person reviewing the top of the queue sees.")
 
 table, curves = evaluate_scores(str(store.path), store.finished_epochs, truth_column)
+methods = table["score"].tolist()
+label_of = {m: SCORES[m].label if m in SCORES else m for m in methods}
+chosen = st.multiselect("Scores", methods, default=[m for m in ("csl", "final_loss", "aum") if m in methods][:3],
+                        format_func=label_of.get, key="eval_scores",
+                        help="Each line: how many of the true errors a person has found after reviewing the "
+                             "top k samples by that score.")
+up_to = st.slider("Images reviewed, up to", min(k, len(scores)), len(scores), min(len(scores), 3 * k),
+                  key="eval_up_to", help="The x-axis range: the first images of the review queue.")
 left, right = st.columns([3, 2])
 with left:
     figure = go.Figure()
-    for method in table["score"]:
-        x, y = curves[method]
-        value = table.loc[table["score"] == method, "AUROC"].iloc[0]
-        figure.add_scatter(x=x, y=y, mode="lines", name=f"{method} ({value:.3f})",
-                           line=dict(width=3 if method == "csl" else 1.4))
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
-    figure.update_layout(title="ROC curve of each score", xaxis_title="false-positive rate",
-                         yaxis_title="true-positive rate", height=460, margin=dict(t=50, b=40, l=10, r=10))
-    st.plotly_chart(figure, key="eval_roc")
+    figure.add_scatter(x=[0, k, up_to], y=[0, k, k], mode="lines", name="ideal (every image an error)",
+                       line=dict(dash="dash", color="grey"))
+    figure.add_scatter(x=[0, up_to], y=[0, up_to * k / len(scores)], mode="lines", name="random order",
+                       line=dict(dash="dot", color="lightgrey"))
+    for method in chosen:
+        reviewed, found = errors_found_curve(str(store.path), store.finished_epochs, truth_column, method, up_to)
+        figure.add_scatter(x=reviewed, y=found, mode="lines", name=label_of[method],
+                           line=dict(width=3 if method == "csl" else 1.8))
+    figure.update_layout(title="Errors found vs images reviewed", height=420, margin=dict(t=50, b=40, l=10, r=10),
+                         xaxis=dict(title="images reviewed (top of the queue)", tickformat=",d", rangemode="tozero"),
+                         yaxis=dict(title="errors found", tickformat=",d", rangemode="tozero"),
+                         legend=dict(orientation="h", y=-0.2))
+    st.plotly_chart(figure, key="eval_found")
 with right:
-    st.dataframe(table, hide_index=True, column_config={
-        "AUROC": st.column_config.NumberColumn(format="%.4f"), "AUPR": st.column_config.NumberColumn(format="%.4f"),
-        "precision at k": st.column_config.NumberColumn(format="%.3f")})
+    st.markdown(f"**Precision at {k:,}** (the true number of errors): the share of errors among the first "
+                f"{k:,} images of each queue.")
+    for method in chosen:
+        precision = float(table.loc[table["score"] == method, "precision at k"].iloc[0])
+        st.metric(label_of[method], f"{precision:.1%}", help=f"{round(precision * k):,} of the first {k:,} "
+                                                                  "images are errors")
+if st.toggle("Show ROC curves and every score's AUROC", key="eval_roc_toggle"):
+    left, right = st.columns([3, 2])
+    with left:
+        figure = go.Figure()
+        for method in chosen or methods:
+            x, y = curves[method]
+            value = table.loc[table["score"] == method, "AUROC"].iloc[0]
+            figure.add_scatter(x=x, y=y, mode="lines", name=f"{label_of[method]} ({value:.3f})",
+                               line=dict(width=3 if method == "csl" else 1.4))
+        figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
+        figure.update_layout(title="ROC curve of each chosen score", xaxis=dict(title="false-positive rate",
+                             tickformat=".1f"), yaxis=dict(title="true-positive rate", tickformat=".1f"),
+                             height=420, margin=dict(t=50, b=40, l=10, r=10), legend=dict(orientation="h", y=-0.2))
+        st.plotly_chart(figure, key="eval_roc")
+    with right:
+        st.dataframe(table, hide_index=True, column_config={
+            "AUROC": st.column_config.NumberColumn(format="%.4f"),
+            "AUPR": st.column_config.NumberColumn(format="%.4f"),
+            "precision at k": st.column_config.NumberColumn(format="%.3f")})
 
 st.subheader("Your decisions")
 effective = effective_for(store)

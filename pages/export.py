@@ -50,11 +50,11 @@ def _csv() -> bytes:
     return csv_bytes(cleaned_labels(scores, effective, classes, include_dropped=include_dropped))
 
 
-buttons = st.columns([1, 1, 4])
-buttons[0].button("Write to the run folder", key="exp_write", type="primary", on_click=_write,
-                  icon=":material/save:")
-buttons[1].download_button("Download CSV", data=_csv, file_name=f"{store.name}-cleaned_labels.csv",
-                           mime="text/csv", key="exp_download", icon=":material/download:")
+buttons = st.container(horizontal=True)   # each button as wide as its label
+buttons.button("Write to the run folder", key="exp_write", type="primary", on_click=_write,
+               icon=":material/save:")
+buttons.download_button("Download CSV", data=_csv, file_name=f"{store.name}-cleaned_labels.csv",
+                        mime="text/csv", key="exp_download", icon=":material/download:")
 message = st.session_state.pop("exp_message", None)
 if message:
     getattr(st, message[0])(message[1])

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from csl_core.config import TrainConfig, default_epochs
-from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
+from csl_core.data import DEBIAN_FASHION_MNIST, DataError
+from csl_core.data.preflight import check_source
 from csl_core.engine.jobs import Job
 from csl_core.run.store import RunError, RunStore
 from pages._common import (
@@ -42,17 +43,34 @@ ss = st.session_state
 registry = job_registry()
 
 
-def _new_run_name(kind: str) -> str:
-    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+def _new_run_name(kind: str, location: str = "") -> str:
+    """``<source>-<date>-<time>``; for the user's own images the source is their folder's (or file's) name."""
+    stem = Path(location.rstrip("/\\")).stem if location.strip() and kind in ("imagefolder", "csv") else kind
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip("-.") or kind
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _spec() -> str:
+    kind = ss.run_source
+    location = (ss.get("run_location") or "").strip()
+    return f"{kind}:{location}" if location and kind in NEEDS_PATH else kind
+
+
+def _source_changed() -> None:
+    """The run name follows the source, until the person types a name of their own."""
+    if ss.get("run_name") in ("", None, ss.get("run_name_auto")):
+        ss["run_name"] = ss["run_name_auto"] = _new_run_name(ss.run_source, ss.get("run_location") or "")
+    ss.pop("run_source_check", None)
+    if ss.run_source in NEEDS_PATH and (ss.get("run_location") or "").strip():
+        try:
+            ss["run_source_check"] = ("ok", check_source(_spec()))
+        except DataError as e:
+            ss["run_source_check"] = ("error", str(e))
 
 
 def _config_from_form() -> TrainConfig:
-    kind = ss.run_source
-    location = (ss.get("run_location") or "").strip()
-    if kind in ("imagefolder", "csv") and not location:
-        raise DataError(f"{SOURCES[kind]}: enter the path first")
-    spec = f"{kind}:{location}" if location and kind in NEEDS_PATH else kind
-    parse_spec(spec)
+    spec = _spec()
+    check_source(spec)   # a bad path is a message on the form, never a failed run
     noise = ss.get("run_noise")
     config = TrainConfig(data=spec, epochs=int(ss.run_epochs), model=ss.run_model, eval_pass=bool(ss.run_eval),
                          inject_noise=None if noise is None else float(noise) / 100.0,
@@ -75,7 +93,7 @@ def _start() -> None:
         ss["run_error"] = str(e)
         return
     select_run(out)
-    ss["run_name"] = _new_run_name(ss.run_source)
+    ss["run_name"] = ss["run_name_auto"] = _new_run_name(ss.run_source, ss.get("run_location") or "")
 
 
 def _resume(path: str) -> None:
@@ -105,14 +123,19 @@ def _open_by_path() -> None:
 # ---------------------------------------------------------------- new run
 store = open_store()
 with st.expander("New run", expanded=store is None or open_run_path() is None):
-    ss.setdefault("run_name", _new_run_name("demo"))
+    if "run_name" not in ss:
+        ss["run_name"] = ss["run_name_auto"] = _new_run_name("demo")
     left, right = st.columns(2)
     with left:
-        st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get,
+        st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get, on_change=_source_changed,
                      help="The demo needs nothing installed: digits with injected label noise and duplicates, "
                           "so the Evaluate page can show how many errors were found.")
         if ss.run_source in NEEDS_PATH:
-            st.text_input(NEEDS_PATH[ss.run_source], key="run_location")
+            st.text_input(NEEDS_PATH[ss.run_source], key="run_location", on_change=_source_changed)
+            verdict = ss.get("run_source_check")
+            if verdict is not None:
+                (st.caption if verdict[0] == "ok" else st.warning)(
+                    f":material/check: {verdict[1]}" if verdict[0] == "ok" else verdict[1])
         st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
     with right:
         st.number_input("Epochs", min_value=1, max_value=500, value=default_epochs(ss.run_source), key="run_epochs",
@@ -185,7 +208,7 @@ def live_progress() -> None:
     epochs = pd.DataFrame(report.get("epochs", []))
     fraction = current.fraction if current is not None else meta["finished_epochs"] / max(1, meta["epochs"])
     text = job_state_text(current) if current is not None else (
-        f"{'complete' if meta.get('completed') else 'stopped'} · epoch {meta['finished_epochs']}/{meta['epochs']}")
+        f"{'finished' if meta.get('completed') else 'stopped'} · epoch {meta['finished_epochs']}/{meta['epochs']}")
     st.progress(fraction, text=text)
     seconds = epochs["seconds"].to_numpy() if "seconds" in epochs else np.array([])
     cells = st.columns(5)
@@ -217,8 +240,9 @@ def live_charts() -> None:
         figure.add_scatter(x=x, y=epochs["loss"], name="mean training loss", mode="lines+markers")
         figure.add_scatter(x=x, y=epochs["accuracy"], name="training accuracy", mode="lines+markers", yaxis="y2")
         figure.update_layout(title="Loss and accuracy", height=320, margin=dict(t=40, b=30, l=10, r=10),
-                             xaxis_title="epoch", yaxis=dict(title="loss"),
-                             yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]),
+                             xaxis=dict(title="epoch", tickformat=",d"), yaxis=dict(title="loss"),
+                             yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1],
+                                         tickmode="linear", dtick=0.25, tickformat=".0%", showgrid=False),
                              legend=dict(orientation="h", y=-0.25))
         st.plotly_chart(figure, key="run_curves")
     with histogram:
@@ -240,4 +264,26 @@ def live_charts() -> None:
 
 
 live_progress()
+
+
+def what_next() -> None:
+    """Once a run is complete: how many samples look mislabeled, and one click into the review."""
+    run = open_store()
+    if run is None or not run.meta.get("completed") or live:
+        return
+    scores = scores_for(run)
+    if "suggested_label" not in scores:
+        return
+    disagree = int((scores["suggested_label"].to_numpy() != scores["label"].to_numpy()).sum())
+    share = disagree / max(1, len(scores))
+    with st.container(border=True):
+        st.markdown("#### What next")
+        st.markdown(f"**{disagree:,}** of {len(scores):,} samples ({share:.1%}) look mislabeled: "
+                    "the model's suggested label (its mean prediction over training) differs from the given one.")
+        st.page_link("pages/focus.py", label="Review them one by one, most suspicious first (keyboard)",
+                     icon=":material/keyboard:")
+        st.page_link("pages/pairs.py", label="See which classes they are confused with", icon=":material/grid_on:")
+
+
+what_next()
 live_charts()

@@ -1,7 +1,8 @@
-"""Screenshots of the dashboard for the README: the gallery and the trajectories page of a run.
+"""Screenshots of the dashboard for the README, at 1280 x 800: Galleries, the focused review, the class
+pairs and the trajectories page of a run.
 
 Serves ``app.py`` on a free localhost port with the run's parent folder as the runs folder, opens it
-in headless Chromium (Debian's ``chromium``; nothing is downloaded) and saves two PNG files.
+in headless Chromium (Debian's ``chromium``; nothing is downloaded) and saves four PNG files.
 
     python -m csl_core train --data demo --out /tmp/shots/runs/demo
     python scripts/screenshots.py /tmp/shots/runs/demo --out docs/images
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM,
                 args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page(viewport={"width": 1600, "height": 1000}, device_scale_factor=1)
+            page = browser.new_page(viewport={"width": 1280, "height": 800}, device_scale_factor=1)
             page.goto(url)
             try:
                 # The router's own menu (not Streamlit's automatic one for pages/, shown for a moment
@@ -78,9 +79,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             page.locator("[data-testid='stSelectbox']").filter(has_text="Class").first.click()
             page.get_by_role("option", name=f"{args.gallery_class}:", exact=False).first.click()
-            page.locator("[data-testid='stImage'] img").nth(17).wait_for(timeout=60_000)
+            page.locator("[data-testid='grid-card']").nth(23).wait_for(timeout=60_000)
+            page.mouse.move(1, 1)    # no hover preview in the picture
             time.sleep(2)
             page.screenshot(path=str(out / "gallery.png"), full_page=False)
+            page.get_by_role("link", name="Focused review", exact=True).click()
+            page.locator("[data-testid='focus-view'] .neighbours img").first.wait_for(timeout=60_000)
+            time.sleep(2)
+            page.screenshot(path=str(out / "focus.png"), full_page=False)
+            page.get_by_role("link", name="Class pairs", exact=True).click()
+            page.locator("[data-testid='grid-card']").first.wait_for(timeout=60_000)
+            time.sleep(2)
+            page.screenshot(path=str(out / "pairs.png"), full_page=True)
             page.get_by_role("link", name="Trajectories", exact=True).click()
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             time.sleep(3)
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"wrote {out / 'gallery.png'} and {out / 'trajectories.png'}")
+    print(f"wrote gallery.png, focus.png, pairs.png and trajectories.png to {out}")
     return 0
 
 

@@ -126,9 +126,9 @@ def test_start_the_demo_and_see_the_gallery(served_app, tmp_path):
             page.get_by_text("Open run").wait_for(timeout=60_000)   # the router's menu is in place
             page.get_by_role("link", name="Galleries", exact=True).click()
             page.get_by_text("Hardest: highest CSL").wait_for(timeout=60_000)
-            images = page.locator("[data-testid='stImage'] img")
-            images.nth(17).wait_for(timeout=60_000)
-            assert images.count() == 18
+            images = page.locator("[data-testid='grid-card'] img")
+            images.nth(23).wait_for(timeout=60_000)
+            assert images.count() == 24                     # 12 easiest + 12 hardest
             page.wait_for_load_state("networkidle")
             shot = tmp_path / "gallery.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -125,3 +125,17 @@ def test_evaluate_scores_ranks_every_available_score_and_thins_its_roc_curve():
     assert len(result["roc_fpr"]) == 50 and set(result["roc_tpr"]) == {"csl", "aum", "final_loss"}
     tpr = np.asarray(result["roc_tpr"]["csl"])
     assert tpr[0] >= 0 and tpr[-1] == pytest.approx(1.0) and (np.diff(tpr) >= 0).all()
+
+
+def test_errors_found_counts_positives_in_the_top_k():
+    from csl_core.analysis.metrics import errors_found
+
+    truth = np.array([0, 1, 0, 1, 1, 0, 0, 0], dtype=bool)
+    score = np.array([0.1, 0.9, 0.8, 0.7, 0.2, 0.3, 0.05, 0.0])   # order: 1, 2, 3, 5, 4, 0, 6, 7
+    k, found = errors_found(truth, score)
+    assert k.tolist() == list(range(9))
+    assert found.tolist() == [0, 1, 1, 2, 2, 3, 3, 3, 3]
+    k, found = errors_found(truth, score, up_to=3, points=400)
+    assert k.tolist() == [0, 1, 2, 3] and found.tolist() == [0, 1, 1, 2]
+    k, found = errors_found(np.arange(1000) % 10 == 0, -np.arange(1000.0), points=10)
+    assert len(k) == 11 and k[-1] == 1000 and found[-1] == 100 and found[1] == 10

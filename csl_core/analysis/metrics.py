@@ -163,3 +163,18 @@ def evaluate_scores(scores, truth: np.ndarray, *, roc_points: int = 300, workers
     results.sort(key=lambda r: -r[0]["auroc"])
     return {"scores": [row for row, _ in results], "roc_fpr": grid.tolist(),
             "roc_tpr": {row["score"]: curve.tolist() for row, curve in results}}
+
+
+def errors_found(truth: np.ndarray, score: np.ndarray, *, up_to: int | None = None, points: int = 400
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """How many positives a person finds after reviewing the top ``k`` samples by ``score``.
+
+    Returns ``(k, found)``, both int64 of at most ``points`` + 1 entries, ``k`` increasing from 0 to
+    ``up_to`` (default: every sample). Ties are broken by sample order, as the review queue does.
+    """
+    truth, score = _validate(truth, score)
+    up_to = len(truth) if up_to is None else int(min(max(up_to, 1), len(truth)))
+    order = np.argsort(-score, kind="stable")[:up_to]
+    found = np.concatenate([[0], np.cumsum(truth[order], dtype=np.int64)])
+    k = np.unique(np.linspace(0, up_to, min(points, up_to) + 1).round().astype(np.int64))
+    return k, found[k]

@@ -47,6 +47,25 @@ def thumbnail_data_url(run_path: str | Path, index: int, size: int = THUMBNAIL_S
     return "data:image/png;base64," + base64.b64encode(thumbnail(run_path, index, size)).decode()
 
 
+def image_data_url(run_path: str | Path, index: int, *, max_side: int = 1024) -> str:
+    """The sample's image as stored (the original file, at its own resolution, for file sources) as a
+    ``data:`` URL, scaled down only where it is larger than ``max_side`` px; PNG, or JPEG for photos
+    above 256 px (a tenth of the bytes)."""
+    image = sample_image(run_path, index)
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGB")
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.BILINEAR)
+    buffer = io.BytesIO()
+    if max(image.size) > 256 and image.mode != "RGBA":
+        image.save(buffer, format="JPEG", quality=90)
+        kind = "jpeg"
+    else:
+        image.save(buffer, format="PNG", optimize=False)
+        kind = "png"
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 # ---------------------------------------------------------------- internals
 
 @lru_cache(maxsize=4096)

@@ -1,0 +1,98 @@
+"""A cheap look at a data source before a job starts: does it exist, has it the right shape?
+
+Reads folder listings and a CSV header only (no image is decoded), so a form can check a path as it
+is typed; the full reader still reports every bad file when training loads the data.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .builtin import DEBIAN_FASHION_MNIST, DEFAULT_CACHE
+from .files import IMAGE_EXTENSIONS
+from .sources import parse_spec
+from .types import DataError
+
+CSV_PATH_COLUMNS = ("path", "filename", "file", "image")
+
+
+def check_source(spec: str) -> str:
+    """Check that the source named by ``spec`` (the ``--data`` syntax) is there; return a one-line summary.
+
+    Raises :class:`DataError` naming what is missing and where. The built-in ``demo`` always passes;
+    Fashion-MNIST and CIFAR pass when their files are found (no download is assumed).
+    """
+    kind, args = parse_spec(spec)
+    where = args[0] if args else ""
+    if kind == "demo":
+        return "the built-in digits demo"
+    if kind == "fashion-mnist":
+        return _check_fashion_mnist(where)
+    if kind in ("cifar10", "cifar100"):
+        return _check_cifar(kind, where)
+    if not where.strip():
+        raise DataError(f"{kind} needs a path: enter the {'folder' if kind == 'imagefolder' else 'CSV file'} first")
+    if kind == "imagefolder":
+        return _check_imagefolder(Path(where))
+    return _check_csv(Path(where), Path(args[1]) if len(args) > 1 and args[1] else None)
+
+
+def _check_imagefolder(root: Path) -> str:
+    if not root.exists():
+        raise DataError(f"folder {str(root)!r} does not exist; enter the folder that holds one subfolder per class")
+    if not root.is_dir():
+        raise DataError(f"{str(root)!r} is a file, not a folder; enter the folder that holds one subfolder "
+                        "per class (or pick the CSV source for a label file)")
+    classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class folders found; expected {root}/<class>/<image files>")
+    images = 0
+    for folder in classes:
+        count = sum(1 for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                    and not p.name.startswith("."))
+        if count == 0:
+            raise DataError(f"{folder}: class folder {folder.name!r} holds no image file "
+                            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder")
+        images += count
+    return f"{images:,} image files in {len(classes)} class folders"
+
+
+def _check_csv(file: Path, root: Path | None) -> str:
+    if not file.exists():
+        raise DataError(f"CSV file {str(file)!r} does not exist; enter a file with columns path,label")
+    if not file.is_file():
+        raise DataError(f"{str(file)!r} is a folder; enter a CSV file with columns path,label "
+                        "(or pick the folder source for ROOT/<class>/<image>)")
+    if root is not None and not root.is_dir():
+        raise DataError(f"image root {str(root)!r} given for {file} does not exist")
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            header = [h.strip().lower() for h in next(csv.reader(f), [])]
+            rows = sum(1 for _ in f)
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
+        raise DataError(f"{file}: cannot read it as CSV ({e}); save it as UTF-8 text with a path,label header") from e
+    if "label" not in header or not any(c in header for c in CSV_PATH_COLUMNS):
+        raise DataError(f"{file}, line 1: needs a header with columns 'path' and 'label' "
+                        f"(found: {', '.join(header) or 'none'})")
+    if rows == 0:
+        raise DataError(f"{file}: no rows below the header; add one row per image (path,label)")
+    return f"{rows:,} rows in {file.name}"
+
+
+def _check_fashion_mnist(where: str) -> str:
+    folders = [Path(where)] if where else [DEBIAN_FASHION_MNIST, DEFAULT_CACHE / "FashionMNIST" / "raw"]
+    for folder in folders:
+        if (folder / "train-images-idx3-ubyte.gz").exists() or (folder / "train-images-idx3-ubyte").exists():
+            return f"Fashion-MNIST in {folder}"
+    raise DataError(f"Fashion-MNIST not found in {where or DEBIAN_FASHION_MNIST}; install it "
+                    "(apt-get install dataset-fashion-mnist) or enter the folder holding its four idx files")
+
+
+def _check_cifar(kind: str, where: str) -> str:
+    folder_name = "cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python"
+    base = Path(where) if where else DEFAULT_CACHE
+    for folder in (base / folder_name, base):
+        if (folder / ("data_batch_1" if kind == "cifar10" else "train")).exists():
+            return f"{kind} in {folder}"
+    raise DataError(f"{kind} not found under {base} (expected {folder_name}/); enter the folder that holds it, "
+                    f"or train with `python -m csl_core train --data {kind} --download` once")

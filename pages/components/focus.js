@@ -1,0 +1,292 @@
+// The focused review view: one sample large, decided by keyboard without waiting for Python.
+//
+// Python sends a window of the frozen queue around its cursor (images included, so the next ones are
+// already decoded); a key shows the next sample at once and appends an event to `pending`, which goes
+// back whole with setStateValue. Python records every event newer than the last it acknowledged
+// (`ack`), so events sent while a rerun is in flight are never lost, and never recorded twice.
+
+const KEYS_NEXT = new Set(["ArrowRight", "l", "L"]);
+const KEYS_PREVIOUS = new Set(["ArrowLeft", "j", "J"]);
+const KEEP_AROUND = 80;   // cached samples either side of the current one
+
+function element(tag, attributes = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.appendChild(child);
+  return node;
+}
+
+function build(parent) {
+  const root = element("div", { class: "csl-focus", "data-testid": "focus-view" });
+  root.innerHTML = `
+    <div class="main">
+      <div class="stage"><img class="big" alt="the sample under review"><span class="loading"></span></div>
+      <div class="side">
+        <div class="where"></div>
+        <div class="name"></div>
+        <div class="labels"></div>
+        <div><span class="badge decision"></span></div>
+        <h4>Loss per epoch</h4>
+        <svg class="trajectory" viewBox="0 0 300 96" preserveAspectRatio="none"></svg>
+        <div class="legend">solid: this sample · dashed: its given class's average</div>
+        <h4>Nearest neighbours</h4>
+        <div class="neighbours"></div>
+        <div class="classes"></div>
+        <div class="actions"></div>
+        <div class="status" aria-live="polite"></div>
+      </div>
+    </div>`;
+  const actions = root.querySelector(".actions");
+  for (const [key, text, name] of [["a", "accept suggested", "accept"], ["k", "keep", "keep"], ["d", "drop", "drop"],
+                                   ["j", "previous", "previous"], ["l", "next", "next"], ["u", "undo", "undo"]]) {
+    const button = element("button", { type: "button", "data-key": key, title: `${text} (key ${key.toUpperCase()})` });
+    button.append(element("kbd", { text: key.toUpperCase() }), document.createTextNode(text));
+    button.dataset.action = name;
+    actions.appendChild(button);
+  }
+  const relabel = element("select", { class: "relabel", title: "Relabel to any class (keys 0-9 for the first ten)",
+                                      "aria-label": "Relabel to" });
+  actions.appendChild(relabel);
+  parent.appendChild(root);
+  return root;
+}
+
+function fillRelabel(root, classes) {
+  const select = root.querySelector("select.relabel");
+  if (select.options.length === classes.length + 1) return;
+  select.innerHTML = "";
+  select.appendChild(element("option", { value: "", text: "relabel to…" }));
+  classes.forEach((name, c) => select.appendChild(element("option", { value: String(c), text: `${c}: ${name}` })));
+}
+
+function decisionOf(state, item) {
+  const local = state.local.get(item.pos);
+  if (local) return { action: local.action, text: local.text, pending: true };
+  return { action: item.action, text: item.decision, pending: false };
+}
+
+function drawTrajectory(svg, loss, classLoss) {
+  const all = [...loss, ...classLoss].filter(Number.isFinite);
+  const top = Math.max(1e-6, ...all);
+  const line = (values) => values.map((v, i) => {
+    const x = values.length > 1 ? (i / (values.length - 1)) * 296 + 2 : 150;
+    const y = 92 - (Math.max(0, v) / top) * 86;
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  }).join(" ");
+  svg.innerHTML = `<polyline points="${line(classLoss)}" fill="none" stroke="currentColor" stroke-opacity="0.55"
+    stroke-dasharray="5 4" stroke-width="1.5" vector-effect="non-scaling-stroke"/>
+    <polyline points="${line(loss)}" fill="none" stroke="var(--st-primary-color)" stroke-width="2.5"
+    vector-effect="non-scaling-stroke"/>`;
+}
+
+function show(state) {
+  const root = state.root;
+  const data = state.data;
+  const item = state.cache.get(state.pos);
+  const image = root.querySelector("img.big");
+  const loading = root.querySelector(".loading");
+  root.querySelector(".where").textContent = data.total
+    ? `${state.pos + 1} of ${data.total} in this queue` : "The queue is empty: change the filters above.";
+  if (!item) {
+    image.style.visibility = "hidden";
+    loading.textContent = data.total ? "loading..." : "";
+    for (const selector of [".name", ".labels", ".neighbours"]) root.querySelector(selector).textContent = "";
+    root.querySelector(".decision").textContent = "";
+    return;
+  }
+  loading.textContent = "";
+  image.style.visibility = "visible";
+  image.dataset.pos = String(item.pos);
+  image.dataset.index = String(item.index);
+  const started = state.keyTime;
+  state.keyTime = null;
+  const shown = () => {
+    if (started == null) return;
+    requestAnimationFrame(() => {
+      performance.measure("csl-focus-key-to-image", { start: started, end: performance.now() });
+    });
+  };
+  if (!item.image) {
+    image.style.visibility = "hidden";
+    loading.textContent = item.image === "" ? "image not available" : "loading...";
+  } else if (image.getAttribute("src") !== item.image) {
+    image.onload = () => image.classList.toggle("photo", image.naturalWidth > 128);
+    image.src = item.image;
+    image.decode().then(shown, shown);
+  } else {
+    shown();
+  }
+  root.querySelector(".name").textContent = item.name;
+  const classes = data.classes;
+  const labels = root.querySelector(".labels");
+  labels.innerHTML = "";
+  labels.append("given ", element("b", { text: classes[item.given] }));
+  if (item.suggested !== null) {
+    const differs = item.suggested !== item.given;
+    const suggested = element("b", { text: classes[item.suggested], class: differs ? "differs" : "" });
+    labels.append(" · suggested ", suggested, ` (${Math.round(item.probability * 100)}%)`);
+  }
+  labels.append(element("br"), `${data.score_label} ${item.score_text} · CSL rank #${item.rank}`);
+  const decision = decisionOf(state, item);
+  const badge = root.querySelector(".decision");
+  badge.textContent = decision.text;
+  badge.className = `badge decision ${decision.action}${decision.pending ? " pending" : ""}`;
+  drawTrajectory(root.querySelector("svg.trajectory"), item.loss, item.class_loss);
+  const neighbours = root.querySelector(".neighbours");
+  neighbours.innerHTML = "";
+  if (!(item.neighbours || []).length) neighbours.textContent = data.neighbours_note;
+  for (const n of item.neighbours || []) {
+    const caption = element("figcaption", { text: classes[n.label], class: n.label !== item.given ? "differs" : "" });
+    neighbours.appendChild(element("figure", { title: `similarity ${n.similarity.toFixed(3)}` },
+                                   [element("img", { src: n.image, alt: classes[n.label] }), caption]));
+  }
+  const legend = root.querySelector(".classes");
+  legend.innerHTML = "";
+  classes.slice(0, 10).forEach((name, c) => {
+    const cls = c === item.given ? "given" : (c === item.suggested ? "suggested" : "");
+    legend.appendChild(element("span", { class: cls }, [element("kbd", { text: String(c) }),
+                                                          document.createTextNode(name)]));
+  });
+  root.querySelector(".status").textContent = state.message;
+}
+
+function send(state, event) {
+  state.seq += 1;
+  event.seq = state.seq;
+  event.cursor = state.pos;
+  state.pending.push(event);
+  // The positions whose image this view holds: Python sends only the others.
+  const have = [...state.cache.values()].filter((item) => item.image).map((item) => item.pos);
+  state.setStateValue("events", { queue: state.queue, list: state.pending, have });
+}
+
+function move(state, step) {
+  const target = Math.min(Math.max(0, state.pos + step), Math.max(0, state.data.total - 1));
+  if (target === state.pos) {
+    state.message = step > 0 ? "This is the last sample of the queue." : "This is the first sample.";
+    return false;
+  }
+  state.pos = target;
+  return true;
+}
+
+function decide(state, action, label) {
+  const item = state.cache.get(state.pos);
+  if (!item) return;
+  const classes = state.data.classes;
+  let text = action === "keep" ? "kept" : "dropped";
+  if (action === "relabel") {
+    text = label === item.given ? "kept" : `relabeled to ${classes[label]}`;
+  }
+  state.local.set(item.pos, { action: label === item.given ? "keep" : action, text, seq: state.seq + 1 });
+  state.history.push(item.pos);
+  const decidedPos = item.pos;
+  move(state, 1);
+  state.message = `${classes[item.given]} → ${text} (sample ${decidedPos + 1})`;
+  send(state, { kind: "decide", action, label, index: item.index, pos: decidedPos });
+}
+
+function onKey(state, event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+  const target = event.composedPath()[0];
+  if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+  if (!state.root.isConnected) return;
+  const key = event.key;
+  const item = state.cache.get(state.pos);
+  state.keyTime = event.timeStamp;
+  state.message = "";
+  if (KEYS_NEXT.has(key) || KEYS_PREVIOUS.has(key)) {
+    if (move(state, KEYS_NEXT.has(key) ? 1 : -1)) send(state, { kind: "move" });
+  } else if (key === "a" || key === "A") {
+    if (!item || item.suggested === null) return;
+    decide(state, "relabel", item.suggested);
+  } else if (key === "k" || key === "K") {
+    decide(state, "keep", null);
+  } else if (key === "d" || key === "D") {
+    decide(state, "drop", null);
+  } else if (/^[0-9]$/.test(key)) {
+    const label = Number(key);
+    if (label >= state.data.classes.length) {
+      state.message = `There is no class ${label}.`;
+    } else {
+      decide(state, "relabel", label);
+    }
+  } else if (key === "u" || key === "U") {
+    if (!state.history.length) {
+      state.message = "Nothing to undo from this view.";
+    } else {
+      state.pos = state.history.pop();
+      state.local.set(state.pos, { action: "undecided", text: "undone", seq: state.seq + 1 });
+      state.message = `undid the decision on sample ${state.pos + 1}`;
+      send(state, { kind: "undo" });
+    }
+  } else {
+    state.keyTime = null;
+    return;
+  }
+  event.preventDefault();
+  show(state);
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  let state = parentElement.__cslFocus;
+  if (!state || state.queue !== data.queue) {
+    state = { queue: data.queue, pos: data.cursor, seq: data.ack, pending: [], cache: new Map(),
+              local: new Map(), history: [], message: "", keyTime: null, root: null };
+    parentElement.__cslFocus = state;
+  }
+  state.setStateValue = setStateValue;
+  state.root = parentElement.querySelector(".csl-focus") || build(parentElement);
+  state.data = data;
+  state.seq = Math.max(state.seq, data.ack);
+  state.pending = state.pending.filter((e) => e.seq > data.ack);
+  for (const [pos, local] of state.local) if (local.seq <= data.ack) state.local.delete(pos);
+  let missing = false;
+  for (const item of data.items) {
+    const known = state.cache.get(item.pos);
+    if (item.image === null && known && known.index === item.index) {   // sent before
+      item.image = known.image;
+      item.neighbours = known.neighbours;
+    }
+    if (item.image === null) missing = true;     // Python thinks this view holds it: a fresh view does not
+    state.cache.set(item.pos, item);
+    if (!item.image) continue;
+    const preload = new Image();
+    preload.src = item.image;
+    preload.decode().catch(() => {});
+  }
+  for (const pos of state.cache.keys()) if (Math.abs(pos - state.pos) > KEEP_AROUND) state.cache.delete(pos);
+  if (data.error) state.message = data.error;
+  if (missing && !state.asked) send(state, { kind: "move" });   // reports what it holds; the rest comes
+  state.asked = missing;
+  show(state);
+
+  fillRelabel(state.root, data.classes);
+  const keydown = (event) => onKey(state, event);
+  const change = (event) => {
+    const select = event.target.closest("select.relabel");
+    if (!select || select.value === "") return;
+    state.keyTime = performance.now();
+    decide(state, "relabel", Number(select.value));
+    select.value = "";
+    select.blur();
+    show(state);
+  };
+  const click = (event) => {
+    const button = event.target.closest("button[data-key]");
+    if (!button) return;
+    onKey(state, new KeyboardEvent("keydown", { key: button.dataset.key }));
+  };
+  document.addEventListener("keydown", keydown);
+  state.root.addEventListener("click", click);
+  state.root.addEventListener("change", change);
+  return () => {
+    document.removeEventListener("keydown", keydown);
+    state.root.removeEventListener("click", click);
+    state.root.removeEventListener("change", change);
+  };
+}

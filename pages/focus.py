@@ -1,0 +1,185 @@
+"""Focused review: one sample at a time, large, decided by keyboard.
+
+The queue is frozen when the filters are set (deciding does not reorder it). The view is a custom
+component inside a fragment: a key shows the next, already loaded image at once, and only the
+fragment reruns to record the decision and send the next images.
+"""
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import streamlit as st
+
+from csl_core.analysis.scores import SCORES
+from csl_core.run.decisions import DecisionLog
+from csl_core.run.duplicates import NEIGHBOURS_FILE, neighbour_index
+from csl_core.run.images import image_data_url
+from csl_core.run.store import RunStore
+from pages._common import (
+    class_mean_losses,
+    decision_text,
+    effective_for,
+    loss_rows,
+    require_scored_run,
+    scores_for,
+    thumb_url,
+)
+from pages._components import focus_view
+from pages._filters import names_for, sample_filters
+
+VIEW_KEY = "foc_view"
+BEHIND, AHEAD = 8, 32          # samples sent either side of the cursor (the ahead ones are preloaded)
+NEIGHBOURS_SHOWN = 6
+NEIGHBOURS_SEARCH_LIMIT = 50_000   # above this, neighbours only where the Duplicates page already searched
+ss = st.session_state
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def large_image(run_path: str, created: float, index: int) -> str | None:
+    """The sample's own image (not the thumbnail) as a data URL; ``created`` tells a replaced run apart."""
+    try:
+        return image_data_url(run_path, index)
+    except (OSError, LookupError, ValueError):
+        return None
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding every sample's nearest neighbours...")
+def neighbours(run_path: str, finished_epochs: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(indices, similarities)``, ``(N, k)`` most similar first, or ``None`` when not searched."""
+    store = RunStore(run_path)
+    if not (store.path / "embeddings.npy").exists():
+        return None
+    if store.num_samples > NEIGHBOURS_SEARCH_LIMIT and not (store.path / NEIGHBOURS_FILE).exists():
+        return None
+    index, _ = neighbour_index(store)
+    return (index.indices, index.similarities) if index.indices.shape[1] else None
+
+
+def session_source() -> str:
+    """This tab's decision source, so that U undoes only this view's own decisions in this tab."""
+    return ss.setdefault("foc_source", f"focus-{uuid.uuid4().hex[:8]}")
+
+
+def apply_events(store: RunStore, queue: np.ndarray, payload) -> str | None:
+    """Record the view's events newer than the last one recorded; returns an error to show, if any.
+
+    ``payload`` is what the component sent: ``{"queue": id, "list": [events]}``; each event has a
+    ``seq`` (increasing), a ``kind`` (decide / undo / move), a ``cursor`` and for decisions the
+    ``action``, sample ``index``, queue position ``pos`` and ``label``.
+    """
+    if not isinstance(payload, dict) or payload.get("queue") != ss.get("foc_queue_id"):
+        return None
+    log = DecisionLog(store.path)
+    error = None
+    for event in payload.get("list") or []:
+        try:
+            seq = int(event["seq"])
+            if seq <= ss.get("foc_ack", 0):
+                continue
+            kind = event.get("kind")
+            if kind == "decide":
+                pos = int(event["pos"])
+                index = int(event["index"])
+                if not 0 <= pos < len(queue) or int(queue[pos]) != index:
+                    raise ValueError(f"sample {index} is not at position {pos + 1} of this queue")
+                action = str(event["action"])
+                label = event.get("label")
+                if action == "relabel" and label is None:
+                    raise ValueError(f"sample {index}: relabel without a label")
+                log.record([index], action, label=None if label is None else int(label), source=session_source())
+            elif kind == "undo":
+                log.undo(source=session_source())
+            cursor = int(event.get("cursor", ss.get("foc_cursor", 0)))
+            ss["foc_cursor"] = min(max(0, cursor), max(0, len(queue) - 1))
+        except (KeyError, TypeError, ValueError) as e:
+            error = f"A decision could not be recorded: {e}"
+        ss["foc_ack"] = max(ss.get("foc_ack", 0), int(event.get("seq", 0)) if isinstance(event, dict) else 0)
+    return error
+
+
+st.title("Focused review")
+st.caption("One image at a time, most suspicious first. Keys: **A** accept the suggested label, **K** keep, "
+           "**D** drop, **0-9** relabel to that class, **→ / L** next, **← / J** previous, **U** undo. "
+           "Every decision is saved at once.")
+store = require_scored_run()
+scores = scores_for(store)
+effective = effective_for(store)
+with st.expander("Queue: which samples, in which order", icon=":material/filter_list:"):
+    filtered = sample_filters(store, scores, effective, "foc", flat=True)
+    refresh = st.button("Refresh the queue", key="foc_refresh",
+                        help="Take the filters again (drops the samples decided since, under *Decision: undecided*).")
+signature = filtered.signature
+if ss.get("foc_signature") != signature or refresh:
+    ss["foc_signature"] = signature
+    ss["foc_queue"] = filtered.queue
+    ss["foc_queue_id"] = uuid.uuid4().hex
+    ss["foc_cursor"] = 0
+queue: np.ndarray = ss["foc_queue"]
+classes = store.classes
+method = filtered.method
+values = scores[method].to_numpy(np.float64)
+labels = scores["label"].to_numpy(np.int64)
+suggested = scores["suggested_label"].to_numpy(np.int64) if "suggested_label" in scores else None
+confidence = scores["suggested_confidence"].to_numpy(np.float64) if suggested is not None else None
+ranks = scores["csl_rank"].to_numpy(np.int64)
+names = names_for(store)
+run_path = str(store.path)
+created = float(store.meta.get("created", 0.0))
+
+
+def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndarray, loss: np.ndarray,
+         near: tuple[np.ndarray, np.ndarray] | None, held: set[int]) -> dict:
+    """What the view shows of the sample at queue position ``pos``; its images (the sample's, its
+    neighbours') only if the view does not hold them already (``held``: positions the view reported
+    with its last event)."""
+    action = str(state["action"][index])
+    found: list[dict] | None = None if pos in held else []
+    if near is not None and found is not None:
+        for j, similarity in zip(near[0][index], near[1][index]):
+            if j < 0 or j == index or len(found) >= NEIGHBOURS_SHOWN:
+                continue
+            found.append({"image": thumb_url(store, int(j), 56), "label": int(labels[j]),
+                          "similarity": float(similarity)})
+    return {
+        "pos": pos, "index": index, "name": str(names[index]),
+        "image": None if pos in held else (large_image(run_path, created, index) or ""),   # "": unreadable
+        "given": int(labels[index]),
+        "suggested": int(suggested[index]) if suggested is not None else None,
+        "probability": float(confidence[index]) if confidence is not None else 0.0,
+        "score_text": f"{values[index]:.3f}", "rank": int(ranks[index]),
+        "action": action, "decision": decision_text(action, int(state["label"][index]), classes),
+        "loss": [round(float(v), 4) for v in loss],
+        "class_loss": [round(float(v), 4) for v in class_loss[labels[index]]],
+        "neighbours": found,
+    }
+
+
+@st.fragment
+def review() -> None:
+    payload = (ss.get(VIEW_KEY) or {}).get("events")
+    error = apply_events(store, queue, payload)
+    held = set()
+    if isinstance(payload, dict) and payload.get("queue") == ss["foc_queue_id"]:
+        held = {p for p in payload.get("have") or [] if isinstance(p, int)}
+    cursor = ss.get("foc_cursor", 0)
+    window = range(max(0, cursor - BEHIND), min(len(queue), cursor + AHEAD))
+    rows = tuple(int(queue[p]) for p in window)
+    effective_now = effective_for(store)
+    state = {"action": effective_now["action"].to_numpy(), "label": effective_now["label"].to_numpy()}
+    near = neighbours(run_path, store.finished_epochs)
+    loss = loss_rows(run_path, store.finished_epochs, rows) if rows else np.zeros((0, 0))
+    class_loss = class_mean_losses(run_path, store.finished_epochs)
+    data = {
+        "queue": ss["foc_queue_id"], "cursor": cursor, "ack": ss.get("foc_ack", 0), "total": len(queue),
+        "classes": classes, "score_label": SCORES[method].label, "error": error,
+        "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
+                           "has not searched it yet)." if near is None else "",
+        "items": [item(p, i, state, class_loss, loss[n], near, held) for n, (p, i) in enumerate(zip(window, rows))],
+    }
+    focus_view(key=VIEW_KEY, data=data, default={"events": None}, on_events_change=lambda: None)
+    decided = int((state["action"][queue] != "undecided").sum()) if len(queue) else 0
+    st.caption(f"{decided:,} of {len(queue):,} samples in this queue decided.")
+
+
+review()

@@ -1,0 +1,108 @@
+"""Class pairs: which classes the suspects are confused with. Given label x suggested label over the
+most suspicious samples; a cell opens its samples, and one click accepts the suggestion for all of them."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from csl_core.analysis.scores import SCORES
+from csl_core.run.decisions import UNDECIDED
+from pages._common import effective_for, record, require_scored_run, scores_for, show_decision_feedback, undo
+from pages._filters import ranking
+from pages._grid import show_grid
+
+SOURCE = "class-pairs"
+GALLERY_LIMIT = 120
+ss = st.session_state
+
+
+def suspects(order: np.ndarray, given: np.ndarray, suggested: np.ndarray, undecided: np.ndarray | None,
+             top: int) -> np.ndarray:
+    """The first ``top`` samples of ``order`` (after the undecided filter) whose suggestion differs from
+    their given label."""
+    queue = order if undecided is None else order[undecided[order]]
+    queue = queue[:top]
+    return queue[suggested[queue] != given[queue]]
+
+
+def pair_matrix(members: np.ndarray, given: np.ndarray, suggested: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Counts of ``members`` by given label (rows) and suggested label (columns), every class on both axes."""
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, (given[members], suggested[members]), 1)
+    return pd.DataFrame(counts, index=pd.Index(classes, name="given"), columns=classes)
+
+
+st.title("Class pairs")
+st.caption("Rows: the label a sample has; columns: the label the model suggests. Each cell counts the suspects "
+           "of one confusion; pick a cell to look at its samples and accept the suggestion for all of them.")
+store = require_scored_run()
+scores = scores_for(store)
+classes = store.classes
+if "suggested_label" not in scores:
+    st.info("This run has no suggested labels (its mean probabilities were not kept), so there is no matrix.")
+    st.stop()
+effective = effective_for(store)
+show_decision_feedback()
+
+given = scores["label"].to_numpy(np.int64)
+suggested = scores["suggested_label"].to_numpy(np.int64)
+controls = st.columns([3, 2, 2])
+with controls[0]:
+    method = st.selectbox("Suspects by", [m for m in SCORES if m in scores.columns], key="pair_score",
+                          format_func=lambda m: SCORES[m].label)
+with controls[1]:
+    top = st.number_input("Most suspicious", 1, len(scores), min(len(scores), max(50, len(scores) // 20)),
+                          step=50, key="pair_top", help="How many samples from the top of the ranking count as "
+                                                        "suspects (those whose suggestion differs are counted).")
+with controls[2]:
+    undecided_only = st.checkbox("Undecided only", value=True, key="pair_undecided")
+undecided = (effective["action"] == UNDECIDED).to_numpy(bool) if undecided_only else None
+members = suspects(ranking(str(store.path), store.finished_epochs, method), given, suggested, undecided, int(top))
+matrix = pair_matrix(members, given, suggested, classes)
+
+cells = [(int(g), int(s)) for g, s in zip(*np.nonzero(matrix.to_numpy())) if g != s]
+cells.sort(key=lambda c: -matrix.iat[c])
+options = [f"{g}>{s}" for g, s in cells]
+
+
+def _cell_clicked() -> None:
+    selection = ss.get("pair_table")
+    chosen = selection.selection.cells if selection is not None else []
+    if chosen:
+        row, column = chosen[0]
+        g, s = int(row), [str(c) for c in classes].index(str(column))
+        if f"{g}>{s}" in options:
+            ss["pair_cell"] = f"{g}>{s}"
+
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.caption(f"{len(members):,} suspects among the top {int(top):,} by {SCORES[method].label}. Click a cell.")
+    shown = matrix.astype(str).replace("0", "")
+    shown.columns = [str(c) for c in shown.columns]
+    st.dataframe(shown, key="pair_table", on_select=_cell_clicked, selection_mode="single-cell",
+                 column_config={str(c): st.column_config.TextColumn(str(c), width=36) for c in classes})
+with right:
+    if not cells:
+        st.info("No suspect has a suggested label different from its given one here.")
+        st.stop()
+    if ss.get("pair_cell") not in options:
+        ss["pair_cell"] = options[0]
+    st.selectbox("Cell", options, key="pair_cell",
+                 format_func=lambda o: f"given {classes[int(o.split('>')[0])]} → suggested "
+                                       f"{classes[int(o.split('>')[1])]} ({matrix.iat[tuple(map(int, o.split('>')))]})")
+    g, s = map(int, ss["pair_cell"].split(">"))
+    in_cell = members[(given[members] == g) & (suggested[members] == s)]
+    st.markdown(f"**{len(in_cell)}** sample(s) labeled **{classes[g]}** that the model sees as **{classes[s]}**.")
+    buttons = st.container(horizontal=True)
+    buttons.button(f"Accept all {len(in_cell)}: relabel to {classes[s]}", key="pair_accept", type="primary",
+                   on_click=record, args=(store, in_cell.tolist(), "relabel"),
+                   kwargs={"label": s, "source": SOURCE}, icon=":material/done_all:",
+                   help="One decision for the whole cell; Undo takes it back at once.")
+    buttons.button("Undo", key="pair_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
+                   icon=":material/undo:", help="Cancels the last action of this page.")
+
+    if len(in_cell) > GALLERY_LIMIT:
+        st.caption(f"The first {GALLERY_LIMIT} of {len(in_cell)} are shown; Accept all applies to every one.")
+    show_grid(store, scores, effective, in_cell[:GALLERY_LIMIT], key="pair_grid", size=80, source=SOURCE)

@@ -1,0 +1,171 @@
+"""The review pages and the run handling, driven with Streamlit's AppTest: class pairs, the focused
+review's queue, a bad data path, the open run in the address."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from csl_core.run.decisions import DecisionLog
+from csl_core.run.store import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def runs_dir(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("CSL_RUNS_DIR", str(root))
+    return root
+
+
+@pytest.fixture()
+def demo_copy(runs_dir, demo_run) -> Path:
+    """The session's demo run copied under the runs folder (the test may write decisions into it)."""
+    path = runs_dir / "demo"
+    shutil.copytree(demo_run, path)
+    return path
+
+
+def app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_a_bad_data_path_is_a_message_and_starts_nothing(runs_dir, tmp_path):
+    from pages._common import job_registry
+
+    jobs_before = len(job_registry().all())
+    at = app()
+    at.selectbox(key="run_source").set_value("imagefolder").run()
+    at.text_input(key="run_location").input(str(tmp_path / "no-such-folder")).run()
+    assert any("does not exist" in w.value for w in at.warning), "no message while typing the path"
+    at.button(key="run_start").click().run()
+    assert any("does not exist" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(job_registry().all()) == jobs_before
+    assert list(runs_dir.iterdir()) == []
+    # A folder without class folders, and a CSV without a label column: each said on the form.
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"")
+    at.text_input(key="run_location").input(str(tmp_path / "flat")).run()
+    at.button(key="run_start").click().run()
+    assert any("no class folders" in e.value for e in at.error), [e.value for e in at.error]
+    (tmp_path / "labels.csv").write_text("path,class\na.png,cat\n")
+    at.selectbox(key="run_source").set_value("csv").run()
+    at.text_input(key="run_location").input(str(tmp_path / "labels.csv")).run()
+    at.button(key="run_start").click().run()
+    assert any("'label'" in e.value and "line 1" in e.value for e in at.error), [e.value for e in at.error]
+    assert len(job_registry().all()) == jobs_before
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_the_run_name_follows_the_source(runs_dir, tmp_path):
+    at = app()
+    assert at.text_input(key="run_name").value.startswith("demo-")
+    at.selectbox(key="run_source").set_value("imagefolder").run()
+    assert at.text_input(key="run_name").value.startswith("imagefolder-")
+    (tmp_path / "pets" / "cat").mkdir(parents=True)
+    at.text_input(key="run_location").input(str(tmp_path / "pets")).run()
+    assert at.text_input(key="run_name").value.startswith("pets-")
+    at.text_input(key="run_name").input("my-name").run()
+    at.selectbox(key="run_source").set_value("demo").run()
+    assert at.text_input(key="run_name").value == "my-name"     # typed by the person: kept
+
+
+def test_the_open_run_is_in_the_address_and_a_reload_keeps_it(runs_dir, demo_copy, tmp_path):
+    newer = runs_dir / "newer"
+    shutil.copytree(demo_copy, newer)        # listed first (newest), so the default of a fresh session
+    elsewhere = tmp_path / "elsewhere" / "gpu-run"
+    shutil.copytree(demo_copy, elsewhere)
+    at = app()
+    at.text_input(key="run_open_path").input(str(elsewhere))
+    at.button(key="run_open").click().run()
+    no_errors(at)
+    assert at.query_params["run"] == str(elsewhere)
+    reloaded = app(run=str(elsewhere))        # a new session with the same address: a reload or a bookmark
+    no_errors(reloaded)
+    assert reloaded.sidebar.selectbox(key="run_path").value == str(elsewhere)
+    assert reloaded.session_state["run_path"] == str(elsewhere)
+    fresh = app()
+    assert fresh.sidebar.selectbox(key="run_path").value != str(elsewhere)
+    broken = app(run=str(tmp_path / "not-a-run"))
+    assert any("cannot be opened" in w.value for w in broken.sidebar.warning)
+
+
+def test_a_class_pair_cell_accepts_exactly_its_samples(runs_dir, demo_copy):
+    store = RunStore(demo_copy)
+    scores = store.scores()
+    at = app()
+    at.switch_page("pages/pairs.py").run()
+    no_errors(at)
+    top = int(at.number_input(key="pair_top").value)
+    order = np.argsort(-scores["csl"].to_numpy(), kind="stable")[:top]
+    given, suggested = scores["label"].to_numpy(), scores["suggested_label"].to_numpy()
+    suspects = order[suggested[order] != given[order]]
+    cells = {}
+    for index in suspects:
+        cells.setdefault((int(given[index]), int(suggested[index])), []).append(int(index))
+    # The second largest cell, so that the test does not pass by taking the default.
+    (g, s), members = sorted(cells.items(), key=lambda kv: (-len(kv[1]), kv[0]))[1]
+    at.selectbox(key="pair_cell").set_value(f"{g}>{s}").run()
+    at.button(key="pair_accept").click().run()
+    no_errors(at)
+    effective = DecisionLog(demo_copy).effective(store.num_samples, given)
+    relabeled = effective.index[effective["action"] == "relabel"].tolist()
+    assert sorted(relabeled) == sorted(members)
+    assert (effective.loc[members, "label"] == s).all()
+    assert len(DecisionLog(demo_copy).batches()) == 1          # one batch: one undo takes it back
+    assert f"{g}>{s}" not in at.selectbox(key="pair_cell").options
+    at.button(key="pair_undo").click().run()
+    assert (DecisionLog(demo_copy).effective(store.num_samples, given)["action"] == "undecided").all()
+
+
+def test_the_focused_review_and_the_filters_open(runs_dir, demo_copy):
+    store = RunStore(demo_copy)
+    scores = store.scores()
+    at = app()
+    at.switch_page("pages/focus.py").run()
+    no_errors(at)
+    queue = at.session_state["foc_queue"]
+    assert len(queue) == store.num_samples
+    assert scores["csl"].to_numpy()[queue[0]] == scores["csl"].max()
+    suspect = int(queue[0])
+    given = int(scores.at[suspect, "label"])
+    fragment = str(scores.at[suspect, "sample_id"])[:10]      # e.g. "digits-079"
+    at.multiselect(key="foc_given").select(given).run()
+    at.text_input(key="foc_search").input(fragment.upper()).run()        # the search ignores case
+    narrowed = at.session_state["foc_queue"]
+    ids = scores["sample_id"].astype(str)
+    expected = np.flatnonzero((scores["label"].to_numpy() == given) & ids.str.contains(fragment, regex=False)
+                              .to_numpy())
+    assert suspect in narrowed and sorted(narrowed) == sorted(expected)
+    assert list(narrowed) == sorted(narrowed, key=lambda i: (-scores.at[i, "csl"], i))   # most suspicious first
+
+
+def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy):
+    from csl_core.engine.jobs import Job
+    from csl_core.engine.train import TrainConfig
+    from pages._common import job_registry
+
+    failed = runs_dir / "broken-before-its-folder"
+    job = Job(TrainConfig(data="imagefolder:/nowhere"), failed)
+    job._set(state="failed", error="DataError: folder '/nowhere' does not exist", traceback="")
+    job_registry()._jobs[str(failed.resolve())] = job
+    try:
+        at = app()
+        picker = at.sidebar.selectbox(key="run_path")
+        assert picker.value == str(demo_copy)
+        assert picker.options[-1] == failed.name          # still listed, so that its error can be read
+    finally:
+        job_registry()._jobs.pop(str(failed.resolve()), None)
