@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +43,38 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    @classmethod
+    def from_run(cls, values: object, where: str | Path) -> TrainConfig:
+        """The config stored in a run folder's ``meta.json``, checked before anything uses it: every
+        known field has its declared type, and ``data`` is a valid source spec. A run folder may come
+        from someone else, so nothing it names is downloaded (``download`` is off) and the built-in
+        readers it may point at never run code (see :class:`csl_core.data.builtin.CifarUnpickler`).
+        Raises ``ValueError`` naming ``where`` and the field."""
+        from .data import DataError, parse_spec
+
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: 'config' is not an object; the run folder is damaged")
+        known = {f.name: f.type for f in fields(cls)}
+        checked = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            allowed = _TYPES[known[name]]
+            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            if not ok:
+                raise ValueError(f"{where}: config field {name!r} is {value!r}, expected "
+                                 f"{' or '.join(t.__name__ for t in allowed)}; the run folder is damaged")
+            checked[name] = value
+        config = cls(**checked)
+        try:
+            parse_spec(config.data)
+        except DataError as e:
+            raise ValueError(f"{where}: {e}") from e
+        if "\x00" in config.data:
+            raise ValueError(f"{where}: the data spec holds a NUL byte; the run folder is damaged")
+        config.download = False
+        return config
+
     def validate(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
@@ -52,6 +85,11 @@ class TrainConfig:
         if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
             raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
 
+
+
+_NONE = type(None)
+_TYPES = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), "int | None": (int, _NONE),
+          "float | None": (float, int, _NONE), "bool | None": (bool, _NONE)}
 
 
 def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:

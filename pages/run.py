@@ -80,7 +80,7 @@ def _start() -> None:
 
 def _resume(path: str) -> None:
     try:
-        config = TrainConfig.from_dict(RunStore(path).meta["config"])
+        config = TrainConfig.from_run(RunStore(path).meta.get("config"), Path(path) / "meta.json")
         registry.start(Job(config, path, resume=True))
     except (RunError, ValueError) as e:
         ss["run_error"] = str(e)

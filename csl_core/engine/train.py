@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import TrainConfig, training_set_for
 from ..data import TrainingSet
 from ..run.files import atomic_save_npy
-from ..run.store import RunError, RunStore
+from ..run.store import RunError, RunStore, run_lock
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
@@ -178,7 +178,8 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     out = Path(out)
     if resume:
         store = RunStore(out)
-        stored = TrainConfig.from_dict(store.meta["config"])
+        stored = TrainConfig.from_run(store.meta.get("config"), store.path / "meta.json")
+        stored.download = config.download  # the person resuming may allow it; a run folder cannot
         # The data, model and schedule are the run's own; only where and how fast it runs may change.
         stored.device = config.device
         stored.num_workers = config.num_workers
@@ -190,6 +191,8 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
                            "start a new run instead of resuming")
         return store, training_set, config
     config.validate()
+    if (out / "meta.json").exists():  # said before the data is loaded, which may take minutes
+        raise RunError(f"{out} already holds a run; resume it (--resume) or choose another --out")
     if training_set is None:
         training_set = training_set_for(config, progress=progress)
     device = resolve_device(config.device)
@@ -229,9 +232,10 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbac
     callbacks = callbacks or _Silent()
     distributed = setup_distributed(config.device)
     if distributed is None:
-        store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
-                                                  training_set=training_set)
-        with store.lock():
+        # The lock comes first: two trainings started into one folder at once must not both write it.
+        with run_lock(out) if not resume else RunStore(out).lock():
+            store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                                      training_set=training_set)
             return _train_locked(config, store, training_set, callbacks)
     try:
         return _train_distributed(config, out, distributed, resume=resume, callbacks=callbacks,
@@ -244,13 +248,13 @@ def _train_distributed(config: TrainConfig, out: str | Path, distributed: Distri
                        callbacks: Callbacks, progress: bool, training_set: TrainingSet | None) -> TrainResult:
     """One rank of a ``torchrun`` job: rank 0 creates (or reopens) the run folder and holds its lock;
     the other ranks reopen it once it exists, as a resume would, which also checks they see the same data."""
-    if distributed.is_main:
-        store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
-                                                  training_set=training_set)
-    distributed.barrier()
-    if not distributed.is_main:
-        store, training_set, config = prepare_run(config, out, resume=True, training_set=training_set)
-    with store.lock() if distributed.is_main else nullcontext():
+    with run_lock(out) if distributed.is_main else nullcontext():
+        if distributed.is_main:
+            store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                                      training_set=training_set)
+        distributed.barrier()
+        if not distributed.is_main:
+            store, training_set, config = prepare_run(config, out, resume=True, training_set=training_set)
         result = _train_locked(config, store, training_set, callbacks, distributed=distributed)
     distributed.barrier()  # the other ranks leave once rank 0 has written the last files
     return result

@@ -104,11 +104,10 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     from ..config import TrainConfig, training_set_for
     from ..data import DataError
 
-    config = TrainConfig.from_dict(store.meta.get("config", {}))
-    config.download = False
     try:
+        config = TrainConfig.from_run(store.meta.get("config", {}), store.path / "meta.json")
         training_set = training_set_for(config, progress=progress)
-    except (DataError, OSError):
+    except (DataError, OSError, ValueError):
         return None
     stored = store.samples()["sample_id"].astype(str).tolist()
     if training_set.samples["sample_id"].astype(str).tolist() != stored:

@@ -149,7 +149,7 @@ def _array_source(store: RunStore) -> Callable[[int], Image.Image] | None:
         return None
     from ..config import TrainConfig, training_set_for
 
-    source = training_set_for(TrainConfig.from_dict(config)).source
+    source = training_set_for(TrainConfig.from_run(config, store.path / "meta.json")).source
     images = source.images                                     # (N, H, W, C) uint8
     image_index = store.samples()["image_index"].to_numpy(np.int64)
 

@@ -29,12 +29,11 @@ import pandas as pd
 
 from .files import (
     _allocate,
-    _is_stale,
-    _read_lock,
     atomic_save_npy,
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
+    is_lock_held,
     lock_file,
     temp_file_beside,
 )
@@ -350,18 +349,35 @@ class RunStore:
     # ------------------------------------------------------------ one trainer at a time
     @contextmanager
     def lock(self, owner: str = "trainer"):
-        """Hold ``lock`` while training; a lock left by a dead process on this host is taken over."""
-        file = self.path / "lock"
-        with lock_file(file, owner=owner) as holder:
-            if holder is not None:
-                who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
-                raise RunLockedError(f"{self.path} is being trained by {who}; stop it first, or delete "
-                                     f"{file} if that process is gone")
+        """Hold the run's ``lock`` while training (see :func:`run_lock`)."""
+        with run_lock(self.path, owner=owner):
             yield
 
     def is_locked(self) -> bool:
-        holder = _read_lock(self.path / "lock")
-        return bool(holder) and not _is_stale(holder)
+        """Whether a live process holds this run's lock now."""
+        return is_lock_held(self.path / LOCK_NAME)
+
+
+LOCK_NAME = "lock"
+
+
+@contextmanager
+def run_lock(path: str | Path, owner: str = "trainer"):
+    """Hold the lock of the run folder ``path`` (created if missing) for the ``with`` block.
+
+    Taken before anything of a new run is written, so that two trainings started into the same folder
+    at once cannot both write it. The kernel releases it when the holder dies; a second holder gets a
+    :class:`RunLockedError` that names the first."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    file = path / LOCK_NAME
+    with lock_file(file, owner=owner) as holder:
+        if holder is not None:
+            who = (f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('owner', 'trainer')})"
+                   if holder else "another process")
+            raise RunLockedError(f"{path} is being trained by {who}; stop it first (the lock is released "
+                                 "as soon as that process ends)")
+        yield
 
 
 class _RowChunks:
