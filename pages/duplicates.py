@@ -25,6 +25,7 @@ from pages._common import (
     scores_for,
     show_decision_feedback,
     show_thumbnail,
+    tab_id,
 )
 
 SOURCE = "duplicates"
@@ -47,7 +48,7 @@ def load_dismissed(run_path: str, revision: int) -> list[frozenset[int]]:
 def act(indices: list[int], action: str, *, label: int | None = None, note: str) -> None:
     """Append one batch from this page; the toast and errors go through the shared feedback keys."""
     try:
-        decision_log(store).record(indices, action, label=label, source=SOURCE, note=note)
+        decision_log(store).record(indices, action, label=label, source=SOURCE, note=note, tab=tab_id())
     except ValueError as e:
         st.session_state["decision_error"] = str(e)
         return
@@ -78,14 +79,15 @@ def not_duplicates(members: list[int]) -> None:
 def undo_last_click() -> None:
     log = decision_log(store)
     batches = log.batches()
-    mine = batches[(batches["source"] == SOURCE) & (batches["action"] != "undo") & ~batches["undone"]]
+    mine = batches[(batches["source"] == SOURCE) & (batches["tab"] == tab_id()) & (batches["action"] != "undo")
+                   & ~batches["undone"]]
     if mine.empty:
         st.session_state["last_decision"] = "nothing to undo"
         return
     last_note = mine["note"].iloc[-1]
     same_click = mine[mine["note"] == last_note]["batch"] if last_note else mine["batch"].iloc[-1:]
     for batch in same_click:
-        log.undo(int(batch), source=SOURCE)
+        log.undo(int(batch), source=SOURCE, tab=tab_id())
     st.session_state["last_decision"] = f"undid {len(same_click)} batch(es)"
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 from csl_core.config import TrainConfig
 from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
 from csl_core.engine.jobs import Job
-from csl_core.run.store import RunError, RunStore
+from csl_core.run.store import RunError, RunStore, run_folder_for
 from pages._common import (
     LIVE_REFRESH_SECONDS,
     format_seconds,
@@ -65,9 +65,7 @@ def _start() -> None:
     try:
         config = _config_from_form()
         name = (ss.run_name or "").strip() or _new_run_name(ss.run_source)
-        if Path(name).name != name:
-            raise ValueError(f"run name {name!r} must be a plain folder name (no slashes)")
-        out = runs_root() / name
+        out = run_folder_for(runs_root(), name)
         if (out / "meta.json").exists():
             raise RunError(f"{out} already holds a run; pick another name, or open it and press Resume")
         registry.start(Job(config, out))

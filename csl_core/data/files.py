@@ -4,11 +4,13 @@ from __future__ import annotations
 import csv
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..progress import progress_bar
 from .types import DataError, ImageSource
@@ -17,17 +19,71 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
-def _decode(path: str, size: int, mode: str) -> np.ndarray:
-    """Decode, convert to ``mode`` and resize to ``size`` x ``size``; raises on corrupt files."""
+#: Per image: at most this many pixels (a 64-megapixel photo is fine; a 13000 x 13000 PNG is not) and
+#: this many bytes on disk. Across the decoding threads: at most DECODE_BUDGET_PIXELS pixels at once.
+MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_BYTES = 256 * 1024 * 1024
+DECODE_BUDGET_PIXELS = 128_000_000
+
+
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
+class TooLargeError(ValueError):
+    """An image over the per-image decode limits."""
+
+
+class PixelBudget:
+    """Pixels being decoded at once, across threads: ``take(n)`` waits until ``n`` more fit under the
+    budget (an image as large as the whole budget waits until it decodes alone)."""
+
+    def __init__(self, pixels: int):
+        self.pixels = int(pixels)
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def take(self, n: int):
+        n = min(int(n), self.pixels)
+        with self._cond:
+            self._cond.wait_for(lambda: self._used + n <= self.pixels)
+            self._used += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= n
+                self._cond.notify_all()
+
+
+def _decode(path: str, size: int, mode: str, budget: PixelBudget | None = None) -> np.ndarray:
+    """Decode, turn upright (EXIF orientation), convert to ``mode`` and resize to ``size`` x ``size``.
+
+    Raises on corrupt files, and :class:`TooLargeError` (before decoding) on files over
+    :data:`MAX_IMAGE_BYTES` or images over :data:`MAX_IMAGE_PIXELS`; ``budget`` bounds the pixels
+    decoded at once across threads."""
+    file_size = os.path.getsize(path)
+    if file_size > MAX_IMAGE_BYTES:
+        raise TooLargeError(f"file of {file_size / 2**20:.0f} MiB is over the {MAX_IMAGE_BYTES // 2**20} MiB "
+                            "limit per image")
     with Image.open(path) as img:
-        img.load()
-        if img.mode in WIDE_GREY_MODES:
-            img = _to_8_bit(img)
-        if img.mode != mode:
-            img = img.convert(mode)
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.BILINEAR)
-        arr = np.asarray(img, dtype=np.uint8)
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise TooLargeError(f"{width} x {height} pixels is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel "
+                                "limit per image; downscale it first")
+        with budget.take(width * height) if budget is not None else nullcontext():
+            if img.format == "JPEG" and min(width, height) > 4 * size:
+                img.draft(img.mode, (2 * size, 2 * size))  # decode a JPEG at reduced size: less memory
+            img.load()
+            if img.getexif().get(_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)  # as a viewer shows it (phones store photos sideways)
+            if img.mode in WIDE_GREY_MODES:
+                img = _to_8_bit(img)
+            if img.mode != mode:
+                img = img.convert(mode)
+            if img.size != (size, size):
+                img = img.resize((size, size), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
     return arr if arr.ndim == 3 else arr[..., None]
 
 
@@ -37,13 +93,21 @@ WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 def _to_8_bit(img: Image.Image) -> Image.Image:
     """Rescale wide greyscale to 0-255 by its type's range: 16-bit integers by 65535 (as any viewer
-    shows them), floats in [0, 1] by 1; other floats and 32-bit integers are already 0-255 or clip."""
-    values = np.asarray(img, dtype=np.float64)
+    shows them); floats in [0, 1] by 1, floats in [0, 255] as they are, and any other float range
+    (HDR, negative values) stretched from its own minimum and maximum rather than clipped.
+    Works in float32, one image-sized buffer at a time."""
+    values = np.asarray(img, dtype=np.float32)
     if img.mode.startswith("I;16") or (img.mode == "I" and values.max(initial=0) > 255):
-        values = values / 257.0  # 65535 -> 255; a 16-bit PNG may open as "I"
-    elif img.mode == "F" and values.size and np.nanmax(values) <= 1.0:
-        values = values * 255.0
-    return Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), "L")
+        values = values / np.float32(257.0)  # 65535 -> 255; a 16-bit PNG may open as "I"
+    elif img.mode == "F" and values.size:
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if low >= 0 and high <= 1.0:
+            values = values * np.float32(255.0)
+        elif low < 0 or high > 255:
+            values = (values - np.float32(low)) * np.float32(255.0 / max(high - low, 1e-12))
+    values = np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
 
 
 def _pick_mode(paths: list[str]) -> str:
@@ -64,9 +128,13 @@ def decode_files(paths: list[str], labels: list[int], classes: list[str], *, ima
     mode = _pick_mode(paths)
     channels = 3 if mode == "RGB" else 1
 
+    budget = PixelBudget(DECODE_BUDGET_PIXELS)
+
     def work(path: str):
         try:
-            return _decode(path, image_size, mode), None
+            return _decode(path, image_size, mode, budget), None
+        except TooLargeError as e:
+            return None, f"too large to decode ({e})"
         except UnidentifiedImageError:
             return None, "not an image (PIL cannot identify the file)"
         except Exception as e:  # PIL raises many types for damaged files; each one only skips that file

@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import TrainConfig, training_set_for
 from ..data import TrainingSet
 from ..run.files import atomic_save_npy
-from ..run.store import RunError, RunStore, run_lock
+from ..run.store import RunError, RunStore, remove_leftovers, run_lock
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
@@ -178,6 +178,10 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     out = Path(out)
     if resume:
         store = RunStore(out)
+        remove_leftovers(store.path)
+        problems = store.problems(deep=True)
+        if problems:
+            raise RunError(f"{out} cannot be resumed: " + "; ".join(problems))
         stored = TrainConfig.from_run(store.meta.get("config"), store.path / "meta.json")
         stored.download = config.download  # the person resuming may allow it; a run folder cannot
         # The data, model and schedule are the run's own; only where and how fast it runs may change.

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS batches (
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
     action   TEXT    NOT NULL,            -- keep | relabel | drop | not-duplicate | undo
     source   TEXT    NOT NULL DEFAULT '', -- the page (or tool) that made it
+    tab      TEXT    NOT NULL DEFAULT '', -- the browser tab (dashboard session) that made it
     note     TEXT    NOT NULL DEFAULT '',
     created  REAL    NOT NULL,            -- unix time
     undoes   INTEGER REFERENCES batches(id)
@@ -65,11 +66,12 @@ class DecisionLog:
 
     # ------------------------------------------------------------ writing
     def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
-               source: str = "", note: str = "") -> int:
+               source: str = "", note: str = "", tab: str = "") -> int:
         """Append one batch: ``action`` on every sample in ``indices``; returns the batch id.
 
         ``label`` is required for ``relabel``: one class index for all samples, or one per sample
-        (accepting each sample's suggested label). It is ignored by the other actions.
+        (accepting each sample's suggested label). It is ignored by the other actions. ``tab`` names
+        the browser tab (dashboard session) that made the batch, so that its undo stays in that tab.
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
@@ -87,15 +89,16 @@ class DecisionLog:
                                  f"{labels.min()}..{labels.max()}")
         rows_label = labels.tolist() if labels is not None else [None] * len(samples)
         with self._write() as db:
-            cursor = db.execute("INSERT INTO batches(action, source, note, created) VALUES (?, ?, ?, ?)",
-                                (action, source, note, time.time()))
+            cursor = db.execute("INSERT INTO batches(action, source, note, created, tab) VALUES (?, ?, ?, ?, ?)",
+                                (action, source, note, time.time(), str(tab)))
             batch = int(cursor.lastrowid)
             db.executemany("INSERT INTO decisions(batch, sample, label) VALUES (?, ?, ?)",
                            [(batch, int(s), lab) for s, lab in zip(samples.tolist(), rows_label)])
         return batch
 
-    def undo(self, batch: int | None = None, *, source: str | None = None) -> int | None:
-        """Cancel ``batch`` (default: the last batch not yet undone, from ``source`` if given).
+    def undo(self, batch: int | None = None, *, source: str | None = None, tab: str | None = None) -> int | None:
+        """Cancel ``batch`` (default: the last batch not yet undone, from ``source`` and made in ``tab``
+        where given, so that one browser tab never undoes another tab's batch).
 
         The undo is appended as its own row; returns the id of the batch undone, or ``None`` when
         there was nothing to undo.
@@ -108,6 +111,9 @@ class DecisionLog:
                 if source is not None:
                     query += " AND source = ?"
                     params = (source,)
+                if tab is not None:
+                    query += " AND tab = ?"
+                    params = (*params, str(tab))
                 row = db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
                 if row is None:
                     return None
@@ -120,8 +126,8 @@ class DecisionLog:
                     raise ValueError(f"batch {batch} is itself an undo; record the action again instead")
                 if db.execute("SELECT 1 FROM batches WHERE undoes = ?", (batch,)).fetchone():
                     return None
-            db.execute("INSERT INTO batches(action, source, note, created, undoes) VALUES ('undo', ?, '', ?, ?)",
-                       (source or "", time.time(), batch))
+            db.execute("INSERT INTO batches(action, source, note, created, undoes, tab) "
+                       "VALUES ('undo', ?, '', ?, ?, ?)", (source or "", time.time(), batch, str(tab or "")))
         return batch
 
     # ------------------------------------------------------------ reading
@@ -148,10 +154,10 @@ class DecisionLog:
         return frame
 
     def batches(self) -> pd.DataFrame:
-        """One row per batch: ``batch, action, source, note, decided_at, undoes, undone, samples``."""
+        """One row per batch: ``batch, action, source, tab, note, decided_at, undoes, undone, samples``."""
         with closing(self._connect()) as db:
             frame = pd.read_sql_query(
-                "SELECT b.id AS batch, b.action, b.source, b.note, b.created AS decided_at, b.undoes, "
+                "SELECT b.id AS batch, b.action, b.source, b.tab, b.note, b.created AS decided_at, b.undoes, "
                 "EXISTS(SELECT 1 FROM batches u WHERE u.undoes = b.id) AS undone, "
                 "(SELECT COUNT(*) FROM decisions d WHERE d.batch = b.id) AS samples "
                 "FROM batches b ORDER BY b.id", db)
@@ -224,6 +230,7 @@ class DecisionLog:
                     if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         db.execute("PRAGMA journal_mode = WAL")
                     db.executescript(_SCHEMA)
+                    _add_tab_column(db)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
@@ -265,6 +272,17 @@ class DecisionLog:
             raise ValueError(f"sample indices must be in [0, {self.num_samples}); got "
                              f"{samples.min()}..{samples.max()}")
         return samples
+
+
+def _add_tab_column(db: sqlite3.Connection) -> None:
+    """Logs written before batches recorded their tab get the column (empty: made in no known tab)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    if "tab" not in columns:
+        try:
+            db.execute("ALTER TABLE batches ADD COLUMN tab TEXT NOT NULL DEFAULT ''")
+        except sqlite3.OperationalError as e:  # another connection added it a moment ago
+            if "duplicate column" not in str(e):
+                raise
 
 
 def _run_size(run_path: Path) -> tuple[int, int]:

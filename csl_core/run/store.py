@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -31,10 +32,11 @@ from .files import (
     _allocate,
     atomic_save_npy,
     atomic_write_bytes,
-    atomic_write_csv,
     atomic_write_json,
     is_lock_held,
     lock_file,
+    sha256_bytes,
+    sha256_file,
     temp_file_beside,
 )
 from .schema import ARRAY_DTYPES, EPOCH_FIELDS
@@ -65,6 +67,79 @@ def read_sample_table(file: Path) -> pd.DataFrame:
         return pd.read_csv(file, **options)
 
 
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def check_meta(meta: object, file: Path) -> None:
+    """Raise :class:`RunError` naming ``file`` unless ``meta`` has what every reader relies on, with
+    field names that are plain names (a field becomes a file name under ``arrays/``)."""
+    if not isinstance(meta, dict):
+        raise RunError(f"{file} is damaged: it does not hold a JSON object")
+    for key, kind in (("num_samples", int), ("epochs", int), ("finished_epochs", int), ("fields", list),
+                      ("classes", list)):
+        if key not in meta:
+            raise RunError(f"{file} is damaged or not a run's meta.json: it lacks '{key}'")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise RunError(f"{file} is damaged: '{key}' is {meta[key]!r}, expected {kind.__name__}")
+    if not 0 <= meta["finished_epochs"] <= max(meta["epochs"], 0) or meta["num_samples"] < 0:
+        raise RunError(f"{file} is damaged: {meta['finished_epochs']} finished of {meta['epochs']} epochs, "
+                       f"{meta['num_samples']} samples")
+    for name in meta["fields"]:
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise RunError(f"{file} is damaged: array field {name!r} is not a plain name")
+
+
+def check_array_file(file: Path, rows: int, min_columns: int) -> None:
+    """Raise :class:`RunError` naming ``file`` unless it is a ``(rows, >= min_columns)`` .npy whose size on
+    disk is what its header promises (a truncated file would read as zeros through a read-write map)."""
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(f)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError as e:
+        raise RunError(f"{file} is missing; the run is damaged") from e
+    except (OSError, ValueError) as e:
+        raise RunError(f"{file} is damaged: its .npy header cannot be read ({e})") from e
+    if fortran_order or len(shape) != 2 or shape[0] != rows or shape[1] < min_columns:
+        raise RunError(f"{file} is damaged: shape {shape}, expected ({rows}, >= {min_columns})")
+    expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size != expected:
+        raise RunError(f"{file} is damaged: {size} bytes on disk, {expected} expected (truncated or padded); "
+                       "restore it or train the run again")
+
+
+# Files only the trainer writes, so that their temporary files are orphans once it holds the lock.
+_TRAINER_FILES = ("checkpoint.pt", "embeddings.npy", "probabilities.npy")
+
+
+def remove_leftovers(path: str | Path) -> list[Path]:
+    """Delete the temporary files a trainer killed midway left in the run folder ``path``
+    (``.checkpoint.pt.*.tmp``, ``.embeddings.npy.*.tmp``, half-grown arrays, ...). Call it only while
+    holding the run's lock: no other trainer can be writing them then. Returns what was removed."""
+    path = Path(path)
+    found = [p for name in _TRAINER_FILES for p in path.glob(f".{name}.*.tmp")]
+    found += list((path / "arrays").glob(".*.npy.tmp")) + list((path / "arrays").glob("*.grow.npy"))
+    removed = []
+    for file in found:
+        if file.is_file() and not file.is_symlink():
+            file.unlink(missing_ok=True)
+            removed.append(file)
+    return removed
+
+
+def run_problems(path: str | Path) -> list[str]:
+    """What is wrong with the run folder ``path`` (see :meth:`RunStore.problems`); cheap enough for a
+    dashboard to call for every run it lists."""
+    try:
+        return RunStore(path).problems()
+    except RunError as e:
+        return [str(e)]
+
+
 class RunStore:
     """A run folder on disk. Cheap to open: nothing large is read until asked for."""
 
@@ -75,6 +150,7 @@ class RunStore:
                            "`python -m csl_core train --out PATH`")
         self._samples: pd.DataFrame | None = None
         self._samples_mtime = None
+        self.meta  # noqa: B018 -- a damaged meta.json is said here, with the file's name
 
     # ------------------------------------------------------------ creation
     @classmethod
@@ -88,9 +164,11 @@ class RunStore:
         n = len(samples)
         for name in fields:
             _allocate(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
-        atomic_write_csv(path / "samples.csv", samples)
+        table = samples.to_csv(index=False).encode()
+        atomic_write_bytes(path / "samples.csv", table)
         meta = {**meta, "format_version": FORMAT_VERSION, "num_samples": n, "epochs": epochs,
-                "finished_epochs": 0, "fields": list(fields), "created": time.time()}
+                "finished_epochs": 0, "fields": list(fields), "created": time.time(),
+                "checksums": {"samples.csv": {"size": len(table), "sha256": sha256_bytes(table)}}}
         atomic_write_json(path / "meta.json", meta)
         if not (path / "report.json").exists():
             atomic_write_json(path / "report.json", {"skipped": [], "epochs": []})
@@ -116,8 +194,16 @@ class RunStore:
     # ------------------------------------------------------------ reading
     @property
     def meta(self) -> dict:
-        with open(self.path / "meta.json") as f:
-            return json.load(f)
+        """``meta.json``, checked: a damaged or truncated file is a :class:`RunError` that names it."""
+        file = self.path / "meta.json"
+        try:
+            with open(file, "rb") as f:
+                meta = json.loads(f.read().decode("utf-8"))
+        except (OSError, ValueError) as e:
+            raise RunError(f"{file} is damaged or unreadable ({e}); this run cannot be opened. Restore the "
+                           "file from a backup, or train the run again") from e
+        check_meta(meta, file)
+        return meta
 
     @property
     def name(self) -> str:
@@ -137,9 +223,21 @@ class RunStore:
 
     def samples(self) -> pd.DataFrame:
         """The sample table, cached until the file changes."""
-        mtime = (self.path / "samples.csv").stat().st_mtime_ns
+        file = self.path / "samples.csv"
+        try:
+            mtime = file.stat().st_mtime_ns
+        except OSError as e:
+            raise RunError(f"{file} is missing ({e}); this run cannot be read") from e
         if self._samples is None or mtime != self._samples_mtime:
-            self._samples = read_sample_table(self.path / "samples.csv")
+            try:
+                samples = read_sample_table(file)
+            except (ValueError, OSError) as e:  # pyarrow's parse errors are ValueErrors too
+                raise RunError(f"{file} cannot be read as a sample table ({str(e)[:200]}); the run is "
+                               "damaged") from e
+            if len(samples) != self.num_samples:
+                raise RunError(f"{file} has {len(samples)} rows but meta.json says {self.num_samples} samples; "
+                               "the run is damaged")
+            self._samples = samples
             self._samples_mtime = mtime
         return self._samples
 
@@ -151,15 +249,20 @@ class RunStore:
         file = self.path / "arrays" / f"{name}.npy"
         if not file.is_file():
             raise RunError(f"{self.path}: this run has no '{name}' array")
+        meta = self.meta
+        check_array_file(file, int(meta["num_samples"]), int(meta["finished_epochs"]))
         mm = np.load(file, mmap_mode="r")
-        return mm[:, : self.finished_epochs] if finished_only else mm
+        return mm[:, : int(meta["finished_epochs"])] if finished_only else mm
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every per-epoch array over the finished epochs, memory-mapped."""
-        finished = self.finished_epochs
+        meta = self.meta
+        finished = int(meta["finished_epochs"])
         out = {}
-        for name in self.meta["fields"]:
-            out[name] = np.load(self.path / "arrays" / f"{name}.npy", mmap_mode="r")[:, :finished]
+        for name in meta["fields"]:
+            file = self.path / "arrays" / f"{name}.npy"
+            check_array_file(file, int(meta["num_samples"]), finished)
+            out[name] = np.load(file, mmap_mode="r")[:, :finished]
         return out
 
     def probabilities(self) -> np.ndarray | None:
@@ -284,7 +387,9 @@ class RunStore:
         file = self.path / "arrays" / f"{name}.npy"
         if not file.is_file():
             raise RunError(f"{self.path}: this run has no '{name}' array")
-        return _RowChunks(file, self.finished_epochs)
+        meta = self.meta
+        check_array_file(file, int(meta["num_samples"]), int(meta["finished_epochs"]))
+        return _RowChunks(file, int(meta["finished_epochs"]))
 
     def report(self) -> dict:
         file = self.path / "report.json"
@@ -313,7 +418,9 @@ class RunStore:
         for name in meta["fields"]:
             if name not in record:
                 raise RunError(f"epoch record lacks '{name}'")
-            mm = np.load(self.path / "arrays" / f"{name}.npy", mmap_mode="r+")
+            file = self.path / "arrays" / f"{name}.npy"
+            check_array_file(file, int(meta["num_samples"]), epoch + 1)  # r+ would zero-pad a short file
+            mm = np.load(file, mmap_mode="r+")
             mm[:, epoch] = record[name]
             mm.flush()
             del mm
@@ -327,24 +434,96 @@ class RunStore:
         self.update_meta(finished_epochs=epoch + 1, updated=time.time())
 
     def save_checkpoint(self, state: dict) -> None:
+        """Write ``checkpoint.pt`` atomically and record its size and SHA-256 in ``meta.json``.
+
+        The new checksum is recorded (beside the old one) before the file is swapped in, and the old one
+        dropped after, so a kill at any point leaves a checkpoint whose checksum ``meta.json`` accepts."""
         import torch  # the dashboard reads run folders without loading torch
 
-        fd, tmp = temp_file_beside(self.path / "checkpoint.pt")
+        target = self.path / "checkpoint.pt"
+        fd, tmp = temp_file_beside(target)
         os.close(fd)
         try:
             torch.save(state, tmp)
-            os.replace(tmp, self.path / "checkpoint.pt")
+            record = {"size": os.path.getsize(tmp), "sha256": sha256_file(Path(tmp))}
+            previous = self.meta.get("checksums", {}).get("checkpoint.pt", [])
+            self._set_checksum("checkpoint.pt", [record, *previous[:1]])
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._set_checksum("checkpoint.pt", [record])
+
+    def _set_checksum(self, name: str, value) -> None:
+        meta = self.meta
+        self.update_meta(checksums={**meta.get("checksums", {}), name: value})
 
     def load_checkpoint(self, map_location="cpu") -> dict | None:
+        """The checkpoint, after checking it against the size and SHA-256 recorded in ``meta.json``;
+        loaded with ``weights_only=True`` (tensors and plain containers only, never code)."""
         import torch
 
         file = self.path / "checkpoint.pt"
         if not file.is_file():
             return None
-        return torch.load(file, map_location=map_location, weights_only=True)
+        accepted = self.meta.get("checksums", {}).get("checkpoint.pt")
+        if accepted is not None:
+            size, digest = file.stat().st_size, sha256_file(file)
+            if not any(size == r.get("size") and digest == r.get("sha256") for r in accepted):
+                raise RunError(f"{file} does not match the checksum recorded in meta.json (size {size}); it is "
+                               "damaged or was replaced, so the run cannot be resumed from it. Start a new "
+                               "run (the recorded epochs stay readable in the dashboard)")
+        try:
+            return torch.load(file, map_location=map_location, weights_only=True)
+        except Exception as e:  # truncated zip, unpickling refused, ...: never advise weights_only=False
+            raise RunError(f"{file} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); it "
+                           "is damaged or not a checkpoint of this tool, so the run cannot be resumed from "
+                           "it. Start a new run (the recorded epochs stay readable in the dashboard)") from None
+
+    def problems(self, *, deep: bool = False) -> list[str]:
+        """What is wrong with this run folder, one sentence per damaged file (empty when healthy).
+
+        Checks (with a few small reads) that ``meta.json`` is whole, every array has the size its header and
+        ``meta.json`` promise and the sample table is there; ``deep`` (done before a resume) also reads the
+        sample table and checks it and the checkpoint against the checksums recorded in ``meta.json``."""
+        found = []
+        try:
+            meta = self.meta
+        except RunError as e:
+            return [str(e)]
+        for name in meta["fields"]:
+            try:
+                check_array_file(self.path / "arrays" / f"{name}.npy", int(meta["num_samples"]),
+                                 int(meta["finished_epochs"]))
+            except RunError as e:
+                found.append(str(e))
+        table = self.path / "samples.csv"
+        if not table.is_file() or table.stat().st_size == 0:
+            found.append(f"{table} is missing or empty; the run is damaged")
+        elif deep:
+            self._samples = None
+            try:
+                self.samples()
+            except RunError as e:
+                found.append(str(e))
+        recorded = meta.get("checksums", {}).get("samples.csv")
+        if deep and isinstance(recorded, dict):
+            file = self.path / "samples.csv"
+            data = file.read_bytes() if file.is_file() else b""
+            if len(data) != recorded.get("size") or sha256_bytes(data) != recorded.get("sha256"):
+                found.append(f"{file} does not match the checksum recorded in meta.json when the run was "
+                             f"created (size {len(data)}, recorded {recorded.get('size')}): it was changed, so "
+                             "its rows may no longer be the samples whose losses were recorded")
+        if deep:
+            try:
+                import torch  # noqa: F401 -- load_checkpoint needs it; the dashboard never asks for deep
+
+                state = self.load_checkpoint()
+                if state is not None and not isinstance(state, dict):
+                    found.append(f"{self.path / 'checkpoint.pt'} is not a checkpoint of this tool")
+            except RunError as e:
+                found.append(str(e))
+        return found
 
     # ------------------------------------------------------------ one trainer at a time
     @contextmanager
@@ -417,6 +596,18 @@ class _RowChunks:
             f.seek(self._offset + start * width * self.dtype.itemsize)
             block = np.fromfile(f, dtype=self.dtype, count=count)
         return block.reshape(-1, width)[:, : self._columns]
+
+
+def run_folder_for(root: str | Path, name: str) -> Path:
+    """The folder of a run called ``name`` under ``root``; ``name`` must be one plain folder name, so
+    that a run can only ever be written inside ``root`` (no ``..``, no separators, no hidden names)."""
+    name = str(name)
+    bad = (not name or name != name.strip() or Path(name).name != name or name.startswith(".")
+           or any(c in name for c in "/\\\x00") or any(ord(c) < 32 for c in name))
+    if bad:
+        raise ValueError(f"run name {name!r} must be a plain folder name: no slashes, not starting with '.', "
+                         "no control characters")
+    return Path(root) / name
 
 
 def list_runs(root: str | Path = "runs") -> list[Path]:
