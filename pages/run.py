@@ -11,6 +11,7 @@ import streamlit as st
 
 from csl_core.config import TrainConfig
 from csl_core.data import DEBIAN_FASHION_MNIST, DataError, parse_spec
+from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
 from csl_core.run.store import RunError, RunStore, run_folder_for
 from pages._common import (
@@ -51,7 +52,7 @@ def _config_from_form() -> TrainConfig:
     location = (ss.get("run_location") or "").strip()
     if kind in ("imagefolder", "csv") and not location:
         raise DataError(f"{SOURCES[kind]}: enter the path first")
-    spec = f"{kind}:{location}" if location and kind in NEEDS_PATH else kind
+    spec = f"{kind}:{quote_path(location)}" if location and kind in NEEDS_PATH else kind
     parse_spec(spec)
     noise = ss.get("run_noise")
     config = TrainConfig(data=spec, epochs=int(ss.run_epochs), model=ss.run_model, eval_pass=bool(ss.run_eval),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import re
 import threading
@@ -93,8 +94,9 @@ WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 def _to_8_bit(img: Image.Image) -> Image.Image:
     """Rescale wide greyscale to 0-255 by its type's range: 16-bit integers by 65535 (as any viewer
-    shows them); floats in [0, 1] by 1, floats in [0, 255] as they are, and any other float range
-    (HDR, negative values) stretched from its own minimum and maximum rather than clipped.
+    shows them); floats in [0, 1] by 1, whole-numbered floats in [0, 255] (8-bit data stored as
+    float) as they are, and any other float range (HDR, negative values, physical units) stretched
+    from its own minimum and maximum rather than clipped.
     Works in float32, one image-sized buffer at a time."""
     values = np.asarray(img, dtype=np.float32)
     if img.mode.startswith("I;16") or (img.mode == "I" and values.max(initial=0) > 255):
@@ -102,11 +104,12 @@ def _to_8_bit(img: Image.Image) -> Image.Image:
     elif img.mode == "F" and values.size:
         finite = values[np.isfinite(values)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        eight_bit = low >= 0 and high <= 255 and bool(np.all(finite == np.round(finite)))
         if low >= 0 and high <= 1.0:
             values = values * np.float32(255.0)
-        elif low < 0 or high > 255:
+        elif not eight_bit:  # HDR, negative or arbitrary-unit floats: their own range, never clipped
             values = (values - np.float32(low)) * np.float32(255.0 / max(high - low, 1e-12))
-    values = np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+    values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
 
 
@@ -156,41 +159,138 @@ def decode_files(paths: list[str], labels: list[int], classes: list[str], *, ima
 
 
 def load_imagefolder(root: str, *, image_size: int = 32, progress: bool = False) -> ImageSource:
-    """``root/<class>/<image>``; classes sorted by name, as torchvision's ImageFolder does."""
+    """``root/<class>/<image>``; classes sorted by name, as torchvision's ImageFolder does.
+
+    Every file under the root is either used or listed in the run report with the reason: hidden
+    files and folders, non-images, dangling links, symbolic-link loops, and one file reached twice
+    (through a linked folder) under two classes. Links that lead outside the root are followed and
+    noted in the report."""
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"ImageFolder root {root!r} does not exist or is not a folder; "
                         "expected ROOT/<class>/<image files>")
-    class_dirs = sorted(d for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
+    real_root = base.resolve()
+    entries = sorted(base.iterdir())
+    class_dirs = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
     if not class_dirs:
         raise DataError(f"{root}: no class folders found; expected ROOT/<class>/<image files>")
+    _check_distinct_names([d.name for d in class_dirs], f"{root}: class folders")
     # Every file is either used or listed in the run report, so nothing is dropped unseen.
     skipped = [{"id": str(p), "reason": "not inside a class folder"}
-               for p in sorted(base.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    for hidden in sorted(d for d in base.iterdir() if d.is_dir() and d.name.startswith(".")):
+               for p in entries if p.is_file() and not p.name.startswith(".")]
+    skipped += [{"id": str(p), "reason": "dangling symbolic link (its target does not exist)"}
+                for p in entries if p.is_symlink() and not p.exists()]
+    for hidden in sorted(d for d in entries if d.is_dir() and d.name.startswith(".")):
         # .ipynb_checkpoints, .git, ...: not a class; said once per folder, with what it holds
         files = [p for p in hidden.rglob("*") if p.is_file()]
         images = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in files)
         if files:
             skipped.append({"id": str(hidden), "reason": f"hidden folder, not a class: {images} image(s) and "
                                                         f"{len(files) - images} other file(s) not used"})
+    notes: list[dict] = []
     paths, labels = [], []
+    first_seen: dict[str, tuple[int, str]] = {}   # real file -> (class, path) of its first listing
+    conflicting: set[str] = set()
     for c, d in enumerate(class_dirs):
-        files = sorted(p for p in d.rglob("*") if p.is_file())
+        files, problems = _walk_class_folder(d)
+        skipped += problems
         if not any(not p.name.startswith(".") for p in files):
             raise DataError(f"{d}: class folder {d.name!r} is empty; add images or remove the folder")
         for p in files:
             if p.name.startswith("."):
                 skipped.append({"id": str(p), "reason": "hidden file"})
-            elif p.suffix.lower() in IMAGE_EXTENSIONS:
-                paths.append(str(p))
-                labels.append(c)
-            else:
+                continue
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
                 skipped.append({"id": str(p), "reason": f"not an image file (extension {p.suffix or 'none'})"})
+                continue
+            real = os.path.realpath(p)
+            if real in first_seen:
+                other_class, other = first_seen[real]
+                if other_class != c:
+                    conflicting.add(real)
+                    skipped.append({"id": str(p), "reason": f"the same file as {other} but under another class "
+                                                           f"({class_dirs[other_class].name!r}); neither is used"})
+                else:
+                    skipped.append({"id": str(p), "reason": f"the same file as {other} (listed twice)"})
+                continue
+            first_seen[real] = (c, str(p))
+            if not _inside(Path(real), real_root):
+                notes.append({"id": str(p), "note": f"leads outside the ImageFolder root, to {real}"})
+            paths.append(str(p))
+            labels.append(c)
+    if conflicting:
+        keep = [i for i, p in enumerate(paths) if os.path.realpath(p) not in conflicting]
+        skipped += [{"id": paths[i], "reason": "also listed under another class (see below); not used"}
+                    for i in range(len(paths)) if os.path.realpath(paths[i]) in conflicting]
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     source = decode_files(paths, labels, [d.name for d in class_dirs], image_size=image_size, progress=progress)
     source.skipped = skipped + source.skipped
+    source.notes = notes + source.notes
     _check_no_empty_class(source, root)
     return source
+
+
+def _walk_class_folder(folder: Path) -> tuple[list[Path], list[dict]]:
+    """Every file below ``folder`` (following links to folders, each real folder once), sorted, and the
+    entries that cannot be used: dangling links and link loops."""
+    files: list[Path] = []
+    problems: list[dict] = []
+    seen: set[str] = set()
+
+    def visit(current: Path) -> None:
+        real = os.path.realpath(current)
+        if real in seen:
+            problems.append({"id": str(current), "reason": f"symbolic-link loop (leads back to {real}); not "
+                                                           "followed"})
+            return
+        seen.add(real)
+        try:
+            children = sorted(current.iterdir())
+        except OSError as e:
+            problems.append({"id": str(current), "reason": f"folder cannot be read ({e})"})
+            return
+        for child in children:
+            try:
+                if child.is_dir():
+                    visit(child)
+                elif child.is_file():
+                    files.append(child)
+                elif child.is_symlink():
+                    problems.append({"id": str(child), "reason": _broken_link_reason(child)})
+            except OSError as e:  # ELOOP: a link that points at itself
+                problems.append({"id": str(child), "reason": f"cannot be followed ({e.strerror or e})"})
+
+    visit(folder)
+    return sorted(files), problems
+
+
+def _broken_link_reason(link: Path) -> str:
+    try:
+        os.stat(link)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic-link loop (the link leads back to itself); not followed"
+    return "dangling symbolic link (its target does not exist)"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_distinct_names(names: list[str], what: str) -> None:
+    """Refuse class names that differ only in case or surrounding space (``Bag`` and ``bag``): they are
+    almost always one class, and would merge into one folder on macOS or Windows."""
+    folded: dict[str, str] = {}
+    for name in names:
+        key = name.strip().casefold()
+        if key in folded:
+            raise DataError(f"{what}: {folded[key]!r} and {name!r} differ only in case or spacing; rename or "
+                            "merge them into one class")
+        folded[key] = name
 
 
 def _check_no_empty_class(source: ImageSource, where: str) -> None:
@@ -238,7 +338,7 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
         if not label:
             raise DataError(f"{csv_file}, line {line}: empty label for {rel!r}")
         full = Path(rel) if Path(rel).is_absolute() else base / rel
-        key = os.path.normcase(os.path.abspath(full))
+        key = os.path.normcase(os.path.realpath(full))  # a file reached through a linked folder is one file
         if key in seen:
             first_line, first_rel = seen[key]
             raise DataError(f"{csv_file}, line {line}: path {rel!r} is the same file as {first_rel!r} on line "
@@ -250,16 +350,23 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
         raise DataError(f"{csv_file}: no rows below the header; add one row per image (path,label)")
     # Classes come from every row, found or not: a class whose files are all missing is reported as empty.
     classes, all_labels = _encode_labels(raw_labels, csv_file)
-    paths, labels, ids, skipped = [], [], [], []
+    paths, labels, ids, skipped, notes = [], [], [], [], []
+    real_base = base.resolve()
     for (line, rel, full), label in zip(rows_kept, all_labels):
         if full.is_file():
             paths.append(str(full))
             labels.append(label)
             ids.append(rel)
+            if not _inside(full.resolve(), real_base):
+                notes.append({"id": rel, "note": f"CSV line {line}: leads outside the image root {base}, to "
+                                                 f"{full.resolve()}"})
+        elif full.is_symlink():
+            skipped.append({"id": rel, "reason": f"dangling symbolic link: {full} (CSV line {line})"})
         else:
             skipped.append({"id": rel, "reason": f"file not found: {full} (CSV line {line})"})
     source = decode_files(paths, labels, classes, image_size=image_size, ids=ids, progress=progress)
     source.skipped = skipped + source.skipped
+    source.notes = notes + source.notes
     _check_no_empty_class(source, csv_file)
     return source
 
@@ -291,6 +398,7 @@ def _encode_labels(raw: list[tuple[int, str]], where: str) -> tuple[list[str], l
         lookup = {c: i for i, c in enumerate(classes)}
         return classes, [lookup[str(int(t))] for _, t in raw]
     classes = sorted({t for _, t in names})
+    _check_distinct_names(classes, f"{where}: labels")
     lookup = {c: i for i, c in enumerate(classes)}
     return classes, [lookup[t] for _, t in raw]
 

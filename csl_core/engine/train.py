@@ -218,7 +218,7 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     }
     fields_ = EPOCH_FIELDS + (("eval_loss",) if config.eval_pass else ())
     store = RunStore.create(out, meta=meta, samples=training_set.samples, epochs=config.epochs, fields=fields_)
-    store.update_report(skipped=training_set.source.skipped,
+    store.update_report(skipped=training_set.source.skipped, notes=training_set.source.notes,
                         counts={"listed": len(training_set.source) + len(training_set.source.skipped),
                                 "used": len(training_set), "skipped": len(training_set.source.skipped),
                                 "not_in_subset": len(training_set.source) - len(training_set)})

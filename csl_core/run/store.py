@@ -436,8 +436,9 @@ class RunStore:
     def save_checkpoint(self, state: dict) -> None:
         """Write ``checkpoint.pt`` atomically and record its size and SHA-256 in ``meta.json``.
 
-        The new checksum is recorded (beside the old one) before the file is swapped in, and the old one
-        dropped after, so a kill at any point leaves a checkpoint whose checksum ``meta.json`` accepts."""
+        The new checksum is recorded before the file is swapped in, beside the previous checkpoint's: a kill
+        at any point leaves a checkpoint ``meta.json`` accepts, and a checkpoint one epoch behind is a state
+        the trainer resumes from (it trains that epoch again)."""
         import torch  # the dashboard reads run folders without loading torch
 
         target = self.path / "checkpoint.pt"
@@ -452,7 +453,6 @@ class RunStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._set_checksum("checkpoint.pt", [record])
 
     def _set_checksum(self, name: str, value) -> None:
         meta = self.meta
@@ -548,15 +548,23 @@ def run_lock(path: str | Path, owner: str = "trainer"):
     at once cannot both write it. The kernel releases it when the holder dies; a second holder gets a
     :class:`RunLockedError` that names the first."""
     path = Path(path)
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     file = path / LOCK_NAME
-    with lock_file(file, owner=owner) as holder:
-        if holder is not None:
-            who = (f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('owner', 'trainer')})"
-                   if holder else "another process")
-            raise RunLockedError(f"{path} is being trained by {who}; stop it first (the lock is released "
-                                 "as soon as that process ends)")
-        yield
+    try:
+        with lock_file(file, owner=owner) as holder:
+            if holder is not None:
+                who = (f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('owner', 'trainer')})"
+                       if holder else "another process")
+                raise RunLockedError(f"{path} is being trained by {who}; stop it first (the lock is released "
+                                     "as soon as that process ends)")
+            yield
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            try:
+                path.rmdir()
+            except OSError:
+                pass
 
 
 class _RowChunks:
