@@ -842,3 +842,31 @@ def test_an_older_decision_log_gets_the_tab_column(tmp_path):
     log = DecisionLog(store.path)
     assert log.undo(tab="someone") is None                      # the old batch belongs to no tab
     assert log.undo() == 1
+
+
+def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_damaged(tmp_path, monkeypatch):
+    from streamlit import config as st_config
+    from streamlit.testing.v1 import AppTest
+
+    runs = tmp_path / "runs"
+    good = small_run(runs / "good")
+    bad = small_run(runs / "bad")
+    text = (bad.path / "meta.json").read_text()
+    (bad.path / "meta.json").write_text(text[:40])                   # truncated: the newest run
+    os.utime(good.path / "meta.json", (1, 1))
+    monkeypatch.setenv("CSL_RUNS_DIR", str(runs))
+    st_config.set_option("runner.magicEnabled", False)
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        assert not at.exception
+        assert at.session_state["run_path"] == str(good.path)
+        picker = at.sidebar.selectbox[0]
+        assert picker.format_func(str(bad.path)).endswith("(damaged)")
+        at.switch_page("pages/galleries.py").run()
+        assert not at.exception
+        picker = at.sidebar.selectbox[0]
+        picker.set_value(str(bad.path)).run()
+        assert not at.exception
+        assert any("damaged" in e.value and "meta.json" in e.value for e in at.error)
+    finally:
+        st_config.set_option("runner.magicEnabled", True)
