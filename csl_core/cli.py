@@ -177,7 +177,7 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    epochs = args.epochs or (12 if args.data == "demo" else 15)
+    epochs = args.epochs if args.epochs is not None else (12 if args.data == "demo" else 15)  # 0 is refused
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():

@@ -870,3 +870,50 @@ def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_d
         assert any("damaged" in e.value and "meta.json" in e.value for e in at.error)
     finally:
         st_config.set_option("runner.magicEnabled", True)
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("truncate-meta", "meta.json is damaged"),
+    ("meta-not-object", "meta.json is damaged"),
+    ("meta-missing-key", "lacks 'num_samples'"),
+    ("truncate-samples", "samples.csv"),
+    ("truncate-loss", "loss.npy is damaged"),
+])
+def test_the_cli_names_the_damaged_file_without_a_traceback(tmp_path, capsys, damage, words):
+    from csl_core.cli import main
+
+    store = small_run(tmp_path / "run", n=40)
+    meta = store.path / "meta.json"
+    if damage == "truncate-meta":
+        meta.write_text(meta.read_text()[:30])
+    elif damage == "meta-not-object":
+        meta.write_text("[1, 2, 3]")
+    elif damage == "meta-missing-key":
+        meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "num_samples"}))
+    elif damage == "truncate-samples":
+        table = store.path / "samples.csv"
+        table.write_text("\n".join(table.read_text().splitlines()[:10]) + "\n")
+    else:
+        with open(store.path / "arrays" / "loss.npy", "r+b") as f:
+            f.truncate(200)
+    assert main(["scores", str(store.path), "--top", "3"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--epochs", "0"], "epochs must be at least 1"),
+    (["--batch-size", "0"], "batch size must be at least 1"),
+    (["--inject-noise", "1.5"], "expected a fraction in [0, 1)"),
+    (["--subset", "0"], "--subset must be positive"),
+])
+def test_bad_training_options_exit_2_and_write_nothing(tmp_path, capsys, options, words):
+    from csl_core.cli import main
+
+    try:
+        code = main(["train", "--data", "demo", "--out", str(tmp_path / "run"), "--quiet", *options])
+    except SystemExit as e:  # refused by the option parser itself
+        code = e.code
+    assert code == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
