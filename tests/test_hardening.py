@@ -226,6 +226,17 @@ def _link_outside_root(tmp):
     return f"imagefolder:{tmp / 'r'}"
 
 
+def _pipe_in_class(tmp):
+    folder_of_classes(tmp / "r")
+    os.mkfifo(tmp / "r" / "a" / "pipe.png")
+    return f"imagefolder:{tmp / 'r'}"
+
+
+def _csv_names_a_device(tmp):
+    png(tmp / "a.png"), png(tmp / "b.png")
+    return "csv:" + str(write_csv(tmp / "l.csv", [("a.png", "x"), ("b.png", "y"), ("/dev/zero", "y")]))
+
+
 def _classes_differ_in_case(tmp):
     folder_of_classes(tmp / "r", classes=("Bag", "bag"))
     return f"imagefolder:{tmp / 'r'}"
@@ -413,6 +424,8 @@ CORPUS = [
     (_same_file_twice_in_a_class, ("report", "listed twice")),
     (_linked_class_folder, ("error", "no readable image")),
     (_link_outside_root, ("report", "leads outside the ImageFolder root")),
+    (_pipe_in_class, ("report", "not a regular file")),
+    (_csv_names_a_device, ("report", "not a regular file")),
     (_classes_differ_in_case, ("error", "differ only in case")),
     (_too_many_pixels, ("report", "too large to decode")),
     (_too_many_bytes, ("report", "too large to decode")),
@@ -690,7 +703,7 @@ def test_a_training_waits_for_no_one_and_writes_nothing_while_another_holds_the_
 def test_two_trainings_started_at_once_leave_one_consistent_run(tmp_path):
     out = tmp_path / "run"
     code = ("import sys, torch; torch.set_num_threads(1); from csl_core.engine.train import TrainConfig, train; "
-            "train(TrainConfig(data='demo', epochs=1, device='cpu', subset=int(sys.argv[1]), "
+            "train(TrainConfig(data='demo', epochs=2, device='cpu', subset=int(sys.argv[1]), "
             "compute_embeddings=False), sys.argv[2])")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(n), str(out)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (300, 400)]
@@ -855,6 +868,10 @@ def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_d
     (bad.path / "meta.json").write_text(text[:40])                   # truncated: the newest run
     os.utime(good.path / "meta.json", (1, 1))
     monkeypatch.setenv("CSL_RUNS_DIR", str(runs))
+    sys.path.insert(0, str(ROOT))
+    from pages._common import job_registry
+
+    job_registry.clear()          # jobs of earlier tests in this process would be listed first
     st_config.set_option("runner.magicEnabled", False)
     try:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
@@ -917,3 +934,22 @@ def test_bad_training_options_exit_2_and_write_nothing(tmp_path, capsys, options
     assert code == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_sample_table_naming_a_pipe_or_a_device_opens_neither(tmp_path):
+    from csl_core.run.images import clear_cache, sample_image
+
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    paths = [str(pipe), "/dev/zero"]
+    store = _run_over_files(tmp_path / "run", paths, [0, 0], ["a"])
+    clear_cache()
+    for index in range(2):
+        with pytest.raises(FileNotFoundError, match="is not a file"):
+            sample_image(store.path, index)                  # would block on the pipe, or read forever
+
+
+def test_a_training_of_exactly_four_steps_does_not_crash_the_schedule(tmp_path):
+    config = TrainConfig(data="demo", epochs=1, subset=512, batch_size=128, device="cpu", compute_embeddings=False)
+    result = train(config, tmp_path / "run")                     # 4 steps: OneCycleLR divided by zero
+    assert result.finished_epochs == 1 and np.isfinite(RunStore(tmp_path / "run").csl()).all()

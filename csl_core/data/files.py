@@ -255,8 +255,10 @@ def _walk_class_folder(folder: Path) -> tuple[list[Path], list[dict]]:
                     visit(child)
                 elif child.is_file():
                     files.append(child)
-                elif child.is_symlink():
+                elif child.is_symlink() and not child.exists():
                     problems.append({"id": str(child), "reason": _broken_link_reason(child)})
+                else:
+                    problems.append({"id": str(child), "reason": "not a regular file (a pipe, socket or device)"})
             except OSError as e:  # ELOOP: a link that points at itself
                 problems.append({"id": str(child), "reason": f"cannot be followed ({e.strerror or e})"})
 
@@ -360,8 +362,10 @@ def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,
             if not _inside(full.resolve(), real_base):
                 notes.append({"id": rel, "note": f"CSV line {line}: leads outside the image root {base}, to "
                                                  f"{full.resolve()}"})
-        elif full.is_symlink():
+        elif full.is_symlink() and not full.exists():
             skipped.append({"id": rel, "reason": f"dangling symbolic link: {full} (CSV line {line})"})
+        elif full.exists():
+            skipped.append({"id": rel, "reason": f"not a regular file: {full} (CSV line {line})"})
         else:
             skipped.append({"id": rel, "reason": f"file not found: {full} (CSV line {line})"})
     source = decode_files(paths, labels, classes, image_size=image_size, ids=ids, progress=progress)

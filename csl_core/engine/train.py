@@ -152,8 +152,11 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=config.momentum > 0)
     if config.schedule == "onecycle":
+        total = config.epochs * steps_per_epoch
+        # OneCycleLR divides by the warm-up's length in steps minus one: zero for exactly 4 steps at 0.25.
+        pct_start = 0.25 if total != 4 else 0.3
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.25)
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start)
     elif config.schedule == "step":
         milestones = [int(config.epochs * 0.6) * steps_per_epoch, int(config.epochs * 0.8) * steps_per_epoch]
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)

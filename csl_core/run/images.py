@@ -125,6 +125,8 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
         from ..data import files as data_files
 
         path = paths[index]
+        if not os.path.isfile(path):  # a device or a pipe named by a shared run folder is never opened
+            raise FileNotFoundError(f"{path} (sample {index} of the run's sample table) is not a file")
         if os.path.getsize(path) > data_files.MAX_IMAGE_BYTES:
             raise ValueError(f"{path}: over the {data_files.MAX_IMAGE_BYTES // 2**20} MiB limit per image")
         with Image.open(path) as image:
