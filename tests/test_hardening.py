@@ -895,9 +895,12 @@ def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_d
     ("meta-missing-key", "lacks 'num_samples'"),
     ("truncate-samples", "samples.csv"),
     ("truncate-loss", "loss.npy is damaged"),
+    ("truncate-probabilities", "probabilities.npy is damaged"),
+    ("truncate-embeddings", "embeddings.npy is damaged"),
 ])
 def test_the_cli_names_the_damaged_file_without_a_traceback(tmp_path, capsys, damage, words):
     from csl_core.cli import main
+    from csl_core.run.files import atomic_save_npy
 
     store = small_run(tmp_path / "run", n=40)
     meta = store.path / "meta.json"
@@ -910,10 +913,16 @@ def test_the_cli_names_the_damaged_file_without_a_traceback(tmp_path, capsys, da
     elif damage == "truncate-samples":
         table = store.path / "samples.csv"
         table.write_text("\n".join(table.read_text().splitlines()[:10]) + "\n")
-    else:
+    elif damage == "truncate-loss":
         with open(store.path / "arrays" / "loss.npy", "r+b") as f:
             f.truncate(200)
-    assert main(["scores", str(store.path), "--top", "3"]) == 2
+    else:
+        name = damage.split("-")[1]
+        atomic_save_npy(store.path / f"{name}.npy", np.full((40, 8), 0.5, np.float32))
+        with open(store.path / f"{name}.npy", "r+b") as f:
+            f.truncate(700)
+    command = ["duplicates", str(store.path)] if damage == "truncate-embeddings" else ["scores", str(store.path)]
+    assert main(command) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
 

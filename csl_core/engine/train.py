@@ -181,7 +181,6 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     out = Path(out)
     if resume:
         store = RunStore(out)
-        remove_leftovers(store.path)
         problems = store.problems(deep=True)
         if problems:
             raise RunError(f"{out} cannot be resumed: " + "; ".join(problems))
@@ -241,6 +240,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbac
     if distributed is None:
         # The lock comes first: two trainings started into one folder at once must not both write it.
         with run_lock(out) if not resume else RunStore(out).lock():
+            if resume:
+                remove_leftovers(out)  # a killed trainer's temporary files; no one else writes them now
             store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
                                                       training_set=training_set)
             return _train_locked(config, store, training_set, callbacks)
@@ -257,6 +258,8 @@ def _train_distributed(config: TrainConfig, out: str | Path, distributed: Distri
     the other ranks reopen it once it exists, as a resume would, which also checks they see the same data."""
     with run_lock(out) if distributed.is_main else nullcontext():
         if distributed.is_main:
+            if resume:
+                remove_leftovers(out)
             store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
                                                       training_set=training_set)
         distributed.barrier()

@@ -106,6 +106,8 @@ def check_array_file(file: Path, rows: int, min_columns: int) -> None:
         raise RunError(f"{file} is damaged: its .npy header cannot be read ({e})") from e
     if fortran_order or len(shape) != 2 or shape[0] != rows or shape[1] < min_columns:
         raise RunError(f"{file} is damaged: shape {shape}, expected ({rows}, >= {min_columns})")
+    if np.dtype(dtype).hasobject:
+        raise RunError(f"{file} is damaged: it holds Python objects, which are never loaded")
     expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
     if size != expected:
         raise RunError(f"{file} is damaged: {size} bytes on disk, {expected} expected (truncated or padded); "
@@ -266,8 +268,12 @@ class RunStore:
         return out
 
     def probabilities(self) -> np.ndarray | None:
+        """Mean softmax probabilities ``(samples, classes)``, memory-mapped; ``None`` when not kept."""
         file = self.path / "probabilities.npy"
-        return np.load(file, mmap_mode="r") if file.is_file() else None
+        if not file.is_file():
+            return None
+        check_array_file(file, self.num_samples, 1)
+        return np.load(file, mmap_mode="r")
 
     def scores(self) -> pd.DataFrame:
         """Every score of every sample over the finished epochs, joined to the sample table.
