@@ -96,21 +96,41 @@ def _to_8_bit(img: Image.Image) -> Image.Image:
     """Rescale wide greyscale to 0-255 by its type's range: 16-bit integers by 65535 (as any viewer
     shows them); floats in [0, 1] by 1, whole-numbered floats in [0, 255] (8-bit data stored as
     float) as they are, and any other float range (HDR, negative values, physical units) stretched
-    from its own minimum and maximum rather than clipped.
-    Works in float32, one image-sized buffer at a time."""
-    values = np.asarray(img, dtype=np.float32)
-    if img.mode.startswith("I;16") or (img.mode == "I" and values.max(initial=0) > 255):
-        values = values / np.float32(257.0)  # 65535 -> 255; a 16-bit PNG may open as "I"
-    elif img.mode == "F" and values.size:
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        eight_bit = low >= 0 and high <= 255 and bool(np.all(finite == np.round(finite)))
+    from its own minimum and maximum rather than clipped. NaN becomes 0.
+
+    Converted a band of rows at a time, so that a large image costs its own pixels and a few MB more,
+    not several float copies of itself."""
+    raw = np.asarray(img)
+    height = raw.shape[0] if raw.ndim else 0
+    band = max(1, (1 << 21) // max(1, raw.shape[1] if raw.ndim > 1 else 1))
+    offset, scale = 0.0, 1.0
+    if img.mode.startswith("I;16") or (img.mode == "I" and raw.size and raw.max() > 255):
+        scale = 1 / 257.0  # 65535 -> 255; a 16-bit PNG may open as "I"
+    elif img.mode == "F" and raw.size:
+        low, high, whole = np.inf, -np.inf, True
+        for start in range(0, height, band):
+            chunk = raw[start:start + band]
+            finite = chunk[np.isfinite(chunk)]
+            if finite.size:
+                low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+                whole = whole and bool(np.all(finite == np.round(finite)))
+        if not np.isfinite(low):
+            low = high = 0.0
         if low >= 0 and high <= 1.0:
-            values = values * np.float32(255.0)
-        elif not eight_bit:  # HDR, negative or arbitrary-unit floats: their own range, never clipped
-            values = (values - np.float32(low)) * np.float32(255.0 / max(high - low, 1e-12))
-    values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+            scale = 255.0
+        elif not (low >= 0 and high <= 255 and whole):  # HDR, negative or arbitrary-unit floats
+            offset, scale = low, 255.0 / max(high - low, 1e-12)
+    out = np.empty(raw.shape, np.uint8)
+    for start in range(0, height, band):
+        chunk = raw[start:start + band].astype(np.float32)
+        if offset:
+            chunk -= np.float32(offset)
+        if scale != 1.0:
+            chunk *= np.float32(scale)
+        np.nan_to_num(chunk, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        np.clip(chunk, 0, 255, out=chunk)
+        out[start:start + band] = np.rint(chunk, out=chunk)
+    return Image.fromarray(out, "L")
 
 
 def _pick_mode(paths: list[str]) -> str:
