@@ -152,7 +152,7 @@ class RunStore:
                            "`python -m csl_core train --out PATH`")
         self._samples: pd.DataFrame | None = None
         self._samples_mtime = None
-        self.meta  # noqa: B018 -- a damaged meta.json is said here, with the file's name
+        self.meta  # read once on opening: a damaged meta.json is said here, with the file's name
 
     # ------------------------------------------------------------ creation
     @classmethod
