@@ -701,21 +701,33 @@ def test_a_training_waits_for_no_one_and_writes_nothing_while_another_holds_the_
 
 
 def test_two_trainings_started_at_once_leave_one_consistent_run(tmp_path):
+    """The issue's race: both passed the "already exists" check before either locked, and the loser
+    rewrote meta.json and samples.csv. Each thread opens the lock file itself, as a process would."""
+    import threading
+
     out = tmp_path / "run"
-    code = ("import sys, torch; torch.set_num_threads(1); from csl_core.engine.train import TrainConfig, train; "
-            "train(TrainConfig(data='demo', epochs=2, device='cpu', subset=int(sys.argv[1]), "
-            "compute_embeddings=False), sys.argv[2])")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(n), str(out)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (300, 400)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    failed = [err for rc, err in results if rc != 0]
-    assert len(failed) == 1, results
-    assert "being trained" in failed[0] or "already holds a run" in failed[0]
+    start = threading.Barrier(2)
+    outcomes: dict[int, object] = {}
+
+    def trainer(subset: int) -> None:
+        config = TrainConfig(data="demo", epochs=1, device="cpu", subset=subset, compute_embeddings=False)
+        start.wait()
+        try:
+            outcomes[subset] = train(config, out)
+        except RunError as e:
+            outcomes[subset] = e
+
+    threads = [threading.Thread(target=trainer, args=(n,)) for n in (200, 300)]
+    [t.start() for t in threads]
+    [t.join(300) for t in threads]
+    failed = [o for o in outcomes.values() if isinstance(o, RunError)]
+    assert len(outcomes) == 2 and len(failed) == 1, outcomes
+    assert "being trained" in str(failed[0]) or "already holds a run" in str(failed[0])
     store = RunStore(out)
     config = TrainConfig.from_run(store.meta["config"], out)
     rebuilt = build_training_set(config.data, subset=config.subset, seed=config.seed)
     assert store.samples()["sample_id"].tolist() == rebuilt.samples["sample_id"].tolist()
-    assert store.completed if hasattr(store, "completed") else store.meta.get("completed")
+    assert store.meta.get("completed") and store.num_samples == config.subset
     assert not (out / "lock").exists()
 
 
