@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "CSLTracker": "engine.tracker", "DataError": "data", "IndexedDataset": "data", "TrainingSet": "data",
     "build_training_set": "data", "compute_scores": "analysis.scores", "suspicion": "analysis.scores",
-    "RunError": "run.store", "RunStore": "run.store", "list_runs": "run.store", "TrainConfig": "config",
+    "RunError": "run.store", "RunStore": "run.store", "list_runs": "run.folders", "TrainConfig": "config",
     "train": "engine.train",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -53,6 +54,38 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    @classmethod
+    def from_run(cls, values: object, where: str | Path) -> TrainConfig:
+        """The config stored in a run folder's ``meta.json``, checked before anything uses it: every
+        known field has its declared type, and ``data`` is a valid source spec. A run folder may come
+        from someone else, so nothing it names is downloaded (``download`` is off) and the built-in
+        readers it may point at never run code (see :class:`csl_core.data.builtin.CifarUnpickler`).
+        Raises ``ValueError`` naming ``where`` and the field."""
+        from .data import DataError, parse_spec
+
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: 'config' is not an object; the run folder is damaged")
+        known = {f.name: f.type for f in fields(cls)}
+        checked = {}
+        for name, value in values.items():
+            if name not in known:
+                continue
+            allowed = _TYPES[known[name]]
+            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            if not ok:
+                raise ValueError(f"{where}: config field {name!r} is {value!r}, expected "
+                                 f"{' or '.join(t.__name__ for t in allowed)}; the run folder is damaged")
+            checked[name] = value
+        config = cls(**checked)
+        try:
+            parse_spec(config.data)
+        except DataError as e:
+            raise ValueError(f"{where}: {e}") from e
+        if "\x00" in config.data:
+            raise ValueError(f"{where}: the data spec holds a NUL byte; the run folder is damaged")
+        config.download = False
+        return config
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of range."""
         if self.epochs < 1:
@@ -71,6 +104,11 @@ def default_epochs(data: str) -> int:
     from .data import source_kind
 
     return source_kind(data).epochs or TrainConfig.epochs
+
+
+_NONE = type(None)
+_TYPES = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), "int | None": (int, _NONE),
+          "float | None": (float, int, _NONE), "bool | None": (bool, _NONE), "str | None": (str, _NONE)}
 
 
 def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:

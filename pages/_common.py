@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ import streamlit as st
 
 from csl_core.engine.jobs import Job, JobStatus
 from csl_core.run.decisions import DecisionLog
+from csl_core.run.folders import list_runs
 from csl_core.run.images import thumbnail, thumbnail_data_url
-from csl_core.run.store import RunError, RunStore, list_runs
+from csl_core.run.store import RunError, RunStore, run_problems
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
 RUNS_DIR_KEY = "runs_dir"     # the sidebar's runs folder setting
@@ -106,9 +108,10 @@ def open_store() -> RunStore | None:
     if not path:
         return None
     try:
-        return RunStore(path)
+        store = RunStore(path)
     except RunError:
         return None
+    return None if run_problems(path) else store
 
 
 def require_scored_run() -> RunStore:
@@ -116,6 +119,10 @@ def require_scored_run() -> RunStore:
     store = open_store()
     if store is None:
         path = open_run_path()
+        problems = run_problems(path) if path and Path(path, "meta.json").exists() else []
+        if problems:
+            st.error("This run is damaged and is not shown: " + " ".join(problems))
+            st.stop()
         job = job_registry().get(path)
         if job is not None and job.status().active:
             st.info("The run is being prepared; its samples appear here after the first epoch.")
@@ -208,10 +215,16 @@ def decision_text(action: str, label: int, classes: list[str]) -> str:
     return {"keep": "kept", "drop": "dropped", "relabel": f"relabeled to {classes[label]}"}.get(action, "undecided")
 
 
+def tab_id() -> str:
+    """This browser tab's id (one Streamlit session per tab): its decisions are recorded under it, and
+    its undo cancels only what it made."""
+    return st.session_state.setdefault("tab_id", uuid.uuid4().hex[:12])
+
+
 def record(store: RunStore, indices, action: str, *, label=None, source: str) -> None:
     """Append a decision and say so in a toast; a bad request is shown, never raised."""
     try:
-        decision_log(store).record(indices, action, label=label, source=source)
+        decision_log(store).record(indices, action, label=label, source=source, tab=tab_id())
     except ValueError as e:
         st.session_state["decision_error"] = str(e)
         return
@@ -220,7 +233,7 @@ def record(store: RunStore, indices, action: str, *, label=None, source: str) ->
 
 
 def undo(store: RunStore, *, source: str | None = None) -> None:
-    undone = decision_log(store).undo(source=source)
+    undone = decision_log(store).undo(source=source, tab=tab_id())
     st.session_state["last_decision"] = f"undid batch {undone}" if undone else "nothing to undo"
 
 
@@ -241,10 +254,14 @@ def sidebar() -> None:
     url_error = _open_run_from_url()
     with st.sidebar:
         choices = run_choices()
+        damaged = {p for p in choices if Path(p, "meta.json").exists() and run_problems(p)}
         if st.session_state.get(RUN_KEY) not in choices:
-            st.session_state[RUN_KEY] = choices[0] if choices else None
+            # The newest healthy run opens by default; a damaged one is listed, marked, never chosen for you.
+            healthy = [p for p in choices if p not in damaged]
+            st.session_state[RUN_KEY] = (healthy or choices or [None])[0]
         if choices:
-            st.selectbox("Open run", choices, key=RUN_KEY, format_func=lambda p: Path(p).name,
+            st.selectbox("Open run", choices, key=RUN_KEY,
+                         format_func=lambda p: Path(p).name + (" (damaged)" if p in damaged else ""),
                          help=f"Run folders under {runs_root()}/ (newest first) and runs opened by path.")
         else:
             st.caption(f"No runs yet under {runs_root()}/. Start one on the Run page.")

@@ -25,6 +25,7 @@ from pages._common import (
     scores_for,
     show_decision_feedback,
     show_thumbnail,
+    tab_id,
     undo,
 )
 
@@ -49,7 +50,7 @@ def act(decisions: list[Decision], *, note: str) -> None:
     """Append one click's decisions as one batch (one undo takes it back); the toast and errors go
     through the shared feedback keys."""
     try:
-        decision_log(store).record_batch(decisions, source=SOURCE, note=note)
+        decision_log(store).record_batch(decisions, source=SOURCE, note=note, tab=tab_id())
     except ValueError as e:
         st.session_state["decision_error"] = str(e)
         return

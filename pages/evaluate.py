@@ -7,9 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from csl_core.analysis.metrics import errors_found
+from csl_core.analysis.metrics import errors_found, review_outcome
 from csl_core.analysis.scores import SCORES, suspicion
-from csl_core.run.decisions import review_outcome
 from csl_core.run.store import RunStore
 from pages._common import effective_for, load_scores, require_scored_run, scores_for
 

@@ -12,7 +12,9 @@ import streamlit as st
 from csl_core.config import TrainConfig, default_epochs
 from csl_core.data import DEBIAN_FASHION_MNIST, DataError
 from csl_core.data.preflight import check_source
+from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
+from csl_core.run.folders import run_folder_for
 from csl_core.run.store import RunError, RunStore
 from pages._common import (
     LIVE_REFRESH_SECONDS,
@@ -53,7 +55,7 @@ def _new_run_name(kind: str, location: str = "") -> str:
 def _spec() -> str:
     kind = ss.run_source
     location = (ss.get("run_location") or "").strip()
-    return f"{kind}:{location}" if location and kind in NEEDS_PATH else kind
+    return f"{kind}:{quote_path(location)}" if location and kind in NEEDS_PATH else kind
 
 
 def _source_changed() -> None:
@@ -83,9 +85,7 @@ def _start() -> None:
     try:
         config = _config_from_form()
         name = (ss.run_name or "").strip() or _new_run_name(ss.run_source)
-        if Path(name).name != name:
-            raise ValueError(f"run name {name!r} must be a plain folder name (no slashes)")
-        out = runs_root() / name
+        out = run_folder_for(runs_root(), name)
         if (out / "meta.json").exists():
             raise RunError(f"{out} already holds a run; pick another name, or open it and press Resume")
         registry.start(Job(config, out))
@@ -98,7 +98,7 @@ def _start() -> None:
 
 def _resume(path: str) -> None:
     try:
-        config = TrainConfig.from_dict(RunStore(path).meta["config"])
+        config = TrainConfig.from_run(RunStore(path).meta.get("config"), Path(path) / "meta.json")
         registry.start(Job(config, path, resume=True))
     except (RunError, ValueError) as e:
         ss["run_error"] = str(e)

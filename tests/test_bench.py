@@ -258,7 +258,6 @@ def test_report_only_writes_partial_results_without_training(demo_bench, tmp_pat
 
 
 def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_bench, tmp_path, monkeypatch):
-    import os
     import shutil
     import threading
 
@@ -266,14 +265,15 @@ def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_ben
     shutil.copytree(demo_bench, out)
     (out / "cells" / "true-labels__seed-1.json").unlink()
     claim = out / "cells" / "true-labels__seed-1.claim"
-    claim.write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname()}))
+    held = runner.lock_file(claim)  # another worker's claim: a flock held on another open file
+    assert held.__enter__() is None
     monkeypatch.setattr(runner, "WORKER_POLL_SECONDS", 0.05)
     monkeypatch.setattr(runner, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     finished = json.loads((demo_bench / "cells" / "true-labels__seed-1.json").read_text())
 
     def other_worker_finishes():
         (out / "cells" / "true-labels__seed-1.json").write_text(json.dumps(finished))
-        claim.unlink()
+        held.__exit__(None, None, None)
 
     timer = threading.Timer(0.5, other_worker_finishes)
     timer.start()

@@ -8,8 +8,9 @@ import threading
 import numpy as np
 import pytest
 
+from csl_core.analysis.metrics import review_outcome
 from csl_core.run import decisions
-from csl_core.run.decisions import Decision, DecisionLog, review_outcome
+from csl_core.run.decisions import Decision, DecisionLog
 
 
 @pytest.fixture()

@@ -14,7 +14,8 @@ import torch
 
 from csl_core.engine.tracker import EPOCH_FIELDS
 from csl_core.run.files import atomic_save_npy, atomic_write_csv, atomic_write_json
-from csl_core.run.store import RunError, RunLockedError, RunStore, list_runs
+from csl_core.run.folders import list_runs
+from csl_core.run.store import RunError, RunLockedError, RunStore
 
 
 def make_store(path, n=6, epochs=3) -> RunStore:

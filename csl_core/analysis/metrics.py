@@ -10,6 +10,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 
 
 def _validate(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,3 +179,29 @@ def errors_found(truth: np.ndarray, score: np.ndarray, *, up_to: int | None = No
     found = np.concatenate([[0], np.cumsum(truth[order], dtype=np.int64)])
     k = np.unique(np.linspace(0, up_to, min(points, up_to) + 1).round().astype(np.int64))
     return k, found[k]
+
+
+def review_outcome(effective: pd.DataFrame, is_error: np.ndarray, true_labels: np.ndarray | None = None
+                   ) -> dict[str, int]:
+    """How the person's decisions fared against known errors (injected noise, a benchmark's truth).
+
+    ``caught``: true errors relabeled or dropped; ``fixed``: relabeled to the true label;
+    ``false_alarms``: correct samples relabeled or dropped; ``kept_errors``: errors marked keep.
+    """
+    is_error = np.asarray(is_error, dtype=bool)
+    action = effective["action"].to_numpy(object)
+    if len(action) != len(is_error):
+        raise ValueError(f"{len(action)} decision states but {len(is_error)} truth entries")
+    changed = np.isin(action, ("relabel", "drop"))
+    outcome = {
+        "errors": int(is_error.sum()),
+        "decided": int(np.isin(action, ("keep", "relabel", "drop")).sum()),
+        "caught": int((is_error & changed).sum()),
+        "dropped_errors": int((is_error & (action == "drop")).sum()),
+        "kept_errors": int((is_error & (action == "keep")).sum()),
+        "false_alarms": int((~is_error & changed).sum()),
+    }
+    if true_labels is not None:
+        fixed = is_error & (action == "relabel") & (effective["label"].to_numpy() == np.asarray(true_labels))
+        outcome["fixed"] = int(fixed.sum())
+    return outcome

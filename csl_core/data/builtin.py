@@ -108,7 +108,10 @@ def load_cifar(kind: str, root: str | None = None, *, download: bool = False
     def unpickle(name: str) -> dict:
         try:
             with open(folder / name, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
+                entry = CifarUnpickler(f, encoding="latin1").load()
+        except UnsafePickleError as e:
+            raise DataError(f"{folder / name}: {e}; this is not a CIFAR batch as published, so it is not "
+                            "read (a pickle can run code); re-download the dataset from its source") from e
         except Exception as e:  # a truncated pickle raises many different types
             raise DataError(f"{folder / name}: cannot read CIFAR batch ({e}); re-download it") from e
         if not isinstance(entry, dict):
@@ -136,6 +139,51 @@ def load_cifar(kind: str, root: str | None = None, *, download: bool = False
         raise DataError(f"{folder / meta_file}: missing '{names_key}'; re-download it")
     classes = [_text(c) for c in meta[names_key]]
     return batches(train_files, "train"), batches([test_file], "test")
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle that names something a CIFAR batch never holds."""
+
+
+def _reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct as found
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct as found
+    return found
+
+
+# What the published CIFAR batches (and the same data pickled again by numpy 1 or 2) consist of:
+# dicts, lists, strings and bytes, plus numpy arrays of plain dtypes. Nothing else is ever looked up.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: _latin1_encode,
+}
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2, for text codecs only."""
+    if encoding.lower().replace("-", "") not in ("latin1", "iso88591", "utf8", "ascii"):
+        raise UnsafePickleError(f"the pickle asks for codec {encoding!r}")
+    return text.encode(encoding)
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what CIFAR batches hold (dicts, lists, text, numpy arrays of plain
+    numbers). Anything else a pickle names (``os.system``, ``builtins.eval``, any class) is refused
+    with :class:`UnsafePickleError` before it is looked up, so reading a batch can never run code."""
+
+    def find_class(self, module: str, name: str):
+        factory = _CIFAR_GLOBALS.get((module, name))
+        if factory is None:
+            raise UnsafePickleError(f"the pickle refers to {module}.{name}")
+        return factory()
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError("the pickle holds a persistent reference")
 
 
 def _text(value) -> str:

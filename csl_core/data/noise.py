@@ -12,9 +12,11 @@ def inject_label_noise(labels: np.ndarray, fraction: float, num_classes: int, *,
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"noise fraction must be in [0, 1), got {fraction}")
-    if num_classes < 2:
-        raise ValueError("label noise needs at least two classes")
     labels = np.asarray(labels, dtype=np.int64)
+    if fraction == 0:
+        return labels.copy(), np.empty(0, dtype=np.int64)
+    if num_classes < 2:
+        raise ValueError(f"label noise ({fraction:g}) needs at least two classes, got {num_classes}")
     rng = np.random.default_rng(seed)
     candidates = np.arange(len(labels))
     if exclude is not None and len(exclude):

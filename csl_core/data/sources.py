@@ -2,6 +2,7 @@
 a seeded :class:`TrainingSet` from a spec."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,20 +46,50 @@ SOURCES: dict[str, SourceKind] = {
 SOURCE_KINDS = tuple(SOURCES)
 
 
+SINGLE_PATH_KINDS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
+
 def parse_spec(spec: str) -> tuple[str, list[str]]:
-    """Split ``kind:arg1:arg2`` into its kind and arguments; Windows drive letters stay whole."""
+    """Split ``kind:arg1:arg2`` into its kind and arguments.
+
+    Sources that take one path (``imagefolder``, ``cifar10``, ...) take everything after the first
+    ``:`` as that path, colons included (``imagefolder:/data/pre:v2``). ``csv:FILE:ROOT`` splits at
+    the colon between its two paths; a colon inside either path is written ``%3A`` (and a ``%`` as
+    ``%25``), so the split is never a guess. Windows drive letters (``C:\\``) stay whole.
+    """
+    if not isinstance(spec, str) or "\x00" in spec:
+        raise DataError(f"data source {spec!r} is not a text spec like imagefolder:PATH")
     kind, _, rest = spec.partition(":")
     kind = kind.strip().lower()
     if kind not in SOURCE_KINDS:
         raise DataError(f"unknown data source {spec!r}: use one of "
                         + " | ".join(kind.usage for kind in SOURCES.values()))
+    if kind == "demo":
+        if rest:
+            raise DataError(f"data source {spec!r}: demo takes no path")
+        return kind, []
+    if kind in SINGLE_PATH_KINDS:
+        return kind, [_unquote(rest)] if rest else []
     args: list[str] = []
     for part in rest.split(":") if rest else []:
         if args and len(args[-1]) == 1 and args[-1].isalpha() and part.startswith(("\\", "/")):
             args[-1] += ":" + part
         else:
             args.append(part)
-    return kind, args
+    if len(args) > 2:
+        raise DataError(f"data source {spec!r}: csv takes FILE or FILE:ROOT, but this has {len(args)} parts; "
+                        "write a colon that is part of a path as %3A (e.g. csv:/data/pre%3Av2/labels.csv)")
+    return kind, [_unquote(a) for a in args]
+
+
+def _unquote(path: str) -> str:
+    """``%3A`` -> ``:`` and ``%25`` -> ``%`` (the only escapes a spec has)."""
+    return re.sub("%(3[aA]|25)", lambda m: ":" if m.group(1).lower() == "3a" else "%", path)
+
+
+def quote_path(path: str) -> str:
+    """A path as it goes into a spec: ``%`` and ``:`` escaped (see :func:`parse_spec`)."""
+    return str(path).replace("%", "%25").replace(":", "%3A")
 
 
 def source_kind(spec: str) -> SourceKind:
@@ -119,6 +150,10 @@ def build_training_set(spec: str, *, subset: int | None = None, inject_noise: fl
     noise = default_noise(spec) if inject_noise is None else inject_noise
     pairs_wanted = (default_duplicates(spec, len(image_index)) if inject_duplicates_pairs is None
                     else inject_duplicates_pairs)
+    if num_classes < 2 and (noise or pairs_wanted):
+        asked = "--inject-noise" if noise else "--inject-duplicates"
+        raise DataError(f"{spec}: {asked} needs at least two classes to flip labels between, but this source "
+                        f"has one ({source.classes[0]!r}); add a class or leave {asked} out")
     labels, flipped = inject_label_noise(original, noise, num_classes, seed=seed + 1)
     pairs = np.empty((0, 2), dtype=np.int64)
     if pairs_wanted:

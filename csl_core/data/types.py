@@ -19,7 +19,8 @@ class ImageSource:
     """Decoded images in memory.
 
     ``images`` is uint8 ``(N, H, W, C)``; ``ids`` are stable ids (file paths for sources on disk);
-    ``skipped`` lists the files that could not be used, each ``{"id", "reason"}``.
+    ``skipped`` lists the files that could not be used, each ``{"id", "reason"}``; ``notes`` the files
+    used but worth a word (e.g. reached through a link that leads outside the root), each ``{"id", "note"}``.
     """
 
     images: np.ndarray
@@ -28,6 +29,7 @@ class ImageSource:
     ids: list[str]
     paths: list[str] | None = None
     skipped: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)   # used, but worth a line in the report: ``{"id", "note"}``
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels)

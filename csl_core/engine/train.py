@@ -17,6 +17,7 @@ from .. import __version__
 from ..config import TrainConfig, training_set_for
 from ..data import TrainingSet
 from ..run.files import atomic_save_npy
+from ..run.folders import remove_leftovers, run_lock
 from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
@@ -29,6 +30,7 @@ from .models import (
     resolve_model_name,
 )
 from .preprocess import channel_stats, preprocess_for
+from .runtime import _epoch_seed, autocast_dtype, build_optimizer, make_loader, resolve_device
 from .tracker import EPOCH_FIELDS, CSLTracker
 
 
@@ -67,69 +69,6 @@ class TrainResult:
     timings: list[float] = field(default_factory=list)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, then Apple's MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU; use --device auto or cpu")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {name!r} asked for, but Apple's MPS is not available; use --device auto or cpu")
-    return device
-
-
-def make_loader(dataset, *, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0,
-                pin_memory: bool = False, sampler=None) -> torch.utils.data.DataLoader:
-    """Batches of ``(x, y, index)`` fetched whole from the dataset (no per-sample collation)."""
-    if sampler is None:
-        if shuffle:
-            generator = torch.Generator()
-            generator.manual_seed(seed)
-            sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
-        else:
-            sampler = torch.utils.data.SequentialSampler(dataset)
-    batches = torch.utils.data.BatchSampler(sampler, batch_size=batch_size, drop_last=False)
-    return torch.utils.data.DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
-                                       pin_memory=pin_memory, persistent_workers=False)
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
-    """SGD (Nesterov momentum when there is momentum) and the learning-rate schedule of
-    ``config.schedule``, stepped once per batch: one-cycle, step (x0.1 at 60% and 80% of training) or constant.
-    """
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=config.momentum > 0)
-    if config.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.25)
-    elif config.schedule == "step":
-        milestones = [int(config.epochs * 0.6) * steps_per_epoch, int(config.epochs * 0.8) * steps_per_epoch]
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    return optimizer, scheduler
-
-
-def autocast_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
-    """The dtype mixed precision runs in: bf16 on CUDA GPUs that have it, else fp16 (with a gradient
-    scaler); ``None`` (full precision) on CPU and MPS, or when ``amp`` is ``False``."""
-    if device.type != "cuda" or amp is False:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = False,
                 training_set: TrainingSet | None = None) -> tuple[RunStore, TrainingSet, TrainConfig]:
     """Create (or reopen, for ``resume``) the run folder ``out`` and rebuild its training set.
@@ -140,7 +79,11 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     out = Path(out)
     if resume:
         store = RunStore(out)
-        stored = TrainConfig.from_dict(store.meta["config"])
+        problems = store.problems(deep=True)
+        if problems:
+            raise RunError(f"{out} cannot be resumed: " + "; ".join(problems))
+        stored = TrainConfig.from_run(store.meta.get("config"), store.path / "meta.json")
+        stored.download = config.download  # the person resuming may allow it; a run folder cannot
         # The data, model and schedule are the run's own; only where and how fast it runs may change.
         stored.device = config.device
         stored.num_workers = config.num_workers
@@ -151,6 +94,8 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
             store.check_samples(training_set)
         return store, training_set, config
     config.validate()
+    if (out / "meta.json").exists():  # said before the data is loaded, which may take minutes
+        raise RunError(f"{out} already holds a run; resume it (--resume) or choose another --out")
     preset = None
     if config.fine_tunes:  # the weights' own input size and normalisation
         backbone = resolve_model_name(config.model, 0, pretrained=True)
@@ -190,7 +135,7 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     }
     fields_ = EPOCH_FIELDS + (("eval_loss",) if config.eval_pass else ())
     store = RunStore.create(out, meta=meta, samples=training_set.samples, epochs=config.epochs, fields=fields_)
-    store.update_report(skipped=training_set.source.skipped,
+    store.update_report(skipped=training_set.source.skipped, notes=training_set.source.notes,
                         counts={"listed": len(training_set.source) + len(training_set.source.skipped),
                                 "used": len(training_set), "skipped": len(training_set.source.skipped),
                                 "not_in_subset": len(training_set.source) - len(training_set)})
@@ -208,9 +153,12 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbac
     callbacks = callbacks or _Silent()
     distributed = setup_distributed(config.device)
     if distributed is None:
-        store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
-                                                  training_set=training_set)
-        with store.lock():
+        # The lock comes first: two trainings started into one folder at once must not both write it.
+        with run_lock(out) if not resume else RunStore(out).lock():
+            if resume:
+                remove_leftovers(out)  # a killed trainer's temporary files; no one else writes them now
+            store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                                      training_set=training_set)
             return _train_locked(config, store, training_set, callbacks)
     try:
         return _train_distributed(config, out, distributed, resume=resume, callbacks=callbacks,
@@ -223,13 +171,15 @@ def _train_distributed(config: TrainConfig, out: str | Path, distributed: Distri
                        callbacks: Callbacks, progress: bool, training_set: TrainingSet | None) -> TrainResult:
     """One rank of a ``torchrun`` job: rank 0 creates (or reopens) the run folder and holds its lock;
     the other ranks reopen it once it exists, as a resume would, which also checks they see the same data."""
-    if distributed.is_main:
-        store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
-                                                  training_set=training_set)
-    distributed.barrier()
-    if not distributed.is_main:
-        store, training_set, config = prepare_run(config, out, resume=True, training_set=training_set)
-    with store.lock() if distributed.is_main else nullcontext():
+    with run_lock(out) if distributed.is_main else nullcontext():
+        if distributed.is_main:
+            if resume:
+                remove_leftovers(out)
+            store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
+                                                      training_set=training_set)
+        distributed.barrier()
+        if not distributed.is_main:
+            store, training_set, config = prepare_run(config, out, resume=True, training_set=training_set)
         result = _train_locked(config, store, training_set, callbacks, distributed=distributed)
     distributed.barrier()  # the other ranks leave once rank 0 has written the last files
     return result

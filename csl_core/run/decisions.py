@@ -34,14 +34,16 @@ ACTIONS = (*EFFECTIVE_ACTIONS, "not-duplicate")
 UNDECIDED = "undecided"
 BUSY_TIMEOUT_MS = 10_000
 #: ``PRAGMA user_version`` of the current layout. 1: one action per batch (``batches.action``);
-#: 2: the action on every row (``decisions.action``), so that one batch holds several actions.
-SCHEMA_VERSION = 2
+#: 2: the action on every row (``decisions.action``), so that one batch holds several actions;
+#: 3: the browser tab that made each batch (``batches.tab``), so that an undo stays in its tab.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
     action   TEXT    NOT NULL,            -- keep | relabel | drop | not-duplicate | undo, or e.g. drop+keep
     source   TEXT    NOT NULL DEFAULT '', -- the page (or tool) that made it
+    tab      TEXT    NOT NULL DEFAULT '', -- the browser tab (dashboard session) that made it
     note     TEXT    NOT NULL DEFAULT '',
     created  REAL    NOT NULL,            -- unix time
     undoes   INTEGER REFERENCES batches(id)
@@ -99,15 +101,16 @@ class DecisionLog:
 
     # ------------------------------------------------------------ writing
     def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
-               source: str = "", note: str = "") -> int:
+               source: str = "", note: str = "", tab: str = "") -> int:
         """Append one batch: ``action`` on every sample in ``indices``; returns the batch id.
 
         ``label`` is required for ``relabel``: one class index for all samples, or one per sample
-        (accepting each sample's suggested label). It is ignored by the other actions.
+        (accepting each sample's suggested label). It is ignored by the other actions. ``tab`` names
+        the browser tab (dashboard session) that made the batch, so that its undo stays in that tab.
         """
-        return self.record_batch([Decision(indices, action, label)], source=source, note=note)
+        return self.record_batch([Decision(indices, action, label)], source=source, note=note, tab=tab)
 
-    def record_batch(self, decisions: Sequence[Decision], *, source: str = "", note: str = "") -> int:
+    def record_batch(self, decisions: Sequence[Decision], *, source: str = "", note: str = "", tab: str = "") -> int:
         """Append several actions as one batch (one click), undone together; returns the batch id.
 
         Where two decisions name the same sample, the later one is its effective action. Every
@@ -121,8 +124,8 @@ class DecisionLog:
             rows += [(s, lab, decision.action) for s, lab in zip(samples.tolist(), labels)]
         actions = list(dict.fromkeys(d.action for d in decisions))
         with self._write() as db:
-            cursor = db.execute("INSERT INTO batches(action, source, note, created) VALUES (?, ?, ?, ?)",
-                                ("+".join(actions), source, note, time.time()))
+            cursor = db.execute("INSERT INTO batches(action, source, note, created, tab) VALUES (?, ?, ?, ?, ?)",
+                                ("+".join(actions), source, note, time.time(), str(tab)))
             batch = int(cursor.lastrowid)
             db.executemany("INSERT INTO decisions(batch, sample, label, action) VALUES (?, ?, ?, ?)",
                            [(batch, sample, lab, action) for sample, lab, action in rows])
@@ -147,8 +150,9 @@ class DecisionLog:
                              f"{labels.min()}..{labels.max()}")
         return samples, labels.tolist()
 
-    def undo(self, batch: int | None = None, *, source: str | None = None) -> int | None:
-        """Cancel ``batch`` (default: the last batch not yet undone, from ``source`` if given).
+    def undo(self, batch: int | None = None, *, source: str | None = None, tab: str | None = None) -> int | None:
+        """Cancel ``batch`` (default: the last batch not yet undone, from ``source`` and made in ``tab``
+        where given, so that one browser tab never undoes another tab's batch).
 
         The undo is appended as its own row; returns the id of the batch undone, or ``None`` when
         there was nothing to undo.
@@ -161,6 +165,9 @@ class DecisionLog:
                 if source is not None:
                     query += " AND source = ?"
                     params = (source,)
+                if tab is not None:
+                    query += " AND tab = ?"
+                    params = (*params, str(tab))
                 row = db.execute(query + " ORDER BY id DESC LIMIT 1", params).fetchone()
                 if row is None:
                     return None
@@ -173,8 +180,8 @@ class DecisionLog:
                     raise ValueError(f"batch {batch} is itself an undo; record the action again instead")
                 if db.execute("SELECT 1 FROM batches WHERE undoes = ?", (batch,)).fetchone():
                     return None
-            db.execute("INSERT INTO batches(action, source, note, created, undoes) VALUES ('undo', ?, '', ?, ?)",
-                       (source or "", time.time(), batch))
+            db.execute("INSERT INTO batches(action, source, note, created, undoes, tab) "
+                       "VALUES ('undo', ?, '', ?, ?, ?)", (source or "", time.time(), batch, str(tab or "")))
         return batch
 
     # ------------------------------------------------------------ reading
@@ -202,11 +209,11 @@ class DecisionLog:
         return frame
 
     def batches(self) -> pd.DataFrame:
-        """One row per batch: ``batch, action, source, note, decided_at, undoes, undone, samples``; the
+        """One row per batch: ``batch, action, source, tab, note, decided_at, undoes, undone, samples``; the
         action of a batch of several actions joins them with ``+`` (``drop+keep``)."""
         with closing(self._connect()) as db:
             frame = pd.read_sql_query(
-                "SELECT b.id AS batch, b.action, b.source, b.note, b.created AS decided_at, b.undoes, "
+                "SELECT b.id AS batch, b.action, b.source, b.tab, b.note, b.created AS decided_at, b.undoes, "
                 "EXISTS(SELECT 1 FROM batches u WHERE u.undoes = b.id) AS undone, "
                 "(SELECT COUNT(*) FROM decisions d WHERE d.batch = b.id) AS samples "
                 "FROM batches b ORDER BY b.id", db)
@@ -314,6 +321,7 @@ class DecisionLog:
                     db.execute(statement)
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
+            _add_tab_column(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             db.execute("ROLLBACK")
@@ -352,6 +360,17 @@ class DecisionLog:
         return samples
 
 
+def _add_tab_column(db: sqlite3.Connection) -> None:
+    """Logs written before batches recorded their tab get the column (empty: made in no known tab)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    if "tab" not in columns:
+        try:
+            db.execute("ALTER TABLE batches ADD COLUMN tab TEXT NOT NULL DEFAULT ''")
+        except sqlite3.OperationalError as e:  # another connection added it a moment ago
+            if "duplicate column" not in str(e):
+                raise
+
+
 def _run_size(run_path: Path) -> tuple[int, int]:
     """(samples, classes) from the run's ``meta.json``; zeros (no range checks) when it has none."""
     try:
@@ -368,29 +387,3 @@ def _file_key(path: Path) -> tuple[str, int, int] | None:
     except FileNotFoundError:
         return None
     return str(path.resolve()), stat.st_dev, stat.st_ino
-
-
-def review_outcome(effective: pd.DataFrame, is_error: np.ndarray, true_labels: np.ndarray | None = None
-                   ) -> dict[str, int]:
-    """How the person's decisions fared against known errors (injected noise, a benchmark's truth).
-
-    ``caught``: true errors relabeled or dropped; ``fixed``: relabeled to the true label;
-    ``false_alarms``: correct samples relabeled or dropped; ``kept_errors``: errors marked keep.
-    """
-    is_error = np.asarray(is_error, dtype=bool)
-    action = effective["action"].to_numpy(object)
-    if len(action) != len(is_error):
-        raise ValueError(f"{len(action)} decision states but {len(is_error)} truth entries")
-    changed = np.isin(action, ("relabel", "drop"))
-    outcome = {
-        "errors": int(is_error.sum()),
-        "decided": int((action != UNDECIDED).sum()),
-        "caught": int((is_error & changed).sum()),
-        "dropped_errors": int((is_error & (action == "drop")).sum()),
-        "kept_errors": int((is_error & (action == "keep")).sum()),
-        "false_alarms": int((~is_error & changed).sum()),
-    }
-    if true_labels is not None:
-        fixed = is_error & (action == "relabel") & (effective["label"].to_numpy() == np.asarray(true_labels))
-        outcome["fixed"] = int(fixed.sum())
-    return outcome

@@ -23,7 +23,7 @@ from ..analysis.duplicates import (
     nearest_neighbours,
 )
 from .files import atomic_file
-from .store import RunError, RunStore
+from .store import RunError, RunStore, check_array_file
 
 NEIGHBOURS_FILE = "neighbours.npz"
 CACHE_VERSION = 1
@@ -75,6 +75,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
         return cached, notes
     began = time.perf_counter()
     if stamp is not None:
+        check_array_file(embeddings_file, store.num_samples, 1)  # whole, before it is mapped
         embeddings = np.load(embeddings_file, mmap_mode="r")
         if len(embeddings) != store.num_samples:
             raise RunError(f"{embeddings_file} has {len(embeddings)} rows for {store.num_samples} samples; "

@@ -122,6 +122,9 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
     labels = scores["label"].to_numpy(np.int64)
     effective = DecisionLog(store.path).effective(len(scores), labels)
     out = Path(out_dir) if out_dir is not None else store.path / EXPORT_DIR
+    if out.is_symlink():
+        raise ValueError(f"{out} is a symbolic link; an export writes only into a real folder, so remove "
+                         "the link or pass another output folder")
     table = cleaned_labels(scores, effective, classes, include_dropped=include_dropped)
     csv_path = out / CSV_NAME
     atomic_write_bytes(csv_path, csv_bytes(table))
@@ -147,36 +150,114 @@ def csv_bytes(table: pd.DataFrame) -> bytes:
 def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path) -> dict[str, int]:
     """Replace ``target`` with a tree ``<label>/<file name>`` of links to ``paths``.
 
-    The tree is built beside ``target`` and swapped in, so a reader sees the old tree or the new one.
-    Two files with the same name in one class get the second's sample order appended. Returns how
-    many entries are symbolic links, hard links and copies.
+    The tree is built in a new folder beside ``target`` and swapped in, so a reader sees the old tree
+    or the new one. No two entries ever share a name: two labels that make the same folder name
+    (``sandal/boot`` and ``sandal_boot``, or names differing only in case) get distinct folders, and a
+    file name already taken in a folder (case-insensitively) gets ``__<sample order>`` and, if needed,
+    a counter appended. Every entry is created exclusively (a copy is opened with ``O_EXCL`` and
+    ``O_NOFOLLOW``), so nothing is ever written through an existing link into an original file.
+    Leftovers of exports killed midway are removed first. Returns how many entries are symbolic
+    links, hard links and copies.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    if target.parent.is_symlink():
+        raise ValueError(f"{target.parent} is a symbolic link; an export writes only into a real folder, "
+                         "so remove the link or choose another output folder")
+    remove_export_leftovers(target)
+    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"))
     made = {"symlink": 0, "hardlink": 0, "copy": 0}
     try:
-        used: set[tuple[str, str]] = set()
+        folders = _folder_names(sorted({str(label) for label in labels}))
+        used: dict[str, set[str]] = {}
         for order, (source, label) in enumerate(zip(paths, labels)):
             source = Path(source)
-            name = source.name
-            if (label, name) in used:
-                name = f"{source.stem}__{order}{source.suffix}"
-            used.add((label, name))
-            folder = building / _safe_folder_name(str(label))
+            folder_name = folders[str(label)]
+            taken = used.setdefault(folder_name, set())
+            name = _free_name(source, order, taken)
+            taken.add(name.casefold())
+            folder = building / folder_name
             folder.mkdir(exist_ok=True)
             made[_link(source.resolve(), folder / name)] += 1
         old = None
-        if target.exists():
+        if target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
         os.replace(building, target)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
+        _remove(building)
         raise
     return made
+
+
+def remove_export_leftovers(target: str | Path) -> list[Path]:
+    """Remove the half-built (``.<name>.<pid>.*.tmp``) and replaced (``.<name>.old-<pid>``) trees that
+    exports killed midway left beside ``target``; those of a live process are left alone. Returns what
+    was removed."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.iterdir():
+        name = entry.name
+        pid = None
+        if name.startswith(f".{target.name}.old-"):
+            pid = name.rsplit("-", 1)[-1]
+        elif name.startswith(f".{target.name}.") and name.endswith(".tmp"):
+            pid = name[len(target.name) + 2:].split(".", 1)[0]
+        if pid is None or not pid.isdigit() or _alive(int(pid)):
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    """Delete an export tree without following any link in it (links are removed, never their targets)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _folder_names(labels: list[str]) -> dict[str, str]:
+    """One distinct folder name per label, also on case-insensitive file systems."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in labels:
+        base = _safe_folder_name(label)
+        name, counter = base, 2
+        while name.casefold() in taken:
+            name = f"{base}__{counter}"
+            counter += 1
+        taken.add(name.casefold())
+        names[label] = name
+    return names
+
+
+def _free_name(source: Path, order: int, taken: set[str]) -> str:
+    name = source.name
+    if name.casefold() not in taken:
+        return name
+    name, counter = f"{source.stem}__{order}{source.suffix}", 2
+    while name.casefold() in taken:
+        name = f"{source.stem}__{order}_{counter}{source.suffix}"
+        counter += 1
+    return name
 
 
 def _link(source: Path, destination: Path) -> str:
@@ -186,17 +267,26 @@ def _link(source: Path, destination: Path) -> str:
     try:
         os.symlink(source, destination)
         return "symlink"
+    except FileExistsError:
+        raise
     except OSError:
         pass
     try:
         os.link(source, destination)
         return "hardlink"
+    except FileExistsError:
+        raise
     except OSError:
-        shutil.copy2(source, destination)
-        return "copy"
+        pass
+    # O_EXCL | O_NOFOLLOW: a copy only ever creates a new file, never opens one (or a link) that exists.
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
+        shutil.copyfileobj(f, out)
+    shutil.copystat(source, destination, follow_symlinks=False)
+    return "copy"
 
 
 def _safe_folder_name(name: str) -> str:
     """A class name as a folder name: path separators would nest folders, so they are replaced."""
-    cleaned = name.replace("/", "_").replace("\\", "_").strip()
+    cleaned = name.replace("/", "_").replace("\\", "_").replace("\x00", "_").strip()
     return cleaned if cleaned not in ("", ".", "..") else f"class_{cleaned or 'empty'}"

@@ -3,6 +3,8 @@
 A file is written to a temporary name beside its target and renamed, so a reader never sees half a file."""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -72,6 +74,19 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _json_default(obj):
     if isinstance(obj, (np.integer,)):
         return int(obj)
@@ -86,50 +101,79 @@ def _json_default(obj):
 
 @contextmanager
 def lock_file(file: Path, **fields):
-    """Hold ``file`` as a lock for the ``with`` block: created exclusively, holding this process's pid,
-    host and ``fields``, and removed at the end. A lock left by a dead process on this host is taken
-    over. Yields ``None`` when the lock is held; when a live process holds it, yields that process's
-    record (``{}`` if unreadable) and holds nothing."""
+    """Hold ``file`` as a lock for the ``with`` block.
+
+    The lock is ``fcntl.flock`` on the file, so the kernel releases it when the holding process dies
+    (kill -9 included) and two processes can never both hold it. The file also keeps a readable record
+    of its holder (pid, host, ``fields``, since) for messages, and is removed at the end. Yields ``None``
+    while the lock is held; when another process (or another open file in this one) holds it, yields
+    that holder's record (``{}`` if unreadable) and holds nothing."""
     file = Path(file)
     token = {"pid": os.getpid(), "host": socket.gethostname(), **fields, "since": time.time()}
-    holder: dict | None = {}
-    for _ in range(2):
-        try:
-            fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = _read_lock(file)
-            if holder and _is_stale(holder):
-                file.unlink(missing_ok=True)
-                continue
-            break
-        with os.fdopen(fd, "w") as f:
-            json.dump(token, f)
-        try:
-            yield None
-        finally:
-            file.unlink(missing_ok=True)
+    fd = _acquire(file)
+    if fd is None:
+        yield _read_lock(file) or {}
         return
-    yield holder or {}
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(token).encode(), 0)
+        yield None
+    finally:
+        # Unlinked while still held, so that whoever opens the path next makes a fresh file (see _acquire).
+        try:
+            if os.fstat(fd).st_ino == os.stat(file).st_ino:
+                file.unlink()
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _acquire(file: Path) -> int | None:
+    """An open descriptor of ``file`` holding an exclusive flock, or ``None`` when another holds it.
+
+    A holder unlinks the file before it lets go, so a descriptor opened before that unlink may lock a
+    file that is no longer at the path: the lock only counts if the path still names the locked file."""
+    for _ in range(100):
+        fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(file).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the file was replaced under us: try again on the one now at the path
+    raise OSError(f"{file}: could not take the lock (the lock file keeps being replaced)")
+
+
+def is_lock_held(file: Path) -> bool:
+    """Whether some process holds the flock on ``file`` now (a leftover file without a holder is not held)."""
+    try:
+        fd = os.open(file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _read_lock(file: Path) -> dict | None:
     try:
         with open(file) as f:
-            return json.load(f)
+            record = json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _is_stale(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(holder["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, KeyError, ValueError, TypeError):
-        return False
-    return False
+    return record if isinstance(record, dict) else None
 
 
 def _allocate(path: Path, rows: int, cols: int, dtype, *, keep: np.ndarray | None = None) -> None:

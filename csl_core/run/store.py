@@ -18,6 +18,7 @@ is finished: a kill loses at most the epoch in flight.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -27,25 +28,35 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .errors import RunError, RunLockedError
+from .errors import RunError
 from .files import (
     _allocate,
-    _is_stale,
-    _read_lock,
     atomic_file,
     atomic_save_npy,
-    atomic_write_csv,
+    atomic_write_bytes,
     atomic_write_json,
-    lock_file,
+    is_lock_held,
+    sha256_bytes,
+    sha256_file,
 )
+from .folders import LOCK_NAME, run_lock
 from .kept import KeptResults
 from .schema import ARRAY_DTYPES, EPOCH_FIELDS
-from .tables import RowChunks, read_meta, read_sample_table, write_meta
+from .tables import RowChunks, check_array_file, read_meta, read_sample_table, write_meta
 
 if TYPE_CHECKING:
     from ..data import TrainingSet
 
 FORMAT_VERSION = 1
+
+
+def run_problems(path: str | Path) -> list[str]:
+    """What is wrong with the run folder ``path`` (see :meth:`RunStore.problems`); cheap enough for a
+    dashboard to call for every run it lists."""
+    try:
+        return RunStore(path).problems()
+    except RunError as e:
+        return [str(e)]
 
 
 class RunStore(KeptResults):
@@ -59,6 +70,7 @@ class RunStore(KeptResults):
                            "`python -m csl_core train --out PATH`")
         self._samples: pd.DataFrame | None = None
         self._samples_mtime = None
+        self.meta  # read once on opening: a damaged meta.json is said here, with the file's name
 
     # ------------------------------------------------------------ creation
     @classmethod
@@ -72,9 +84,11 @@ class RunStore(KeptResults):
         n = len(samples)
         for name in fields:
             _allocate(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
-        atomic_write_csv(path / "samples.csv", samples)
+        table = samples.to_csv(index=False).encode()
+        atomic_write_bytes(path / "samples.csv", table)
         meta = {**meta, "format_version": FORMAT_VERSION, "num_samples": n, "epochs": epochs,
-                "finished_epochs": 0, "fields": list(fields), "created": time.time()}
+                "finished_epochs": 0, "fields": list(fields), "created": time.time(),
+                "checksums": {"samples.csv": {"size": len(table), "sha256": sha256_bytes(table)}}}
         write_meta(path / "meta.json", meta)
         if not (path / "report.json").exists():
             atomic_write_json(path / "report.json", {"skipped": [], "epochs": []})
@@ -120,9 +134,21 @@ class RunStore(KeptResults):
 
     def samples(self) -> pd.DataFrame:
         """The sample table, cached until the file changes."""
-        mtime = (self.path / "samples.csv").stat().st_mtime_ns
+        file = self.path / "samples.csv"
+        try:
+            mtime = file.stat().st_mtime_ns
+        except OSError as e:
+            raise RunError(f"{file} is missing ({e}); this run cannot be read") from e
         if self._samples is None or mtime != self._samples_mtime:
-            self._samples = read_sample_table(self.path / "samples.csv")
+            try:
+                samples = read_sample_table(file)
+            except (ValueError, OSError) as e:  # pyarrow's parse errors are ValueErrors too
+                raise RunError(f"{file} cannot be read as a sample table ({str(e)[:200]}); the run is "
+                               "damaged") from e
+            if len(samples) != self.num_samples:
+                raise RunError(f"{file} has {len(samples)} rows but meta.json says {self.num_samples} samples; "
+                               "the run is damaged")
+            self._samples = samples
             self._samples_mtime = mtime
         return self._samples
 
@@ -133,9 +159,12 @@ class RunStore(KeptResults):
         when it no longer yields the run's samples. ``download`` lets a built-in source be fetched."""
         from ..config import TrainConfig, training_set_for
 
-        config = TrainConfig.from_dict(self.meta.get("config") or {})
-        if not isinstance(config.data, str) or not config.data:
+        if not self.meta.get("config"):
             raise RunError(f"{self.path}: meta.json names no data source, so the run's images cannot be rebuilt")
+        try:  # a run folder may come from a stranger: its config is checked before anything reads it
+            config = TrainConfig.from_run(self.meta["config"], self.path / "meta.json")
+        except ValueError as e:
+            raise RunError(str(e)) from e
         config.download = download
         training_set = training_set_for(config, progress=progress)
         self.check_samples(training_set)
@@ -162,21 +191,29 @@ class RunStore(KeptResults):
         file = self.path / "arrays" / f"{name}.npy"
         if not file.is_file():
             raise RunError(f"{self.path}: this run has no '{name}' array")
+        meta = self.meta
+        check_array_file(file, int(meta["num_samples"]), int(meta["finished_epochs"]))
         mm = np.load(file, mmap_mode="r")
-        return mm[:, : self.finished_epochs] if finished_only else mm
+        return mm[:, : int(meta["finished_epochs"])] if finished_only else mm
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every per-epoch array over the finished epochs, memory-mapped."""
-        finished = self.finished_epochs
+        meta = self.meta
+        finished = int(meta["finished_epochs"])
         out = {}
-        for name in self.meta["fields"]:
-            out[name] = np.load(self.path / "arrays" / f"{name}.npy", mmap_mode="r")[:, :finished]
+        for name in meta["fields"]:
+            file = self.path / "arrays" / f"{name}.npy"
+            check_array_file(file, int(meta["num_samples"]), finished)
+            out[name] = np.load(file, mmap_mode="r")[:, :finished]
         return out
 
     def probabilities(self) -> np.ndarray | None:
         """Mean softmax probabilities ``(samples, classes)``, memory-mapped, or ``None`` if not kept."""
         file = self.path / "probabilities.npy"
-        return np.load(file, mmap_mode="r") if file.is_file() else None
+        if not file.is_file():
+            return None
+        check_array_file(file, self.num_samples, 1)
+        return np.load(file, mmap_mode="r")
 
     def row_reader(self, name: str) -> RowChunks:
         """Array ``name`` over the finished epochs, read a slice of rows at a time with plain file reads:
@@ -184,8 +221,10 @@ class RunStore(KeptResults):
         file = self.path / "arrays" / f"{name}.npy"
         if not file.is_file():
             raise RunError(f"{self.path}: this run has no '{name}' array")
+        meta = self.meta
+        check_array_file(file, int(meta["num_samples"]), int(meta["finished_epochs"]))
         try:
-            return RowChunks(file, self.finished_epochs)
+            return RowChunks(file, int(meta["finished_epochs"]))
         except ValueError as e:
             raise RunError(str(e)) from None
 
@@ -219,7 +258,9 @@ class RunStore(KeptResults):
         for name in meta["fields"]:
             if name not in record:
                 raise RunError(f"epoch record lacks '{name}'")
-            mm = np.load(self.path / "arrays" / f"{name}.npy", mmap_mode="r+")
+            file = self.path / "arrays" / f"{name}.npy"
+            check_array_file(file, int(meta["num_samples"]), epoch + 1)  # r+ would zero-pad a short file
+            mm = np.load(file, mmap_mode="r+")
             mm[:, epoch] = record[name]
             mm.flush()
             del mm
@@ -233,44 +274,97 @@ class RunStore(KeptResults):
         self.update_meta(finished_epochs=epoch + 1, updated=time.time())
 
     def save_checkpoint(self, state: dict) -> None:
-        """Write ``checkpoint.pt`` (model, optimiser, schedule and tracker state), atomically."""
+        """Write ``checkpoint.pt`` atomically and record its size and SHA-256 in ``meta.json``.
+
+        The new checksum is recorded before the file is swapped in, beside the previous checkpoint's: a kill
+        at any point leaves a checkpoint ``meta.json`` accepts, and a checkpoint one epoch behind is a state
+        the trainer resumes from (it trains that epoch again)."""
         import torch  # the dashboard reads run folders without loading torch
 
         with atomic_file(self.path / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
+            record = {"size": os.path.getsize(tmp), "sha256": sha256_file(tmp)}
+            previous = self.meta.get("checksums", {}).get("checkpoint.pt", [])
+            self._set_checksum("checkpoint.pt", [record, *previous[:1]])
+
+    def _set_checksum(self, name: str, value) -> None:
+        meta = self.meta
+        self.update_meta(checksums={**meta.get("checksums", {}), name: value})
 
     def load_checkpoint(self, map_location="cpu") -> dict | None:
-        """The last checkpoint (tensors only: ``weights_only=True``), or ``None`` before the first epoch."""
+        """The checkpoint, after checking it against the size and SHA-256 recorded in ``meta.json``;
+        loaded with ``weights_only=True`` (tensors and plain containers only, never code)."""
         import torch
 
         file = self.path / "checkpoint.pt"
         if not file.is_file():
             return None
-        return torch.load(file, map_location=map_location, weights_only=True)
+        accepted = self.meta.get("checksums", {}).get("checkpoint.pt")
+        if accepted is not None:
+            size, digest = file.stat().st_size, sha256_file(file)
+            if not any(size == r.get("size") and digest == r.get("sha256") for r in accepted):
+                raise RunError(f"{file} does not match the checksum recorded in meta.json (size {size}); it is "
+                               "damaged or was replaced, so the run cannot be resumed from it. Start a new "
+                               "run (the recorded epochs stay readable in the dashboard)")
+        try:
+            return torch.load(file, map_location=map_location, weights_only=True)
+        except Exception as e:  # truncated zip, unpickling refused, ...: never advise weights_only=False
+            raise RunError(f"{file} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); it "
+                           "is damaged or not a checkpoint of this tool, so the run cannot be resumed from "
+                           "it. Start a new run (the recorded epochs stay readable in the dashboard)") from None
+
+    def problems(self, *, deep: bool = False) -> list[str]:
+        """What is wrong with this run folder, one sentence per damaged file (empty when healthy).
+
+        Checks (with a few small reads) that ``meta.json`` is whole, every array has the size its header and
+        ``meta.json`` promise and the sample table is there; ``deep`` (done before a resume) also reads the
+        sample table and checks it and the checkpoint against the checksums recorded in ``meta.json``."""
+        found = []
+        try:
+            meta = self.meta
+        except RunError as e:
+            return [str(e)]
+        for name in meta["fields"]:
+            try:
+                check_array_file(self.path / "arrays" / f"{name}.npy", int(meta["num_samples"]),
+                                 int(meta["finished_epochs"]))
+            except RunError as e:
+                found.append(str(e))
+        table = self.path / "samples.csv"
+        if not table.is_file() or table.stat().st_size == 0:
+            found.append(f"{table} is missing or empty; the run is damaged")
+        elif deep:
+            self._samples = None
+            try:
+                self.samples()
+            except RunError as e:
+                found.append(str(e))
+        recorded = meta.get("checksums", {}).get("samples.csv")
+        if deep and isinstance(recorded, dict):
+            file = self.path / "samples.csv"
+            data = file.read_bytes() if file.is_file() else b""
+            if len(data) != recorded.get("size") or sha256_bytes(data) != recorded.get("sha256"):
+                found.append(f"{file} does not match the checksum recorded in meta.json when the run was "
+                             f"created (size {len(data)}, recorded {recorded.get('size')}): it was changed, so "
+                             "its rows may no longer be the samples whose losses were recorded")
+        if deep:
+            try:
+                import torch  # noqa: F401 -- load_checkpoint needs it; the dashboard never asks for deep
+
+                state = self.load_checkpoint()
+                if state is not None and not isinstance(state, dict):
+                    found.append(f"{self.path / 'checkpoint.pt'} is not a checkpoint of this tool")
+            except RunError as e:
+                found.append(str(e))
+        return found
 
     # ------------------------------------------------------------ one trainer at a time
     @contextmanager
     def lock(self, owner: str = "trainer"):
-        """Hold ``lock`` while training; a lock left by a dead process on this host is taken over."""
-        file = self.path / "lock"
-        with lock_file(file, owner=owner) as holder:
-            if holder is not None:
-                who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
-                raise RunLockedError(f"{self.path} is being trained by {who}; stop it first, or delete "
-                                     f"{file} if that process is gone")
+        """Hold the run's ``lock`` while training (see :func:`run_lock`)."""
+        with run_lock(self.path, owner=owner):
             yield
 
     def is_locked(self) -> bool:
-        """Whether a live process holds the trainer's lock."""
-        holder = _read_lock(self.path / "lock")
-        return bool(holder) and not _is_stale(holder)
-
-
-def list_runs(root: str | Path = "runs") -> list[Path]:
-    """Run folders under ``root``, newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    runs = [p for p in root.iterdir() if (p / "meta.json").is_file()]
-    return sorted(runs, key=lambda p: (p / "meta.json").stat().st_mtime, reverse=True)
-
+        """Whether a live process holds this run's lock now."""
+        return is_lock_held(self.path / LOCK_NAME)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .errors import RunError
 from .files import atomic_write_json
 
 
@@ -72,8 +74,9 @@ _META_CACHE_SIZE = 64
 
 
 def read_meta(file: Path) -> dict:
-    """``meta.json`` parsed, from this process's cache while the file's mtime, size and inode are those
-    it had when parsed (every write renames a new file into place). Treat the dict as read-only."""
+    """``meta.json`` parsed and checked (:func:`check_meta`), from this process's cache while the file's
+    mtime, size and inode are those it had when parsed (every write renames a new file into place).
+    Treat the dict as read-only. A damaged or truncated file is a :class:`RunError` that names it."""
     stat = os.stat(file)
     stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
     key = str(file)
@@ -81,10 +84,13 @@ def read_meta(file: Path) -> dict:
         kept = _meta_cache.get(key)
     if kept is not None and kept[0] == stamp:
         return kept[1]
-    with open(file) as f:
-        meta = json.load(f)
-    if not isinstance(meta, dict):
-        raise ValueError(f"{file}: expected a JSON object, found {type(meta).__name__}")
+    try:
+        with open(file, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunError(f"{file} is damaged or unreadable ({e}); this run cannot be opened. Restore the "
+                       "file from a backup, or train the run again") from e
+    check_meta(meta, file)
     with _meta_lock:
         _meta_cache.pop(key, None)
         _meta_cache[key] = (stamp, meta)
@@ -99,3 +105,50 @@ def write_meta(file: Path, meta: dict) -> None:
     with _meta_lock:
         _meta_cache.pop(str(file), None)
     atomic_write_json(file, meta)
+
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def check_meta(meta: object, file: Path) -> None:
+    """Raise :class:`RunError` naming ``file`` unless ``meta`` has what every reader relies on, with
+    field names that are plain names (a field becomes a file name under ``arrays/``)."""
+    if not isinstance(meta, dict):
+        raise RunError(f"{file} is damaged: it does not hold a JSON object")
+    for key, kind in (("num_samples", int), ("epochs", int), ("finished_epochs", int), ("fields", list),
+                      ("classes", list)):
+        if key not in meta:
+            raise RunError(f"{file} is damaged or not a run's meta.json: it lacks '{key}'")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise RunError(f"{file} is damaged: '{key}' is {meta[key]!r}, expected {kind.__name__}")
+    if not 0 <= meta["finished_epochs"] <= max(meta["epochs"], 0) or meta["num_samples"] < 0:
+        raise RunError(f"{file} is damaged: {meta['finished_epochs']} finished of {meta['epochs']} epochs, "
+                       f"{meta['num_samples']} samples")
+    for name in meta["fields"]:
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise RunError(f"{file} is damaged: array field {name!r} is not a plain name")
+
+
+def check_array_file(file: Path, rows: int, min_columns: int) -> None:
+    """Raise :class:`RunError` naming ``file`` unless it is a ``(rows, >= min_columns)`` .npy whose size on
+    disk is what its header promises (a truncated file would read as zeros through a read-write map)."""
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(f)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError as e:
+        raise RunError(f"{file} is missing; the run is damaged") from e
+    except (OSError, ValueError) as e:
+        raise RunError(f"{file} is damaged: its .npy header cannot be read ({e})") from e
+    if fortran_order or len(shape) != 2 or shape[0] != rows or shape[1] < min_columns:
+        raise RunError(f"{file} is damaged: shape {shape}, expected ({rows}, >= {min_columns})")
+    if np.dtype(dtype).hasobject:
+        raise RunError(f"{file} is damaged: it holds Python objects, which are never loaded")
+    expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size != expected:
+        raise RunError(f"{file} is damaged: {size} bytes on disk, {expected} expected (truncated or padded); "
+                       "restore it or train the run again")

@@ -1,0 +1,78 @@
+"""Run folders as places on disk: where a run of a given name goes, the lock a trainer holds while it
+writes one, the runs under a root, and the temporary files a killed trainer leaves behind."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import RunLockedError
+from .files import lock_file
+
+LOCK_NAME = "lock"
+
+
+@contextmanager
+def run_lock(path: str | Path, owner: str = "trainer"):
+    """Hold the lock of the run folder ``path`` (created if missing) for the ``with`` block.
+
+    Taken before anything of a new run is written, so that two trainings started into the same folder
+    at once cannot both write it. The kernel releases it when the holder dies; a second holder gets a
+    :class:`RunLockedError` that names the first."""
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    file = path / LOCK_NAME
+    try:
+        with lock_file(file, owner=owner) as holder:
+            if holder is not None:
+                who = (f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('owner', 'trainer')})"
+                       if holder else "another process")
+                raise RunLockedError(f"{path} is being trained by {who}; stop it first (the lock is released "
+                                     "as soon as that process ends)")
+            yield
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+def run_folder_for(root: str | Path, name: str) -> Path:
+    """The folder of a run called ``name`` under ``root``; ``name`` must be one plain folder name, so
+    that a run can only ever be written inside ``root`` (no ``..``, no separators, no hidden names)."""
+    name = str(name)
+    bad = (not name or name != name.strip() or Path(name).name != name or name.startswith(".")
+           or any(c in name for c in "/\\\x00") or any(ord(c) < 32 for c in name))
+    if bad:
+        raise ValueError(f"run name {name!r} must be a plain folder name: no slashes, not starting with '.', "
+                         "no control characters")
+    return Path(root) / name
+
+
+# Files only the trainer writes, so that their temporary files are orphans once it holds the lock.
+_TRAINER_FILES = ("checkpoint.pt", "embeddings.npy", "probabilities.npy")
+
+
+def remove_leftovers(path: str | Path) -> list[Path]:
+    """Delete the temporary files a trainer killed midway left in the run folder ``path``
+    (``.checkpoint.pt.*.tmp``, ``.embeddings.npy.*.tmp``, half-grown arrays, ...). Call it only while
+    holding the run's lock: no other trainer can be writing them then. Returns what was removed."""
+    path = Path(path)
+    found = [p for name in _TRAINER_FILES for p in path.glob(f".{name}.*.tmp")]
+    found += list((path / "arrays").glob(".*.npy.tmp")) + list((path / "arrays").glob("*.grow.npy"))
+    removed = []
+    for file in found:
+        if file.is_file() and not file.is_symlink():
+            file.unlink(missing_ok=True)
+            removed.append(file)
+    return removed
+
+
+def list_runs(root: str | Path = "runs") -> list[Path]:
+    """Run folders under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "meta.json").is_file()]
+    return sorted(runs, key=lambda p: (p / "meta.json").stat().st_mtime, reverse=True)
