@@ -69,12 +69,12 @@ def _issues():
     return label_issues(scores, effective, classes)
 
 
-tools = st.columns([1, 1, 4])
-tools[0].download_button("label_issues.csv", data=lambda: csv_bytes(_issues()), file_name=f"{store.name}-{ISSUES_NAME}",
-                         mime="text/csv", key="exp_cleanlab", icon=":material/download:")
-tools[1].download_button("FiftyOne fields", data=lambda: json.dumps(fiftyone_fields(_issues())).encode(),
-                         file_name=f"{store.name}-{FIFTYONE_NAME}", mime="application/json", key="exp_fiftyone",
-                         icon=":material/download:")
+tools = st.container(horizontal=True)   # each button as wide as its label
+tools.download_button("label_issues.csv", data=lambda: csv_bytes(_issues()), file_name=f"{store.name}-{ISSUES_NAME}",
+                      mime="text/csv", key="exp_cleanlab", icon=":material/download:")
+tools.download_button("FiftyOne fields", data=lambda: json.dumps(fiftyone_fields(_issues())).encode(),
+                      file_name=f"{store.name}-{FIFTYONE_NAME}", mime="application/json", key="exp_fiftyone",
+                      icon=":material/download:")
 
 changed = effective.index[effective["action"].isin(["relabel", "drop"])]
 st.subheader(f"Changes ({len(changed):,})")

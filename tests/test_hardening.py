@@ -23,20 +23,13 @@ from PIL import Image
 
 from csl_core.config import TrainConfig
 from csl_core.data import DataError, build_training_set, parse_spec
-from csl_core.data import files as data_files
+from csl_core.data import decode as data_decode
 from csl_core.engine.train import train
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.export import export_run, remove_export_leftovers, write_imagefolder
 from csl_core.run.files import lock_file
-from csl_core.run.store import (
-    RunError,
-    RunLockedError,
-    RunStore,
-    remove_leftovers,
-    run_folder_for,
-    run_lock,
-    run_problems,
-)
+from csl_core.run.folders import remove_leftovers, run_folder_for, run_lock
+from csl_core.run.store import RunError, RunLockedError, RunStore, run_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "pwned-by-pickle"
@@ -243,14 +236,14 @@ def _classes_differ_in_case(tmp):
 
 
 def _too_many_pixels(tmp, monkeypatch):
-    monkeypatch.setattr(data_files, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(data_decode, "MAX_IMAGE_PIXELS", 1000)
     folder_of_classes(tmp / "r")
     png(tmp / "r" / "a" / "huge.png", size=(40, 40))
     return f"imagefolder:{tmp / 'r'}"
 
 
 def _too_many_bytes(tmp, monkeypatch):
-    monkeypatch.setattr(data_files, "MAX_IMAGE_BYTES", 2000)
+    monkeypatch.setattr(data_decode, "MAX_IMAGE_BYTES", 2000)
     folder_of_classes(tmp / "r")
     (tmp / "r" / "a" / "noise.png").parent.mkdir(exist_ok=True)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(
@@ -503,13 +496,13 @@ def test_a_path_with_a_colon_is_the_path_it_says(tmp_path):
 def test_float_images_are_stretched_not_clipped(tmp_path):
     ramp = np.linspace(0.0, 4.0, 64, dtype=np.float32).reshape(8, 8)    # an HDR range above 1.0
     Image.fromarray(ramp, "F").save(tmp_path / "hdr.tif")
-    out = data_files._decode(str(tmp_path / "hdr.tif"), 8, "L")[..., 0]
+    out = data_decode._decode(str(tmp_path / "hdr.tif"), 8, "L")[..., 0]
     assert out.min() == 0 and out.max() == 255 and len(np.unique(out)) > 32   # not one clipped block
     assert (np.diff(out.ravel().astype(int)) >= 0).all()
     negative = np.linspace(-1.0, 1.0, 64, dtype=np.float32).reshape(8, 8)
     negative[0, 0] = np.nan
     Image.fromarray(negative, "F").save(tmp_path / "neg.tif")
-    out = data_files._decode(str(tmp_path / "neg.tif"), 8, "L")[..., 0]
+    out = data_decode._decode(str(tmp_path / "neg.tif"), 8, "L")[..., 0]
     assert out[0, 1] < 10 and out[-1, -1] == 255 and out[0, 0] == 0
 
 
@@ -520,7 +513,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = image.getexif()
     exif[0x0112] = 6                                       # "rotate 90 degrees clockwise to view"
     image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
-    out = data_files._decode(str(tmp_path / "phone.jpg"), 16, "L")[..., 0].astype(int)
+    out = data_decode._decode(str(tmp_path / "phone.jpg"), 16, "L")[..., 0].astype(int)
     assert out[:6].mean() > 200 and out[-6:].mean() < 50   # upright: the white half is on top
 
 
@@ -528,7 +521,7 @@ def test_decoding_threads_share_one_pixel_budget():
     import threading
     import time
 
-    budget = data_files.PixelBudget(100)
+    budget = data_decode.PixelBudget(100)
     inside, peak, lock = [0], [0], threading.Lock()
 
     def work(n):
@@ -646,11 +639,10 @@ def test_an_export_folder_that_is_a_link_is_refused(tmp_path):
 
 def test_a_run_folder_naming_a_malicious_cifar_folder_runs_no_code(tmp_path):
     from csl_core.run.duplicates import run_images
-    from csl_core.run.images import clear_cache, sample_image
+    from csl_core.run.images import sample_image
 
     marker = malicious_cifar(tmp_path / "data")
     store = small_run(tmp_path / "run", config={"data": f"cifar10:{tmp_path / 'data'}", "download": True})
-    clear_cache()
     with pytest.raises(DataError, match="refers to posix.system"):
         sample_image(store.path, 0)                            # the Galleries page's image lookup
     assert run_images(store) is None                           # the duplicate finder's
@@ -958,13 +950,12 @@ def test_bad_training_options_exit_2_and_write_nothing(tmp_path, capsys, options
 
 
 def test_a_sample_table_naming_a_pipe_or_a_device_opens_neither(tmp_path):
-    from csl_core.run.images import clear_cache, sample_image
+    from csl_core.run.images import sample_image
 
     pipe = tmp_path / "pipe.png"
     os.mkfifo(pipe)
     paths = [str(pipe), "/dev/zero"]
     store = _run_over_files(tmp_path / "run", paths, [0, 0], ["a"])
-    clear_cache()
     for index in range(2):
         with pytest.raises(FileNotFoundError, match="is not a file"):
             sample_image(store.path, index)                  # would block on the pipe, or read forever

@@ -278,10 +278,10 @@ def test_atomic_file_leaves_the_target_as_it_was_when_writing_fails(tmp_path):
 def test_meta_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
     from csl_core.run import tables
 
-    store = make_store(tmp_path / "run")
     parses = []
     real_load = json.load
     monkeypatch.setattr(tables.json, "load", lambda f: parses.append(f.name) or real_load(f))
+    store = make_store(tmp_path / "run")                 # opening a new run reads the version it wrote
     for _ in range(5):
         assert store.meta["finished_epochs"] == 0
         assert RunStore(store.path).num_samples == 6      # another store object on the same folder

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from .builtin import DEBIAN_FASHION_MNIST, DEFAULT_CACHE, FASHION_CLASSES, load_cifar, load_demo, load_fashion_mnist
 from .dataset import IndexedDataset
-from .files import IMAGE_EXTENSIONS, decode_files, load_csv, load_imagefolder
+from .decode import decode_files
+from .files import IMAGE_EXTENSIONS, load_csv, load_imagefolder
 from .noise import inject_duplicates, inject_label_noise
 from .sources import (
     SOURCE_KINDS,

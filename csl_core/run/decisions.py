@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import RunError
 from .tables import read_meta
 
 DECISIONS_FILE = "decisions.sqlite"
@@ -374,9 +375,9 @@ def _add_tab_column(db: sqlite3.Connection) -> None:
 def _run_size(run_path: Path) -> tuple[int, int]:
     """(samples, classes) from the run's ``meta.json``; zeros (no range checks) when it has none."""
     try:
-        meta = read_meta(run_path / "meta.json")
+        meta = read_meta(run_path / "meta.json", check=False)
         return int(meta.get("num_samples", 0)), len(meta.get("classes", []))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RunError):
         return 0, 0
 
 

@@ -120,7 +120,7 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
         samples = store.samples()
         if "path" not in samples.columns:
             return None
-        from ..data.files import decode_files
+        from ..data.decode import decode_files
 
         paths = samples["path"].astype(str).tolist()
         try:

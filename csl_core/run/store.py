@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .errors import RunError
+from .errors import RunError, RunLockedError  # noqa: F401  (importers take both from the store)
 from .files import (
     _allocate,
     atomic_file,

@@ -73,29 +73,35 @@ _meta_lock = threading.Lock()
 _META_CACHE_SIZE = 64
 
 
-def read_meta(file: Path) -> dict:
+def read_meta(file: Path, *, check: bool = True) -> dict:
     """``meta.json`` parsed and checked (:func:`check_meta`), from this process's cache while the file's
     mtime, size and inode are those it had when parsed (every write renames a new file into place).
-    Treat the dict as read-only. A damaged or truncated file is a :class:`RunError` that names it."""
+    Treat the dict as read-only. A damaged or truncated file is a :class:`RunError` that names it;
+    ``check=False`` skips :func:`check_meta` for a reader that needs only a field or two."""
     stat = os.stat(file)
     stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
     key = str(file)
     with _meta_lock:
         kept = _meta_cache.get(key)
     if kept is not None and kept[0] == stamp:
+        if check:
+            check_meta(kept[1], file)
         return kept[1]
     try:
         with open(file, "rb") as f:
-            meta = json.loads(f.read().decode("utf-8"))
+            meta = json.load(f)
     except (OSError, ValueError) as e:
         raise RunError(f"{file} is damaged or unreadable ({e}); this run cannot be opened. Restore the "
                        "file from a backup, or train the run again") from e
-    check_meta(meta, file)
+    if not isinstance(meta, dict):
+        raise RunError(f"{file} is damaged: it does not hold a JSON object")
     with _meta_lock:
         _meta_cache.pop(key, None)
         _meta_cache[key] = (stamp, meta)
         while len(_meta_cache) > _META_CACHE_SIZE:
             _meta_cache.pop(next(iter(_meta_cache)))
+    if check:
+        check_meta(meta, file)
     return meta
 
 
