@@ -113,7 +113,7 @@ if len(shown) < len(scores):
     st.caption(f"A seeded random {len(shown):,} of {len(scores):,} samples.")
 
 known = np.flatnonzero(np.isfinite(memorization))
-ranked = known[np.argsort(-memorization[known], kind="stable")]
+ranked = known[np.lexsort((-csl[known], -memorization[known]))]
 options = [int(i) for i in ranked[:LISTED]]
 points = event.selection.get("points", []) if event else []
 picked = int(points[0]["customdata"]) if points and points[0].get("customdata") is not None else None
@@ -157,9 +157,9 @@ with controls[0]:
 with controls[1]:
     per_side = st.selectbox("Per side", [6, 12, 24], key="mem_per_side")
 members = known[scores["label"].to_numpy()[known] == label]
-order = members[np.argsort(-memorization[members], kind="stable")]
-most = order[:per_side]
-least = order[::-1][:per_side]
+# ties (many samples are never memorised: 0) go to CSL, so the least memorised are the most typical too
+most = members[np.lexsort((-csl[members], -memorization[members]))][:per_side]
+least = members[np.lexsort((csl[members], memorization[members]))][:per_side]
 least = least[~np.isin(least, most)]
 
 
