@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--inject-noise", type=_fraction, default=None, help="as for train")
     m.add_argument("--inject-duplicates", type=int, default=None, help="as for train")
     m.add_argument("--subset", type=int, default=None, help="as for train")
-    m.add_argument("--train-seed", type=int, default=0, help="seed of the run to train")
+    m.add_argument("--train-seed", type=int, default=None, help="seed of the run to train (default 0)")
     m.add_argument("--models", type=int, default=200, help="subset trainings K (hundreds for a stable estimate)")
     m.add_argument("--fraction", type=float, default=0.5, help="share of the training set each model trains on")
     m.add_argument("--seed", type=int, default=0, help="seed of the subsets and of the models")
@@ -336,13 +336,19 @@ def cmd_memorization(args) -> int:
     reference_wall = None
     if (out / "meta.json").is_file():
         store = RunStore(out)
+        options = {"--epochs": args.epochs, "--inject-noise": args.inject_noise, "--subset": args.subset,
+                   "--inject-duplicates": args.inject_duplicates, "--train-seed": args.train_seed}
+        given = [flag for flag, value in options.items() if value is not None]
+        if given:
+            raise ValueError(f"{out} is already a run, and {', '.join(given)} describe a run to train: leave them "
+                             "out to estimate against it, or pass another --out")
         if args.data is not None and args.data != store.meta["source"]:
             raise ValueError(f"{out} is a run of {store.meta['source']!r}, not of {args.data!r}; pass another --out")
         if not store.meta.get("completed"):
             raise RunError(f"{out} is not complete; finish it first: python -m csl_core train --out {out} --resume")
     else:
         data = args.data or "demo"
-        config = TrainConfig(data=data, epochs=args.epochs or (12 if data == "demo" else 15), seed=args.train_seed,
+        config = TrainConfig(data=data, epochs=args.epochs or (12 if data == "demo" else 15), seed=args.train_seed or 0,
                              eval_pass=True, inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
                              subset=args.subset, device=args.device)
         began = time.perf_counter()

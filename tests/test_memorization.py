@@ -240,6 +240,8 @@ def test_the_command_estimates_and_prints_the_comparison(demo_run, tmp_path, cap
     assert (run / "memorization" / "estimate.parquet").is_file()
     assert main(["memorization", "--out", str(run), "--data", "fashion-mnist", "--models", "2", "--quiet"]) == 2
     assert "not of 'fashion-mnist'" in capsys.readouterr().err
+    assert main(["memorization", "--out", str(run), "--epochs", "40", "--models", "2", "--quiet"]) == 2
+    assert "--epochs describe a run to train" in capsys.readouterr().err
 
 
 def test_the_page_shows_the_estimate_the_comparison_and_the_most_memorised(known_run, known_estimate, tmp_path,

@@ -132,14 +132,18 @@ def _train_models(job: dict, todo: list[int], *, workers: int, total: int, progr
                 _job.clear()
             return
         # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
-                                 initializer=_start_worker, initargs=(job,)) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
+                                   initializer=_start_worker, initargs=(job,))
+        try:
             pending = {pool.submit(_train_one, k) for k in todo}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     future.result()  # a failed model stops the estimate with its error
                     bar.update(1)
+        finally:
+            # on an error or Ctrl-C the models in training finish and are kept; the others are not started
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 
