@@ -80,13 +80,6 @@ if cost.get("work_ratio"):
                     help=f"{cost['model_seconds_total']:.0f} s of subset training against "
                          f"{cost['reference_training_seconds']:.1f} s for the one ordinary run")
 
-left, right = st.columns([3, 2])
-with right:
-    st.dataframe(table, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in table.columns if c != "score"})
-    st.caption("Each score oriented so that higher means more memorised; cosine as in the paper's Table 1 (a score "
-               "with negative values shifted to start at 0), top x% = the samples with the highest estimate.")
-
 rng = np.random.default_rng(0)
 shown = (np.sort(rng.choice(len(scores), SCATTER_POINTS, replace=False)) if len(scores) > SCATTER_POINTS
          else np.arange(len(scores)))
@@ -107,10 +100,11 @@ for name, mask, color in groups:
 figure.update_layout(title="CSL against the stability estimate (click a point for its image)",
                      xaxis_title="memorisation estimate", yaxis_title="CSL", height=440,
                      margin=dict(t=50, b=40, l=10, r=10), legend=dict(orientation="h", y=-0.18))
+left, right = st.columns([3, 2], gap="medium")
 with left:
     event = st.plotly_chart(figure, key="mem_scatter", on_select="rerun", selection_mode="points")
-if len(shown) < len(scores):
-    st.caption(f"A seeded random {len(shown):,} of {len(scores):,} samples.")
+    if len(shown) < len(scores):
+        st.caption(f"A seeded random {len(shown):,} of {len(scores):,} samples.")
 
 known = np.flatnonzero(np.isfinite(memorization))
 ranked = known[np.lexsort((-csl[known], -memorization[known]))]
@@ -125,16 +119,12 @@ if picked is not None and picked not in options:
 if st.session_state.get("mem_sample") not in options:
     st.session_state["mem_sample"] = options[0]
 
-st.subheader("Sample")
-sample_index = st.selectbox("Inspect a sample (the most memorised first, or click a point)", options,
-                            key="mem_sample",
-                            format_func=lambda i: f"memorisation {memorization[i]:.2f} · CSL rank "
-                                                  f"{scores.at[i, 'csl_rank']} · {scores.at[i, 'sample_id']}")
-sample = scores.loc[sample_index]
-image_column, facts = st.columns([1, 3])
-with image_column:
+with right:
+    sample_index = st.selectbox("Sample (the most memorised first, or click a point)", options, key="mem_sample",
+                                format_func=lambda i: f"memorisation {memorization[i]:.2f} · CSL rank "
+                                                      f"{scores.at[i, 'csl_rank']} · {scores.at[i, 'sample_id']}")
+    sample = scores.loc[sample_index]
     show_thumbnail(store, sample_index, 192, width=192)
-with facts:
     lines = [f"**{sample['sample_id']}** · given label **{classes[int(sample['label'])]}**",
              f"Memorisation {memorization[sample_index]:.3f}. Right in {estimate.at[sample_index, 'in_accuracy']:.0%} "
              f"of the {int(estimate.at[sample_index, 'models_in'])} models that trained on it, in "
@@ -146,6 +136,12 @@ with facts:
     if "is_duplicate" in sample and sample["is_duplicate"]:
         lines.append(f"Injected duplicate of sample {int(sample['duplicate_of'])}")
     st.markdown("  \n".join(lines))
+
+st.subheader("Every score against the estimate")
+st.dataframe(table, hide_index=True, column_config={
+    c: st.column_config.NumberColumn(format="%.3f") for c in table.columns if c != "score"})
+st.caption("Each score oriented so that higher means more memorised; cosine as in the paper's Table 1 (a score "
+           "with negative values shifted to start at 0), top x% = the samples with the highest estimate.")
 
 st.subheader("Most and least memorised, per class")
 st.caption("The most memorised images are the atypical, mislabeled and conflicting ones, learned only when "
