@@ -355,9 +355,14 @@ def cmd_memorization(args) -> int:
         train(config, out, callbacks=_ProgressCallbacks(args.quiet), progress=not args.quiet)
         reference_wall = time.perf_counter() - began
         store = RunStore(out)
-    result = estimate_memorization(store, models=args.models, fraction=args.fraction, seed=args.seed,
-                                   workers=args.workers, threads=args.threads, device=args.device,
-                                   progress=not args.quiet)
+    try:
+        result = estimate_memorization(store, models=args.models, fraction=args.fraction, seed=args.seed,
+                                       workers=args.workers, threads=args.threads, device=args.device,
+                                       progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; the finished models are kept and the same command continues the estimate",
+              file=sys.stderr)
+        return 130
     print(render_memorization(result.comparison))
     if reference_wall is not None:
         print(f"wall time: the ordinary run {reference_wall:.1f} s, the {result.trained} subset trainings of this "
