@@ -20,6 +20,7 @@ PAGES = [
     st.Page("pages/duplicates.py", title="Duplicates", icon=":material/content_copy:", url_path="duplicate-groups"),
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="cleaned-labels"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/query_stats:", url_path="evaluation"),
+    st.Page("pages/memorization.py", title="Memorisation", icon=":material/psychology:", url_path="memorisation"),
 ]
 
 page = st.navigation(PAGES)

@@ -214,6 +214,27 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                          "`import`)")
     ex.add_argument("--out", default=None, help="output folder (default RUN/export)")
     ex.add_argument("--no-dropped", action="store_true", help="leave dropped samples out of the cleaned CSV")
+
+    m = sub.add_parser("memorization", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="estimate memorisation by subset trainings (Feldman & Zhang) and compare every "
+                            "score of one ordinary run against it")
+    m.add_argument("--out", default=None,
+                   help="the ordinary run to compare: an existing run folder, or where to train it first "
+                        "(with --eval-pass); default runs/<data>-memorization")
+    m.add_argument("--data", default=None, help="data source of the run to train (as for train; default demo)")
+    m.add_argument("--epochs", type=int, default=None, help="epochs of the run to train (default: the source's, as for train)")
+    m.add_argument("--inject-noise", type=_fraction, default=None, help="as for train")
+    m.add_argument("--inject-duplicates", type=int, default=None, help="as for train")
+    m.add_argument("--subset", type=int, default=None, help="as for train")
+    m.add_argument("--train-seed", type=int, default=None, help="seed of the run to train (default 0)")
+    m.add_argument("--models", type=int, default=200, help="subset trainings K (hundreds for a stable estimate)")
+    m.add_argument("--fraction", type=float, default=0.5, help="share of the training set each model trains on")
+    m.add_argument("--seed", type=int, default=0, help="seed of the subsets and of the models")
+    m.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
+                   help="models trained at once, each in its own process")
+    m.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    m.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    m.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -488,5 +509,81 @@ def console_main() -> None:
     sys.exit(main(prog="csl-clean"))
 
 
+def cmd_memorization(args) -> int:
+    import time
+
+    import torch
+
+    from .engine.memorization import estimate_memorization
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)  # the ordinary run trains here with as many threads as each model
+    out = Path(args.out or Path("runs") / f"{(args.data or 'demo').split(':', 1)[0]}-memorization")
+    reference_wall = None
+    if (out / "meta.json").is_file():
+        store = RunStore(out)
+        options = {"--epochs": args.epochs, "--inject-noise": args.inject_noise, "--subset": args.subset,
+                   "--inject-duplicates": args.inject_duplicates, "--train-seed": args.train_seed}
+        given = [flag for flag, value in options.items() if value is not None]
+        if given:
+            raise ValueError(f"{out} is already a run, and {', '.join(given)} describe a run to train: leave them "
+                             "out to estimate against it, or pass another --out")
+        if args.data is not None and args.data != store.meta["source"]:
+            raise ValueError(f"{out} is a run of {store.meta['source']!r}, not of {args.data!r}; pass another --out")
+        if not store.meta.get("completed"):
+            raise RunError(f"{out} is not complete; finish it first: python -m csl_core train --out {out} --resume")
+    else:
+        data = args.data or "demo"
+        config = TrainConfig(data=data, epochs=args.epochs or default_epochs(data), seed=args.train_seed or 0,
+                             eval_pass=True, inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
+                             subset=args.subset, device=args.device)
+        began = time.perf_counter()
+        train(config, out, callbacks=_ProgressCallbacks(args.quiet), progress=not args.quiet)
+        reference_wall = time.perf_counter() - began
+        store = RunStore(out)
+    try:
+        result = estimate_memorization(store, models=args.models, fraction=args.fraction, seed=args.seed,
+                                       workers=args.workers, threads=args.threads, device=args.device,
+                                       progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted; the finished models are kept and the same command continues the estimate",
+              file=sys.stderr)
+        return 130
+    print(render_memorization(result.comparison))
+    if reference_wall is not None:
+        print(f"wall time: the ordinary run {reference_wall:.1f} s, the {result.trained} subset trainings of this "
+              f"call {result.wall_seconds:.1f} s")
+    else:
+        print(f"wall time of this call ({result.trained} subset trainings): {result.wall_seconds:.1f} s")
+    print(f"kept in {out / 'memorization'}: estimate.parquet, comparison.json")
+    return 0
+
+
+def render_memorization(comparison: dict) -> str:
+    """The comparison of ``comparison.json`` as plain-text tables."""
+    import pandas as pd
+
+    table = pd.DataFrame(comparison["table"])
+    wide = table.pivot(index="score", columns="samples", values=["cosine", "spearman"])
+    order = list(dict.fromkeys(table["score"]))
+    subsets = list(dict.fromkeys(table["samples"]))
+    wide = wide.reindex(order)[[(m, s) for m in ("cosine", "spearman") for s in subsets]]
+    wide.columns = [f"{m} {s}" for m, s in wide.columns]
+    cost = comparison["cost"]
+    noise = pd.DataFrame(comparison["by_models"])
+    lines = [f"stability memorisation from {comparison['models']} models on {comparison['fraction']:.0%} of the "
+             f"samples each ({comparison['measure']}), against each score of the run:",
+             wide.to_string(float_format=lambda v: f"{v:.3f}"), "",
+             "the estimator's own noise (CSL against the estimate from the first k models; split-half: the "
+             "estimates from two disjoint halves of them):",
+             noise.to_string(index=False, float_format=lambda v: f"{v:.3f}"), "",
+             f"cost: {cost['model_seconds_total']:.0f} s of model training "
+             f"(median {cost['model_seconds_median']:.1f} s a model) against "
+             f"{cost['reference_training_seconds']:.1f} s for the ordinary run"
+             + (f": {cost['work_ratio']:.0f}x" if cost.get("work_ratio") else "")]
+    return "\n".join(lines)
+
+
 COMMANDS = {"app": cmd_app, "train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
-            "bench": cmd_bench, "import": cmd_import, "export": cmd_export}
+            "bench": cmd_bench, "import": cmd_import, "export": cmd_export, "memorization": cmd_memorization}

@@ -1,0 +1,261 @@
+"""The stability estimate of memorisation (Feldman & Zhang) for a finished run, and its comparison.
+
+``estimate_memorization(run, models=K, fraction=0.5)`` trains ``K`` models, each on a seeded random
+``fraction`` of the run's training set, with the run's own model and recipe (architecture, epochs,
+batch size, optimiser, schedule, augmentation, normalisation), and records each model's prediction on
+every training sample. The training loop here is a lean copy of the engine's step (same building
+blocks: :func:`build_model`, :class:`Preprocess`, :func:`build_optimizer`, :func:`make_loader`)
+without the tracker, run folder and checkpoints, whose per-run cost would dominate models that train
+in a second. Models run in parallel processes, each written to ``<run>/memorization/models/`` the
+moment it finishes, so the same call continues after a kill. Then every score of the run is compared
+with the estimate (:func:`csl_core.analysis.memorization.compare_scores`).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.memorization import (
+    agreement_by_models,
+    compare_scores,
+    default_model_counts,
+    stability_memorization,
+    subset_mask,
+)
+from ..analysis.scores import SUSPICION, suspicion
+from ..config import TrainConfig, training_set_for
+from ..data import TrainingSet
+from ..progress import progress_bar
+from ..run.memorization import MemorizationFolder
+from ..run.store import RunError, RunStore
+
+MEASURE = "correct"  # Feldman & Zhang's definition; the softmax variant is kept beside it
+
+
+@dataclass
+class MemorizationResult:
+    """What one call produced: the per-sample estimate, the comparison (as written to ``comparison.json``)
+    and how many models this call trained."""
+
+    estimate: pd.DataFrame
+    comparison: dict
+    trained: int
+    wall_seconds: float
+
+
+def recipe_for(store: RunStore) -> dict:
+    """The run's model and training recipe, resolved as the engine resolves it for this run."""
+    from .train import default_augment
+
+    meta = store.meta
+    config = TrainConfig.from_dict(meta["config"])
+    augment = config.augment if config.augment is not None else default_augment(config.data)
+    height = int(meta["image_shape"][1])
+    return {"model": meta["model"], "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "momentum": config.momentum, "weight_decay": config.weight_decay, "schedule": config.schedule,
+            "augment": bool(augment), "flip": bool(augment and not config.data.lower().startswith("fashion")),
+            "pad": max(1, height // 8) if augment else 0, "mean": meta["normalisation"]["mean"],
+            "std": meta["normalisation"]["std"], "in_channels": int(meta["image_shape"][0]),
+            "num_classes": len(meta["classes"])}
+
+
+def estimate_memorization(run: str | Path | RunStore, *, models: int, fraction: float = 0.5, seed: int = 0,
+                          workers: int = 1, threads: int = 1, device: str = "cpu",
+                          training_set: TrainingSet | None = None, progress: bool = False) -> MemorizationResult:
+    """Train the models of the stability estimate that ``run/memorization/`` lacks, then write the estimate
+    and the comparison of every score of the run against it.
+
+    ``models`` subset trainings on ``fraction`` of the samples each (seeded by ``seed`` and the model's
+    number), ``workers`` processes at a time with ``threads`` torch threads each. ``training_set`` is the
+    run's own training set when the run was trained on one built in code (tests, the benchmark); by
+    default it is rebuilt from the run's settings and checked against its sample table.
+    """
+    store = run if isinstance(run, RunStore) else RunStore(run)
+    if models < 2:
+        raise ValueError(f"the estimate needs at least 2 models (hundreds for a stable one), got {models}")
+    if workers < 1 or threads < 1:
+        raise ValueError(f"workers and threads must be at least 1, got {workers} and {threads}")
+    if not store.meta.get("completed"):
+        raise RunError(f"{store.path}: the run is not complete; finish it (train --resume) before estimating "
+                       "memorisation against it")
+    began = time.perf_counter()
+    samples = store.samples()
+    if training_set is None:
+        training_set = training_set_for(TrainConfig.from_dict(store.meta["config"]), progress=progress)
+    if list(training_set.samples["sample_id"].astype(str)) != list(samples["sample_id"].astype(str)):
+        raise RunError(f"{store.path}: the data source no longer yields the samples this run was trained on")
+    n = len(samples)
+    subset_mask(n, fraction, seed, 0)  # checks the fraction before anything is written
+    folder = MemorizationFolder(store)
+    recipe = recipe_for(store)
+    folder.begin({"fraction": fraction, "seed": seed, "num_samples": n, "recipe": recipe})
+    with folder.lock():
+        todo = []
+        for k in range(models):
+            found = folder.load_model(k, n)
+            if found is None:
+                todo.append(k)
+            elif not np.array_equal(found["in_training"], subset_mask(n, fraction, seed, k)):
+                raise RunError(f"{folder.model_file(k)} was trained on another subset than model {k} of these "
+                               f"settings draws; delete {folder.path} to start the estimate over")
+        job = {"images": training_set.source.images, "image_index": training_set.image_index,
+               "labels": training_set.labels, "recipe": recipe, "fraction": fraction, "seed": seed,
+               "device": device, "threads": threads, "folder": str(store.path)}
+        _train_models(job, todo, workers=workers, total=models, progress=progress)
+    result = _summarise(store, folder, models, recipe)
+    wall = time.perf_counter() - began
+    folder.append_log({"finished": time.time(), "models": models, "trained": len(todo), "workers": workers,
+                       "threads": threads, "device": device, "wall_seconds": wall})
+    return MemorizationResult(result["estimate"], result["comparison"], len(todo), wall)
+
+
+def _train_models(job: dict, todo: list[int], *, workers: int, total: int, progress: bool) -> None:
+    interactive = sys.stderr.isatty()
+    bar = progress_bar(total=total, initial=total - len(todo), desc="memorisation models", unit="model",
+                       disable=not progress, mininterval=0.5 if interactive else 30.0)
+    try:
+        if workers == 1 or len(todo) <= 1:
+            _start_worker(job)
+            try:
+                for k in todo:
+                    _train_one(k)
+                    bar.update(1)
+            finally:
+                _job.clear()
+            return
+        # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
+                                   initializer=_start_worker, initargs=(job,))
+        try:
+            pending = {pool.submit(_train_one, k) for k in todo}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()  # a failed model stops the estimate with its error
+                    bar.update(1)
+        finally:
+            # on an error or Ctrl-C the models in training finish and are kept; the others are not started
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+
+
+# One training job per worker process, set once by the pool's initializer (the images travel once).
+_job: dict = {}
+
+
+def _start_worker(job: dict) -> None:
+    import torch
+
+    from .allocator import keep_freed_memory
+
+    _job.clear()
+    _job.update(job)
+    torch.set_num_threads(job["threads"])
+    if job["device"] == "cpu":
+        keep_freed_memory()
+
+
+def _train_one(k: int) -> None:
+    """Train model ``k`` on its subset and keep its result on every sample."""
+    began = time.perf_counter()
+    job = _job
+    n = len(job["labels"])
+    in_training = subset_mask(n, job["fraction"], job["seed"], k)
+    correct, p_given = train_subset_model(job["images"], job["image_index"], job["labels"], in_training,
+                                          job["recipe"], device=job["device"],
+                                          seed=job["seed"] * 1_000_003 + k)
+    MemorizationFolder(job["folder"]).save_model(k, in_training, correct, p_given, time.perf_counter() - began)
+
+
+def train_subset_model(images: np.ndarray, image_index: np.ndarray, labels: np.ndarray, in_training: np.ndarray,
+                       recipe: dict, *, device: str = "cpu", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train one model with ``recipe`` (see :func:`recipe_for`) on the samples where ``in_training``, then
+    predict every sample in eval mode without augmentation.
+
+    ``images`` uint8 ``(M, H, W, C)``; sample ``i`` shows ``images[image_index[i]]`` with label
+    ``labels[i]``. Returns bool ``(N,)`` whether the model predicts the given label and float32 ``(N,)``
+    its softmax probability of the given label.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..data import IndexedDataset
+    from .models import build_model
+    from .train import Preprocess, build_optimizer, make_loader, predict, resolve_device
+
+    torch_device = resolve_device(device)
+    torch.manual_seed(seed)
+    model = build_model(recipe["model"], in_channels=recipe["in_channels"],
+                        num_classes=recipe["num_classes"]).to(torch_device)
+    preprocess = Preprocess(recipe["mean"], recipe["std"], augment=recipe["augment"], flip=recipe["flip"],
+                            pad=recipe["pad"], device=torch_device, channels_last=False)
+    rows = np.flatnonzero(in_training)
+    subset = IndexedDataset(images, image_index[rows], labels[rows])
+    config = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
+                         momentum=recipe["momentum"], weight_decay=recipe["weight_decay"], schedule=recipe["schedule"])
+    optimizer, scheduler = build_optimizer(model, config, math.ceil(len(rows) / config.batch_size))
+    for epoch in range(config.epochs):
+        epoch_seed = (seed * 7919 + epoch * 104729 + 1) % (2**63)
+        preprocess.seed(epoch_seed + 1)
+        model.train()
+        for x, y, _ in make_loader(subset, batch_size=config.batch_size, shuffle=True, seed=epoch_seed):
+            x = preprocess(x.to(torch_device, non_blocking=True), train=True)
+            loss = F.cross_entropy(model(x), y.to(torch_device, non_blocking=True))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    everyone = IndexedDataset(images, image_index, labels)
+    logits = torch.from_numpy(predict(model, everyone, preprocess, torch_device))
+    given = torch.tensor(np.asarray(labels), dtype=torch.long)
+    p_given = torch.softmax(logits, dim=1).gather(1, given[:, None])[:, 0]
+    return (logits.argmax(1) == given).numpy(), p_given.numpy().astype(np.float32)
+
+
+def _summarise(store: RunStore, folder: MemorizationFolder, models: int, recipe: dict) -> dict:
+    """The estimate from models ``0..models-1``, every score against it, the estimator's noise, the cost."""
+    n = store.num_samples
+    loaded = [folder.load_model(k, n) for k in range(models)]
+    missing = [k for k, m in enumerate(loaded) if m is None]
+    if missing:
+        raise RunError(f"{folder.path}: model(s) {missing[:5]} have no readable result; run the command again")
+    in_training = np.stack([m["in_training"] for m in loaded])
+    correct = np.stack([m["correct"] for m in loaded]).astype(np.float64)
+    p_given = np.stack([m["p_given"] for m in loaded]).astype(np.float64)
+    estimate = stability_memorization(in_training, correct)
+    estimate["memorization_p_given"] = stability_memorization(in_training, p_given)["memorization"]
+    scores = store.scores()
+    methods = {}
+    for method in SUSPICION:
+        try:
+            methods[method] = suspicion(scores, method)
+        except ValueError:
+            continue  # a score this run does not have (eval-pass CSL without --eval-pass)
+    table = compare_scores(methods, estimate["memorization"].to_numpy())
+    table_p_given = compare_scores(methods, estimate["memorization_p_given"].to_numpy())
+    noise = agreement_by_models(in_training, correct, methods["csl"], default_model_counts(models))
+    epochs = store.report().get("epochs", [])
+    reference_seconds = float(sum(e["seconds"] - e.get("eval_seconds", 0.0) for e in epochs))
+    model_seconds = [m["seconds"] for m in loaded]
+    comparison = {
+        "models": models, "fraction": folder.settings()["fraction"], "measure": MEASURE,
+        "recipe": {k: v for k, v in recipe.items() if k not in ("mean", "std")},
+        "samples": n, "table": table.to_dict("records"), "table_p_given": table_p_given.to_dict("records"),
+        "by_models": noise.to_dict("records"),
+        "cost": {"reference_training_seconds": reference_seconds, "model_seconds_total": float(sum(model_seconds)),
+                 "model_seconds_median": float(np.median(model_seconds)),
+                 "work_ratio": float(sum(model_seconds) / reference_seconds) if reference_seconds > 0 else None},
+        "written": time.time(),
+    }
+    folder.write_estimate(estimate)
+    folder.write_comparison(comparison)
+    return {"estimate": estimate, "comparison": comparison}
