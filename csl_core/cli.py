@@ -222,7 +222,8 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                    help="the ordinary run to compare: an existing run folder, or where to train it first "
                         "(with --eval-pass); default runs/<data>-memorization")
     m.add_argument("--data", default=None, help="data source of the run to train (as for train; default demo)")
-    m.add_argument("--epochs", type=int, default=None, help="epochs of the run to train (default: the source's, as for train)")
+    m.add_argument("--epochs", type=int, default=None,
+                   help="epochs of the run to train (default: the source's, as for train)")
     m.add_argument("--inject-noise", type=_fraction, default=None, help="as for train")
     m.add_argument("--inject-duplicates", type=int, default=None, help="as for train")
     m.add_argument("--subset", type=int, default=None, help="as for train")

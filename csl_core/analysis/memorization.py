@@ -110,7 +110,7 @@ def compare_scores(scores: Mapping[str, np.ndarray], memorization: np.ndarray, *
     """How closely each score tracks the memorisation estimate: the paper's Table 1, and Spearman.
 
     ``scores`` maps a name to ``(samples,)`` values oriented so that higher = more memorised (see
-    :data:`csl_core.analysis.scores.SUSPICION`). Samples where the estimate or the score is NaN are
+    :data:`csl_core.analysis.scores.SCORES`). Samples where the estimate or the score is NaN are
     left out. ``top_fractions``: the same over the samples with the highest memorisation estimate only
     (the top 1% and 10% by default). One row per score and subset: ``score``, ``samples`` ("all" or
     "top 1%"...), ``n``, ``cosine`` (see :func:`nonnegative`), ``pearson``, ``spearman``.

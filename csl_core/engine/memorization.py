@@ -30,7 +30,7 @@ from ..analysis.memorization import (
     stability_memorization,
     subset_mask,
 )
-from ..analysis.scores import SUSPICION, suspicion
+from ..analysis.scores import available_scores, suspicion
 from ..config import TrainConfig, training_set_for
 from ..data import TrainingSet
 from ..progress import progress_bar
@@ -53,15 +53,16 @@ class MemorizationResult:
 
 def recipe_for(store: RunStore) -> dict:
     """The run's model and training recipe, resolved as the engine resolves it for this run."""
-    from .train import default_augment
+    from ..data import source_kind
 
     meta = store.meta
-    config = TrainConfig.from_dict(meta["config"])
-    augment = config.augment if config.augment is not None else default_augment(config.data)
+    config = TrainConfig.from_run(meta["config"], store.path / "meta.json")
+    kind = source_kind(config.data)
+    augment = config.augment if config.augment is not None else kind.augment
     height = int(meta["image_shape"][1])
     return {"model": meta["model"], "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "momentum": config.momentum, "weight_decay": config.weight_decay, "schedule": config.schedule,
-            "augment": bool(augment), "flip": bool(augment and not config.data.lower().startswith("fashion")),
+            "augment": bool(augment), "flip": bool(augment and kind.flip),
             "pad": max(1, height // 8) if augment else 0, "mean": meta["normalisation"]["mean"],
             "std": meta["normalisation"]["std"], "in_channels": int(meta["image_shape"][0]),
             "num_classes": len(meta["classes"])}
@@ -190,7 +191,9 @@ def train_subset_model(images: np.ndarray, image_index: np.ndarray, labels: np.n
 
     from ..data import IndexedDataset
     from .models import build_model
-    from .train import Preprocess, build_optimizer, make_loader, predict, resolve_device
+    from .preprocess import Preprocess
+    from .runtime import build_optimizer, make_loader, resolve_device
+    from .train import predict
 
     torch_device = resolve_device(device)
     torch.manual_seed(seed)
@@ -234,12 +237,7 @@ def _summarise(store: RunStore, folder: MemorizationFolder, models: int, recipe:
     estimate = stability_memorization(in_training, correct)
     estimate["memorization_p_given"] = stability_memorization(in_training, p_given)["memorization"]
     scores = store.scores()
-    methods = {}
-    for method in SUSPICION:
-        try:
-            methods[method] = suspicion(scores, method)
-        except ValueError:
-            continue  # a score this run does not have (eval-pass CSL without --eval-pass)
+    methods = {method: suspicion(scores, method) for method in available_scores(scores)}
     table = compare_scores(methods, estimate["memorization"].to_numpy())
     table_p_given = compare_scores(methods, estimate["memorization_p_given"].to_numpy())
     noise = agreement_by_models(in_training, correct, methods["csl"], default_model_counts(models))
