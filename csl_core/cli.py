@@ -493,14 +493,20 @@ def app_command(streamlit_args: list[str]) -> list[str]:
 
 
 def cmd_app(args) -> int:
+    """Start the dashboard. On POSIX this process becomes the Streamlit server (``exec``), so that a signal
+    sent to ``csl-clean app`` (Ctrl-C, a service manager's stop) reaches the server and leaves no orphan."""
     import subprocess
 
     env = dict(os.environ)
     if args.runs:
         env["CSL_RUNS_DIR"] = str(Path(args.runs).resolve())
-    streamlit_args = [a for a in args.streamlit_args if a != "--"]
+    command = app_command([a for a in args.streamlit_args if a != "--"])
+    if os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], command, env)
     try:
-        return subprocess.call(app_command(streamlit_args), env=env)
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return 0
 

@@ -13,6 +13,7 @@ with the estimate (:func:`csl_core.analysis.memorization.compare_scores`).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -132,9 +133,14 @@ def _train_models(job: dict, todo: list[int], *, workers: int, total: int, progr
             finally:
                 _job.clear()
             return
-        # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken
+        # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken.
+        # The arrays go to the workers through a file: a spawn payload larger than a pipe's buffer blocks the
+        # parent for good when a child dies before reading it.
+        arrays_file = MemorizationFolder(job["folder"]).path / f".job-{os.getpid()}.npz"
+        np.savez(arrays_file, **{name: job[name] for name in _ARRAYS})
+        light = {**{k: v for k, v in job.items() if k not in _ARRAYS}, "arrays": str(arrays_file)}
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
-                                   initializer=_start_worker, initargs=(job,))
+                                   initializer=_start_worker, initargs=(light,))
         try:
             pending = {pool.submit(_train_one, k) for k in todo}
             while pending:
@@ -145,12 +151,14 @@ def _train_models(job: dict, todo: list[int], *, workers: int, total: int, progr
         finally:
             # on an error or Ctrl-C the models in training finish and are kept; the others are not started
             pool.shutdown(wait=True, cancel_futures=True)
+            arrays_file.unlink(missing_ok=True)
     finally:
         bar.close()
 
 
 # One training job per worker process, set once by the pool's initializer (the images travel once).
 _job: dict = {}
+_ARRAYS = ("images", "image_index", "labels")
 
 
 def _start_worker(job: dict) -> None:
@@ -160,6 +168,9 @@ def _start_worker(job: dict) -> None:
 
     _job.clear()
     _job.update(job)
+    if "arrays" in job:  # a pool worker: the arrays from the parent's file (plain arrays, never pickles)
+        with np.load(job["arrays"], allow_pickle=False) as arrays:
+            _job.update({name: arrays[name] for name in _ARRAYS})
     torch.set_num_threads(job["threads"])
     if job["device"] == "cpu":
         keep_freed_memory()
