@@ -120,15 +120,15 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     paths = samples["path"].astype(str).to_numpy()
 
     def read(index: int) -> Image.Image:
-        from ..data import files as data_files
+        from ..data import decode as data_decode
 
         path = paths[index]
         if not os.path.isfile(path):  # a device or a pipe named by a shared run folder is never opened
             raise FileNotFoundError(f"{path} (sample {index} of the run's sample table) is not a file")
-        if os.path.getsize(path) > data_files.MAX_IMAGE_BYTES:
-            raise ValueError(f"{path}: over the {data_files.MAX_IMAGE_BYTES // 2**20} MiB limit per image")
+        if os.path.getsize(path) > data_decode.MAX_IMAGE_BYTES:
+            raise ValueError(f"{path}: over the {data_decode.MAX_IMAGE_BYTES // 2**20} MiB limit per image")
         with Image.open(path) as image:
-            if image.width * image.height > data_files.MAX_IMAGE_PIXELS:
+            if image.width * image.height > data_decode.MAX_IMAGE_PIXELS:
                 raise ValueError(f"{path}: {image.width} x {image.height} pixels is over the decode limit")
             image.load()
             return image.copy()
