@@ -10,7 +10,7 @@ import numpy as np
 
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from .analysis.scores import SCORES
-from .config import SCHEDULES, TrainConfig
+from .config import NOISE_KINDS, SCHEDULES, TrainConfig
 from .data import DataError
 from .engine.distributed import launched_distributed
 from .engine.train import train
@@ -89,8 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--inject-noise", type=_fraction, default=None,
-                   help="flip this fraction of labels (seeded, symmetric) to measure detection; "
+                   help="flip this fraction of labels (seeded; see --noise-kind) to measure detection; "
                         "demo default 0.05, others 0")
+    t.add_argument("--noise-kind", choices=NOISE_KINDS, default="symmetric",
+                   help="where a flipped label goes: any other class (symmetric), class c to c+1 or to "
+                        "--noise-map (pairflip), or to the class a short warm-up training confuses it with "
+                        "most, or to --noise-map (confusable)")
+    t.add_argument("--noise-map", default=None, metavar="A:B,C:D",
+                   help="class map for pairflip / confusable noise, by class name or index, e.g. "
+                        "'shirt:t-shirt,t-shirt:shirt'; classes not named keep their labels")
     t.add_argument("--inject-duplicates", type=int, default=None,
                    help="make K duplicate pairs with conflicting labels (demo default ~0.5%% of N)")
     t.add_argument("--subset", type=int, default=None, help="train on a seeded random subset of N samples")
@@ -190,7 +197,8 @@ def cmd_train(args) -> int:
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=args.lr,
                          schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
-                         inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
+                         inject_noise=args.inject_noise, noise_kind=args.noise_kind, noise_map=args.noise_map,
+                         inject_duplicates=args.inject_duplicates,
                          subset=args.subset, image_size=args.image_size, augment=args.augment,
                          device=args.device, num_workers=args.workers, compile=args.compile,
                          download=args.download)

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from .data import TrainingSet
 
 SCHEDULES = ("onecycle", "step", "constant")
+NOISE_KINDS = ("symmetric", "pairflip", "confusable")  # where injected label noise sends a flipped label
 
 
 @dataclass
@@ -25,6 +26,11 @@ class TrainConfig:
     seed: int = 0
     eval_pass: bool = False
     inject_noise: float | None = None
+    noise_kind: str = "symmetric"
+    # The class map of pairflip / confusable noise: one target per class (-1: not flipped), or text
+    # "shirt:t-shirt,coat:pullover". The trainer turns text into the list, and fills in a confusable
+    # map from a short warm-up when none is given, before the run starts (meta.json keeps the list).
+    noise_map: list[int] | str | None = None
     inject_duplicates: int | None = None
     subset: int | None = None
     image_size: int | None = None
@@ -51,13 +57,19 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
             raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
+        if self.noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown --noise-kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
 
 
 
-def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:
-    """The training set a run with ``config`` trains on: the same config always gives the same set."""
+def training_set_for(config: TrainConfig, *, progress: bool = False, loaded=None) -> TrainingSet:
+    """The training set a run with ``config`` trains on: the same config always gives the same set.
+
+    ``loaded`` is the source as ``csl_core.data.load_source`` returned it, when the caller has read it.
+    """
     from .data import build_training_set
 
     return build_training_set(config.data, subset=config.subset, inject_noise=config.inject_noise,
                               inject_duplicates_pairs=config.inject_duplicates, seed=config.seed,
-                              image_size=config.image_size, download=config.download, progress=progress)
+                              image_size=config.image_size, download=config.download, progress=progress,
+                              noise_kind=config.noise_kind, noise_map=config.noise_map, loaded=loaded)

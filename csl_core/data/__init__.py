@@ -18,11 +18,12 @@ from __future__ import annotations
 from .builtin import DEBIAN_FASHION_MNIST, DEFAULT_CACHE, FASHION_CLASSES, load_cifar, load_demo, load_fashion_mnist
 from .dataset import IndexedDataset
 from .files import IMAGE_EXTENSIONS, decode_files, load_csv, load_imagefolder
-from .noise import inject_duplicates, inject_label_noise
+from .noise import NOISE_KINDS, confusable_map, inject_duplicates, inject_label_noise, pairflip_map, parse_class_map
 from .sources import SOURCE_KINDS, build_training_set, default_duplicates, default_noise, load_source, parse_spec
 from .types import DataError, ImageSource, TrainingSet
 
-__all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "SOURCE_KINDS", "DataError",
+__all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "NOISE_KINDS",
+           "SOURCE_KINDS", "DataError", "confusable_map", "pairflip_map", "parse_class_map",
            "ImageSource", "IndexedDataset", "TrainingSet", "build_training_set", "decode_files", "default_duplicates",
            "default_noise", "inject_duplicates", "inject_label_noise", "load_cifar", "load_csv", "load_demo",
            "load_fashion_mnist", "load_imagefolder", "load_source", "parse_spec"]

@@ -58,13 +58,17 @@ def load_source(spec: str, *, image_size: int | None = None, download: bool = Fa
 def build_training_set(spec: str, *, subset: int | None = None, inject_noise: float | None = None,
                        inject_duplicates_pairs: int | None = None, seed: int = 0,
                        image_size: int | None = None, download: bool = False,
-                       progress: bool = False) -> TrainingSet:
+                       progress: bool = False, noise_kind: str = "symmetric",
+                       noise_map: np.ndarray | None = None,
+                       loaded: tuple[ImageSource, ImageSource | None] | None = None) -> TrainingSet:
     """Load ``spec`` and apply the seeded subset and injections; the same arguments give the same set.
 
     ``inject_noise`` / ``inject_duplicates_pairs`` of ``None`` take the source's default (the demo
-    injects 5% noise and about 0.5% of N duplicate pairs; other sources none).
+    injects 5% noise and about 0.5% of N duplicate pairs; other sources none). ``noise_kind`` and
+    ``noise_map`` say where flipped labels go (:func:`csl_core.data.noise.inject_label_noise`).
+    ``loaded`` is ``load_source(spec, ...)``'s result when the caller has already read it.
     """
-    source, test = load_source(spec, image_size=image_size, download=download, progress=progress)
+    source, test = loaded or load_source(spec, image_size=image_size, download=download, progress=progress)
     if len(source) == 0:
         raise DataError(f"{spec}: no usable images were found")
     num_classes = len(source.classes)
@@ -78,7 +82,8 @@ def build_training_set(spec: str, *, subset: int | None = None, inject_noise: fl
     noise = default_noise(spec) if inject_noise is None else inject_noise
     pairs_wanted = (default_duplicates(spec, len(image_index)) if inject_duplicates_pairs is None
                     else inject_duplicates_pairs)
-    labels, flipped = inject_label_noise(original, noise, num_classes, seed=seed + 1)
+    labels, flipped = inject_label_noise(original, noise, num_classes, seed=seed + 1, kind=noise_kind,
+                                         class_map=None if noise_map is None else np.asarray(noise_map))
     pairs = np.empty((0, 2), dtype=np.int64)
     if pairs_wanted:
         image_index, labels, pairs = inject_duplicates(image_index, labels, pairs_wanted, num_classes,

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..config import TrainConfig, training_set_for
-from ..data import TrainingSet
+from ..data import TrainingSet, confusable_map, load_source, parse_class_map
 from ..run.files import atomic_save_npy
 from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
 from .models import build_model, resolve_model_name
 from .tracker import EPOCH_FIELDS, CSLTracker
+from .warmup import warmup_confusion
 
 
 class Callbacks(Protocol):
@@ -168,6 +169,24 @@ def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _resolve_noise_map(config: TrainConfig, device: torch.device, *, progress: bool = False):
+    """Turn ``config.noise_map`` into the stored list of class targets: parse a text map against the
+    class names, or, for confusable noise without a map, learn one from a short warm-up training.
+    Returns the loaded source when it had to be read (so that it is not read twice), else ``None``."""
+    if not config.inject_noise or config.noise_kind == "symmetric" or isinstance(config.noise_map, list):
+        return None
+    if config.noise_map is None and config.noise_kind == "pairflip":
+        return None
+    loaded = load_source(config.data, image_size=config.image_size, download=config.download, progress=progress)
+    source = loaded[0]
+    if isinstance(config.noise_map, str):
+        config.noise_map = parse_class_map(config.noise_map, source.classes).tolist()
+    else:
+        confusion = warmup_confusion(source, seed=config.seed, device=device)
+        config.noise_map = confusable_map(confusion).tolist()
+    return loaded
+
+
 def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = False,
                 training_set: TrainingSet | None = None) -> tuple[RunStore, TrainingSet, TrainConfig]:
     """Create (or reopen, for ``resume``) the run folder ``out`` and rebuild its training set.
@@ -190,9 +209,10 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
                            "start a new run instead of resuming")
         return store, training_set, config
     config.validate()
-    if training_set is None:
-        training_set = training_set_for(config, progress=progress)
     device = resolve_device(config.device)
+    if training_set is None:
+        loaded = _resolve_noise_map(config, device, progress=progress)
+        training_set = training_set_for(config, progress=progress, loaded=loaded)
     height, width = training_set.source.image_size
     model_name = resolve_model_name(config.model, max(height, width))
     mean, std = channel_stats(training_set.source.images)
