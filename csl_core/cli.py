@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
-from .analysis.scores import SCORES
+from .analysis.scores import DEFAULT_RANKING, SCORES
 from .config import NOISE_KINDS, SCHEDULES, TrainConfig
 from .data import DataError
 from .engine.distributed import launched_distributed
@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scores", help="rank a run's samples by a score")
     s.add_argument("run", help="run folder")
-    s.add_argument("--by", default="csl", metavar="SCORE",
-                   help="score to rank by: " + ", ".join(SCORES))
+    s.add_argument("--by", default=None, metavar="SCORE",
+                   help="score to rank by (default: " + " if the run has it, else ".join(DEFAULT_RANKING)
+                        + "): " + ", ".join(SCORES))
     s.add_argument("--top", type=int, default=20, help="rows to print")
     s.add_argument("--csv", default=None, help="write every sample's scores to this CSV file")
 
@@ -213,10 +214,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_scores(args) -> int:
-    from .analysis.scores import suspicion
+    from .analysis.scores import default_score, suspicion
 
     store = RunStore(args.run)
     scores = store.scores()
+    args.by = args.by or default_score(scores)
     order = np.argsort(-suspicion(scores, args.by), kind="stable")
     ranked = scores.iloc[order]
     if args.csv:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.scores import SCORES, available_scores, suspicion
+from csl_core.analysis.scores import SCORES, available_scores, default_score, suspicion
 from pages._common import (
     decision_text,
     effective_for,
@@ -45,6 +45,7 @@ available = available_scores(scores)
 filters = st.columns([3, 2, 1.4, 1.2, 1.2])
 with filters[0]:
     method = st.selectbox("Rank by", available, key="rev_score", format_func=lambda m: SCORES[m].label,
+                          index=available.index(default_score(scores)),
                           help="Every score is oriented so that the top of the queue is the most suspicious.")
 with filters[1]:
     label = pick_class(classes, "rev_class", all_option=True)

@@ -4,13 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from csl_core.data import (
-    build_training_set,
-    confusable_map,
-    inject_label_noise,
-    pairflip_map,
-    parse_class_map,
-)
+from csl_core.data import build_training_set, confusable_map, inject_label_noise, pairflip_map, parse_class_map
 
 LABELS = np.repeat(np.arange(10), 137)  # 1,370 samples, 10 classes
 

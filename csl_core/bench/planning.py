@@ -19,7 +19,7 @@ EVAL_PASS_WEIGHT = 0.35
 CURVATURE_WEIGHT = 8.0
 ROC_POINTS = 300
 WORKER_POLL_SECONDS = 30.0
-CELL_FORMAT = 1
+CELL_FORMAT = 2  # 2: detection keeps the default ranking's top k (was CSL's)
 
 
 @dataclass

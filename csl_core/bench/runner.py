@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..analysis.metrics import detection_metrics, top_k
-from ..analysis.scores import suspicion
+from ..analysis.scores import default_score, suspicion
 from ..data import IndexedDataset, TrainingSet, build_training_set
 from ..engine.train import TrainConfig, predict, resolve_device, train
 from ..progress import progress_bar
@@ -195,12 +195,14 @@ class Benchmark:
         return self._clean(task, done[task.depends[0]], bar)
 
     # ------------------------------------------------------------ helpers
-    def _train_config(self, seed: int, setting: Setting | None, *, eval_pass: bool = False) -> TrainConfig:
+    def _train_config(self, seed: int, setting: Setting | None, *, eval_pass: bool = False,
+                      embeddings: bool = False) -> TrainConfig:
         noise = setting.value if setting is not None and setting.kind == "noise" else 0.0
         pairs = int(setting.value) if setting is not None and setting.kind == "duplicates" else 0
         return TrainConfig(data=self.config.data, epochs=self.config.epochs, model=self.config.model, seed=seed,
                            eval_pass=eval_pass, inject_noise=noise, inject_duplicates=pairs,
-                           subset=self.config.subset, device=self.config.device, compute_embeddings=False)
+                           subset=self.config.subset, device=self.config.device,
+                           compute_embeddings=embeddings)
 
     def _training_set(self, seed: int, setting: Setting) -> TrainingSet:
         key = (seed, setting)
@@ -241,7 +243,8 @@ class Benchmark:
         callbacks = _Progress(bar, self.num_samples, eval_pass=True,
                               on_epoch=curvature.record if curvature else None)
         # Curvature is recorded epoch by epoch in this process, so a run with it cannot be continued.
-        result = self._train(self._train_config(seed, setting, eval_pass=True), training_set, callbacks, name,
+        result = self._train(self._train_config(seed, setting, eval_pass=True, embeddings=True), training_set,
+                             callbacks, name,
                              resumable=curvature is None)
         store = result.run
         epochs = store.report()["epochs"]
@@ -251,20 +254,21 @@ class Benchmark:
         scores = store.scores()
         scoring_seconds = time.perf_counter() - began
         truth = scores[setting.positive_column].to_numpy(bool)
-        methods = {m: suspicion(scores, m) for m in RUN_METHODS}
-        seconds = {m: train_seconds + scoring_seconds for m in RUN_METHODS}
+        methods = {m: suspicion(scores, m) for m in RUN_METHODS if m in scores.columns}
+        seconds = {m: train_seconds + scoring_seconds for m in methods}
         seconds["eval_csl"] += eval_seconds
         if curvature is not None:
             methods["curvature"] = curvature.result()
             seconds["curvature"] = train_seconds + curvature.seconds
         k = int(truth.sum())
-        flagged = top_k(methods["csl"], k)
+        ranking = default_score(scores)  # what the cleaning retrains act on: the dashboard's default queue
+        flagged = top_k(methods[ranking], k)
         suggested = scores["suggested_label"].to_numpy(np.int64)
         out = {"num_samples": len(truth), "positives": k, "model": store.meta["model"],
                "plain_training_seconds": train_seconds,
                "eval_pass_seconds": eval_seconds, "scoring_seconds": scoring_seconds,
                "test_accuracy": result.test_accuracy, "methods": {}, "roc": {},
-               "csl_top_k": flagged.tolist(), "csl_top_k_suggested_label": suggested[flagged].tolist()}
+               "ranking": ranking, "top_k": flagged.tolist(), "top_k_suggested_label": suggested[flagged].tolist()}
         if setting.kind == "noise":
             true_label = scores["true_label"].to_numpy(np.int64)
             out["suggested_label_correct_on_flagged_positives"] = float(
@@ -319,11 +323,11 @@ class Benchmark:
     def _clean(self, task: Task, detect: dict, bar) -> dict:
         setting, seed = task.setting, task.seed
         training_set = self._training_set(seed, setting)
-        flagged = np.asarray(detect["csl_top_k"], dtype=np.int64)
+        flagged = np.asarray(detect["top_k"], dtype=np.int64)
         if task.kind == "clean-drop":
             cleaned = select_rows(training_set, np.setdiff1d(np.arange(len(training_set)), flagged))
         else:
-            cleaned = relabel(training_set, flagged, np.asarray(detect["csl_top_k_suggested_label"]))
+            cleaned = relabel(training_set, flagged, np.asarray(detect["top_k_suggested_label"]))
         result = self._train(self._train_config(seed, setting), cleaned,
                              _Progress(bar, len(cleaned), eval_pass=False), f"{setting.name}-seed{seed}-{task.kind}")
         remaining = int(cleaned.samples["is_mislabeled"].sum())

@@ -167,6 +167,20 @@ class RunStore:
         file = self.path / "probabilities.npy"
         return np.load(file, mmap_mode="r") if file.is_file() else None
 
+    def embeddings(self) -> np.ndarray | None:
+        """The penultimate-layer features the trainer saved after the last epoch, ``(samples, features)``
+        float, memory-mapped; ``None`` when the run has none, or when the file is not such an array."""
+        file = self.path / "embeddings.npy"
+        if not file.is_file():
+            return None
+        try:
+            values = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if values.ndim != 2 or len(values) != self.num_samples or values.dtype.kind != "f":
+            return None
+        return values
+
     def scores(self) -> pd.DataFrame:
         """Every score of every sample over the finished epochs, joined to the sample table.
 
@@ -186,7 +200,8 @@ class RunStore:
             except (OSError, ValueError):
                 cache.unlink(missing_ok=True)  # unreadable: compute again below
         arrays = {name: self.row_reader(name) for name in meta["fields"]}
-        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
+        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities(),
+                                embeddings=self.embeddings())
         if meta.get("completed"):
             self._keep(cache, lambda file: atomic_write_bytes(file, scores.to_parquet()))
         return scores
