@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="demo",
                    help="data source: demo | fashion-mnist[:DIR] | cifar10[:DIR] | cifar100[:DIR] | "
                         "imagefolder:ROOT | csv:FILE[:ROOT]")
-    t.add_argument("--epochs", type=int, default=None, help="epochs to train (default 15; demo 12)")
-    t.add_argument("--model", default="auto", help="small-cnn | resnet18 | auto (small CNN up to 64 px)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default 15; demo 12; csv / imagefolder 20)")
+    t.add_argument("--model", default=None,
+                   help="small-cnn | airbench | resnet18 | auto (small CNN up to 64 px, ResNet-18 above); "
+                        "default airbench for csv / imagefolder, auto for the rest")
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--inject-noise", type=_fraction, default=None,
                    help="flip this fraction of labels (seeded; see --noise-kind) to measure detection; "
@@ -105,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score every sample once per epoch in eval mode without augmentation "
                         "(the authors' released protocol; costs one inference pass per epoch)")
     t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
-    t.add_argument("--batch-size", type=int, default=128, help="samples per step (per process under torchrun)")
-    t.add_argument("--lr", type=float, default=0.05, help="peak learning rate (SGD, momentum 0.9)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="samples per step, per process under torchrun (default 128; csv / imagefolder 256)")
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate, SGD with momentum 0.9 (default 0.05; csv / imagefolder 0.2)")
     t.add_argument("--schedule", choices=SCHEDULES, default="onecycle")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--image-size", type=int, default=None,
@@ -114,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crop and flip (default: on, off for the demo)")
     t.add_argument("--device", default="auto", help="auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (bf16 autocast): default on for CUDA and for CPUs with bf16 units (AMX)")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy shared machine")
@@ -187,7 +194,6 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    epochs = args.epochs or (12 if args.data == "demo" else 15)
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():
@@ -196,13 +202,14 @@ def cmd_train(args) -> int:
         import time
         stem = args.data.split(":", 1)[0]
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=args.lr,
-                         schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
-                         inject_noise=args.inject_noise, noise_kind=args.noise_kind, noise_map=args.noise_map,
-                         inject_duplicates=args.inject_duplicates,
-                         subset=args.subset, image_size=args.image_size, augment=args.augment,
-                         device=args.device, num_workers=args.workers, compile=args.compile,
-                         download=args.download)
+    config = TrainConfig.for_source(args.data, epochs=args.epochs, model=args.model, batch_size=args.batch_size,
+                                    lr=args.lr, schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
+                                    inject_noise=args.inject_noise, noise_kind=args.noise_kind,
+                                    noise_map=args.noise_map, inject_duplicates=args.inject_duplicates,
+                                    subset=args.subset, image_size=args.image_size, augment=args.augment,
+                                    device=args.device, amp=args.amp, num_workers=args.workers,
+                                    compile=args.compile,
+                                    download=args.download)
     quiet = args.quiet or rank != 0  # under torchrun, rank 0 speaks for all
     result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(quiet), progress=not quiet)
     if rank != 0:
