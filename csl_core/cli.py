@@ -293,17 +293,49 @@ def _print_info(store: RunStore) -> None:
         print(f"skipped    {len(skipped)} input(s); listed in {store.path / 'report.json'}")
     if report.get("test_accuracy") is not None:
         print(f"test acc   {report['test_accuracy']:.4f}")
-    if meta["finished_epochs"] and meta.get("has_ground_truth"):
+    if not meta["finished_epochs"]:
+        return
+    from .analysis.scores import default_score, suspicion
+
+    scores = store.scores()
+    truth = scores["is_mislabeled"].to_numpy(bool) if meta.get("has_ground_truth") else None
+    if truth is not None and not 0 < truth.sum() < len(truth):
+        truth = None
+    _print_standing(store, scores, truth)
+    if truth is not None:
         from sklearn.metrics import roc_auc_score
 
-        from .analysis.scores import suspicion
-
-        scores = store.scores()
-        truth = scores["is_mislabeled"].to_numpy(bool)
-        if 0 < truth.sum() < len(truth):
-            for method in ("csl", "final_loss"):
-                print(f"AUROC      {method:<11} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
+        for method in dict.fromkeys(("csl", "final_loss", "aum", "knn_disagreement", "fused", default_score(scores))):
+            if method in scores.columns:
+                print(f"AUROC      {method:<16} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
                       f"({truth.sum()} injected mislabeled samples)")
+
+
+def _print_standing(store: RunStore, scores, truth) -> None:
+    """Training accuracy, the estimated noise and the review budget it implies, and the memorised warning."""
+    from .analysis.noise_rate import standing
+    from .analysis.scores import default_score, suspicion
+
+    probabilities = store.probabilities()
+    epochs = store.report().get("epochs", [])
+    accuracy = epochs[-1].get("accuracy") if epochs else None
+    if accuracy is not None:
+        print(f"train acc  {accuracy:.4f}  (last epoch, on the given labels)")
+    if probabilities is None:
+        return
+    ranking = default_score(scores)
+    where = standing(scores["label"].to_numpy(np.int64), np.asarray(probabilities), suspicion(scores, ranking),
+                     accuracy, truth)
+    line = (f"noise      about {where['estimated_count']} images ({where['estimated_rate']:.1%}) are likely "
+            f"mislabeled (confident joint on the run's mean probabilities); the top {where['k']} by {ranking} "
+            f"hold {where['flagged_in_top_k']} of those the estimate flags")
+    if truth is not None:
+        line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
+    print(line)
+    if where["memorised"]:
+        print(f"warning    training accuracy {accuracy:.1%} with about {where['estimated_rate']:.1%} noise: the "
+              "network has memorised labels that look wrong, so their last-epoch loss is low and stops "
+              "separating them; rank by csl or fused (summed over training), not final_loss")
 
 
 def cmd_bench(args) -> int:

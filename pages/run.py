@@ -239,5 +239,55 @@ def live_charts() -> None:
         st.plotly_chart(figure, key="run_histogram")
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _standing(run_path: str, finished_epochs: int) -> dict | None:
+    from csl_core.analysis.noise_rate import standing
+    from csl_core.analysis.scores import default_score, suspicion
+    from pages._common import load_scores
+
+    store = RunStore(run_path)
+    probabilities = store.probabilities()
+    epochs = store.report().get("epochs", [])
+    if probabilities is None or not epochs:
+        return None
+    scores = load_scores(run_path, finished_epochs)
+    truth = scores["is_mislabeled"].to_numpy(bool) if "is_mislabeled" in scores else None
+    ranking = default_score(scores)
+    return {"ranking": ranking, **standing(scores["label"].to_numpy(np.int64), np.asarray(probabilities),
+                                           suspicion(scores, ranking), epochs[-1].get("accuracy"), truth)}
+
+
+def where_you_stand() -> None:
+    """Training accuracy, the estimated noise and the review budget it implies, and the memorised warning."""
+    run = open_store()
+    if run is None or not run.finished_epochs:
+        return
+    where = _standing(str(run.path), run.finished_epochs)
+    if where is None:
+        return
+    st.subheader("Where you stand")
+    cells = st.columns(3)
+    accuracy = where["train_accuracy"]
+    cells[0].metric("Training accuracy", f"{accuracy:.3f}" if accuracy is not None else "-",
+                    help="Last epoch, on the given labels.")
+    cells[1].metric("Likely mislabeled", f"~{where['estimated_count']:,} ({where['estimated_rate']:.1%})",
+                    help="Confident joint (confident learning) on the run's mean probabilities over training; "
+                         "on a run that memorised its labels this is a floor.")
+    cells[2].metric(f"Flagged in the top {where['k']:,}", f"{where['flagged_in_top_k']:,}",
+                    help=f"Of the top {where['k']:,} of the review queue (by {where['ranking']}), how many the "
+                         "estimate flags itself.")
+    text = (f"About **{where['estimated_count']:,}** images look mislabeled: review the top **{where['k']:,}** "
+            f"of the queue (ranked by `{where['ranking']}`).")
+    if "true_in_top_k" in where:
+        text += (f" This run has known ground truth: the top {where['k']:,} hold {where['true_in_top_k']:,} of "
+                 f"its {where['true_count']:,} mislabeled samples.")
+    st.markdown(text)
+    if where["memorised"]:
+        st.warning(f"Training accuracy {accuracy:.1%} with about {where['estimated_rate']:.1%} noise: the network "
+                   "has memorised labels that look wrong. Their last-epoch loss is low and no longer separates "
+                   "them; rank by CSL or the fused score (summed over training), not the final-epoch loss.")
+
+
 live_progress()
 live_charts()
+where_you_stand()
