@@ -171,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--report-only", action="store_true",
                    help="train nothing: write the results from the cells finished so far")
     b.add_argument("--quiet", action="store_true", help="no progress output")
+
+    r = sub.add_parser("bench-real", help="detection on real label noise: train a noisy label column through the "
+                                          "csv: source and score against a trusted column (e.g. CIFAR-10N)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("--labels", required=True, help="label file: a path column and several label columns")
+    r.add_argument("--root", default=None, help="folder the paths are relative to (default: the file's folder)")
+    r.add_argument("--columns", default="aggre_label", help="comma-separated noisy label columns to train on")
+    r.add_argument("--truth", default="clean_label", help="the trusted label column")
+    r.add_argument("--seeds", type=_integers, default=(1,), help="comma-separated seeds")
+    r.add_argument("--epochs", type=_integers, default=(),
+                   help="extra epoch budgets, trained without augmentation (the memorisation regime); the "
+                        "source's recipe always runs")
+    r.add_argument("--model", default=None, help="model (default: the source's recipe)")
+    r.add_argument("--subset", type=int, default=None, help="a seeded random subset of N samples")
+    r.add_argument("--test", default=None, help="a path,label file of clean test images, for test accuracy")
+    r.add_argument("--cleanlab", action="store_true", help="also confident learning with K-fold training")
+    r.add_argument("--folds", type=int, default=3)
+    r.add_argument("--clean", action="store_true",
+                   help="retrain after dropping / relabelling the top of the default ranking (needs --test)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--out", required=True, help="output folder (outside the data; reruns reuse finished runs)")
+    r.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -352,5 +374,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_real(args) -> int:
+    from .bench.real_noise import RealNoiseBenchmark, RealNoiseConfig
+
+    config = RealNoiseConfig(labels=args.labels, root=args.root,
+                             columns=tuple(c.strip() for c in args.columns.split(",") if c.strip()),
+                             truth=args.truth, seeds=args.seeds, epochs=args.epochs, model=args.model,
+                             subset=args.subset, test=args.test, cleanlab=args.cleanlab, folds=args.folds,
+                             clean=args.clean, device=args.device)
+    RealNoiseBenchmark(config, args.out, quiet=args.quiet).run()
+    print(f"results: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "bench-real": cmd_bench_real}
