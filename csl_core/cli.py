@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "source's recipe always runs")
     r.add_argument("--model", default=None, help="model (default: the source's recipe)")
     r.add_argument("--subset", type=int, default=None, help="a seeded random subset of N samples")
-    r.add_argument("--test", default=None, help="a path,label file of clean test images, for test accuracy")
+    r.add_argument("--test", default=None,
+                   help="a path,label file of clean test images (paths relative to --root when given)")
     r.add_argument("--cleanlab", action="store_true", help="also confident learning with K-fold training")
     r.add_argument("--folds", type=int, default=3)
     r.add_argument("--clean", action="store_true",

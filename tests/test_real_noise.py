@@ -33,18 +33,19 @@ def _make(tmp_path, n: int = 48):
         rows.append(f"train/{i:03d}.png,{CLASSES[c]},{noisy}")
         if i < 12:
             Image.fromarray(pixels).save(root / "test" / f"{i:03d}.png")
-            test_rows.append(f"{i:03d}.png,{CLASSES[c]}")
+            test_rows.append(f"test/{i:03d}.png,{CLASSES[c]}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    (root / "test" / "test.csv").write_text("\n".join(test_rows) + "\n")
+    (root / "test.csv").write_text("\n".join(test_rows) + "\n")
     return root, sorted(wrong)
 
 
 def test_a_noisy_column_is_trained_through_csv_and_scored_against_the_trusted_one(tmp_path, capsys):
     root, wrong = _make(tmp_path)
     out = tmp_path / "bench"
-    assert main(["bench-real", "--labels", str(root / "labels.csv"), "--columns", "noisy_label",
-                 "--seeds", "1", "--epochs", "2", "--model", "small-cnn", "--test", str(root / "test" / "test.csv"),
-                 "--cleanlab", "--folds", "2", "--clean", "--out", str(out), "--quiet"]) == 0
+    assert main(["bench-real", "--labels", str(root / "labels.csv"), "--root", str(root),
+                 "--columns", "noisy_label", "--seeds", "1", "--epochs", "2", "--model", "small-cnn",
+                 "--test", str(root / "test.csv"), "--cleanlab", "--folds", "2", "--clean",
+                 "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     recipe, memorising = results["cells"]
     assert recipe["epochs"] == 20 and memorising["epochs"] == 2 and memorising["augment"] is False

@@ -131,7 +131,7 @@ class RealNoiseBenchmark:
         if self.config.test is None:
             return None
         if self._test is None:
-            self._test = load_csv(self.config.test, image_size=32)
+            self._test = load_csv(self.config.test, self.config.root, image_size=32)
         if self._test.classes != classes:
             raise DataError(f"{self.config.test}: its classes {self._test.classes} differ from the training "
                             f"labels' {classes}")
