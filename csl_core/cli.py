@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default="demo", help="data source (as for train)")
     b.add_argument("--noise", type=_fractions, default=(0.01, 0.02, 0.05, 0.10),
                    help="comma-separated noise levels; 'none' for duplicates only")
+    b.add_argument("--noise-kind", choices=NOISE_KINDS, default="symmetric",
+                   help="where flipped labels go: symmetric, pairflip (c to c+1) or confusable (to the class a "
+                        "short warm-up confuses each class with most)")
     b.add_argument("--duplicates", type=int, default=None,
                    help="duplicate pairs with conflicting labels (default about 0.5%% of N, at most 250; 0: none)")
     b.add_argument("--seeds", type=_integers, default=(1, 2, 3), help="comma-separated seeds")
@@ -366,7 +369,7 @@ def cmd_bench(args) -> int:
 
     config = BenchConfig(data=args.data, noise=args.noise, duplicates=args.duplicates, seeds=args.seeds,
                          epochs=args.epochs, model=args.model, baselines=args.baselines, subset=args.subset,
-                         clean_at=args.clean_at, folds=args.folds, device=args.device)
+                         clean_at=args.clean_at, folds=args.folds, device=args.device, noise_kind=args.noise_kind)
     out = Path(args.out or Path("bench-results") / args.data.split(":", 1)[0])
     run_benchmark(config, out, command=bench_command(config, out), quiet=args.quiet, report_only=args.report_only)
     if not args.quiet:

@@ -89,3 +89,15 @@ def test_confusable_run_learns_its_map_and_keeps_it(tmp_path):
     again = build_training_set("demo", inject_noise=0.1, inject_duplicates_pairs=0, seed=0,
                                noise_kind="confusable", noise_map=class_map)
     assert np.array_equal(again.labels, ts.labels)  # a resume rebuilds the same labels from meta.json
+
+
+def test_the_benchmark_injects_the_noise_kind_it_is_given(tmp_path):
+    from csl_core.bench import BenchConfig, Benchmark, Setting
+
+    config = BenchConfig(data="demo", noise=(0.1,), duplicates=0, seeds=(1,), epochs=1, noise_kind="pairflip")
+    ts = Benchmark(config, tmp_path / "bench", quiet=True)._training_set(1, Setting("noise", 0.1))
+    wrong = ts.samples[ts.samples["is_mislabeled"]]
+    assert len(wrong) == int(np.floor(0.1 * len(ts)))
+    assert ((wrong["true_label"] + 1) % 10 == wrong["label"]).all()
+    with pytest.raises(ValueError, match="unknown noise kind"):
+        BenchConfig(noise_kind="sideways").validate()

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..analysis.scores import SCORES
+from ..config import NOISE_KINDS
 from ..data import load_source
 
 BASELINE_SETS = ("all", "fast")
@@ -37,6 +38,7 @@ class BenchConfig:
     clean_at: tuple[float, ...] | None = None
     folds: int = 3
     device: str = "auto"
+    noise_kind: str = "symmetric"  # where flipped labels go: csl_core.data.noise.inject_label_noise
 
     def validate(self) -> None:
         if self.baselines not in BASELINE_SETS:
@@ -55,6 +57,8 @@ class BenchConfig:
         unknown = [p for p in (self.clean_at or ()) if not any(math.isclose(p, q) for q in self.noise)]
         if unknown:
             raise ValueError(f"--clean-at {unknown} are not among the noise levels {list(self.noise)}")
+        if self.noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
         if not self.noise and not self.duplicates:
             raise ValueError("nothing to benchmark: give noise levels or duplicate pairs")
 

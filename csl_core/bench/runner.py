@@ -80,6 +80,7 @@ class Benchmark:
         self.num_samples = training_size(config)
         self.settings, self.tasks = plan(config, self.num_samples)
         self._sets: dict[tuple, TrainingSet] = {}
+        self._confusable: list[int] | None = None
 
     # ------------------------------------------------------------ cells on disk
     def _cell_path(self, key: str) -> Path:
@@ -88,6 +89,7 @@ class Benchmark:
     def _cell_settings(self, task: Task) -> dict:
         c = self.config
         return {"format": CELL_FORMAT, "data": c.data, "subset": c.subset, "epochs": c.epochs, "model": c.model,
+                "noise_kind": c.noise_kind,
                 "seed": task.seed, "task": task.kind, "setting": asdict(task.setting) if task.setting else None,
                 "baselines": c.baselines if task.kind == "detect" else None,
                 "folds": c.folds if task.kind == "cleanlab" else None}
@@ -201,8 +203,22 @@ class Benchmark:
         pairs = int(setting.value) if setting is not None and setting.kind == "duplicates" else 0
         return TrainConfig(data=self.config.data, epochs=self.config.epochs, model=self.config.model, seed=seed,
                            eval_pass=eval_pass, inject_noise=noise, inject_duplicates=pairs,
+                           noise_kind=self.config.noise_kind, noise_map=self._noise_map(),
                            subset=self.config.subset, device=self.config.device,
                            compute_embeddings=embeddings)
+
+    def _noise_map(self) -> list[int] | None:
+        """The class map of confusable noise, learnt once per plan from a short warm-up on the clean
+        labels (every seed and level then flips towards the same confusions); None for other kinds."""
+        if self.config.noise_kind != "confusable":
+            return None
+        if self._confusable is None:
+            from ..data import confusable_map, load_source
+            from ..engine.warmup import warmup_confusion
+
+            source, _ = load_source(self.config.data)
+            self._confusable = confusable_map(warmup_confusion(source, seed=0, device=self.device)).tolist()
+        return self._confusable
 
     def _training_set(self, seed: int, setting: Setting) -> TrainingSet:
         key = (seed, setting)
@@ -210,7 +226,8 @@ class Benchmark:
             cfg = self._train_config(seed, setting)
             self._sets.clear()  # one data set in memory at a time
             self._sets[key] = build_training_set(cfg.data, subset=cfg.subset, inject_noise=cfg.inject_noise,
-                                                 inject_duplicates_pairs=cfg.inject_duplicates, seed=seed)
+                                                 inject_duplicates_pairs=cfg.inject_duplicates, seed=seed,
+                                                 noise_kind=cfg.noise_kind, noise_map=cfg.noise_map)
         return self._sets[key]
 
     def _fresh_run_dir(self, *parts: str) -> Path:
@@ -351,6 +368,8 @@ def bench_command(config: BenchConfig, out: str | Path) -> str:
         return ",".join(f"{v:g}" for v in values) if values else "none"
 
     parts = ["python -m csl_core bench", f"--data {shlex.quote(config.data)}", f"--noise {joined(config.noise)}"]
+    if config.noise_kind != "symmetric":
+        parts.append(f"--noise-kind {config.noise_kind}")
     if config.duplicates is not None:
         parts.append(f"--duplicates {config.duplicates}")
     parts += [f"--seeds {','.join(map(str, config.seeds))}", f"--epochs {config.epochs}",
