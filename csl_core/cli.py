@@ -186,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=_integers, default=(),
                    help="extra epoch budgets, trained without augmentation (the memorisation regime); the "
                         "source's recipe always runs")
+    r.add_argument("--recipe", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train with the source's recipe as it is (--no-recipe: only the --epochs budgets)")
     r.add_argument("--model", default=None, help="model (default: the source's recipe)")
     r.add_argument("--subset", type=int, default=None, help="a seeded random subset of N samples")
     r.add_argument("--test", default=None,
@@ -383,7 +385,8 @@ def cmd_bench_real(args) -> int:
 
     config = RealNoiseConfig(labels=args.labels, root=args.root,
                              columns=tuple(c.strip() for c in args.columns.split(",") if c.strip()),
-                             truth=args.truth, seeds=args.seeds, epochs=args.epochs, model=args.model,
+                             truth=args.truth, seeds=args.seeds, epochs=args.epochs, recipe=args.recipe,
+                             model=args.model,
                              subset=args.subset, test=args.test, cleanlab=args.cleanlab, folds=args.folds,
                              clean=args.clean, device=args.device)
     RealNoiseBenchmark(config, args.out, quiet=args.quiet).run()

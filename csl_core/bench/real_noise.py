@@ -41,7 +41,8 @@ class RealNoiseConfig:
     columns: tuple[str, ...] = ("aggre_label",)
     truth: str = "clean_label"
     seeds: tuple[int, ...] = (1,)
-    epochs: tuple[int, ...] = ()  # empty: the source's recipe only
+    epochs: tuple[int, ...] = ()  # extra budgets, trained without augmentation (the memorisation regime)
+    recipe: bool = True  # also the source's recipe as it is
     augment: bool | None = None
     model: str | None = None
     subset: int | None = None
@@ -158,7 +159,9 @@ class RealNoiseBenchmark:
 
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
-        budgets: list[int | None] = [None, *self.config.epochs]
+        budgets: list[int | None] = [None] * self.config.recipe + list(self.config.epochs)
+        if not budgets:
+            raise ValueError("nothing to train: give --epochs budgets, or keep the recipe")
         cells = []
         for column in self.config.columns:
             for epochs in budgets:
