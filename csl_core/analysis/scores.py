@@ -70,7 +70,7 @@ SCORES: dict[str, Score] = {s.name: s for s in (
 DEFAULT_RANKING = ("fused", "csl")
 # Neighbours of the kNN score, and the largest run it is computed for (an exact search is N^2 D).
 KNN_NEIGHBOURS = 30
-KNN_MAX_SAMPLES = 300_000
+KNN_MAX_SAMPLES = 100_000
 FUSED_COMPONENTS = ("csl", "knn_disagreement")
 
 
