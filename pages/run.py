@@ -54,9 +54,11 @@ def _config_from_form() -> TrainConfig:
     spec = f"{kind}:{location}" if location and kind in NEEDS_PATH else kind
     parse_spec(spec)
     noise = ss.get("run_noise")
-    config = TrainConfig(data=spec, epochs=int(ss.run_epochs), model=ss.run_model, eval_pass=bool(ss.run_eval),
-                         inject_noise=None if noise is None else float(noise) / 100.0,
-                         subset=int(ss.run_subset) if ss.get("run_subset") else None)
+    # "auto" takes the source's recipe (the airbench CNN, batch 256, lr 0.2 for your own files)
+    config = TrainConfig.for_source(spec, epochs=int(ss.run_epochs), eval_pass=bool(ss.run_eval),
+                                    model=None if ss.run_model == "auto" else ss.run_model,
+                                    inject_noise=None if noise is None else float(noise) / 100.0,
+                                    subset=int(ss.run_subset) if ss.get("run_subset") else None)
     config.validate()
     return config
 
@@ -117,8 +119,9 @@ with st.expander("New run", expanded=store is None or open_run_path() is None):
     with right:
         st.number_input("Epochs", min_value=1, max_value=500, value=12, key="run_epochs",
                         help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
-        st.selectbox("Model", ["auto", "small-cnn", "resnet18"], key="run_model",
-                     help="auto: a small CNN for images up to 64 px (fast on a CPU), else ResNet-18.")
+        st.selectbox("Model", ["auto", "small-cnn", "airbench", "resnet18"], key="run_model",
+                     help="auto: the airbench CNN for your own files; for the built-in sources a small CNN for "
+                          "images up to 64 px (fast on a CPU), else ResNet-18.")
         st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
                         key="run_noise", placeholder="source default (demo 5%, others none)",
                         help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")
