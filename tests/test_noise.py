@@ -101,3 +101,15 @@ def test_the_benchmark_injects_the_noise_kind_it_is_given(tmp_path):
     assert ((wrong["true_label"] + 1) % 10 == wrong["label"]).all()
     with pytest.raises(ValueError, match="unknown noise kind"):
         BenchConfig(noise_kind="sideways").validate()
+
+
+def test_a_text_map_is_parsed_against_the_class_names_and_stored(tmp_path):
+    from csl_core.config import TrainConfig
+    from csl_core.engine.train import prepare_run
+
+    config = TrainConfig(data="demo", epochs=1, inject_noise=0.05, inject_duplicates=0, noise_kind="confusable",
+                         noise_map="3:8,8:3")
+    store, ts, _ = prepare_run(config, tmp_path / "run")
+    assert store.meta["config"]["noise_map"] == [-1, -1, -1, 8, -1, -1, -1, -1, 3, -1]
+    wrong = ts.samples[ts.samples["is_mislabeled"]]
+    assert len(wrong) == int(np.floor(0.05 * len(ts))) and set(wrong["true_label"]) <= {3, 8}
