@@ -43,28 +43,34 @@ def test_a_noisy_column_is_trained_through_csv_and_scored_against_the_trusted_on
     root, wrong = _make(tmp_path)
     out = tmp_path / "bench"
     assert main(["bench-real", "--labels", str(root / "labels.csv"), "--root", str(root),
-                 "--columns", "noisy_label", "--seeds", "1", "--epochs", "2", "--model", "small-cnn",
+                 "--columns", "noisy_label", "--seeds", "1", "--epochs", "2", "--no-recipe", "--model", "small-cnn",
                  "--test", str(root / "test.csv"), "--cleanlab", "--folds", "2", "--clean",
                  "--out", str(out), "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
-    recipe, memorising = results["cells"]
-    assert recipe["epochs"] == 20 and memorising["epochs"] == 2 and memorising["augment"] is False
-    for cell in (recipe, memorising):
-        assert cell["positives"] == len(wrong) and cell["num_samples"] == 48
-        assert {"csl", "final_loss", "aum", "knn_disagreement", "fused", "cleanlab"} <= set(cell["methods"])
-        assert all(0 <= m["auroc"] <= 1 for m in cell["methods"].values())
-        assert set(cell["cleaning"]) >= {"noisy", "drop", "relabel", "true"}
-    store = RunStore(recipe["run"])
+    (cell,) = results["cells"]
+    assert cell["epochs"] == 2 and cell["augment"] is False  # a budget of its own: no augmentation
+    assert cell["positives"] == len(wrong) and cell["num_samples"] == 48
+    assert {"csl", "final_loss", "aum", "knn_disagreement", "fused", "cleanlab"} <= set(cell["methods"])
+    assert all(0 <= m["auroc"] <= 1 for m in cell["methods"].values())
+    assert set(cell["cleaning"]) >= {"noisy", "drop", "relabel", "true"} and cell["test_accuracy"] is not None
+    store = RunStore(cell["run"])
     assert store.meta["source"].startswith("csv:") and store.meta["model"] == "small-cnn"
     samples = store.samples()
     assert sorted(samples.index[samples["is_mislabeled"]]) == wrong  # the trusted column is the run's truth
     assert (out / "labels" / "noisy_label.csv").read_text().startswith("path,label\n")
-    assert "noisy_label, 20 epochs" in (out / "results.md").read_text()
-    # a rerun reuses the finished runs instead of training again
-    mtime = (store.path / "meta.json").stat().st_mtime_ns
-    RealNoiseBenchmark(RealNoiseConfig(labels=str(root / "labels.csv"), columns=("noisy_label",), model="small-cnn"),
-                       out, quiet=True).run()
-    assert (store.path / "meta.json").stat().st_mtime_ns == mtime
+    assert "noisy_label, 2 epochs, no augmentation" in (out / "results.md").read_text()
+
+
+def test_the_recipe_cell_trains_with_the_source_recipe_and_reruns_reuse_it(tmp_path):
+    root, _ = _make(tmp_path, n=24)
+    out = tmp_path / "bench"
+    config = RealNoiseConfig(labels=str(root / "labels.csv"), columns=("noisy_label",))
+    (cell,) = RealNoiseBenchmark(config, out, quiet=True).run()["cells"]
+    assert (cell["epochs"], cell["model"], cell["augment"]) == (20, "airbench", None)
+    meta = out / "runs" / "noisy_label-e20-seed1" / "meta.json"
+    mtime = meta.stat().st_mtime_ns
+    RealNoiseBenchmark(config, out, quiet=True).run()
+    assert meta.stat().st_mtime_ns == mtime  # the finished run is reused, not trained again
 
 
 def test_a_missing_column_is_named(tmp_path):
