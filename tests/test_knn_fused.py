@@ -64,7 +64,11 @@ def test_compute_scores_fuses_csl_with_knn_and_orients_it():
     labels_seen = labels.copy()
     labels_seen[mislabeled] = (labels[mislabeled] + 1) % 3
     loss[mislabeled] += 2.0  # high loss and a label the neighbours do not share
-    scores = compute_scores({"loss": loss}, embeddings=embeddings, labels=labels_seen)
+    margin = rng.uniform(1.0, 3.0, size=(n, epochs))
+    margin[mislabeled] -= 4.0  # and a negative margin (low AUM is suspicious)
+    scores = compute_scores({"loss": loss, "margin": margin}, embeddings=embeddings, labels=labels_seen)
+    expected = rank_fusion(scores["csl"].to_numpy(), -scores["aum"].to_numpy(), scores["knn_disagreement"].to_numpy())
+    assert np.allclose(scores["fused"], expected)
     assert SCORES["fused"].suspicious_when_high and SCORES["knn_disagreement"].suspicious_when_high
     assert set(np.argsort(-suspicion(scores, "fused"))[:3]) == set(mislabeled)
     assert default_score(scores) == "fused"
