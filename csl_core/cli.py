@@ -361,9 +361,9 @@ def _print_standing(store: RunStore, scores, truth) -> None:
         line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
     print(line)
     if where["memorised"]:
-        print(f"warning    training accuracy {accuracy:.1%} with about {where['estimated_rate']:.1%} noise: the "
-              "network has memorised labels that look wrong, so their last-epoch loss is low and stops "
-              "separating them; rank by csl or fused (summed over training), not final_loss")
+        print(f"warning    training accuracy {accuracy:.1%}: the network has memorised its labels, wrong ones "
+              "included, so their last-epoch loss is low and stops separating them; rank by csl or fused "
+              "(summed over training), not final_loss. The noise estimate above is a floor on such a run.")
 
 
 def cmd_bench(args) -> int:

@@ -286,9 +286,10 @@ def where_you_stand() -> None:
                  f"its {where['true_count']:,} mislabeled samples.")
     st.markdown(text)
     if where["memorised"]:
-        st.warning(f"Training accuracy {accuracy:.1%} with about {where['estimated_rate']:.1%} noise: the network "
-                   "has memorised labels that look wrong. Their last-epoch loss is low and no longer separates "
-                   "them; rank by CSL or the fused score (summed over training), not the final-epoch loss.")
+        st.warning(f"Training accuracy {accuracy:.1%}: the network has memorised its labels, wrong ones "
+                   "included. Their last-epoch loss is low and no longer separates them; rank by CSL or the "
+                   "fused score (summed over training), not the final-epoch loss. The noise estimate is a "
+                   "floor on such a run.")
 
 
 live_progress()

@@ -48,7 +48,8 @@ def test_bad_shapes_are_refused():
 
 
 def test_memorised_and_review_budget():
-    assert memorised(0.995, 0.09) and not memorised(0.80, 0.09) and not memorised(1.0, 0.0)
+    assert memorised(0.97, 0.09) and not memorised(0.80, 0.09) and not memorised(0.95, 0.0)
+    assert memorised(1.0, 0.0)  # a memorised run estimates little noise: accuracy alone says it
     labels, probabilities, wrong = _case(0.1, seed=1, n=2000)
     estimate = estimate_label_noise(labels, probabilities)
     budget = review_budget(estimate, 1 - probabilities[np.arange(len(labels)), labels])

@@ -62,11 +62,16 @@ def estimate_label_noise(labels: np.ndarray, probabilities: np.ndarray) -> Noise
     return NoiseEstimate(count=count, rate=count / n, flagged=flagged, joint=joint)
 
 
+MEMORISED_ACCURACY = 0.99
+
+
 def memorised(train_accuracy: float, noise_rate: float) -> bool:
-    """True when the last epoch fits at least half of the labels the estimate calls wrong:
-    training accuracy above ``1 - noise_rate / 2``. The last-epoch loss of a memorised wrong label
-    is low, so it stops separating them, while CSL (the loss summed over training) still does."""
-    return noise_rate > 0 and train_accuracy > 1.0 - noise_rate / 2.0
+    """True when the last epoch fits (nearly) every label: training accuracy of at least 99%, or
+    above ``1 - noise_rate / 2`` (at least half of the labels the estimate calls wrong). The
+    last-epoch loss of a memorised wrong label is low, so it stops separating them, while CSL (the
+    loss summed over training) still does. The estimate itself shrinks towards 0 on such a run (its
+    probabilities lean towards the given labels), hence the plain accuracy test."""
+    return train_accuracy >= MEMORISED_ACCURACY or (noise_rate > 0 and train_accuracy > 1.0 - noise_rate / 2.0)
 
 
 def review_budget(estimate: NoiseEstimate, ranking: np.ndarray) -> dict:
