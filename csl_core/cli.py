@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
-from .analysis.scores import SCORES
+from .analysis.scores import DEFAULT_RANKING, SCORES
 from .bench.planning import BASELINE_SETS, BenchConfig
 from .config import FINETUNE_EPOCHS, FINETUNE_LR, SCHEDULES, TrainConfig, default_epochs
-from .data import SOURCES, DataError
+from .data import NOISE_KINDS, SOURCES, DataError
 from .engine.distributed import launched_distributed
 from .engine.models import BACKBONES
 from .engine.train import train
@@ -77,6 +77,13 @@ def _integers(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text}") from None
 
 
+def recipes(field: str, default) -> str:
+    """``default`` and the sources whose recipe in :data:`csl_core.data.SOURCES` sets ``field`` otherwise,
+    for the help texts (``128; imagefolder 256, csv 256``)."""
+    own = [f"{name} {value}" for name, kind in SOURCES.items() if (value := getattr(kind, field)) is not None]
+    return f"{default}" + (f"; {', '.join(own)}" if own else "")
+
+
 def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     """The command-line parser (``prog`` names it in messages); every default comes from ``TrainConfig``,
     ``BenchConfig`` or the sources table, so that the command line and the library cannot disagree."""
@@ -94,8 +101,9 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None,
                    help=f"epochs to train (default {train_defaults.epochs}; {own_epochs}; fine-tuning "
                         f"{FINETUNE_EPOCHS})")
-    t.add_argument("--model", default=train_defaults.model,
-                   help="small-cnn | resnet18 | auto (small CNN up to 64 px); with --pretrained or --weights: "
+    t.add_argument("--model", default=None,
+                   help=f"small-cnn | airbench | resnet18 | auto (small CNN up to 64 px, ResNet-18 above); default "
+                        f"{recipes('model', train_defaults.model)}; with --pretrained or --weights: "
                         f"{' | '.join(BACKBONES)} (torchvision's ImageNet architecture; auto: resnet18)")
     t.add_argument("--pretrained", action="store_true",
                    help="fine-tune from torchvision's ImageNet weights (downloaded once into torch's cache, "
@@ -105,9 +113,16 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                    help="fine-tune from a local state dict of the --model architecture (as --pretrained, offline)")
     t.add_argument("--out", default=None, help="run folder (default runs/<data>-<time>)")
     t.add_argument("--inject-noise", type=_fraction, default=None,
-                   help="flip this fraction of labels (seeded, symmetric) to measure detection; default "
+                   help="flip this fraction of labels (seeded; see --noise-kind) to measure detection; default "
                         + ", ".join(f"{name} {kind.noise:g}" for name, kind in SOURCES.items() if kind.noise)
                         + ", others 0")
+    t.add_argument("--noise-kind", choices=NOISE_KINDS, default=train_defaults.noise_kind,
+                   help="where a flipped label goes: any other class (symmetric), class c to c+1 or to "
+                        "--noise-map (pairflip), or to the class a short warm-up training confuses it with "
+                        "most, or to --noise-map (confusable)")
+    t.add_argument("--noise-map", default=None, metavar="A:B,C:D",
+                   help="class map for pairflip / confusable noise, by class name or index, e.g. "
+                        "'shirt:t-shirt,t-shirt:shirt'; classes not named keep their labels")
     t.add_argument("--inject-duplicates", type=int, default=None,
                    help="make K duplicate pairs with conflicting labels (demo default ~0.5%% of N)")
     t.add_argument("--subset", type=int, default=None, help="train on a seeded random subset of N samples")
@@ -115,10 +130,12 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                    help="also score every sample once per epoch in eval mode without augmentation "
                         "(the authors' released protocol; costs one inference pass per epoch)")
     t.add_argument("--resume", action="store_true", help="continue --out from its last finished epoch")
-    t.add_argument("--batch-size", type=int, default=train_defaults.batch_size,
-                   help="samples per step (per process under torchrun)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="samples per step, per process under torchrun (default "
+                        f"{recipes('batch_size', train_defaults.batch_size)})")
     t.add_argument("--lr", type=float, default=None,
-                   help=f"peak learning rate (SGD, momentum {train_defaults.momentum}; default {train_defaults.lr}, "
+                   help=f"peak learning rate (SGD, momentum {train_defaults.momentum}; default "
+                        f"{recipes('lr', train_defaults.lr)}, "
                         f"fine-tuning {FINETUNE_LR})")
     t.add_argument("--schedule", choices=SCHEDULES, default=train_defaults.schedule)
     t.add_argument("--seed", type=int, default=train_defaults.seed)
@@ -129,6 +146,8 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                         + ", ".join(name for name, kind in SOURCES.items() if not kind.augment) + ")")
     t.add_argument("--device", default=train_defaults.device,
                    help="auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps")
+    t.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (bf16 autocast): default on for CUDA and for CPUs with bf16 units (AMX)")
     t.add_argument("--workers", type=int, default=train_defaults.num_workers, help="DataLoader worker processes")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy shared machine")
@@ -138,8 +157,9 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
 
     s = sub.add_parser("scores", help="rank a run's samples by a score")
     s.add_argument("run", help="run folder")
-    s.add_argument("--by", default="csl", metavar="SCORE",
-                   help="score to rank by: " + ", ".join(SCORES))
+    s.add_argument("--by", default=None, metavar="SCORE",
+                   help="score to rank by (default: " + " if the run has it, else ".join(DEFAULT_RANKING)
+                        + "): " + ", ".join(SCORES))
     s.add_argument("--top", type=int, default=20, help="rows to print")
     s.add_argument("--csv", default=None, help="write every sample's scores to this CSV file")
 
@@ -161,6 +181,9 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     b.add_argument("--data", default=bench_defaults.data, help="data source (as for train)")
     b.add_argument("--noise", type=_fractions, default=bench_defaults.noise,
                    help="comma-separated noise levels; 'none' for duplicates only")
+    b.add_argument("--noise-kind", choices=NOISE_KINDS, default=bench_defaults.noise_kind,
+                   help="where flipped labels go: symmetric, pairflip (c to c+1) or confusable (to the class a "
+                        "short warm-up confuses each class with most)")
     b.add_argument("--duplicates", type=int, default=bench_defaults.duplicates,
                    help="duplicate pairs with conflicting labels (default about 0.5%% of N, at most 250; 0: none)")
     b.add_argument("--seeds", type=_integers, default=bench_defaults.seeds, help="comma-separated seeds")
@@ -236,6 +259,31 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     m.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     m.add_argument("--quiet", action="store_true", help="no progress output")
+
+    r = sub.add_parser("bench-real", help="detection on real label noise: train a noisy label column through the "
+                                          "csv: source and score against a trusted column (e.g. CIFAR-10N)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("--labels", required=True, help="label file: a path column and several label columns")
+    r.add_argument("--root", default=None, help="folder the paths are relative to (default: the file's folder)")
+    r.add_argument("--columns", default="aggre_label", help="comma-separated noisy label columns to train on")
+    r.add_argument("--truth", default="clean_label", help="the trusted label column")
+    r.add_argument("--seeds", type=_integers, default=(1,), help="comma-separated seeds")
+    r.add_argument("--epochs", type=_integers, default=(),
+                   help="extra epoch budgets, trained without augmentation (the memorisation regime); the "
+                        "source's recipe always runs")
+    r.add_argument("--recipe", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train with the source's recipe as it is (--no-recipe: only the --epochs budgets)")
+    r.add_argument("--model", default=None, help="model (default: the source's recipe)")
+    r.add_argument("--subset", type=int, default=None, help="a seeded random subset of N samples")
+    r.add_argument("--test", default=None,
+                   help="a path,label file of clean test images (paths relative to --root when given)")
+    r.add_argument("--cleanlab", action="store_true", help="also confident learning with K-fold training")
+    r.add_argument("--folds", type=int, default=3)
+    r.add_argument("--clean", action="store_true",
+                   help="retrain after dropping / relabelling the top of the default ranking (needs --test)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--out", required=True, help="output folder (outside the data; reruns reuse finished runs)")
+    r.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -268,11 +316,6 @@ def cmd_train(args) -> int:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     fine_tunes = args.pretrained or args.weights is not None
-    if args.epochs is not None:
-        epochs = args.epochs
-    else:
-        epochs = FINETUNE_EPOCHS if fine_tunes else default_epochs(args.data)
-    lr = args.lr if args.lr is not None else (FINETUNE_LR if fine_tunes else TrainConfig().lr)
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():
@@ -281,12 +324,16 @@ def cmd_train(args) -> int:
         import time
         stem = args.data.split(":", 1)[0]
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    config = TrainConfig(data=args.data, epochs=epochs, model=args.model, batch_size=args.batch_size, lr=lr,
-                         schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
-                         inject_noise=args.inject_noise, inject_duplicates=args.inject_duplicates,
-                         subset=args.subset, image_size=args.image_size, augment=args.augment,
-                         device=args.device, num_workers=args.workers, compile=args.compile,
-                         download=args.download, pretrained=args.pretrained, weights=args.weights)
+    finetune = {"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR} if fine_tunes else {}
+    given = dict(epochs=args.epochs, model=args.model, batch_size=args.batch_size, lr=args.lr)
+    config = TrainConfig.for_source(args.data, **{**finetune, **{k: v for k, v in given.items() if v is not None}},
+                                    schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
+                                    inject_noise=args.inject_noise, noise_kind=args.noise_kind,
+                                    noise_map=args.noise_map, inject_duplicates=args.inject_duplicates,
+                                    subset=args.subset, image_size=args.image_size, augment=args.augment,
+                                    device=args.device, amp=args.amp, num_workers=args.workers,
+                                    compile=args.compile, download=args.download, pretrained=args.pretrained,
+                                    weights=args.weights)
     quiet = args.quiet or rank != 0  # under torchrun, rank 0 speaks for all
     result = train(config, out, resume=args.resume, callbacks=_ProgressCallbacks(quiet), progress=not quiet)
     if rank != 0:
@@ -301,10 +348,11 @@ def cmd_scores(args) -> int:
     """``scores``: print the top samples by a score (highest suspicion first), optionally every
     sample to a CSV file.
     """
-    from .analysis.scores import suspicion
+    from .analysis.scores import default_score, suspicion
 
     store = RunStore(args.run)
     scores = store.scores()
+    args.by = args.by or default_score(scores)
     order = np.argsort(-suspicion(scores, args.by), kind="stable")
     ranked = scores.iloc[order]
     if args.csv:
@@ -376,17 +424,49 @@ def _print_info(store: RunStore) -> None:
         print(f"skipped    {len(skipped)} input(s); listed in {store.path / 'report.json'}")
     if report.get("test_accuracy") is not None:
         print(f"test acc   {report['test_accuracy']:.4f}")
-    if meta["finished_epochs"] and meta.get("has_ground_truth"):
+    if not meta["finished_epochs"]:
+        return
+    from .analysis.scores import default_score, suspicion
+
+    scores = store.scores()
+    truth = scores["is_mislabeled"].to_numpy(bool) if meta.get("has_ground_truth") else None
+    if truth is not None and not 0 < truth.sum() < len(truth):
+        truth = None
+    _print_standing(store, scores, truth)
+    if truth is not None:
         from sklearn.metrics import roc_auc_score
 
-        from .analysis.scores import suspicion
-
-        scores = store.scores()
-        truth = scores["is_mislabeled"].to_numpy(bool)
-        if 0 < truth.sum() < len(truth):
-            for method in ("csl", "final_loss"):
-                print(f"AUROC      {method:<11} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
+        for method in dict.fromkeys(("csl", "final_loss", "aum", "knn_disagreement", "fused", default_score(scores))):
+            if method in scores.columns:
+                print(f"AUROC      {method:<16} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
                       f"({truth.sum()} injected mislabeled samples)")
+
+
+def _print_standing(store: RunStore, scores, truth) -> None:
+    """Training accuracy, the estimated noise and the review budget it implies, and the memorised warning."""
+    from .analysis.noise_rate import standing
+    from .analysis.scores import default_score, suspicion
+
+    probabilities = store.probabilities()
+    epochs = store.report().get("epochs", [])
+    accuracy = epochs[-1].get("accuracy") if epochs else None
+    if accuracy is not None:
+        print(f"train acc  {accuracy:.4f}  (last epoch, on the given labels)")
+    if probabilities is None:
+        return
+    ranking = default_score(scores)
+    where = standing(scores["label"].to_numpy(np.int64), np.asarray(probabilities), suspicion(scores, ranking),
+                     accuracy, truth)
+    line = (f"noise      about {where['estimated_count']} images ({where['estimated_rate']:.1%}) are likely "
+            f"mislabeled (confident joint on the run's mean probabilities); the top {where['k']} by {ranking} "
+            f"hold {where['flagged_in_top_k']} of those the estimate flags")
+    if truth is not None:
+        line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
+    print(line)
+    if where["memorised"]:
+        print(f"warning    training accuracy {accuracy:.1%}: the network has memorised its labels, wrong ones "
+              "included, so their last-epoch loss is low and stops separating them; rank by csl or fused "
+              "(summed over training), not final_loss. The noise estimate above is a floor on such a run.")
 
 
 def cmd_bench(args) -> int:
@@ -395,7 +475,7 @@ def cmd_bench(args) -> int:
 
     config = BenchConfig(data=args.data, noise=args.noise, duplicates=args.duplicates, seeds=args.seeds,
                          epochs=args.epochs, model=args.model, baselines=args.baselines, subset=args.subset,
-                         clean_at=args.clean_at, folds=args.folds, device=args.device)
+                         clean_at=args.clean_at, folds=args.folds, device=args.device, noise_kind=args.noise_kind)
     out = Path(args.out or Path("bench-results") / args.data.split(":", 1)[0])
     run_benchmark(config, out, command=bench_command(config, out), quiet=args.quiet, report_only=args.report_only)
     if not args.quiet:
@@ -592,5 +672,20 @@ def render_memorization(comparison: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_bench_real(args) -> int:
+    from .bench.real_noise import RealNoiseBenchmark, RealNoiseConfig
+
+    config = RealNoiseConfig(labels=args.labels, root=args.root,
+                             columns=tuple(c.strip() for c in args.columns.split(",") if c.strip()),
+                             truth=args.truth, seeds=args.seeds, epochs=args.epochs, recipe=args.recipe,
+                             model=args.model,
+                             subset=args.subset, test=args.test, cleanlab=args.cleanlab, folds=args.folds,
+                             clean=args.clean, device=args.device)
+    RealNoiseBenchmark(config, args.out, quiet=args.quiet).run()
+    print(f"results: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}")
+    return 0
+
+
 COMMANDS = {"app": cmd_app, "train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
-            "bench": cmd_bench, "import": cmd_import, "export": cmd_export, "memorization": cmd_memorization}
+            "bench": cmd_bench, "bench-real": cmd_bench_real, "import": cmd_import, "export": cmd_export,
+            "memorization": cmd_memorization}

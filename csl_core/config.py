@@ -14,6 +14,17 @@ FINETUNE_LR = 0.01
 FINETUNE_EPOCHS = 5
 
 
+def recipe_for(data: str) -> dict:
+    """The settings a run on ``data`` (a ``--data`` spec) gets unless told otherwise: its source kind's
+    recipe in :data:`csl_core.data.SOURCES` (the user's own files get the one that measured best on real
+    label noise, docs/bench/cifar10n.md; the built-in sources keep those their figures were measured with)."""
+    from .data import source_kind
+
+    kind = source_kind(data)
+    return {name: value for name in ("model", "epochs", "batch_size", "lr")
+            if (value := getattr(kind, name)) is not None}
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; stored in ``meta.json`` so that a run can be resumed or repeated."""
@@ -29,6 +40,11 @@ class TrainConfig:
     seed: int = 0
     eval_pass: bool = False
     inject_noise: float | None = None
+    noise_kind: str = "symmetric"
+    # The class map of pairflip / confusable noise: one target per class (-1: not flipped), or text
+    # "shirt:t-shirt,coat:pullover". The trainer turns text into the list, and fills in a confusable
+    # map from a short warm-up when none is given, before the run starts (meta.json keeps the list).
+    noise_map: list[int] | str | None = None
     inject_duplicates: int | None = None
     subset: int | None = None
     image_size: int | None = None
@@ -47,6 +63,12 @@ class TrainConfig:
     def fine_tunes(self) -> bool:
         """Whether training starts from ImageNet weights (torchvision's, or a local state dict)."""
         return self.pretrained or self.weights is not None
+
+    @classmethod
+    def for_source(cls, data: str, **given) -> TrainConfig:
+        """The config of a run on ``data``: the source's recipe (:func:`recipe_for`), then every
+        setting in ``given`` that is not ``None``."""
+        return cls(data=data, **{**recipe_for(data), **{k: v for k, v in given.items() if v is not None}})
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -96,6 +118,10 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
             raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
+        from .data import NOISE_KINDS
+
+        if self.noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown --noise-kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
 
 
 def default_epochs(data: str) -> int:
@@ -111,10 +137,14 @@ _TYPES = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), 
           "float | None": (float, int, _NONE), "bool | None": (bool, _NONE), "str | None": (str, _NONE)}
 
 
-def training_set_for(config: TrainConfig, *, progress: bool = False) -> TrainingSet:
-    """The training set a run with ``config`` trains on: the same config always gives the same set."""
+def training_set_for(config: TrainConfig, *, progress: bool = False, loaded=None) -> TrainingSet:
+    """The training set a run with ``config`` trains on: the same config always gives the same set.
+
+    ``loaded`` is the source as ``csl_core.data.load_source`` returned it, when the caller has read it.
+    """
     from .data import build_training_set
 
     return build_training_set(config.data, subset=config.subset, inject_noise=config.inject_noise,
                               inject_duplicates_pairs=config.inject_duplicates, seed=config.seed,
-                              image_size=config.image_size, download=config.download, progress=progress)
+                              image_size=config.image_size, download=config.download, progress=progress,
+                              noise_kind=config.noise_kind, noise_map=config.noise_map, loaded=loaded)

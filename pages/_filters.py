@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.scores import SCORES, available_scores, suspicion
+from csl_core.analysis.scores import SCORES, available_scores, default_score, suspicion
 from csl_core.run.decisions import EFFECTIVE_ACTIONS, UNDECIDED
 from csl_core.run.store import RunStore
 from pages._common import load_scores
@@ -66,11 +66,13 @@ def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFram
     classes = store.classes
     available = available_scores(scores)
     top = st.columns([3, 3, 2]) if rank else [None, *st.columns([3, 2])]
-    method = "csl"
+    method = default_score(scores)
     if rank:
         with top[0]:
             method = st.selectbox("Rank by", available, key=f"{key}_score", format_func=lambda m: SCORES[m].label,
-                                  help="Every score is oriented so that the most suspicious sample comes first.")
+                                  index=available.index(method),
+                                  help="Every score is oriented so that the most suspicious sample comes first; "
+                                       "the default is the one that ranked real label errors best (README).")
     with top[1]:
         search = st.text_input("File name contains", key=f"{key}_search", placeholder="e.g. IMG_01 or cat/",
                                help="Case-insensitive; matched against the path relative to the data root.")

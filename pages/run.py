@@ -74,9 +74,11 @@ def _config_from_form() -> TrainConfig:
     spec = _spec()
     check_source(spec)   # a bad path is a message on the form, never a failed run
     noise = ss.get("run_noise")
-    config = TrainConfig(data=spec, epochs=int(ss.run_epochs), model=ss.run_model, eval_pass=bool(ss.run_eval),
-                         inject_noise=None if noise is None else float(noise) / 100.0,
-                         subset=int(ss.run_subset) if ss.get("run_subset") else None)
+    # "auto" takes the source's recipe (the airbench CNN, batch 256, lr 0.2 for your own files)
+    config = TrainConfig.for_source(spec, epochs=int(ss.run_epochs), eval_pass=bool(ss.run_eval),
+                                    model=None if ss.run_model == "auto" else ss.run_model,
+                                    inject_noise=None if noise is None else float(noise) / 100.0,
+                                    subset=int(ss.run_subset) if ss.get("run_subset") else None)
     config.validate()
     return config
 
@@ -140,8 +142,9 @@ with st.expander("New run", expanded=store is None or open_run_path() is None):
     with right:
         st.number_input("Epochs", min_value=1, max_value=500, value=default_epochs(ss.run_source), key="run_epochs",
                         help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
-        st.selectbox("Model", ["auto", "small-cnn", "resnet18"], key="run_model",
-                     help="auto: a small CNN for images up to 64 px (fast on a CPU), else ResNet-18.")
+        st.selectbox("Model", ["auto", "small-cnn", "airbench", "resnet18"], key="run_model",
+                     help="auto: the airbench CNN for your own files; for the built-in sources a small CNN for "
+                          "images up to 64 px (fast on a CPU), else ResNet-18.")
         st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
                         key="run_noise", placeholder="source default (demo 5%, others none)",
                         help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")
@@ -263,6 +266,56 @@ def live_charts() -> None:
         st.plotly_chart(figure, key="run_histogram")
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _standing(run_path: str, finished_epochs: int) -> dict | None:
+    from csl_core.analysis.noise_rate import standing
+    from csl_core.analysis.scores import default_score, suspicion
+    from pages._common import load_scores
+
+    store = RunStore(run_path)
+    probabilities = store.probabilities()
+    epochs = store.report().get("epochs", [])
+    if probabilities is None or not epochs:
+        return None
+    scores = load_scores(run_path, finished_epochs)
+    truth = scores["is_mislabeled"].to_numpy(bool) if "is_mislabeled" in scores else None
+    ranking = default_score(scores)
+    return {"ranking": ranking, **standing(scores["label"].to_numpy(np.int64), np.asarray(probabilities),
+                                           suspicion(scores, ranking), epochs[-1].get("accuracy"), truth)}
+
+
+def where_you_stand() -> None:
+    """Training accuracy, the estimated noise and the review budget it implies, and the memorised warning."""
+    run = open_store()
+    if run is None or not run.finished_epochs:
+        return
+    where = _standing(str(run.path), run.finished_epochs)
+    if where is None:
+        return
+    st.subheader("Where you stand")
+    cells = st.columns(3)
+    accuracy = where["train_accuracy"]
+    cells[0].metric("Training accuracy", f"{accuracy:.3f}" if accuracy is not None else "-",
+                    help="Last epoch, on the given labels.")
+    cells[1].metric("Likely mislabeled", f"~{where['estimated_count']:,} ({where['estimated_rate']:.1%})",
+                    help="Confident joint (confident learning) on the run's mean probabilities over training; "
+                         "on a run that memorised its labels this is a floor.")
+    cells[2].metric(f"Flagged in the top {where['k']:,}", f"{where['flagged_in_top_k']:,}",
+                    help=f"Of the top {where['k']:,} of the review queue (by {where['ranking']}), how many the "
+                         "estimate flags itself.")
+    text = (f"About **{where['estimated_count']:,}** images look mislabeled: review the top **{where['k']:,}** "
+            f"of the queue (ranked by `{where['ranking']}`).")
+    if "true_in_top_k" in where:
+        text += (f" This run has known ground truth: the top {where['k']:,} hold {where['true_in_top_k']:,} of "
+                 f"its {where['true_count']:,} mislabeled samples.")
+    st.markdown(text)
+    if where["memorised"]:
+        st.warning(f"Training accuracy {accuracy:.1%}: the network has memorised its labels, wrong ones "
+                   "included. Their last-epoch loss is low and no longer separates them; rank by CSL or the "
+                   "fused score (summed over training), not the final-epoch loss. The noise estimate is a "
+                   "floor on such a run.")
+
+
 live_progress()
 
 
@@ -287,3 +340,4 @@ def what_next() -> None:
 
 what_next()
 live_charts()
+where_you_stand()

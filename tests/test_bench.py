@@ -223,9 +223,9 @@ def test_a_half_finished_training_is_continued_not_restarted(tmp_path, monkeypat
         def on_epoch(self, epoch, summary): self.stop = True
         def should_stop(self): return self.stop
 
-    killed = runner.train(benchmark._train_config(1, setting, eval_pass=True), tmp_path / "out" / "runs" /
-                         "noise-0.1-seed1", training_set=benchmark._training_set(1, setting),
-                         callbacks=StopAfterFirstEpoch())
+    killed = runner.train(benchmark._train_config(1, setting, eval_pass=True, embeddings=True),
+                          tmp_path / "out" / "runs" / "noise-0.1-seed1",
+                          training_set=benchmark._training_set(1, setting), callbacks=StopAfterFirstEpoch())
     assert killed.stopped and killed.finished_epochs == 1
     resumed = []
     real_train = runner.train

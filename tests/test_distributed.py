@@ -47,7 +47,7 @@ def ddp_run(tmp_path_factory) -> RunStore:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
                "-m", "csl_core", "train", "--data", "demo", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-               "--device", "cpu", "--eval-pass", "--quiet", "--out", str(out)]
+               "--device", "cpu", "--no-amp", "--eval-pass", "--quiet", "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return RunStore(out)
@@ -55,7 +55,8 @@ def ddp_run(tmp_path_factory) -> RunStore:
 
 @pytest.fixture(scope="module")
 def config() -> TrainConfig:
-    return TrainConfig(data="demo", epochs=EPOCHS, batch_size=BATCH, device="cpu")
+    # fp32: the reference below recomputes the losses in fp32; bf16 rounding is not what this compares
+    return TrainConfig(data="demo", epochs=EPOCHS, batch_size=BATCH, device="cpu", amp=False)
 
 
 def _reference(store: RunStore, config: TrainConfig):

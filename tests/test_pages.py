@@ -6,10 +6,12 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from csl_core.analysis.scores import default_score, suspicion
 from csl_core.engine.jobs import Job
 from csl_core.engine.train import TrainConfig
 from csl_core.run.decisions import DecisionLog
@@ -148,9 +150,10 @@ def test_a_person_cleans_the_demo(runs_dir):
     assert at.multiselect(key="rev_decision").value == ["undecided"]
     table = at.dataframe[0].value
     assert len(table) == 25 and table["rank"].is_monotonic_increasing
-    queue = scores.drop(index=[relabeled, dropped]).sort_values(["csl", "csl_rank"], ascending=[False, True])
-    accepted = queue.index[:3].tolist()
-    undone = queue.index[3:5].tolist()
+    order = np.argsort(-suspicion(scores, default_score(scores)), kind="stable")  # the queue's default ranking
+    queue = [int(i) for i in scores.index[order] if i not in (relabeled, dropped)]
+    accepted = queue[:3]
+    undone = queue[3:5]
     at.radio(key="rev_scope").set_value("top N of the queue").run()
     at.number_input(key="rev_top_n").set_value(3).run()
     at.button(key="rev_accept").click().run()

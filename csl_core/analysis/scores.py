@@ -16,6 +16,10 @@ million samples is scored without loading it whole. Definitions follow the liter
 ``datamaps_variability``      its standard deviation over epochs
 ``suggested_label``           the class with the highest mean probability over training
 ``suggested_confidence``      that mean probability
+``knn_disagreement``          share of the k nearest neighbours (penultimate embeddings after
+                              training, cosine) that carry another label
+``fused``                     rank fusion: the mean of the normalised ranks of ``csl``, ``aum``
+                              (low = suspicious) and ``knn_disagreement``
 ============================  ===================================================================
 """
 from __future__ import annotations
@@ -58,7 +62,18 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("aum", "area under the margin (low = suspicious)", suspicious_when_high=False),
     Score("datamaps_confidence", "Data Maps confidence (low = suspicious)", suspicious_when_high=False),
     Score("datamaps_variability", "Data Maps variability"),
+    Score("knn_disagreement", "kNN label disagreement (neighbours with another label)"),
+    Score("fused", "fused: CSL + AUM + kNN disagreement (rank average)"),
 )}
+
+# The ranking the review queue and `scores` start from: the first of these a run has.
+DEFAULT_RANKING = ("fused", "csl")
+# Neighbours of the kNN score, and the largest run it is computed for (an exact search is N^2 D).
+KNN_NEIGHBOURS = 30
+KNN_MAX_SAMPLES = 100_000
+# Measured on CIFAR-10N and confusable Fashion-MNIST (README, docs/bench/cifar10n.md): the three together
+# rank as well as the best of them on every protocol, and better than CSL with kNN alone.
+FUSED_COMPONENTS = ("csl", "aum", "knn_disagreement")
 
 
 def suspicion(scores: pd.DataFrame, method: str = "csl") -> np.ndarray:
@@ -73,6 +88,49 @@ def suspicion(scores: pd.DataFrame, method: str = "csl") -> np.ndarray:
         raise ValueError(f"score {method!r} is not available for this run")
     values = scores[method].to_numpy(np.float64)
     return values if SCORES[method].suspicious_when_high else -values
+
+
+def default_score(scores: pd.DataFrame) -> str:
+    """The score to rank ``scores`` (a run's scores table) by when the person has not chosen one:
+    the first of :data:`DEFAULT_RANKING` the run has."""
+    return next((name for name in DEFAULT_RANKING if name in scores.columns), "csl")
+
+
+def knn_disagreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int = KNN_NEIGHBOURS) -> np.ndarray:
+    """Each sample's share of its ``k`` nearest neighbours that carry another label, ``(N,)`` in [0, 1].
+
+    ``embeddings`` is ``(N, D)`` (the run's penultimate features), compared by cosine similarity, a
+    sample never its own neighbour; ``labels`` is ``(N,)``. High = suspicious: a label its look-alikes
+    do not share. ``k`` is capped at ``N - 1``.
+    """
+    from .duplicates import nearest_neighbours
+
+    labels = np.asarray(labels, dtype=np.int64)
+    if np.ndim(embeddings) != 2 or len(embeddings) != len(labels):
+        raise ValueError(f"embeddings must be (samples, features) with one row per label ({len(labels)}), "
+                         f"got shape {np.shape(embeddings)}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if len(labels) < 2:
+        return np.zeros(len(labels))
+    neighbours, _ = nearest_neighbours(embeddings, k=k)
+    return (labels[neighbours] != labels[:, None]).mean(axis=1)
+
+
+def rank_fusion(*scores: np.ndarray) -> np.ndarray:
+    """The mean over ``scores`` of each sample's normalised rank (ties share their mean rank), ``(N,)``
+    in (0, 1]. Every input must be oriented high = suspicious; so is the result. NaN ranks lowest."""
+    from scipy.stats import rankdata
+
+    if not scores:
+        raise ValueError("rank fusion needs at least one score")
+    n = len(scores[0])
+    total = np.zeros(n)
+    for score in scores:
+        if len(score) != n:
+            raise ValueError(f"scores to fuse must have the same length, got {len(score)} and {n}")
+        total += rankdata(np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf)) / max(n, 1)
+    return total / len(scores)
 
 
 def available_scores(scores: pd.DataFrame) -> list[str]:
@@ -139,7 +197,8 @@ def _chunk_scores(chunk: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | None = None,
-                   probabilities: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+                   probabilities: np.ndarray | None = None, embeddings: np.ndarray | None = None,
+                   labels: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
     """Every score for every sample, as a DataFrame indexed by sample.
 
     Parameters
@@ -151,6 +210,10 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
         The sample table; its columns are joined to the scores.
     probabilities:
         ``(samples, classes)`` mean softmax probabilities, for the suggested label.
+    embeddings:
+        ``(samples, features)`` penultimate-layer features after training, for ``knn_disagreement``
+        and ``fused`` (with ``labels``, or the ``label`` column of ``samples``; left out above
+        :data:`KNN_MAX_SAMPLES` samples, where an exact neighbour search costs too much).
     """
     if "loss" not in arrays:
         raise ValueError("compute_scores needs at least the 'loss' array")
@@ -175,6 +238,15 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
             confidence[start: start + len(p)] = p.max(axis=1)
         columns["suggested_label"] = suggested
         columns["suggested_confidence"] = confidence
+    if labels is None and samples is not None and "label" in samples.columns:
+        labels = samples["label"].to_numpy(np.int64)
+    if embeddings is not None and labels is not None and 1 < n <= KNN_MAX_SAMPLES:
+        if len(embeddings) != n or len(labels) != n:
+            raise ValueError(f"embeddings have {len(embeddings)} rows and labels {len(labels)}, 'loss' has {n}")
+        columns["knn_disagreement"] = knn_disagreement(np.asarray(embeddings), labels)
+        components = [columns[name] if SCORES[name].suspicious_when_high else -columns[name]
+                      for name in FUSED_COMPONENTS if name in columns]
+        columns["fused"] = rank_fusion(*components)
     scores = pd.DataFrame(columns, index=pd.RangeIndex(n, name="index"))
     scores["csl_rank"] = rank_descending(scores["csl"].to_numpy())
     if samples is not None:

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..analysis.scores import SCORES
-from ..data import load_source
+from ..data import NOISE_KINDS, load_source
 
 BASELINE_SETS = ("all", "fast")
 # Methods read from the one training run, named and ordered as in the one score table.
@@ -19,7 +19,7 @@ EVAL_PASS_WEIGHT = 0.35
 CURVATURE_WEIGHT = 8.0
 ROC_POINTS = 300
 WORKER_POLL_SECONDS = 30.0
-CELL_FORMAT = 1
+CELL_FORMAT = 2  # 2: detection keeps the default ranking's top k (was CSL's)
 
 
 @dataclass
@@ -37,6 +37,7 @@ class BenchConfig:
     clean_at: tuple[float, ...] | None = None
     folds: int = 3
     device: str = "auto"
+    noise_kind: str = "symmetric"  # where flipped labels go: csl_core.data.noise.inject_label_noise
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot be benchmarked."""
@@ -56,6 +57,8 @@ class BenchConfig:
         unknown = [p for p in (self.clean_at or ()) if not any(math.isclose(p, q) for q in self.noise)]
         if unknown:
             raise ValueError(f"--clean-at {unknown} are not among the noise levels {list(self.noise)}")
+        if self.noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
         if not self.noise and not self.duplicates:
             raise ValueError("nothing to benchmark: give noise levels or duplicate pairs")
 

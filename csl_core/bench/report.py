@@ -85,8 +85,8 @@ def summarise(config: BenchConfig, settings: list[Setting], tasks: list[Task], d
                            "roc": _merged_roc(done, s, seeds[0]) if seeds else {}}
     missing = [k for k in by_key if done.get(k) is None]
     return {"config": asdict(config), "num_samples": num_samples, "settings": summary,
-            "tasks": {k: done.get(k) and {kk: vv for kk, vv in done[k].items() if kk not in ("roc", "csl_top_k",
-                      "csl_top_k_suggested_label")} for k in by_key},
+            "tasks": {k: done.get(k) and {kk: vv for kk, vv in done[k].items() if kk not in ("roc", "top_k",
+                      "top_k_suggested_label")} for k in by_key},
             "missing_tasks": missing}
 
 

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..analysis.metrics import detection_metrics, top_k
-from ..analysis.scores import suspicion
+from ..analysis.scores import default_score, suspicion
 from ..config import TrainConfig
 from ..data import IndexedDataset, TrainingSet, build_training_set
 from ..engine.train import predict, resolve_device, train
@@ -81,6 +81,7 @@ class Benchmark:
         self.num_samples = training_size(config)
         self.settings, self.tasks = plan(config, self.num_samples)
         self._sets: dict[tuple, TrainingSet] = {}
+        self._confusable: list[int] | None = None
 
     # ------------------------------------------------------------ cells on disk
     def _cell_path(self, key: str) -> Path:
@@ -89,6 +90,7 @@ class Benchmark:
     def _cell_settings(self, task: Task) -> dict:
         c = self.config
         return {"format": CELL_FORMAT, "data": c.data, "subset": c.subset, "epochs": c.epochs, "model": c.model,
+                "noise_kind": c.noise_kind,
                 "seed": task.seed, "task": task.kind, "setting": asdict(task.setting) if task.setting else None,
                 "baselines": c.baselines if task.kind == "detect" else None,
                 "folds": c.folds if task.kind == "cleanlab" else None}
@@ -202,12 +204,28 @@ class Benchmark:
         return self._clean(task, done[task.depends[0]], bar)
 
     # ------------------------------------------------------------ helpers
-    def _train_config(self, seed: int, setting: Setting | None, *, eval_pass: bool = False) -> TrainConfig:
+    def _train_config(self, seed: int, setting: Setting | None, *, eval_pass: bool = False,
+                      embeddings: bool = False) -> TrainConfig:
         noise = setting.value if setting is not None and setting.kind == "noise" else 0.0
         pairs = int(setting.value) if setting is not None and setting.kind == "duplicates" else 0
         return TrainConfig(data=self.config.data, epochs=self.config.epochs, model=self.config.model, seed=seed,
                            eval_pass=eval_pass, inject_noise=noise, inject_duplicates=pairs,
-                           subset=self.config.subset, device=self.config.device, compute_embeddings=False)
+                           noise_kind=self.config.noise_kind, noise_map=self._noise_map(),
+                           subset=self.config.subset, device=self.config.device,
+                           compute_embeddings=embeddings)
+
+    def _noise_map(self) -> list[int] | None:
+        """The class map of confusable noise, learnt once per plan from a short warm-up on the clean
+        labels (every seed and level then flips towards the same confusions); None for other kinds."""
+        if self.config.noise_kind != "confusable":
+            return None
+        if self._confusable is None:
+            from ..data import confusable_map, load_source
+            from ..engine.warmup import warmup_confusion
+
+            source, _ = load_source(self.config.data)
+            self._confusable = confusable_map(warmup_confusion(source, seed=0, device=self.device)).tolist()
+        return self._confusable
 
     def _training_set(self, seed: int, setting: Setting) -> TrainingSet:
         key = (seed, setting)
@@ -215,7 +233,8 @@ class Benchmark:
             cfg = self._train_config(seed, setting)
             self._sets.clear()  # one data set in memory at a time
             self._sets[key] = build_training_set(cfg.data, subset=cfg.subset, inject_noise=cfg.inject_noise,
-                                                 inject_duplicates_pairs=cfg.inject_duplicates, seed=seed)
+                                                 inject_duplicates_pairs=cfg.inject_duplicates, seed=seed,
+                                                 noise_kind=cfg.noise_kind, noise_map=cfg.noise_map)
         return self._sets[key]
 
     def _fresh_run_dir(self, *parts: str) -> Path:
@@ -248,7 +267,8 @@ class Benchmark:
         callbacks = _Progress(bar, self.num_samples, eval_pass=True,
                               on_epoch=curvature.record if curvature else None)
         # Curvature is recorded epoch by epoch in this process, so a run with it cannot be continued.
-        result = self._train(self._train_config(seed, setting, eval_pass=True), training_set, callbacks, name,
+        result = self._train(self._train_config(seed, setting, eval_pass=True, embeddings=True), training_set,
+                             callbacks, name,
                              resumable=curvature is None)
         store = result.run
         epochs = store.report()["epochs"]
@@ -258,20 +278,21 @@ class Benchmark:
         scores = store.scores()
         scoring_seconds = time.perf_counter() - began
         truth = scores[setting.positive_column].to_numpy(bool)
-        methods = {m: suspicion(scores, m) for m in RUN_METHODS}
-        seconds = {m: train_seconds + scoring_seconds for m in RUN_METHODS}
+        methods = {m: suspicion(scores, m) for m in RUN_METHODS if m in scores.columns}
+        seconds = {m: train_seconds + scoring_seconds for m in methods}
         seconds["eval_csl"] += eval_seconds
         if curvature is not None:
             methods["curvature"] = curvature.result()
             seconds["curvature"] = train_seconds + curvature.seconds
         k = int(truth.sum())
-        flagged = top_k(methods["csl"], k)
+        ranking = default_score(scores)  # what the cleaning retrains act on: the dashboard's default queue
+        flagged = top_k(methods[ranking], k)
         suggested = scores["suggested_label"].to_numpy(np.int64)
         out = {"num_samples": len(truth), "positives": k, "model": store.meta["model"],
                "plain_training_seconds": train_seconds,
                "eval_pass_seconds": eval_seconds, "scoring_seconds": scoring_seconds,
                "test_accuracy": result.test_accuracy, "methods": {}, "roc": {},
-               "csl_top_k": flagged.tolist(), "csl_top_k_suggested_label": suggested[flagged].tolist()}
+               "ranking": ranking, "top_k": flagged.tolist(), "top_k_suggested_label": suggested[flagged].tolist()}
         if setting.kind == "noise":
             true_label = scores["true_label"].to_numpy(np.int64)
             out["suggested_label_correct_on_flagged_positives"] = float(
@@ -326,11 +347,11 @@ class Benchmark:
     def _clean(self, task: Task, detect: dict, bar) -> dict:
         setting, seed = task.setting, task.seed
         training_set = self._training_set(seed, setting)
-        flagged = np.asarray(detect["csl_top_k"], dtype=np.int64)
+        flagged = np.asarray(detect["top_k"], dtype=np.int64)
         if task.kind == "clean-drop":
             cleaned = select_rows(training_set, np.setdiff1d(np.arange(len(training_set)), flagged))
         else:
-            cleaned = relabel(training_set, flagged, np.asarray(detect["csl_top_k_suggested_label"]))
+            cleaned = relabel(training_set, flagged, np.asarray(detect["top_k_suggested_label"]))
         result = self._train(self._train_config(seed, setting), cleaned,
                              _Progress(bar, len(cleaned), eval_pass=False), f"{setting.name}-seed{seed}-{task.kind}")
         remaining = int(cleaned.samples["is_mislabeled"].sum())
@@ -354,6 +375,8 @@ def bench_command(config: BenchConfig, out: str | Path) -> str:
         return ",".join(f"{v:g}" for v in values) if values else "none"
 
     parts = ["python -m csl_core bench", f"--data {shlex.quote(config.data)}", f"--noise {joined(config.noise)}"]
+    if config.noise_kind != "symmetric":
+        parts.append(f"--noise-kind {config.noise_kind}")
     if config.duplicates is not None:
         parts.append(f"--duplicates {config.duplicates}")
     parts += [f"--seeds {','.join(map(str, config.seeds))}", f"--epochs {config.epochs}",

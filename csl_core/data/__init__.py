@@ -19,7 +19,7 @@ from .builtin import DEBIAN_FASHION_MNIST, DEFAULT_CACHE, FASHION_CLASSES, load_
 from .dataset import IndexedDataset
 from .decode import decode_files
 from .files import IMAGE_EXTENSIONS, load_csv, load_imagefolder
-from .noise import inject_duplicates, inject_label_noise
+from .noise import NOISE_KINDS, confusable_map, inject_duplicates, inject_label_noise, pairflip_map, parse_class_map
 from .sources import (
     SOURCE_KINDS,
     SOURCES,
@@ -33,8 +33,8 @@ from .sources import (
 )
 from .types import DataError, ImageSource, TrainingSet
 
-__all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "SOURCES", "SOURCE_KINDS",
-           "DataError", "ImageSource", "IndexedDataset", "SourceKind", "TrainingSet", "build_training_set",
-           "decode_files", "default_duplicates", "default_noise", "inject_duplicates", "inject_label_noise",
-           "load_cifar", "load_csv", "load_demo", "load_fashion_mnist", "load_imagefolder", "load_source", "parse_spec",
-           "source_kind"]
+__all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "NOISE_KINDS", "SOURCES",
+           "SOURCE_KINDS", "DataError", "ImageSource", "IndexedDataset", "SourceKind", "TrainingSet",
+           "build_training_set", "confusable_map", "decode_files", "default_duplicates", "default_noise",
+           "inject_duplicates", "inject_label_noise", "load_cifar", "load_csv", "load_demo", "load_fashion_mnist",
+           "load_imagefolder", "load_source", "pairflip_map", "parse_class_map", "parse_spec", "source_kind"]

@@ -18,15 +18,20 @@ from .types import DataError, ImageSource, TrainingSet
 class SourceKind:
     """One kind of ``--data`` source and the defaults a run on it takes unless told otherwise.
 
-    ``usage`` is how the spec is written; ``epochs`` is the default training length (``None``: the
-    engine's, ``TrainConfig.epochs``); ``noise`` the fraction of labels flipped and ``duplicate_pairs``
-    the pairs injected per sample (the demo ships with errors to find, real data has its own);
+    ``usage`` is how the spec is written; ``epochs``, ``model``, ``batch_size`` and ``lr`` are the
+    source's training recipe (``None``: the engine's, ``TrainConfig``'s; the user's own files get the
+    recipe that measured best on real label noise, docs/bench/cifar10n.md); ``noise`` the fraction of
+    labels flipped and ``duplicate_pairs`` the pairs injected per sample (the demo ships with errors to
+    find, real data has its own);
     ``augment`` turns random crop on and ``flip`` adds horizontal flips to it (not for Fashion-MNIST,
     whose images all face one way).
     """
 
     usage: str
     epochs: int | None = None
+    model: str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
     noise: float = 0.0
     duplicate_pairs: float = 0.0
     augment: bool = True
@@ -40,8 +45,8 @@ SOURCES: dict[str, SourceKind] = {
     "fashion-mnist": SourceKind("fashion-mnist[:DIR]", flip=False),
     "cifar10": SourceKind("cifar10[:DIR]"),
     "cifar100": SourceKind("cifar100[:DIR]"),
-    "imagefolder": SourceKind("imagefolder:ROOT"),
-    "csv": SourceKind("csv:FILE[:ROOT]"),
+    "imagefolder": SourceKind("imagefolder:ROOT", epochs=20, model="airbench", batch_size=256, lr=0.2),
+    "csv": SourceKind("csv:FILE[:ROOT]", epochs=20, model="airbench", batch_size=256, lr=0.2),
 }
 SOURCE_KINDS = tuple(SOURCES)
 
@@ -130,13 +135,17 @@ def load_source(spec: str, *, image_size: int | None = None, download: bool = Fa
 def build_training_set(spec: str, *, subset: int | None = None, inject_noise: float | None = None,
                        inject_duplicates_pairs: int | None = None, seed: int = 0,
                        image_size: int | None = None, download: bool = False,
-                       progress: bool = False) -> TrainingSet:
+                       progress: bool = False, noise_kind: str = "symmetric",
+                       noise_map: np.ndarray | None = None,
+                       loaded: tuple[ImageSource, ImageSource | None] | None = None) -> TrainingSet:
     """Load ``spec`` and apply the seeded subset and injections; the same arguments give the same set.
 
     ``inject_noise`` / ``inject_duplicates_pairs`` of ``None`` take the source's default (the demo
-    injects 5% noise and about 0.5% of N duplicate pairs; other sources none).
+    injects 5% noise and about 0.5% of N duplicate pairs; other sources none). ``noise_kind`` and
+    ``noise_map`` say where flipped labels go (:func:`csl_core.data.noise.inject_label_noise`).
+    ``loaded`` is ``load_source(spec, ...)``'s result when the caller has already read it.
     """
-    source, test = load_source(spec, image_size=image_size, download=download, progress=progress)
+    source, test = loaded or load_source(spec, image_size=image_size, download=download, progress=progress)
     if len(source) == 0:
         raise DataError(f"{spec}: no usable images were found")
     num_classes = len(source.classes)
@@ -154,7 +163,8 @@ def build_training_set(spec: str, *, subset: int | None = None, inject_noise: fl
         asked = "--inject-noise" if noise else "--inject-duplicates"
         raise DataError(f"{spec}: {asked} needs at least two classes to flip labels between, but this source "
                         f"has one ({source.classes[0]!r}); add a class or leave {asked} out")
-    labels, flipped = inject_label_noise(original, noise, num_classes, seed=seed + 1)
+    labels, flipped = inject_label_noise(original, noise, num_classes, seed=seed + 1, kind=noise_kind,
+                                         class_map=None if noise_map is None else np.asarray(noise_map))
     pairs = np.empty((0, 2), dtype=np.int64)
     if pairs_wanted:
         image_index, labels, pairs = inject_duplicates(image_index, labels, pairs_wanted, num_classes,

@@ -1,5 +1,6 @@
-"""Models: a small CNN that trains fast on CPU, ResNet-18 adapted to small images, and torchvision's
-ImageNet backbones for fine-tuning (``--model resnet50 --pretrained`` or ``--weights FILE``).
+"""Models: a small CNN that trains fast on CPU, a compact airbench-style CNN for natural images,
+ResNet-18 adapted to small images, and torchvision's ImageNet backbones for fine-tuning
+(``--model resnet50 --pretrained`` or ``--weights FILE``).
 
 Every model exposes ``embed(x)`` (the penultimate layer, used for near-duplicate search) and
 ``forward(x) = head(embed(x))``.
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-MODELS = ("small-cnn", "resnet18")
+MODELS = ("small-cnn", "airbench", "resnet18")
 # torchvision architectures offered as pretrained backbones; stored in a run as "torchvision:<name>".
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
              "convnext_tiny")
@@ -40,6 +41,48 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)``."""
         return self.head(self.embed(x))  # (B, num_classes)
+
+
+class AirbenchCNN(nn.Module):
+    """A compact CNN after Keller Jordan's airbench: a 2x2 stem, then three blocks of (conv, max-pool,
+    batch norm, GELU, conv, batch norm, GELU), global max-pool and a bias-free linear head scaled by 1/9.
+
+    On CIFAR-10N it gave the best detection per CPU minute of the models measured (see
+    docs/bench/cifar10n.md); about 0.6 M parameters at the default widths.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, int, int] = (64, 128, 128)):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2, ceil_mode=True),
+                nn.BatchNorm2d(c_out), nn.GELU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+
+        a, b, c = widths
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 24, 2, padding=0), nn.GELU(),
+            block(24, a), block(a, b), block(b, c),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = _Scaled(nn.Linear(c, num_classes, bias=False), 1 / 9)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (B, widths[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))  # (B, num_classes)
+
+
+class _Scaled(nn.Module):
+    """A layer whose output is multiplied by a constant (airbench's small initial logits)."""
+
+    def __init__(self, layer: nn.Module, scale: float):
+        super().__init__()
+        self.layer, self.scale = layer, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x) * self.scale
 
 
 class ResNet18Small(nn.Module):
@@ -116,6 +159,8 @@ def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
     """
     if name == "small-cnn":
         return SmallCNN(in_channels, num_classes)
+    if name == "airbench":
+        return AirbenchCNN(in_channels, num_classes)
     if name == "resnet18":
         return ResNet18Small(in_channels, num_classes)
     if name.startswith(TORCHVISION_PREFIX) and name.removeprefix(TORCHVISION_PREFIX) in BACKBONES:

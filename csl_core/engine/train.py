@@ -32,6 +32,7 @@ from .models import (
 from .preprocess import channel_stats, preprocess_for
 from .runtime import _epoch_seed, autocast_dtype, build_optimizer, make_loader, resolve_device
 from .tracker import EPOCH_FIELDS, CSLTracker
+from .warmup import resolve_noise_map
 
 
 class Callbacks(Protocol):
@@ -108,9 +109,10 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
                 raise FileNotFoundError(f"--weights {config.weights}: no such file")
         else:
             backbone_weights_file(backbone)  # downloaded (or found offline) before the run folder is made
-    if training_set is None:
-        training_set = training_set_for(config, progress=progress)
     device = resolve_device(config.device)
+    if training_set is None:
+        loaded = resolve_noise_map(config, device, progress=progress)
+        training_set = training_set_for(config, progress=progress, loaded=loaded)
     height, width = training_set.source.image_size
     model_name = resolve_model_name(config.model, max(height, width), pretrained=config.fine_tunes)
     if preset is not None:
@@ -199,7 +201,10 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     model = build_model(meta["model"], in_channels=channels, num_classes=num_classes)
     if config.fine_tunes and store.finished_epochs == 0 and meta["model"].startswith(TORCHVISION_PREFIX):
         load_backbone_weights(model, meta["model"], weights_file=config.weights)  # a resume takes the checkpoint's
-    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+    amp_dtype = autocast_dtype(device, config.amp)
+    # channels-last pays on CUDA and under bf16 on a CPU (1.7x the airbench CNN's images a second here)
+    channels_last = (config.channels_last if config.channels_last is not None
+                     else device.type == "cuda" or amp_dtype is not None)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     preprocess = preprocess_for(config, meta, training_set.source.image_size[0], device, channels_last=channels_last)
     dataset = training_set.dataset()
@@ -216,7 +221,6 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False)
     eval_tracker = CSLTracker(len(dataset), num_classes, device=device, keep_history=False,
                               track_probabilities=False) if config.eval_pass else None
-    amp_dtype = autocast_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     forward = model
     if distributed is not None:

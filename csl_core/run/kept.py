@@ -40,7 +40,8 @@ class KeptResults:
             except (OSError, ValueError):
                 cache.unlink(missing_ok=True)  # unreadable: compute again below
         arrays = {name: self.row_reader(name) for name in meta["fields"]}
-        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities())
+        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities(),
+                                embeddings=self.embeddings())
         if meta.get("completed"):
             self._keep(cache, lambda file: atomic_write_bytes(file, scores.to_parquet()))
         return scores

@@ -215,6 +215,20 @@ class RunStore(KeptResults):
         check_array_file(file, self.num_samples, 1)
         return np.load(file, mmap_mode="r")
 
+    def embeddings(self) -> np.ndarray | None:
+        """The penultimate-layer features the trainer saved after the last epoch, ``(samples, features)``
+        float, memory-mapped; ``None`` when the run has none, or when the file is not such an array."""
+        file = self.path / "embeddings.npy"
+        if not file.is_file():
+            return None
+        try:
+            values = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if values.ndim != 2 or len(values) != self.num_samples or values.dtype.kind != "f":
+            return None
+        return values
+
     def row_reader(self, name: str) -> RowChunks:
         """Array ``name`` over the finished epochs, read a slice of rows at a time with plain file reads:
         for scans of the whole array, which through a memory map would stay in this process's memory."""

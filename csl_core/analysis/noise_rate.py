@@ -1,0 +1,104 @@
+"""Where a person stands: how many labels are likely wrong, and whether the run has memorised them.
+
+Pure functions of a run's arrays (no files). The noise estimate is the confident joint of confident
+learning (Northcutt et al., 2021), computed from the run's mean softmax over training instead of
+K-fold out-of-sample probabilities: no extra training. A network that memorises its labels makes
+those probabilities lean towards the given label, so on a memorised run the estimate is a floor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """The confident-joint estimate of label noise.
+
+    ``count``: estimated mislabeled samples (off-diagonal of the calibrated joint); ``rate`` =
+    ``count / N``; ``flagged``: ``(N,)`` bool, the samples the joint counts off its diagonal (their
+    probability of another class clears that class's threshold and beats every other class that
+    does); ``joint``: ``(C, C)`` calibrated counts, row = given label, column = estimated true class.
+    """
+
+    count: int
+    rate: float
+    flagged: np.ndarray
+    joint: np.ndarray
+
+
+def estimate_label_noise(labels: np.ndarray, probabilities: np.ndarray) -> NoiseEstimate:
+    """Estimate how many of ``labels`` (``(N,)`` int) are wrong from ``probabilities`` (``(N, C)``).
+
+    Class ``j``'s threshold is the mean probability of ``j`` over the samples labelled ``j``; a
+    sample counts towards the true class ``j`` with the highest probability among the classes whose
+    threshold it reaches. The counts are calibrated so that each row sums to its label's frequency.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise ValueError(f"probabilities must be (samples, classes) with one row per label ({len(labels)}), "
+                         f"got shape {probabilities.shape}")
+    n, num_classes = probabilities.shape
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
+    if n == 0:
+        return NoiseEstimate(0, 0.0, np.zeros(0, dtype=bool), np.zeros((num_classes, num_classes)))
+    label_counts = np.bincount(labels, minlength=num_classes)
+    sums = np.zeros(num_classes)
+    np.add.at(sums, labels, probabilities[np.arange(n), labels])
+    thresholds = np.divide(sums, label_counts, out=np.full(num_classes, np.inf), where=label_counts > 0)
+    above = probabilities >= thresholds - 1e-12  # (N, C)
+    candidate = np.where(above, probabilities, -np.inf)
+    has_candidate = above.any(axis=1)
+    true_class = candidate.argmax(axis=1)
+    counted = np.zeros((num_classes, num_classes))
+    np.add.at(counted, (labels[has_candidate], true_class[has_candidate]), 1)
+    row_sums = counted.sum(axis=1, keepdims=True)
+    joint = np.divide(counted, row_sums, out=np.zeros_like(counted), where=row_sums > 0) * label_counts[:, None]
+    count = int(round(joint.sum() - np.trace(joint)))
+    flagged = has_candidate & (true_class != labels)
+    return NoiseEstimate(count=count, rate=count / n, flagged=flagged, joint=joint)
+
+
+MEMORISED_ACCURACY = 0.99
+
+
+def memorised(train_accuracy: float, noise_rate: float) -> bool:
+    """True when the last epoch fits (nearly) every label: training accuracy of at least 99%, or
+    above ``1 - noise_rate / 2`` (at least half of the labels the estimate calls wrong). The
+    last-epoch loss of a memorised wrong label is low, so it stops separating them, while CSL (the
+    loss summed over training) still does. The estimate itself shrinks towards 0 on such a run (its
+    probabilities lean towards the given labels), hence the plain accuracy test."""
+    return train_accuracy >= MEMORISED_ACCURACY or (noise_rate > 0 and train_accuracy > 1.0 - noise_rate / 2.0)
+
+
+def review_budget(estimate: NoiseEstimate, ranking: np.ndarray) -> dict:
+    """What reviewing the top ``estimate.count`` samples of ``ranking`` (``(N,)``, high = suspicious)
+    gives: ``{"k", "flagged_in_top_k"}``, the second the number of them the estimate itself flags."""
+    ranking = np.asarray(ranking, dtype=np.float64)
+    if len(ranking) != len(estimate.flagged):
+        raise ValueError(f"ranking has {len(ranking)} entries, the estimate {len(estimate.flagged)}")
+    k = min(estimate.count, len(ranking))
+    top = np.argsort(-np.nan_to_num(ranking, nan=-np.inf), kind="stable")[:k]
+    return {"k": k, "flagged_in_top_k": int(estimate.flagged[top].sum())}
+
+
+def standing(labels: np.ndarray, probabilities: np.ndarray, ranking: np.ndarray, train_accuracy: float | None,
+             truth: np.ndarray | None = None) -> dict:
+    """Where a run stands, for ``info`` and the Run page: the noise estimate, the review budget it
+    implies for ``ranking`` (``(N,)``, high = suspicious), the last epoch's training accuracy and
+    whether it has memorised. With ``truth`` (``(N,)`` bool, known mislabeled samples), also how many
+    truly mislabeled samples the top ``k`` holds."""
+    estimate = estimate_label_noise(labels, probabilities)
+    budget = review_budget(estimate, ranking)
+    out = {"estimated_count": estimate.count, "estimated_rate": estimate.rate, **budget,
+           "train_accuracy": train_accuracy,
+           "memorised": train_accuracy is not None and memorised(train_accuracy, estimate.rate)}
+    if truth is not None:
+        truth = np.asarray(truth, dtype=bool)
+        top = np.argsort(-np.nan_to_num(np.asarray(ranking, dtype=np.float64), nan=-np.inf), kind="stable")
+        out["true_count"] = int(truth.sum())
+        out["true_in_top_k"] = int(truth[top[: budget["k"]]].sum())
+    return out
