@@ -98,6 +98,10 @@ class TrainConfig:
                 raise ValueError(f"{where}: config field {name!r} is {value!r}, expected "
                                  f"{' or '.join(t.__name__ for t in allowed)}; the run folder is damaged")
             checked[name] = value
+        if isinstance(checked.get("noise_map"), list) and not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in checked["noise_map"]):
+            raise ValueError(f"{where}: config field 'noise_map' holds something other than class indices; the run "
+                             "folder is damaged")
         config = cls(**checked)
         try:
             parse_spec(config.data)
@@ -134,7 +138,8 @@ def default_epochs(data: str) -> int:
 
 _NONE = type(None)
 _TYPES = {"str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), "int | None": (int, _NONE),
-          "float | None": (float, int, _NONE), "bool | None": (bool, _NONE), "str | None": (str, _NONE)}
+          "float | None": (float, int, _NONE), "bool | None": (bool, _NONE), "str | None": (str, _NONE),
+          "list[int] | str | None": (list, str, _NONE)}
 
 
 def training_set_for(config: TrainConfig, *, progress: bool = False, loaded=None) -> TrainingSet:

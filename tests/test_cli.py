@@ -101,6 +101,7 @@ class _Captured(Exception):
 def test_train_defaults_are_the_configs_and_the_sources(monkeypatch, tmp_path, data):
     from dataclasses import asdict
 
+    import csl_core.cli.runs  # noqa: F401  (the module whose train is replaced)
     from csl_core import cli
     from csl_core.config import TrainConfig
     from csl_core.data import SOURCES
@@ -108,7 +109,7 @@ def test_train_defaults_are_the_configs_and_the_sources(monkeypatch, tmp_path, d
     def capture(config, out, **kwargs):
         raise _Captured(config)
 
-    monkeypatch.setattr(cli, "train", capture)
+    monkeypatch.setattr(cli.runs, "train", capture)
     with pytest.raises(_Captured) as built:
         main(["train", "--data", data, "--out", str(tmp_path / "run"), "--quiet"])
     expected = TrainConfig(data=data, epochs=SOURCES[data].epochs or TrainConfig().epochs)

@@ -663,6 +663,17 @@ def test_a_run_folder_config_is_checked_before_use(tmp_path):
     assert config.download is False                            # a shared run folder downloads nothing
 
 
+def test_every_config_field_a_run_stores_is_read_back_checked(tmp_path):
+    from dataclasses import asdict
+
+    where = tmp_path / "meta.json"
+    stored = asdict(TrainConfig(data="demo", inject_noise=0.1, noise_kind="pairflip", noise_map=[1, 2, 0],
+                                pretrained=True, weights="w.pth"))
+    assert asdict(TrainConfig.from_run(stored, where)) == {**stored, "download": False}
+    with pytest.raises(ValueError, match="noise_map"):
+        TrainConfig.from_run({**stored, "noise_map": ["__import__('os')"]}, where)
+
+
 def test_a_field_name_cannot_lead_out_of_the_run_folder(tmp_path):
     store = small_run(tmp_path / "run")
     meta = json.loads((store.path / "meta.json").read_text())

@@ -18,9 +18,9 @@ output folder; ``results.json``, ``results.md`` and ``roc.html`` are rewritten a
 from __future__ import annotations
 
 from .curvature import input_loss_curvature
-from .planning import BenchConfig, Setting, Task, default_duplicate_pairs, plan, training_size
+from .planning import BenchConfig, Setting, Task, bench_command, default_duplicate_pairs, plan, training_size
 from .report import render_markdown, render_roc_html, summarise
-from .runner import Benchmark, bench_command, run_benchmark
+from .runner import Benchmark, run_benchmark
 from .surgery import load_trained_model, relabel, select_rows
 
 __all__ = ["BenchConfig", "Benchmark", "Setting", "Task", "bench_command", "default_duplicate_pairs",

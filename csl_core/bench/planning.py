@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
+import os
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..analysis.scores import SCORES
 from ..data import NOISE_KINDS, load_source
@@ -138,3 +141,28 @@ def plan(config: BenchConfig, num_samples: int) -> tuple[list[Setting], list[Tas
         if cleaning:
             tasks.append(Task(f"true-labels/seed-{seed}", "true-labels", seed, None, n * e))
     return settings, tasks
+
+
+def bench_command(config: BenchConfig, out: str | Path) -> str:
+    """The command line that reproduces ``config`` (with the thread setting, which changes wall times)."""
+    def joined(values) -> str:
+        return ",".join(f"{v:g}" for v in values) if values else "none"
+
+    parts = ["python -m csl_core bench", f"--data {shlex.quote(config.data)}", f"--noise {joined(config.noise)}"]
+    if config.noise_kind != "symmetric":
+        parts.append(f"--noise-kind {config.noise_kind}")
+    if config.duplicates is not None:
+        parts.append(f"--duplicates {config.duplicates}")
+    parts += [f"--seeds {','.join(map(str, config.seeds))}", f"--epochs {config.epochs}",
+              f"--model {config.model}", f"--baselines {config.baselines}"]
+    if config.subset:
+        parts.append(f"--subset {config.subset}")
+    if config.clean_at is not None:
+        parts.append(f"--clean-at {joined(config.clean_at)}")
+    if config.folds != 3:
+        parts.append(f"--folds {config.folds}")
+    if config.device != "auto":
+        parts.append(f"--device {config.device}")
+    parts.append(f"--out {shlex.quote(str(out))}")
+    threads = [f"{name}={os.environ[name]}" for name in ("OMP_NUM_THREADS",) if name in os.environ]
+    return " ".join(threads + parts)

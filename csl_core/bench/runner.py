@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -367,31 +366,6 @@ class Benchmark:
                              f"true-labels-seed{task.seed}")
         return {"test_accuracy": result.test_accuracy,
                 "training_seconds": sum(e["seconds"] for e in result.run.report()["epochs"])}
-
-
-def bench_command(config: BenchConfig, out: str | Path) -> str:
-    """The command line that reproduces ``config`` (with the thread setting, which changes wall times)."""
-    def joined(values) -> str:
-        return ",".join(f"{v:g}" for v in values) if values else "none"
-
-    parts = ["python -m csl_core bench", f"--data {shlex.quote(config.data)}", f"--noise {joined(config.noise)}"]
-    if config.noise_kind != "symmetric":
-        parts.append(f"--noise-kind {config.noise_kind}")
-    if config.duplicates is not None:
-        parts.append(f"--duplicates {config.duplicates}")
-    parts += [f"--seeds {','.join(map(str, config.seeds))}", f"--epochs {config.epochs}",
-              f"--model {config.model}", f"--baselines {config.baselines}"]
-    if config.subset:
-        parts.append(f"--subset {config.subset}")
-    if config.clean_at is not None:
-        parts.append(f"--clean-at {joined(config.clean_at)}")
-    if config.folds != 3:
-        parts.append(f"--folds {config.folds}")
-    if config.device != "auto":
-        parts.append(f"--device {config.device}")
-    parts.append(f"--out {shlex.quote(str(out))}")
-    threads = [f"{name}={os.environ[name]}" for name in ("OMP_NUM_THREADS",) if name in os.environ]
-    return " ".join(threads + parts)
 
 
 def run_benchmark(config: BenchConfig, out: str | Path, *, command: str = "", quiet: bool = False,

@@ -1,0 +1,212 @@
+"""Commands on one run: ``train``, ``scores``, ``info`` and ``duplicates``."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..config import FINETUNE_EPOCHS, FINETUNE_LR, TrainConfig
+from ..engine.distributed import launched_distributed
+from ..engine.train import train
+from ..progress import progress_bar
+from ..run.files import atomic_write_csv
+from ..run.store import RunStore
+
+
+class ProgressCallbacks:
+    """A tqdm bar over the batches of each epoch, with the finished epoch's loss and accuracy."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+        self.epochs = 0
+
+    def on_start(self, info):
+        self.epochs = info["epochs"]
+        self.batches = info["batches"]
+        if not self.quiet:
+            print(f"training {info['model']} on {info['samples']} samples, {info['device']}, "
+                  f"epochs {info['start_epoch'] + 1}-{info['epochs']}", file=sys.stderr)
+
+    def on_batch(self, epoch, batch, batches):
+        if self.quiet:
+            return
+        if self.bar is None:
+            # Off when stderr is not a terminal: a log gets the one line per epoch, not every redraw.
+            self.bar = progress_bar(total=batches, desc=f"epoch {epoch + 1}/{self.epochs}", leave=False)
+        self.bar.update(1)
+
+    def on_epoch(self, epoch, summary):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.quiet:
+            print(f"epoch {epoch + 1}/{self.epochs}  loss {summary['loss']:.4f}  "
+                  f"acc {summary['accuracy']:.4f}  {summary['seconds']:.1f}s", file=sys.stderr)
+
+    def should_stop(self):
+        return False
+
+
+def cmd_train(args) -> int:
+    """``train``: train a run folder (or continue it with ``--resume``) and summarise it."""
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    fine_tunes = args.pretrained or args.weights is not None
+    out = args.out
+    rank = int(os.environ.get("RANK", "0"))
+    if out is None and launched_distributed():
+        raise ValueError("under torchrun every rank must write to the same run folder: pass --out PATH")
+    if out is None:
+        import time
+        stem = args.data.split(":", 1)[0]
+        out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    finetune = {"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR} if fine_tunes else {}
+    given = dict(epochs=args.epochs, model=args.model, batch_size=args.batch_size, lr=args.lr)
+    config = TrainConfig.for_source(args.data, **{**finetune, **{k: v for k, v in given.items() if v is not None}},
+                                    schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
+                                    inject_noise=args.inject_noise, noise_kind=args.noise_kind,
+                                    noise_map=args.noise_map, inject_duplicates=args.inject_duplicates,
+                                    subset=args.subset, image_size=args.image_size, augment=args.augment,
+                                    device=args.device, amp=args.amp, num_workers=args.workers,
+                                    compile=args.compile, download=args.download, pretrained=args.pretrained,
+                                    weights=args.weights)
+    quiet = args.quiet or rank != 0  # under torchrun, rank 0 speaks for all
+    result = train(config, out, resume=args.resume, callbacks=ProgressCallbacks(quiet), progress=not quiet)
+    if rank != 0:
+        return 0
+    print(f"run folder: {result.run.path}")
+    if not args.quiet:
+        print_info(result.run)
+    return 0
+
+
+def cmd_scores(args) -> int:
+    """``scores``: print the top samples by a score (highest suspicion first), optionally every
+    sample to a CSV file.
+    """
+    from ..analysis.scores import default_score, suspicion
+
+    store = RunStore(args.run)
+    scores = store.scores()
+    args.by = args.by or default_score(scores)
+    order = np.argsort(-suspicion(scores, args.by), kind="stable")
+    ranked = scores.iloc[order]
+    if args.csv:
+        atomic_write_csv(Path(args.csv), ranked.reset_index())
+        print(f"wrote {len(ranked)} rows to {args.csv}")
+    columns = [c for c in ("sample_id", "class_name", "csl", "csl_rank", args.by, "suggested_label",
+                           "suggested_confidence", "is_mislabeled") if c in ranked.columns]
+    columns = list(dict.fromkeys(columns))
+    print(ranked[columns].head(args.top).to_string())
+    return 0
+
+
+def cmd_info(args) -> int:
+    """``info``: summarise a run folder."""
+    print_info(RunStore(args.run))
+    return 0
+
+
+def cmd_duplicates(args) -> int:
+    """``duplicates``: print the duplicate groups of a run, ranked by their highest CSL, and
+    where duplicates were injected, how many were found.
+    """
+    from ..analysis.duplicates import injected_pair_recall, member_table
+    from ..run.duplicates import find_duplicates
+
+    store = RunStore(args.run)
+    report = find_duplicates(store, threshold=args.threshold, k=args.neighbours, progress=True)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    groups = report.groups
+    samples = store.samples()
+    members = member_table(report, samples)
+    if args.csv:
+        atomic_write_csv(Path(args.csv), members)
+        print(f"wrote {len(members)} rows to {args.csv}")
+    print(f"{len(groups)} duplicate groups at threshold {args.threshold} ({int(groups['exact'].sum())} exact, "
+          f"{int(groups['label_conflict'].sum())} with conflicting labels), {len(members)} samples")
+    columns = ["rank", "size", "label_conflict", "exact", "csl", "similarity", "sample_id", "class_name"]
+    shown = members[members["rank"] <= args.top]
+    if len(shown):
+        print(shown[columns].to_string(index=False))
+    if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
+        from sklearn.metrics import roc_auc_score
+
+        found = injected_pair_recall(report.samples["group"].to_numpy(), samples["duplicate_of"].to_numpy(),
+                                     groups)
+        truth = samples["duplicate_of"].to_numpy() >= 0
+        print(f"injected   {found['found_and_flagged']}/{found['pairs']} pairs grouped and flagged "
+              f"(recall {found['recall']:.4f}), {found['false_groups']} groups without an injected pair")
+        for column in ("csl", "duplicate_score"):
+            print(f"AUROC      {column:<15} {roc_auc_score(truth, report.samples[column].fillna(-np.inf)):.4f}"
+                  f"  (both members of {found['pairs']} injected pairs)")
+    return 0
+
+
+def print_info(store: RunStore) -> None:
+    meta = store.meta
+    report = store.report()
+    print(f"run        {store.path}")
+    print(f"data       {meta['source']}  ({meta['num_samples']} samples, {len(meta['classes'])} classes)")
+    print(f"model      {meta['model']} on {meta.get('device', '?')}")
+    print(f"epochs     {meta['finished_epochs']}/{meta['epochs']} finished"
+          + ("" if meta.get("completed") else "  (not complete: --resume continues it)"))
+    timings = [e["seconds"] for e in report.get("epochs", [])]
+    if timings:
+        print(f"time       {sum(timings):.1f}s, median {np.median(timings):.2f}s an epoch")
+    skipped = report.get("skipped", [])
+    if skipped:
+        print(f"skipped    {len(skipped)} input(s); listed in {store.path / 'report.json'}")
+    if report.get("test_accuracy") is not None:
+        print(f"test acc   {report['test_accuracy']:.4f}")
+    if not meta["finished_epochs"]:
+        return
+    from ..analysis.scores import default_score, suspicion
+
+    scores = store.scores()
+    truth = scores["is_mislabeled"].to_numpy(bool) if meta.get("has_ground_truth") else None
+    if truth is not None and not 0 < truth.sum() < len(truth):
+        truth = None
+    _print_standing(store, scores, truth)
+    if truth is not None:
+        from sklearn.metrics import roc_auc_score
+
+        for method in dict.fromkeys(("csl", "final_loss", "aum", "knn_disagreement", "fused", default_score(scores))):
+            if method in scores.columns:
+                print(f"AUROC      {method:<16} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
+                      f"({truth.sum()} injected mislabeled samples)")
+
+
+def _print_standing(store: RunStore, scores, truth) -> None:
+    """Training accuracy, the estimated noise and the review budget it implies, and the memorised warning."""
+    from ..analysis.noise_rate import standing
+    from ..analysis.scores import default_score, suspicion
+
+    probabilities = store.probabilities()
+    epochs = store.report().get("epochs", [])
+    accuracy = epochs[-1].get("accuracy") if epochs else None
+    if accuracy is not None:
+        print(f"train acc  {accuracy:.4f}  (last epoch, on the given labels)")
+    if probabilities is None:
+        return
+    ranking = default_score(scores)
+    where = standing(scores["label"].to_numpy(np.int64), np.asarray(probabilities), suspicion(scores, ranking),
+                     accuracy, truth)
+    line = (f"noise      about {where['estimated_count']} images ({where['estimated_rate']:.1%}) are likely "
+            f"mislabeled (confident joint on the run's mean probabilities); the top {where['k']} by {ranking} "
+            f"hold {where['flagged_in_top_k']} of those the estimate flags")
+    if truth is not None:
+        line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
+    print(line)
+    if where["memorised"]:
+        print(f"warning    training accuracy {accuracy:.1%}: the network has memorised its labels, wrong ones "
+              "included, so their last-epoch loss is low and stops separating them; rank by csl or fused "
+              "(summed over training), not final_loss. The noise estimate above is a floor on such a run.")
