@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from csl_core.analysis.scores import default_score, suspicion
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.store import RunStore
 
@@ -126,7 +127,8 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
     scores = store.scores()
     given = scores["label"].to_numpy()
     suggested = scores["suggested_label"].to_numpy()
-    queue = np.argsort(-scores["csl"].to_numpy(), kind="stable")      # the default queue: CSL, all undecided
+    # the default queue: the default ranking, all undecided
+    queue = np.argsort(-suspicion(scores, default_score(scores)), kind="stable")
     expected, positions = expected_decisions(KEYS, queue, given, suggested)
     assert len(expected) == 20
     with sync_api.sync_playwright() as playwright:

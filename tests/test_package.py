@@ -100,7 +100,7 @@ def test_editable_install_in_a_fresh_venv_gives_a_working_csl_clean(tmp_path, de
     assert "import" in helped.stdout and "export" in helped.stdout and "app" in helped.stdout
     info = run("info", str(demo_run))
     assert info.returncode == 0 and "AUROC      csl" in info.stdout, info.stderr
-    where = subprocess.run([str(python), "-c", "import csl_core, csl_core.cli as c; print(csl_core.__file__); "
+    where = subprocess.run([str(python), "-c", "import csl_core, csl_core.cli.interop as c; print(csl_core.__file__); "
                             "print(c.app_path())"], cwd=elsewhere, env=env, capture_output=True, text=True)
     module_file, app_file = where.stdout.split()
     assert Path(module_file).is_relative_to(source) and Path(app_file) == source / "app.py"

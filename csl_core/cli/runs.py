@@ -67,7 +67,10 @@ def cmd_train(args) -> int:
         import time
         stem = args.data.split(":", 1)[0]
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    finetune = {"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR} if fine_tunes else {}
+    # Fine-tuning a pretrained backbone replaces the source's from-scratch recipe (e.g. the airbench CNN).
+    engine = TrainConfig()
+    finetune = ({"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR, "model": engine.model, "batch_size": engine.batch_size}
+                if fine_tunes else {})
     given = dict(epochs=args.epochs, model=args.model, batch_size=args.batch_size, lr=args.lr)
     config = TrainConfig.for_source(args.data, **{**finetune, **{k: v for k, v in given.items() if v is not None}},
                                     schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
