@@ -125,11 +125,11 @@ if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
     st.caption(f"Injected duplicates: {found['found_and_flagged']} of {found['pairs']} pairs grouped and flagged; "
                f"{found['false_groups']} group(s) hold no injected pair.")
 
-tools = st.columns([2, 2, 4])
-tools[0].button("Undo last duplicates action", key="dup_undo", on_click=undo, args=(store,),
-                kwargs={"source": SOURCE}, icon=":material/undo:")
-tools[1].download_button("Groups as CSV", member_table(report, samples).to_csv(index=False).encode(),
-                         file_name=f"{store.name}-duplicates.csv", mime="text/csv", key="dup_download")
+tools = st.container(horizontal=True)   # each button as wide as its label
+tools.button("Undo last duplicates action", key="dup_undo", on_click=undo, args=(store,),
+             kwargs={"source": SOURCE}, icon=":material/undo:")
+tools.download_button("Groups as CSV", member_table(report, samples).to_csv(index=False).encode(),
+                      file_name=f"{store.name}-duplicates.csv", mime="text/csv", key="dup_download")
 st.caption(f"{len(groups):,} group(s) match; page {page} of {pages}.")
 
 labels = samples["label"].to_numpy(np.int64)
@@ -157,16 +157,15 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
                 st.markdown("  \n".join(lines), help=sample_ids[index])
         if len(members) > SHOWN_PER_GROUP:
             st.caption(f"and {len(members) - SHOWN_PER_GROUP} more (all are included in the group's actions)")
-        buttons = st.columns([2.4, 1.6, 2, 1.3, 1.5])
+        buttons = st.container(horizontal=True, vertical_alignment="bottom")  # wraps rather than cuts a label
         # The member with the lowest CSL is the one the model agreed with: the natural one to keep.
         lowest = sorted(members, key=lambda m: (np.nan_to_num(csl[m], nan=np.inf), m))
-        buttons[0].selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed",
-                             format_func=lambda m: f"keep {sample_ids[m]} ({classes[labels[m]]})")
-        buttons[1].button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one,
-                          args=(members, anchor))
-        buttons[2].selectbox("Relabel to", list(range(len(classes))), index=int(labels[lowest[0]]),
-                             key=f"dup_relabel_to_{anchor}", label_visibility="collapsed",
-                             format_func=lambda c: f"relabel all to {classes[c]}")
-        buttons[3].button("Relabel all", key=f"dup_relabel_{anchor}", on_click=relabel_all, args=(members, anchor))
-        buttons[4].button("Not duplicates", key=f"dup_not_{anchor}", on_click=not_duplicates, args=(members,),
-                          help="These images only look alike: hide the group (it shows again if it grows).")
+        buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed", width=280,
+                          format_func=lambda m: f"keep {sample_ids[m]} ({classes[labels[m]]})")
+        buttons.button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one, args=(members, anchor))
+        buttons.selectbox("Relabel to", list(range(len(classes))), index=int(labels[lowest[0]]),
+                          key=f"dup_relabel_to_{anchor}", label_visibility="collapsed", width=220,
+                          format_func=lambda c: f"relabel all to {classes[c]}")
+        buttons.button("Relabel all", key=f"dup_relabel_{anchor}", on_click=relabel_all, args=(members, anchor))
+        buttons.button("Not duplicates", key=f"dup_not_{anchor}", on_click=not_duplicates, args=(members,),
+                       help="These images only look alike: hide the group (it shows again if it grows).")

@@ -197,8 +197,9 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
             assert (effective.loc[shown[2:5], "action"] == "keep").all()
             assert effective.at[shown[1], "action"] == expected.get(shown[1], ("undecided",))[0]
 
-            # No button label cut on any page (the Duplicates page is being reworked separately).
+            # No button label cut on any page.
             for link, ready in (("Galleries", "Hardest: highest CSL"), ("Class pairs", "Accept all"),
+                                ("Duplicates", "Undo last duplicates action"),
                                 ("Review queue", "Undo last action"), ("Run", "What next"),
                                 ("Trajectories", "Samples per side"), ("Export", "Download CSV"),
                                 ("Evaluate", "Errors to find")):
