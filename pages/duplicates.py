@@ -82,7 +82,7 @@ embeddings = store.path / "embeddings.npy"
 stamp = embeddings.stat().st_mtime if embeddings.is_file() else 0.0
 show_decision_feedback()
 
-filters = st.columns([3, 1.5, 1.5, 1.2, 1.2])
+filters = st.columns([2.6, 1.9, 1.7, 1.1, 1.1])
 with filters[0]:
     threshold = st.slider("Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, step=0.0005, format="%.4f",
                           key="dup_threshold",
@@ -160,11 +160,11 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         buttons = st.container(horizontal=True, vertical_alignment="bottom")  # wraps rather than cuts a label
         # The member with the lowest CSL is the one the model agreed with: the natural one to keep.
         lowest = sorted(members, key=lambda m: (np.nan_to_num(csl[m], nan=np.inf), m))
-        buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed", width=280,
+        buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed", width=230,
                           format_func=lambda m: f"keep {sample_ids[m]} ({classes[labels[m]]})")
         buttons.button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one, args=(members, anchor))
         buttons.selectbox("Relabel to", list(range(len(classes))), index=int(labels[lowest[0]]),
-                          key=f"dup_relabel_to_{anchor}", label_visibility="collapsed", width=220,
+                          key=f"dup_relabel_to_{anchor}", label_visibility="collapsed", width=170,
                           format_func=lambda c: f"relabel all to {classes[c]}")
         buttons.button("Relabel all", key=f"dup_relabel_{anchor}", on_click=relabel_all, args=(members, anchor))
         buttons.button("Not duplicates", key=f"dup_not_{anchor}", on_click=not_duplicates, args=(members,),
