@@ -1,7 +1,13 @@
 """Shared fixtures. ``demo_run`` trains one small demo run per test session; reuse it, never write to it."""
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,3 +37,48 @@ def demo_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo-run") / "demo"
     train(TrainConfig(data="demo", epochs=DEMO_EPOCHS, device="cpu"), out)
     return out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def _serve_dashboard(tmp_path: Path, runs: Path):
+    """``streamlit run app.py`` on a free localhost port over the runs folder ``runs``; yields its URL once
+    it answers its health check, and stops it afterwards. Its output goes to ``tmp_path/streamlit.log``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env={**os.environ, "CSL_RUNS_DIR": str(runs)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not start:\n{(tmp_path / 'streamlit.log').read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture()
+def serve_dashboard():
+    """The dashboard server for browser tests: ``with serve_dashboard(tmp_path, runs) as url``."""
+    return _serve_dashboard
