@@ -82,3 +82,12 @@ def _serve_dashboard(tmp_path: Path, runs: Path):
 def serve_dashboard():
     """The dashboard server for browser tests: ``with serve_dashboard(tmp_path, runs) as url``."""
     return _serve_dashboard
+
+
+@pytest.fixture()
+def runs_dir(tmp_path, monkeypatch):
+    """An empty runs folder that the dashboard lists (``CSL_RUNS_DIR``), for page tests."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    monkeypatch.setenv("CSL_RUNS_DIR", str(root))
+    return root

@@ -21,14 +21,6 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRAINING_TIMEOUT = 240
 
 
-@pytest.fixture()
-def runs_dir(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("CSL_RUNS_DIR", str(root))
-    return root
-
-
 def app() -> AppTest:
     return AppTest.from_file(APP, default_timeout=120).run()
 

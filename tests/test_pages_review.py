@@ -16,14 +16,6 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture()
-def runs_dir(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    root.mkdir()
-    monkeypatch.setenv("CSL_RUNS_DIR", str(root))
-    return root
-
-
-@pytest.fixture()
 def demo_copy(runs_dir, demo_run) -> Path:
     """The session's demo run copied under the runs folder (the test may write decisions into it)."""
     path = runs_dir / "demo"

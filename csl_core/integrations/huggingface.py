@@ -31,6 +31,7 @@ except ImportError:
 
 from ..engine.tracker import CSLTracker
 from ..run.writer import RunWriter
+from . import sample_table
 
 __all__ = ["INDEX_KEY", "CSLLossMixin", "CSLRecorder", "CSLTrainer"]
 
@@ -55,12 +56,10 @@ class CSLRecorder(TrainerCallback):
     def __init__(self, run_dir: str | Path, *, classes: Sequence[str], labels: Sequence[int] | None = None,
                  paths: Sequence[str] | None = None, images: np.ndarray | None = None, samples=None,
                  model_name: str | None = None):
-        if samples is None and labels is None:
-            raise ValueError("CSLRecorder needs the labels (or a sample table) of the training set")
         self.run_dir = Path(run_dir)
         self.classes = list(classes)
-        self._table = {"labels": labels, "paths": paths, "images": images, "samples": samples}
-        self.num_samples = len(samples) if samples is not None else len(labels)
+        self._table, self.num_samples = sample_table("CSLRecorder", labels=labels, paths=paths, images=images,
+                                                     samples=samples)
         self.model_name = model_name
         self.tracker: CSLTracker | None = None
         self.writer: RunWriter | None = None

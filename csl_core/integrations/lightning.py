@@ -36,6 +36,7 @@ except ImportError:
 
 from ..engine.tracker import CSLTracker
 from ..run.writer import RunWriter
+from . import sample_table
 
 __all__ = ["CSLCallback", "pl"]
 
@@ -62,12 +63,10 @@ class CSLCallback(pl.Callback):
                  embeddings: Callable[[pl.LightningModule], np.ndarray] | None = None,
                  model_name: str | None = None):
         super().__init__()
-        if samples is None and labels is None:
-            raise ValueError("CSLCallback needs the labels (or a sample table) of the training set")
         self.run_dir = Path(run_dir)
         self.classes = list(classes)
-        self._table = {"labels": labels, "paths": paths, "images": images, "samples": samples}
-        self.num_samples = len(samples) if samples is not None else len(labels)
+        self._table, self.num_samples = sample_table("CSLCallback", labels=labels, paths=paths, images=images,
+                                                     samples=samples)
         self.embeddings = embeddings
         self.model_name = model_name
         self.tracker: CSLTracker | None = None
