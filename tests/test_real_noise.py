@@ -77,3 +77,41 @@ def test_a_missing_column_is_named(tmp_path):
     root, _ = _make(tmp_path, n=6)
     with pytest.raises(DataError, match="aggre_label"):
         RealNoiseBenchmark(RealNoiseConfig(labels=str(root / "labels.csv"), columns=("aggre_label",)), tmp_path / "o")
+
+
+def test_recipe_variants_get_runs_of_their_own_and_the_widened_model_is_rebuilt_for_cleanlab(tmp_path):
+    root, _ = _make(tmp_path, n=24)
+    out = tmp_path / "bench"
+    base = ["bench-real", "--labels", str(root / "labels.csv"), "--columns", "noisy_label", "--recipe-epochs", "2",
+            "--out", str(out), "--quiet"]
+    assert main(base + ["--model", "small-cnn-x0.5", "--lr", "0.1", "--cleanlab", "--folds", "2"]) == 0
+    (wide,) = json.loads((out / "results.json").read_text())["cells"]
+    assert (wide["epochs"], wide["model"], wide["lr"], wide["augment"]) == (2, "small-cnn-x0.5", 0.1, None)
+    meta = out / "runs" / "noisy_label-e2-small-cnn-x0.5-lr0.1-seed1" / "meta.json"
+    mtime = meta.stat().st_mtime_ns
+    # the folds' networks are rebuilt at the run's width to predict the held-out rows
+    assert 0 <= wide["methods"]["cleanlab"]["auroc"] <= 1
+    assert main(base + ["--model", "small-cnn"]) == 0  # another variant in the same --out
+    (plain,) = json.loads((out / "results.json").read_text())["cells"]
+    assert plain["model"] == "small-cnn" and plain["lr"] == 0.2  # the csv source's recipe lr
+    assert meta.stat().st_mtime_ns == mtime and (out / "runs" / "noisy_label-e2-small-cnn-seed1").is_dir()
+
+
+def test_the_recipe_sweep_runs_each_variant_once_and_tables_them(tmp_path):
+    from scripts.sweep_recipe import main as sweep_main
+
+    root, _ = _make(tmp_path, n=24)
+    out = tmp_path / "sweep"
+    args = ["--labels", str(root / "labels.csv"), "--column", "noisy_label", "--only", "epochs10,no-augment",
+            "--out", str(out), "--quiet"]
+    assert sweep_main(args) == 0
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [(r["variant"], r["epochs"], r["augment"]) for r in rows] == [("epochs10", 10, None),
+                                                                        ("no-augment", 20, False)]
+    assert all(0 <= r["auroc"]["fused"] <= 1 and r["seconds_per_epoch"] > 0 for r in rows)
+    assert "| epochs10 | airbench | 0.2 | 10 | yes |" in (out / "sweep.md").read_text()
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["noisy_label-e10-seed1", "noisy_label-e20-noaug-seed1"]
+    with pytest.raises(SystemExit):  # an unknown variant is refused before anything trains
+        sweep_main(args[:-4] + ["--only", "lr9", "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()

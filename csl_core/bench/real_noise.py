@@ -45,6 +45,8 @@ class RealNoiseConfig:
     recipe: bool = True  # also the source's recipe as it is
     augment: bool | None = None
     model: str | None = None
+    lr: float | None = None  # peak learning rate (None: the source's recipe)
+    recipe_epochs: int | None = None  # epochs of the recipe's run (None: the source's recipe)
     subset: int | None = None
     test: str | None = None
     cleanlab: bool = False
@@ -125,8 +127,9 @@ class RealNoiseBenchmark:
     def _train_config(self, column: str, seed: int, epochs: int | None) -> TrainConfig:
         c = self.config
         augment = c.augment if epochs is None else (False if c.augment is None else c.augment)
+        epochs = c.recipe_epochs if epochs is None else epochs
         return TrainConfig.for_source(self._spec(column), epochs=epochs, seed=seed, augment=augment,
-                                      model=c.model, subset=c.subset, device=c.device)
+                                      model=c.model, lr=c.lr, subset=c.subset, device=c.device)
 
     def _test_source(self, classes: list[str]):
         if self.config.test is None:
@@ -174,7 +177,11 @@ class RealNoiseBenchmark:
 
     def _cell(self, column: str, epochs: int | None, seed: int) -> dict:
         config = self._train_config(column, seed, epochs)
-        name = f"{column}-e{config.epochs}{'' if config.augment is not False else '-noaug'}-seed{seed}"
+        # the name tells the settings a bench varies apart, so two plans sharing an --out never replace
+        # each other's runs
+        variant = "".join([f"-{self.config.model}" if self.config.model else "",
+                           f"-lr{config.lr:g}" if self.config.lr is not None else ""])
+        name = f"{column}-e{config.epochs}{'' if config.augment is not False else '-noaug'}{variant}-seed{seed}"
         self._log(f"{name}: training {config.model} on {config.data}, {config.epochs} epochs")
         training_set = self._training_set(config)
         began = time.perf_counter()
@@ -187,7 +194,7 @@ class RealNoiseBenchmark:
         methods = {m: {**detection_metrics(truth, suspicion(scores, m)), "seconds": train_seconds}
                    for m in SCORES if m in scores.columns and SCORES[m].benchmarked}
         cell = {"column": column, "seed": seed, "epochs": config.epochs, "augment": config.augment,
-                "model": store.meta["model"], "run": str(store.path), "num_samples": len(truth),
+                "model": store.meta["model"], "lr": config.lr, "run": str(store.path), "num_samples": len(truth),
                 "positives": int(truth.sum()), "estimated_noise": estimate.count,
                 "train_accuracy": report["epochs"][-1]["accuracy"], "test_accuracy": test_accuracy,
                 "training_seconds": train_seconds, "wall_seconds": time.perf_counter() - began,

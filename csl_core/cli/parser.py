@@ -229,7 +229,11 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                         "source's recipe always runs")
     r.add_argument("--recipe", action=argparse.BooleanOptionalAction, default=True,
                    help="also train with the source's recipe as it is (--no-recipe: only the --epochs budgets)")
-    r.add_argument("--model", default=None, help="model (default: the source's recipe)")
+    r.add_argument("--model", default=None,
+                   help="model, e.g. airbench-x2 for twice the width (default: the source's recipe)")
+    r.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the source's recipe)")
+    r.add_argument("--recipe-epochs", type=int, default=None,
+                   help="epochs of the recipe's run, augmentation kept (default: the source's recipe)")
     r.add_argument("--subset", type=int, default=None, help="a seeded random subset of N samples")
     r.add_argument("--test", default=None,
                    help="a path,label file of clean test images (paths relative to --root when given)")

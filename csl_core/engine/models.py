@@ -13,6 +13,10 @@ import torch
 from torch import nn
 
 MODELS = ("small-cnn", "airbench", "resnet18")
+# The two CNNs come in other widths too: ``airbench-x2`` doubles every layer's channels, ``small-cnn-x0.5``
+# halves them (the multiplier is stored in the run's model name, so a resume rebuilds the same network).
+SCALABLE = ("small-cnn", "airbench")
+MAX_WIDTH = 8.0
 # torchvision architectures offered as pretrained backbones; stored in a run as "torchvision:<name>".
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
              "convnext_tiny")
@@ -146,21 +150,43 @@ def resolve_model_name(name: str, image_size: int, *, pretrained: bool = False) 
         return TORCHVISION_PREFIX + base
     if name == "auto":
         return "small-cnn" if image_size <= 64 else "resnet18"
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or auto), or with "
+    if name not in MODELS and split_width(name) is None:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or auto; "
+                         f"{' and '.join(SCALABLE)} also in other widths, e.g. airbench-x2), or with "
                          f"--pretrained: {', '.join(BACKBONES)}")
     return name
 
 
+def split_width(name: str) -> tuple[str, float] | None:
+    """``("airbench", 2.0)`` for ``"airbench-x2"``: a scalable model and its width multiplier (above 0, at
+    most ``MAX_WIDTH``); None when ``name`` is not of that form."""
+    base, sep, factor = name.rpartition("-x")
+    if not sep or base not in SCALABLE:
+        return None
+    try:
+        width = float(factor)
+    except ValueError:
+        return None
+    if not 0 < width <= MAX_WIDTH or factor != factor.strip():
+        return None
+    return base, width
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(4, round(channels * width))
+
+
 def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """The model a run names (``meta["model"]``: ``small-cnn``, ``resnet18`` or a torchvision backbone, see
+    """The model a run names (``meta["model"]``: ``small-cnn``, ``airbench`` (either possibly with a width,
+    ``airbench-x2``), ``resnet18`` or a torchvision backbone, see
     :func:`resolve_model_name`), freshly initialised, for images of ``in_channels`` channels; it has ``embed``
     and ``head``.
     """
-    if name == "small-cnn":
-        return SmallCNN(in_channels, num_classes)
-    if name == "airbench":
-        return AirbenchCNN(in_channels, num_classes)
+    base, width = split_width(name) or (name, 1.0)
+    if base == "small-cnn":
+        return SmallCNN(in_channels, num_classes, width=_scaled(32, width))
+    if base == "airbench":
+        return AirbenchCNN(in_channels, num_classes, widths=tuple(_scaled(c, width) for c in (64, 128, 128)))
     if name == "resnet18":
         return ResNet18Small(in_channels, num_classes)
     if name.startswith(TORCHVISION_PREFIX) and name.removeprefix(TORCHVISION_PREFIX) in BACKBONES:
