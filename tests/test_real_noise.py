@@ -115,3 +115,20 @@ def test_the_recipe_sweep_runs_each_variant_once_and_tables_them(tmp_path):
     with pytest.raises(SystemExit):  # an unknown variant is refused before anything trains
         sweep_main(args[:-4] + ["--only", "lr9", "--out", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
+
+
+def test_two_seeds_are_summarised_per_score_with_their_range(tmp_path):
+    root, _ = _make(tmp_path, n=24)
+    out = tmp_path / "bench"
+    assert main(["bench-real", "--labels", str(root / "labels.csv"), "--columns", "noisy_label", "--seeds", "1,2",
+                 "--recipe-epochs", "2", "--model", "small-cnn", "--out", str(out), "--quiet"]) == 0
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [c["seed"] for c in cells] == [1, 2]
+    from csl_core.bench.real_noise import summarise_seeds
+
+    rows = {r["method"]: r for r in summarise_seeds(cells)}
+    csl = [c["methods"]["csl"]["auroc"] for c in cells]
+    assert rows["csl"]["seeds"] == [1, 2] and rows["csl"]["auroc"] == pytest.approx(sum(csl) / 2)
+    assert (rows["csl"]["auroc_min"], rows["csl"]["auroc_max"]) == (min(csl), max(csl))
+    text = (out / "results.md").read_text()
+    assert "## Over seeds" in text and f"| noisy_label | 2 | CSL (training pass) | 2 | {sum(csl) / 2:.4f} |" in text
