@@ -1,7 +1,8 @@
 """Sweep the training recipe of a label-noise protocol for detection quality per unit of training time.
 
-Each variant changes one thing from the ``csv`` source's recipe (airbench CNN, 20 epochs, lr 0.2, crop +
-flip): the learning rate, the width of the network, the number of epochs, augmentation. Every variant is
+Each variant changes one thing from the ``csv`` source's recipe (airbench CNN, 20 epochs, batch 256, lr
+0.2, crop + flip): the learning rate, the width of the network, the number of epochs, augmentation; one
+more is the built-in sources' former recipe (the small CNN, 15 epochs, batch 128, lr 0.05). Every variant is
 one ``bench-real`` cell (the noisy column trained through the ordinary ``csv:`` source, scored against
 the trusted column), all in one ``--out`` folder, so a rerun reuses what has finished; ``sweep.json``
 and ``sweep.md`` gather them. Used to choose the recipe of the user's own files (docs/bench/cifar10n.md):
@@ -30,6 +31,8 @@ VARIANTS = {
     "epochs10": {"recipe_epochs": 10},
     "epochs30": {"recipe_epochs": 30},
     "no-augment": {"augment": False},
+    # the recipe the built-in sources had: the small 2-conv CNN, 15 epochs, batch 128, lr 0.05
+    "small-cnn": {"model": "small-cnn", "lr": 0.05, "batch_size": 128, "recipe_epochs": 15},
 }
 SHOWN = ("fused", "csl", "aum", "final_loss", "knn_disagreement")
 
@@ -43,7 +46,8 @@ def sweep(labels: str, root: str | None, column: str, subset: int | None, seed: 
                                  **VARIANTS[name])
         (cell,) = RealNoiseBenchmark(config, out, quiet=quiet).run()["cells"]
         rows.append({"variant": name, "changes": VARIANTS[name], "model": cell["model"], "lr": cell["lr"],
-                     "epochs": cell["epochs"], "augment": cell["augment"], "num_samples": cell["num_samples"],
+                     "batch_size": cell["batch_size"], "epochs": cell["epochs"], "augment": cell["augment"],
+                     "num_samples": cell["num_samples"],
                      "positives": cell["positives"], "train_accuracy": cell["train_accuracy"],
                      "training_seconds": cell["training_seconds"],
                      "seconds_per_epoch": cell["training_seconds"] / max(cell["epochs"], 1),
@@ -56,12 +60,12 @@ def sweep(labels: str, root: str | None, column: str, subset: int | None, seed: 
 def write(rows: list[dict], out: Path, labels: str, column: str) -> None:
     atomic_write_json(out / "sweep.json", {"labels": labels, "column": column, "rows": rows})
     lines = [f"# Recipe sweep: `{column}` of {labels}", "",
-             "| variant | model | lr | epochs | augment | s / epoch | training s | train acc | "
-             + " | ".join(SHOWN) + " |", "| --- " * (8 + len(SHOWN)) + "|"]
+             "| variant | model | lr | batch | epochs | augment | s / epoch | training s | train acc | "
+             + " | ".join(SHOWN) + " |", "| --- " * (9 + len(SHOWN)) + "|"]
     for r in rows:
         aurocs = " | ".join(f"{r['auroc'][m]:.4f}" if m in r["auroc"] else "" for m in SHOWN)
         augment = "no" if r["augment"] is False else "yes"
-        lines.append(f"| {r['variant']} | {r['model']} | {r['lr']:g} | {r['epochs']} | {augment} | "
+        lines.append(f"| {r['variant']} | {r['model']} | {r['lr']:g} | {r['batch_size']} | {r['epochs']} | {augment} | "
                      f"{r['seconds_per_epoch']:.1f} | {r['training_seconds']:.0f} | {r['train_accuracy']:.3f} | "
                      f"{aurocs} |")
     atomic_write_bytes(out / "sweep.md", ("\n".join(lines) + "\n").encode())

@@ -91,10 +91,10 @@ def test_recipe_variants_get_runs_of_their_own_and_the_widened_model_is_rebuilt_
     mtime = meta.stat().st_mtime_ns
     # the folds' networks are rebuilt at the run's width to predict the held-out rows
     assert 0 <= wide["methods"]["cleanlab"]["auroc"] <= 1
-    assert main(base + ["--model", "small-cnn"]) == 0  # another variant in the same --out
+    assert main(base + ["--model", "small-cnn", "--batch-size", "8"]) == 0  # another variant in the same --out
     (plain,) = json.loads((out / "results.json").read_text())["cells"]
-    assert plain["model"] == "small-cnn" and plain["lr"] == 0.2  # the csv source's recipe lr
-    assert meta.stat().st_mtime_ns == mtime and (out / "runs" / "noisy_label-e2-small-cnn-seed1").is_dir()
+    assert (plain["model"], plain["lr"], plain["batch_size"]) == ("small-cnn", 0.2, 8)  # lr: the csv recipe's
+    assert meta.stat().st_mtime_ns == mtime and (out / "runs" / "noisy_label-e2-small-cnn-b8-seed1").is_dir()
 
 
 def test_the_recipe_sweep_runs_each_variant_once_and_tables_them(tmp_path):
@@ -109,7 +109,7 @@ def test_the_recipe_sweep_runs_each_variant_once_and_tables_them(tmp_path):
     assert [(r["variant"], r["epochs"], r["augment"]) for r in rows] == [("epochs10", 10, None),
                                                                         ("no-augment", 20, False)]
     assert all(0 <= r["auroc"]["fused"] <= 1 and r["seconds_per_epoch"] > 0 for r in rows)
-    assert "| epochs10 | airbench | 0.2 | 10 | yes |" in (out / "sweep.md").read_text()
+    assert "| epochs10 | airbench | 0.2 | 256 | 10 | yes |" in (out / "sweep.md").read_text()
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert runs == ["noisy_label-e10-seed1", "noisy_label-e20-noaug-seed1"]
     with pytest.raises(SystemExit):  # an unknown variant is refused before anything trains

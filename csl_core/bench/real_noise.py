@@ -47,6 +47,7 @@ class RealNoiseConfig:
     model: str | None = None
     lr: float | None = None  # peak learning rate (None: the source's recipe)
     recipe_epochs: int | None = None  # epochs of the recipe's run (None: the source's recipe)
+    batch_size: int | None = None  # (None: the source's recipe)
     subset: int | None = None
     test: str | None = None
     cleanlab: bool = False
@@ -129,7 +130,7 @@ class RealNoiseBenchmark:
         augment = c.augment if epochs is None else (False if c.augment is None else c.augment)
         epochs = c.recipe_epochs if epochs is None else epochs
         return TrainConfig.for_source(self._spec(column), epochs=epochs, seed=seed, augment=augment,
-                                      model=c.model, lr=c.lr, subset=c.subset, device=c.device)
+                                      model=c.model, lr=c.lr, batch_size=c.batch_size, subset=c.subset, device=c.device)
 
     def _test_source(self, classes: list[str]):
         if self.config.test is None:
@@ -180,7 +181,8 @@ class RealNoiseBenchmark:
         # the name tells the settings a bench varies apart, so two plans sharing an --out never replace
         # each other's runs
         variant = "".join([f"-{self.config.model}" if self.config.model else "",
-                           f"-lr{config.lr:g}" if self.config.lr is not None else ""])
+                           f"-lr{config.lr:g}" if self.config.lr is not None else "",
+                           f"-b{config.batch_size}" if self.config.batch_size is not None else ""])
         name = f"{column}-e{config.epochs}{'' if config.augment is not False else '-noaug'}{variant}-seed{seed}"
         self._log(f"{name}: training {config.model} on {config.data}, {config.epochs} epochs")
         training_set = self._training_set(config)
@@ -194,7 +196,8 @@ class RealNoiseBenchmark:
         methods = {m: {**detection_metrics(truth, suspicion(scores, m)), "seconds": train_seconds}
                    for m in SCORES if m in scores.columns and SCORES[m].benchmarked}
         cell = {"column": column, "seed": seed, "epochs": config.epochs, "augment": config.augment,
-                "model": store.meta["model"], "lr": config.lr, "run": str(store.path), "num_samples": len(truth),
+                "model": store.meta["model"], "lr": config.lr, "batch_size": config.batch_size,
+                "run": str(store.path), "num_samples": len(truth),
                 "positives": int(truth.sum()), "estimated_noise": estimate.count,
                 "train_accuracy": report["epochs"][-1]["accuracy"], "test_accuracy": test_accuracy,
                 "training_seconds": train_seconds, "wall_seconds": time.perf_counter() - began,

@@ -32,7 +32,7 @@ def cmd_bench_real(args) -> int:
     config = RealNoiseConfig(labels=args.labels, root=args.root,
                              columns=tuple(c.strip() for c in args.columns.split(",") if c.strip()),
                              truth=args.truth, seeds=args.seeds, epochs=args.epochs, recipe=args.recipe,
-                             model=args.model, lr=args.lr, recipe_epochs=args.recipe_epochs,
+                             model=args.model, lr=args.lr, batch_size=args.batch_size, recipe_epochs=args.recipe_epochs,
                              subset=args.subset, test=args.test, cleanlab=args.cleanlab, folds=args.folds,
                              clean=args.clean, device=args.device)
     RealNoiseBenchmark(config, args.out, quiet=args.quiet).run()

@@ -232,6 +232,7 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     r.add_argument("--model", default=None,
                    help="model, e.g. airbench-x2 for twice the width (default: the source's recipe)")
     r.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the source's recipe)")
+    r.add_argument("--batch-size", type=int, default=None, help="batch size (default: the source's recipe)")
     r.add_argument("--recipe-epochs", type=int, default=None,
                    help="epochs of the recipe's run, augmentation kept (default: the source's recipe)")
     r.add_argument("--subset", type=int, default=None, help="a seeded random subset of N samples")
