@@ -14,13 +14,18 @@ FINETUNE_LR = 0.01
 FINETUNE_EPOCHS = 5
 
 
-def recipe_for(data: str) -> dict:
+def recipe_for(data: str, *, fine_tunes: bool = False) -> dict:
     """The settings a run on ``data`` (a ``--data`` spec) gets unless told otherwise: its source kind's
     recipe in :data:`csl_core.data.SOURCES` (the user's own files get the one that measured best on real
-    label noise, docs/bench/cifar10n.md; the built-in sources keep those their figures were measured with)."""
+    label noise, docs/bench/cifar10n.md; the built-in sources keep those their figures were measured with).
+    Fine-tuning a pretrained backbone (``fine_tunes``) replaces the source's from-scratch recipe: the
+    engine's model choice and batch size, ``FINETUNE_EPOCHS`` at peak learning rate ``FINETUNE_LR``."""
     from .data import source_kind
 
-    kind = source_kind(data)
+    kind = source_kind(data)  # an unknown kind raises, fine-tuning or not
+    if fine_tunes:
+        return {"model": TrainConfig.model, "epochs": FINETUNE_EPOCHS, "batch_size": TrainConfig.batch_size,
+                "lr": FINETUNE_LR}
     return {name: value for name in ("model", "epochs", "batch_size", "lr")
             if (value := getattr(kind, name)) is not None}
 
@@ -68,7 +73,9 @@ class TrainConfig:
     def for_source(cls, data: str, **given) -> TrainConfig:
         """The config of a run on ``data``: the source's recipe (:func:`recipe_for`), then every
         setting in ``given`` that is not ``None``."""
-        return cls(data=data, **{**recipe_for(data), **{k: v for k, v in given.items() if v is not None}})
+        fine_tunes = bool(given.get("pretrained")) or given.get("weights") is not None
+        return cls(data=data, **{**recipe_for(data, fine_tunes=fine_tunes),
+                                 **{k: v for k, v in given.items() if v is not None}})
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -128,12 +135,11 @@ class TrainConfig:
             raise ValueError(f"unknown --noise-kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
 
 
-def default_epochs(data: str) -> int:
+def default_epochs(data: str, *, fine_tunes: bool = False) -> int:
     """The epochs a run on source ``data`` trains unless told: the source's own (the demo's 12), else
-    ``TrainConfig.epochs``. An unknown kind raises :class:`~csl_core.data.DataError`."""
-    from .data import source_kind
-
-    return source_kind(data).epochs or TrainConfig.epochs
+    ``TrainConfig.epochs``; ``FINETUNE_EPOCHS`` when it fine-tunes a pretrained backbone. An unknown kind
+    raises :class:`~csl_core.data.DataError`."""
+    return recipe_for(data, fine_tunes=fine_tunes).get("epochs", TrainConfig.epochs)
 
 
 _NONE = type(None)

@@ -14,6 +14,7 @@ from csl_core.data import DEBIAN_FASHION_MNIST, DataError
 from csl_core.data.preflight import check_source
 from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
+from csl_core.engine.models import BACKBONES, MODELS, backbone_cache_path
 from csl_core.run.folders import run_folder_for
 from csl_core.run.store import RunError, RunStore
 from pages._common import (
@@ -35,6 +36,9 @@ SOURCES = {
     "imagefolder": "My images: a folder with one subfolder per class",
     "csv": "My images: a CSV file with path,label columns",
 }
+START_FROM = {"scratch": "Random initialisation",
+              "imagenet": "ImageNet weights (torchvision's; downloaded once into torch's cache)",
+              "file": "A weights file (a state dict of the backbone)"}
 CHART_REFRESH_SECONDS = 10.0
 NEEDS_PATH = {"imagefolder": "Folder (ROOT/<class>/<image>)", "csv": "CSV file (paths relative to its folder)",
               "cifar10": "Folder holding cifar-10-batches-py (empty: the usual cache)",
@@ -58,10 +62,18 @@ def _spec() -> str:
     return f"{kind}:{quote_path(location)}" if location and kind in NEEDS_PATH else kind
 
 
+def _follow_recipe() -> None:
+    """The epochs follow the source's recipe (and fine-tuning's), until the person sets a number of their own."""
+    if ss.get("run_epochs") in (None, ss.get("run_epochs_auto")):
+        ss["run_epochs"] = ss["run_epochs_auto"] = default_epochs(ss.get("run_source", "demo"),
+                                                                  fine_tunes=_fine_tunes())
+
+
 def _source_changed() -> None:
-    """The run name follows the source, until the person types a name of their own."""
+    """The run name follows the source, until the person types a name of their own; so do the epochs."""
     if ss.get("run_name") in ("", None, ss.get("run_name_auto")):
         ss["run_name"] = ss["run_name_auto"] = _new_run_name(ss.run_source, ss.get("run_location") or "")
+    _follow_recipe()
     ss.pop("run_source_check", None)
     if ss.run_source in NEEDS_PATH and (ss.get("run_location") or "").strip():
         try:
@@ -70,15 +82,37 @@ def _source_changed() -> None:
             ss["run_source_check"] = ("error", str(e))
 
 
+def _fine_tunes() -> bool:
+    return ss.get("run_start_from", "scratch") != "scratch"
+
+
+def _start_from_changed() -> None:
+    ss.pop("run_model", None)  # the models offered differ: from scratch, or torchvision's backbones
+    _follow_recipe()
+
+
+def _weights_file() -> str | None:
+    if ss.get("run_start_from") != "file":
+        return None
+    weights = (ss.get("run_weights") or "").strip()
+    if not weights:
+        raise ValueError("Weights file: give the path of a state dict (.pt / .pth) of the chosen backbone")
+    if not Path(weights).expanduser().is_file():
+        raise ValueError(f"Weights file {weights}: no such file")
+    return str(Path(weights).expanduser())
+
+
 def _config_from_form() -> TrainConfig:
     spec = _spec()
     check_source(spec)   # a bad path is a message on the form, never a failed run
     noise = ss.get("run_noise")
-    # "auto" takes the source's recipe (the airbench CNN, batch 256, lr 0.2 for your own files)
+    # "auto" takes the source's recipe (the airbench CNN, batch 256, lr 0.2 for your own files), or when
+    # fine-tuning, ResNet-18 with the fine-tuning recipe
     config = TrainConfig.for_source(spec, epochs=int(ss.run_epochs), eval_pass=bool(ss.run_eval),
                                     model=None if ss.run_model == "auto" else ss.run_model,
                                     inject_noise=None if noise is None else float(noise) / 100.0,
-                                    subset=int(ss.run_subset) if ss.get("run_subset") else None)
+                                    subset=int(ss.run_subset) if ss.get("run_subset") else None,
+                                    pretrained=ss.get("run_start_from") == "imagenet", weights=_weights_file())
     config.validate()
     return config
 
@@ -127,6 +161,8 @@ store = open_store()
 with st.expander("New run", expanded=store is None or open_run_path() is None):
     if "run_name" not in ss:
         ss["run_name"] = ss["run_name_auto"] = _new_run_name("demo")
+    if "run_epochs" not in ss:
+        _follow_recipe()
     left, right = st.columns(2)
     with left:
         st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get, on_change=_source_changed,
@@ -140,11 +176,29 @@ with st.expander("New run", expanded=store is None or open_run_path() is None):
                     f":material/check: {verdict[1]}" if verdict[0] == "ok" else verdict[1])
         st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
     with right:
-        st.number_input("Epochs", min_value=1, max_value=500, value=default_epochs(ss.run_source), key="run_epochs",
+        st.selectbox("Start from", list(START_FROM), key="run_start_from", format_func=START_FROM.get,
+                     on_change=_start_from_changed,
+                     help="Fine-tuning an ImageNet backbone suits photos (a GPU helps: about 0.2 CPU-seconds a "
+                          "photo an epoch at 224 px); it trains fewer epochs at a lower learning rate.")
+        if ss.run_start_from == "file":
+            st.text_input("Weights file", key="run_weights", placeholder="/models/resnet18-imagenet.pth",
+                          help="A state dict of torchvision's architecture of the chosen model, read without "
+                               "running code (weights_only); nothing is downloaded.")
+        st.number_input("Epochs", min_value=1, max_value=500, key="run_epochs",
                         help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
-        st.selectbox("Model", ["auto", "small-cnn", "airbench", "resnet18"], key="run_model",
-                     help="auto: the airbench CNN for your own files; for the built-in sources a small CNN for "
-                          "images up to 64 px (fast on a CPU), else ResNet-18.")
+        if _fine_tunes():
+            st.selectbox("Model", ["auto", *BACKBONES], key="run_model",
+                         help="auto: ResNet-18. torchvision's architecture with a new head for your classes.")
+            if ss.run_start_from == "imagenet":
+                model = "resnet18" if ss.run_model == "auto" else ss.run_model
+                cached = backbone_cache_path(model).is_file()
+                st.caption(f":material/check: {model}'s ImageNet weights are in torch's cache" if cached else
+                           f":material/download: {model}'s ImageNet weights will be downloaded when the run "
+                           "starts (no internet? give a weights file instead)")
+        else:
+            st.selectbox("Model", ["auto", *MODELS], key="run_model",
+                         help="auto: the airbench CNN for your own files; for the built-in sources a small CNN for "
+                              "images up to 64 px (fast on a CPU), else ResNet-18.")
         st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
                         key="run_noise", placeholder="source default (demo 5%, others none)",
                         help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")

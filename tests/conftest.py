@@ -91,3 +91,15 @@ def runs_dir(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setenv("CSL_RUNS_DIR", str(root))
     return root
+
+
+@pytest.fixture()
+def no_magic():
+    """Pages never rely on Streamlit's "magic"; without it a rerun compiles the page without ``ast.parse``,
+    which CPython 3.11 before 3.11.8 can get wrong while another thread parses too (gh-106905). For tests
+    that train in a background thread while AppTest reruns a page."""
+    from streamlit import config
+
+    config.set_option("runner.magicEnabled", False)
+    yield
+    config.set_option("runner.magicEnabled", True)

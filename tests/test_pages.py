@@ -29,15 +29,7 @@ def progress_texts(at: AppTest) -> list[str]:
     return [p.proto.text for p in at.get("progress")]
 
 
-@pytest.fixture(autouse=True)
-def no_magic():
-    """Pages never rely on Streamlit's "magic"; without it a rerun compiles the page without ``ast.parse``,
-    which CPython 3.11 before 3.11.8 can get wrong while another thread parses too (gh-106905)."""
-    from streamlit import config
-
-    config.set_option("runner.magicEnabled", False)
-    yield
-    config.set_option("runner.magicEnabled", True)
+pytestmark = pytest.mark.usefixtures("no_magic")
 
 
 def wait_for(at: AppTest, run_path: Path, state: str, timeout: float = TRAINING_TIMEOUT, *,

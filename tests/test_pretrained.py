@@ -112,3 +112,48 @@ def test_an_unknown_backbone_lists_the_known_ones(photos, tmp_path, capsys):
     assert main(["train", "--data", f"imagefolder:{photos}", "--pretrained", "--model", "alexnet",
                  "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "no pretrained backbone 'alexnet'; known: resnet18" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_magic")
+def test_the_run_page_fine_tunes_a_backbone_from_a_weights_file(runs_dir, torch_home, resnet18_state, photos,
+                                                                  tmp_path):
+    import time
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from pages._common import job_registry
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120).run()
+    at.selectbox(key="run_source").set_value("imagefolder").run()
+    at.text_input(key="run_location").input(str(photos)).run()
+    assert at.number_input(key="run_epochs").value == 20  # the from-scratch recipe of one's own files
+    at.selectbox(key="run_start_from").set_value("imagenet").run()
+    assert at.number_input(key="run_epochs").value == 5   # fine-tuning: fewer epochs
+    assert "resnet50" in at.selectbox(key="run_model").options
+    assert any("will be downloaded" in c.value for c in at.caption)  # said, not done, on the form
+    assert not list(torch_home.rglob("*.pth"))
+
+    at.number_input(key="run_epochs").set_value(1).run()
+    at.selectbox(key="run_start_from").set_value("file").run()
+    assert at.number_input(key="run_epochs").value == 1  # a number the person set stays
+    at.text_input(key="run_weights").input(str(tmp_path / "missing.pth"))
+    at.text_input(key="run_name").input("photos-ft")
+    at.button(key="run_start").click().run()
+    assert any("missing.pth: no such file" in e.value for e in at.error)
+    assert not (runs_dir / "photos-ft").exists()   # nothing started
+
+    at.text_input(key="run_weights").input(str(resnet18_state))
+    at.button(key="run_start").click().run()
+    assert not at.error, [e.value for e in at.error]
+    run = runs_dir / "photos-ft"
+    job = job_registry().get(run)
+    deadline = time.monotonic() + 240
+    while job.status().state not in ("finished", "failed"):
+        assert time.monotonic() < deadline, job.status()
+        time.sleep(0.5)
+    assert job.status().state == "finished", job.status().error
+    meta = RunStore(run).meta
+    assert meta["model"] == "torchvision:resnet18"
+    assert (meta["config"]["weights"], meta["config"]["lr"], meta["config"]["pretrained"]) == (
+        str(resnet18_state), FINETUNE_LR, False)

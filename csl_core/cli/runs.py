@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import FINETUNE_EPOCHS, FINETUNE_LR, TrainConfig
+from ..config import TrainConfig
 from ..engine.distributed import launched_distributed
 from ..engine.train import train
 from ..progress import progress_bar
@@ -58,7 +58,6 @@ def cmd_train(args) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    fine_tunes = args.pretrained or args.weights is not None
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():
@@ -67,13 +66,9 @@ def cmd_train(args) -> int:
         import time
         stem = args.data.split(":", 1)[0]
         out = str(Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    # Fine-tuning a pretrained backbone replaces the source's from-scratch recipe (e.g. the airbench CNN).
-    engine = TrainConfig()
-    finetune = ({"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR, "model": engine.model, "batch_size": engine.batch_size}
-                if fine_tunes else {})
-    given = dict(epochs=args.epochs, model=args.model, batch_size=args.batch_size, lr=args.lr)
-    config = TrainConfig.for_source(args.data, **{**finetune, **{k: v for k, v in given.items() if v is not None}},
-                                    schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
+    # Fine-tuning a pretrained backbone replaces the source's from-scratch recipe (TrainConfig.for_source).
+    config = TrainConfig.for_source(args.data, epochs=args.epochs, model=args.model, batch_size=args.batch_size,
+                                    lr=args.lr, schedule=args.schedule, seed=args.seed, eval_pass=args.eval_pass,
                                     inject_noise=args.inject_noise, noise_kind=args.noise_kind,
                                     noise_map=args.noise_map, inject_duplicates=args.inject_duplicates,
                                     subset=args.subset, image_size=args.image_size, augment=args.augment,

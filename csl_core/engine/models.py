@@ -206,11 +206,17 @@ def backbone_preset(name: str) -> dict:
             "file": weights.url.rsplit("/", 1)[-1], "url": weights.url}
 
 
+def backbone_cache_path(name: str) -> Path:
+    """Where torch's usual cache (``$TORCH_HOME/hub/checkpoints``) keeps the ImageNet weights of backbone
+    ``name``; nothing is downloaded (the file may not exist)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / backbone_preset(name)["file"]
+
+
 def backbone_weights_file(name: str) -> Path:
     """The file holding torchvision's ImageNet weights of backbone ``name`` in torch's usual cache
-    (``$TORCH_HOME/hub/checkpoints``), downloaded there once when missing."""
+    (:func:`backbone_cache_path`), downloaded there once when missing."""
     preset = backbone_preset(name)
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / preset["file"]
+    cache = backbone_cache_path(name)
     if cache.is_file():
         return cache
     cache.parent.mkdir(parents=True, exist_ok=True)
