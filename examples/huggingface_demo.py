@@ -3,6 +3,7 @@ the dashboard opens. The model is built from a config (random weights), so nothi
 
     pip install 'csl-clean[hf]'                  # or: pip install transformers accelerate
     python examples/huggingface_demo.py --out runs/hf-demo
+    torchrun --nproc_per_node 2 examples/huggingface_demo.py --out runs/hf-ddp   # DDP: one run folder
     csl-clean app                                # then pick runs/hf-demo in the sidebar
 
 The only CSL-specific parts: each example carries its dataset position under ``"index"``, the Trainer is
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
                                           lr_scheduler_type="cosine", warmup_steps=20, weight_decay=0.01,
                                           save_strategy="no", report_to=[], logging_strategy="no",
                                           disable_tqdm=True, seed=args.seed, use_cpu=args.cpu,
-                                          dataloader_num_workers=0)
+                                          dataloader_num_workers=0, ddp_find_unused_parameters=False)
         CSLTrainer(model=model, args=training_args, train_dataset=dataset, callbacks=[recorder]).train()
     print(f"run folder: {args.out}")
     return Path(args.out)

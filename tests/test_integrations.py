@@ -108,6 +108,24 @@ def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkey
     opens_in_every_page(run, monkeypatch)
 
 
+def test_huggingface_under_ddp_records_every_sample_once_per_epoch(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    out = tmp_path / "hf-ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(ROOT / "examples" / "huggingface_demo.py"), "--cpu", "--epochs", "2",
+                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = RunStore(out)
+    assert store.meta["completed"] and store.finished_epochs == 2 and store.meta["trainer"] == "huggingface"
+    # each rank saw about half of the samples; the all-reduce gives rank 0 every one of them, each epoch
+    loss = store.array("loss")
+    assert loss.shape == (store.num_samples, 2) and not np.isnan(loss).any()
+    assert store.probabilities().shape == (store.num_samples, 10)
+    assert not (out / "lock").exists()
+
+
 def test_the_callbacks_explain_what_the_training_step_must_return(tmp_path):
     lightning = pytest.importorskip("csl_core.integrations.lightning")
     callback = lightning.CSLCallback(tmp_path / "run", classes=["a", "b"], labels=[0, 1])
