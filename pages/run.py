@@ -36,7 +36,7 @@ SOURCES = {
     "imagefolder": "My images: a folder with one subfolder per class",
     "csv": "My images: a CSV file with path,label columns",
 }
-START_FROM = {"scratch": "Random initialisation",
+START_FROM = {"scratch": "Random (train from scratch)",
               "imagenet": "ImageNet weights (torchvision's; downloaded once into torch's cache)",
               "file": "A weights file (a state dict of the backbone)"}
 CHART_REFRESH_SECONDS = 10.0
@@ -176,7 +176,7 @@ with st.expander("New run", expanded=store is None or open_run_path() is None):
                     f":material/check: {verdict[1]}" if verdict[0] == "ok" else verdict[1])
         st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
     with right:
-        st.selectbox("Start from", list(START_FROM), key="run_start_from", format_func=START_FROM.get,
+        st.selectbox("Initial weights", list(START_FROM), key="run_start_from", format_func=START_FROM.get,
                      on_change=_start_from_changed,
                      help="Fine-tuning an ImageNet backbone suits photos (a GPU helps: about 0.2 CPU-seconds a "
                           "photo an epoch at 224 px); it trains fewer epochs at a lower learning rate.")
