@@ -16,8 +16,9 @@ FINETUNE_EPOCHS = 5
 
 def recipe_for(data: str, *, fine_tunes: bool = False) -> dict:
     """The settings a run on ``data`` (a ``--data`` spec) gets unless told otherwise: its source kind's
-    recipe in :data:`csl_core.data.SOURCES` (the user's own files get the one that measured best on real
-    label noise, docs/bench/cifar10n.md; the built-in sources keep those their figures were measured with).
+    recipe in :data:`csl_core.data.SOURCES` (the user's own files and CIFAR get the one that measured best on
+    real label noise, docs/bench/cifar10n.md; the demo and Fashion-MNIST keep those their figures were
+    measured with).
     Fine-tuning a pretrained backbone (``fine_tunes``) replaces the source's from-scratch recipe: the
     engine's model choice and batch size, ``FINETUNE_EPOCHS`` at peak learning rate ``FINETUNE_LR``."""
     from .data import source_kind

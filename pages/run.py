@@ -197,8 +197,8 @@ with st.expander("New run", expanded=store is None or open_run_path() is None):
                            "starts (no internet? give a weights file instead)")
         else:
             st.selectbox("Model", ["auto", *MODELS], key="run_model",
-                         help="auto: the airbench CNN for your own files; for the built-in sources a small CNN for "
-                              "images up to 64 px (fast on a CPU), else ResNet-18.")
+                         help="auto: the airbench CNN for your own files and CIFAR; for the demo and Fashion-MNIST a "
+                              "small CNN (fast on a CPU). Other widths from the command line (airbench-x2).")
         st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
                         key="run_noise", placeholder="source default (demo 5%, others none)",
                         help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")

@@ -34,3 +34,20 @@ def test_a_bad_width_or_unscalable_model_is_refused_with_the_known_names(name):
 def test_widths_pass_through_name_resolution():
     assert resolve_model_name("airbench-x1.5", 32) == "airbench-x1.5"
     assert split_width("small-cnn-x0.25") == ("small-cnn", 0.25)
+
+
+def test_each_source_kind_gets_the_recipe_chosen_for_it():
+    from csl_core.config import FINETUNE_EPOCHS, TrainConfig
+
+    def recipe(data, **given):
+        c = TrainConfig.for_source(data, **given)
+        return c.model, c.epochs, c.batch_size, c.lr
+
+    airbench = ("airbench", 20, 256, 0.2)  # measured best on CIFAR-10N's human label errors
+    assert recipe("cifar10") == recipe("cifar100:/data") == recipe("csv:labels.csv") == airbench
+    assert recipe("imagefolder:/photos") == airbench
+    assert recipe("fashion-mnist") == ("auto", 15, 128, 0.05)
+    assert recipe("demo")[1] == 12
+    assert recipe("cifar10", epochs=3, model="airbench-x2") == ("airbench-x2", 3, 256, 0.2)  # given wins
+    # fine-tuning replaces the source's from-scratch recipe
+    assert recipe("cifar10", pretrained=True)[:2] == ("auto", FINETUNE_EPOCHS)

@@ -58,8 +58,8 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                    help=f"epochs to train (default {train_defaults.epochs}; {own_epochs}; fine-tuning "
                         f"{FINETUNE_EPOCHS})")
     t.add_argument("--model", default=None,
-                   help=f"small-cnn | airbench | resnet18 | auto (small CNN up to 64 px, ResNet-18 above); the two CNNs "
-                        f"also at another width, e.g. airbench-x2 (twice the channels); default "
+                   help=f"small-cnn | airbench | resnet18 | auto (small CNN up to 64 px, ResNet-18 above); the "
+                        f"two CNNs also at another width, e.g. airbench-x2 (twice the channels); default "
                         f"{recipes('model', train_defaults.model)}; with --pretrained or --weights: "
                         f"{' | '.join(BACKBONES)} (torchvision's ImageNet architecture; auto: resnet18)")
     t.add_argument("--pretrained", action="store_true",
