@@ -132,3 +132,11 @@ def test_two_seeds_are_summarised_per_score_with_their_range(tmp_path):
     assert (rows["csl"]["auroc_min"], rows["csl"]["auroc_max"]) == (min(csl), max(csl))
     text = (out / "results.md").read_text()
     assert "## Over seeds" in text and f"| noisy_label | 2 | CSL (training pass) | 2 | {sum(csl) / 2:.4f} |" in text
+
+
+def test_a_model_name_that_is_a_path_is_refused_before_anything_is_written(tmp_path):
+    root, _ = _make(tmp_path, n=6)
+    with pytest.raises(ValueError, match="unknown model"):
+        RealNoiseBenchmark(RealNoiseConfig(labels=str(root / "labels.csv"), columns=("noisy_label",),
+                                           model="../../elsewhere"), tmp_path / "o")
+    assert not (tmp_path / "o").exists()

@@ -26,6 +26,7 @@ from ..analysis.noise_rate import estimate_label_noise
 from ..analysis.scores import SCORES, default_score, suspicion
 from ..config import TrainConfig, training_set_for
 from ..data import DataError, IndexedDataset, TrainingSet, load_csv
+from ..engine.models import resolve_model_name
 from ..engine.train import predict, resolve_device, train
 from ..run.files import atomic_write_bytes, atomic_write_json
 from ..run.store import RunError, RunStore
@@ -110,6 +111,8 @@ class RealNoiseBenchmark:
     def __init__(self, config: RealNoiseConfig, out: str | Path, *, quiet: bool = False):
         if not config.columns:
             raise ValueError("give at least one noisy label column")
+        if config.model is not None:  # it names run folders that a rerun may replace: no path in it
+            resolve_model_name(config.model, 32)
         self.config, self.out, self.quiet = config, Path(out), quiet
         self.device = resolve_device(config.device)
         self.paths, self.columns = read_label_columns(config.labels, [config.truth, *config.columns])
