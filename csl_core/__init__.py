@@ -8,13 +8,19 @@ import importlib
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "CSLError", "CSLTracker", "DataError", "ImageUnavailable", "IndexedDataset", "RunError", "RunLockedError",
+    "RunStore", "RunWriter", "TrainConfig", "TrainingSet", "__version__", "build_training_set", "compute_scores",
+    "list_runs", "suspicion", "train",
+]
+# public name -> the module that defines it
 _EXPORTS = {
-    "CSLTracker": "engine.tracker", "DataError": "data", "IndexedDataset": "data", "TrainingSet": "data",
+    "CSLError": "errors", "DataError": "errors", "ImageUnavailable": "errors", "RunError": "errors",
+    "RunLockedError": "errors", "CSLTracker": "engine.tracker", "IndexedDataset": "data", "TrainingSet": "data",
     "build_training_set": "data", "compute_scores": "analysis.scores", "suspicion": "analysis.scores",
-    "RunError": "run.store", "RunStore": "run.store", "list_runs": "run.folders", "TrainConfig": "config",
+    "RunStore": "run.store", "RunWriter": "run.writer", "list_runs": "run.folders", "TrainConfig": "config",
     "train": "engine.train",
 }
-__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str):

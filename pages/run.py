@@ -44,9 +44,7 @@ NEEDS_PATH = {"imagefolder": "Folder (ROOT/<class>/<image>)", "csv": "CSV file (
               "cifar10": "Folder holding cifar-10-batches-py (empty: the usual cache)",
               "cifar100": "Folder holding cifar-100-python (empty: the usual cache)"}
 
-st.title("Run")
 ss = st.session_state
-registry = job_registry()
 
 
 def _new_run_name(kind: str, location: str = "") -> str:
@@ -124,7 +122,7 @@ def _start() -> None:
         out = run_folder_for(runs_root(), name)
         if (out / "meta.json").exists():
             raise RunError(f"{out} already holds a run; pick another name, or open it and press Resume")
-        registry.start(Job(config, out))
+        job_registry().start(Job(config, out))
     except (DataError, RunError, ValueError) as e:
         ss["run_error"] = str(e)
         return
@@ -135,13 +133,13 @@ def _start() -> None:
 def _resume(path: str) -> None:
     try:
         config = TrainConfig.from_run(RunStore(path).meta.get("config"), Path(path) / "meta.json")
-        registry.start(Job(config, path, resume=True))
+        job_registry().start(Job(config, path, resume=True))
     except (RunError, ValueError) as e:
         ss["run_error"] = str(e)
 
 
 def _stop(path: str) -> None:
-    job = registry.get(path)
+    job = job_registry().get(path)
     if job is not None:
         job.stop()
 
@@ -156,102 +154,100 @@ def _open_by_path() -> None:
     select_run(str(Path(path)))
 
 
-# ---------------------------------------------------------------- new run
-store = open_store()
-with st.expander("New run", expanded=store is None or open_run_path() is None):
-    if "run_name" not in ss:
-        ss["run_name"] = ss["run_name_auto"] = _new_run_name("demo")
-    if "run_epochs" not in ss:
-        _follow_recipe()
-    left, right = st.columns(2)
-    with left:
-        st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get, on_change=_source_changed,
-                     help="The demo needs nothing installed: digits with injected label noise and duplicates, "
-                          "so the Evaluate page can show how many errors were found.")
-        if ss.run_source in NEEDS_PATH:
-            st.text_input(NEEDS_PATH[ss.run_source], key="run_location", on_change=_source_changed)
-            verdict = ss.get("run_source_check")
-            if verdict is not None:
-                (st.caption if verdict[0] == "ok" else st.warning)(
-                    f":material/check: {verdict[1]}" if verdict[0] == "ok" else verdict[1])
-        st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
-    with right:
-        st.selectbox("Initial weights", list(START_FROM), key="run_start_from", format_func=START_FROM.get,
-                     on_change=_start_from_changed,
-                     help="Fine-tuning an ImageNet backbone suits photos (a GPU helps: about 0.2 CPU-seconds a "
-                          "photo an epoch at 224 px); it trains fewer epochs at a lower learning rate.")
-        if ss.run_start_from == "file":
-            st.text_input("Weights file", key="run_weights", placeholder="/models/resnet18-imagenet.pth",
-                          help="A state dict of torchvision's architecture of the chosen model, read without "
-                               "running code (weights_only); nothing is downloaded.")
-        st.number_input("Epochs", min_value=1, max_value=500, key="run_epochs",
-                        help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
-        if _fine_tunes():
-            st.selectbox("Model", ["auto", *BACKBONES], key="run_model",
-                         help="auto: ResNet-18. torchvision's architecture with a new head for your classes.")
-            if ss.run_start_from == "imagenet":
-                model = "resnet18" if ss.run_model == "auto" else ss.run_model
-                cached = backbone_cache_path(model).is_file()
-                st.caption(f":material/check: {model}'s ImageNet weights are in torch's cache" if cached else
-                           f":material/download: {model}'s ImageNet weights will be downloaded when the run "
-                           "starts (no internet? give a weights file instead)")
-        else:
-            st.selectbox("Model", ["auto", *MODELS], key="run_model",
-                         help="auto: the airbench CNN for your own files and CIFAR; for the demo and Fashion-MNIST a "
-                              "small CNN (fast on a CPU). Other widths from the command line (airbench-x2).")
-        st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
-                        key="run_noise", placeholder="source default (demo 5%, others none)",
-                        help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")
-        st.number_input("Subset (samples)", min_value=0, value=0, step=1000, key="run_subset",
-                        help="Train on a seeded random subset; 0 uses every sample.")
-        st.checkbox("Eval pass", key="run_eval",
-                    help="Also score every sample once per epoch in eval mode without augmentation "
-                         "(the authors' protocol; about 30-50% more time).")
-    st.button("Start", type="primary", key="run_start", on_click=_start, icon=":material/play_arrow:")
-
-with st.expander("Open a run folder by path"):
-    st.text_input("Run folder", key="run_open_path", placeholder="/data/runs/imagenet-gpu",
-                  help="Any folder with a meta.json, e.g. one trained with `python -m csl_core train` on a GPU box.")
-    st.button("Open", key="run_open", on_click=_open_by_path)
-
-error = ss.pop("run_error", None)
-if error:
-    st.error(error)
-
-# ---------------------------------------------------------------- the open run
-path = open_run_path()
-if path is None:
-    st.info("Press **Start** to train the demo: about a minute on a laptop CPU.")
-    st.stop()
-job = registry.get(path)
-status = job.status() if job is not None else None
-store = open_store()
-st.subheader(Path(path).name)
-
-controls = st.columns([1, 1, 6])
-active = bool(status and status.active)
-if active:
-    controls[0].button("Stop", key="run_stop", on_click=_stop, args=(path,), icon=":material/stop:",
-                       help="Ends after the current batch; the finished epochs are kept and Resume continues.")
-elif store is not None and not store.meta.get("completed") and not store.is_locked() and store.meta.get("config"):
-    controls[0].button("Resume", key="run_resume", type="primary", on_click=_resume, args=(path,),
-                       icon=":material/replay:", help="Continue from the last finished epoch.")
-if status and status.state == "failed":
-    st.error(f"Training failed: {status.error}")
-    with st.expander("Traceback"):
-        st.code(status.traceback or "", language="text")
-elif store is not None and store.is_locked() and not active:
-    st.info("Another process is training this run; this page follows its epochs as they finish.")
-
-locked_elsewhere = store is not None and store.is_locked() and not active
-live = active or locked_elsewhere
+def new_run(store: RunStore | None) -> None:
+    """The form that starts a new run."""
+    with st.expander("New run", expanded=store is None or open_run_path() is None):
+        if "run_name" not in ss:
+            ss["run_name"] = ss["run_name_auto"] = _new_run_name("demo")
+        if "run_epochs" not in ss:
+            _follow_recipe()
+        left, right = st.columns(2)
+        with left:
+            st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get, on_change=_source_changed,
+                         help="The demo needs nothing installed: digits with injected label noise and duplicates, "
+                              "so the Evaluate page can show how many errors were found.")
+            if ss.run_source in NEEDS_PATH:
+                st.text_input(NEEDS_PATH[ss.run_source], key="run_location", on_change=_source_changed)
+                verdict = ss.get("run_source_check")
+                if verdict is not None:
+                    (st.caption if verdict[0] == "ok" else st.warning)(
+                        f":material/check: {verdict[1]}" if verdict[0] == "ok" else verdict[1])
+            st.text_input("Run name", key="run_name", help=f"The run folder: {runs_root()}/<name>")
+        with right:
+            st.selectbox("Initial weights", list(START_FROM), key="run_start_from", format_func=START_FROM.get,
+                         on_change=_start_from_changed,
+                         help="Fine-tuning an ImageNet backbone suits photos (a GPU helps: about 0.2 CPU-seconds a "
+                              "photo an epoch at 224 px); it trains fewer epochs at a lower learning rate.")
+            if ss.run_start_from == "file":
+                st.text_input("Weights file", key="run_weights", placeholder="/models/resnet18-imagenet.pth",
+                              help="A state dict of torchvision's architecture of the chosen model, read without "
+                                   "running code (weights_only); nothing is downloaded.")
+            st.number_input("Epochs", min_value=1, max_value=500, key="run_epochs",
+                            help="CSL sums every epoch's loss; 10-20 epochs separate clean from mislabeled well.")
+            if _fine_tunes():
+                st.selectbox("Model", ["auto", *BACKBONES], key="run_model",
+                             help="auto: ResNet-18. torchvision's architecture with a new head for your classes.")
+                if ss.run_start_from == "imagenet":
+                    model = "resnet18" if ss.run_model == "auto" else ss.run_model
+                    cached = backbone_cache_path(model).is_file()
+                    st.caption(f":material/check: {model}'s ImageNet weights are in torch's cache" if cached else
+                               f":material/download: {model}'s ImageNet weights will be downloaded when the run "
+                               "starts (no internet? give a weights file instead)")
+            else:
+                st.selectbox("Model", ["auto", *MODELS], key="run_model",
+                             help="auto: the airbench CNN for your own files and CIFAR; for the demo and "
+                                  "Fashion-MNIST a small CNN (fast on a CPU). Other widths from the command line "
+                                  "(airbench-x2).")
+            st.number_input("Inject label noise (%)", min_value=0.0, max_value=50.0, value=None, step=1.0,
+                            key="run_noise", placeholder="source default (demo 5%, others none)",
+                            help="Flip this share of labels (seeded) to measure how well the flipped ones are found.")
+            st.number_input("Subset (samples)", min_value=0, value=0, step=1000, key="run_subset",
+                            help="Train on a seeded random subset; 0 uses every sample.")
+            st.checkbox("Eval pass", key="run_eval",
+                        help="Also score every sample once per epoch in eval mode without augmentation "
+                             "(the authors' protocol; about 30-50% more time).")
+        st.button("Start", type="primary", key="run_start", on_click=_start, icon=":material/play_arrow:")
 
 
-# Two timers: the progress line every second, the charts only as often as an epoch can finish.
-# Redrawing plotly charts each second costs the browser (often on the same machine) more CPU
-# than the training it reports on.
-@st.fragment(run_every=LIVE_REFRESH_SECONDS if live else None)
-def live_progress() -> None:
+def open_by_path() -> None:
+    """Open any run folder by its path."""
+    with st.expander("Open a run folder by path"):
+        st.text_input("Run folder", key="run_open_path", placeholder="/data/runs/imagenet-gpu",
+                      help="Any folder with a meta.json, e.g. one trained with `python -m csl_core train` on a "
+                           "GPU box.")
+        st.button("Open", key="run_open", on_click=_open_by_path)
+
+
+def run_controls(path: str) -> tuple[Job | None, bool, bool]:
+    """The open run's name, Stop / Resume and its state; returns its job, whether the job is active, and
+    whether the page follows live epochs (its own job, or another process training the run)."""
+    job = job_registry().get(path)
+    status = job.status() if job is not None else None
+    store = open_store()
+    st.subheader(Path(path).name)
+
+    controls = st.columns([1, 1, 6])
+    active = bool(status and status.active)
+    if active:
+        controls[0].button("Stop", key="run_stop", on_click=_stop, args=(path,), icon=":material/stop:",
+                           help="Ends after the current batch; the finished epochs are kept and Resume continues.")
+    elif store is not None and not store.meta.get("completed") and not store.is_locked() and store.meta.get("config"):
+        controls[0].button("Resume", key="run_resume", type="primary", on_click=_resume, args=(path,),
+                           icon=":material/replay:", help="Continue from the last finished epoch.")
+    if status and status.state == "failed":
+        st.error(f"Training failed: {status.error}")
+        with st.expander("Traceback"):
+            st.code(status.traceback or "", language="text")
+    elif store is not None and store.is_locked() and not active:
+        st.info("Another process is training this run; this page follows its epochs as they finish.")
+
+    locked_elsewhere = store is not None and store.is_locked() and not active
+    live = active or locked_elsewhere
+    return job, active, live
+
+
+def live_progress(job: Job | None, active: bool) -> None:
+    """The progress line and the run's figures (a fragment redrawn every second while the run is live)."""
     current = job.status() if job is not None else None
     if current is not None and current.active != active:
         st.rerun()   # the job ended (or started): redraw the page without the timer
@@ -281,8 +277,8 @@ def live_progress() -> None:
             st.dataframe(pd.DataFrame(skipped), hide_index=True)
 
 
-@st.fragment(run_every=CHART_REFRESH_SECONDS if live else None)
 def live_charts() -> None:
+    """Loss and accuracy per epoch and the CSL histogram (a fragment redrawn as often as an epoch can finish)."""
     run = open_store()
     if run is None:
         return
@@ -370,10 +366,7 @@ def where_you_stand() -> None:
                    "floor on such a run.")
 
 
-live_progress()
-
-
-def what_next() -> None:
+def what_next(live: bool) -> None:
     """Once a run is complete: how many samples look mislabeled, and one click into the review."""
     run = open_store()
     if run is None or not run.meta.get("completed") or live:
@@ -392,6 +385,25 @@ def what_next() -> None:
         st.page_link("pages/pairs.py", label="See which classes they are confused with", icon=":material/grid_on:")
 
 
-what_next()
-live_charts()
-where_you_stand()
+def run_page() -> None:
+    st.title("Run")
+    new_run(open_store())
+    open_by_path()
+    error = ss.pop("run_error", None)
+    if error:
+        st.error(error)
+    path = open_run_path()
+    if path is None:
+        st.info("Press **Start** to train the demo: about a minute on a laptop CPU.")
+        st.stop()
+    job, active, live = run_controls(path)
+    # Two timers: the progress line every second, the charts only as often as an epoch can finish.
+    # Redrawing plotly charts each second costs the browser (often on the same machine) more CPU
+    # than the training it reports on.
+    st.fragment(live_progress, run_every=LIVE_REFRESH_SECONDS if live else None)(job, active)
+    what_next(live)
+    st.fragment(live_charts, run_every=CHART_REFRESH_SECONDS if live else None)()
+    where_you_stand()
+
+
+run_page()

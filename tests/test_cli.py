@@ -1,9 +1,11 @@
 """The command line end to end on the demo."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,3 +126,37 @@ def test_bench_defaults_are_the_bench_configs():
 
     args = vars(build_parser().parse_args(["bench"]))
     assert {f.name: args[f.name] for f in fields(BenchConfig)} == asdict(BenchConfig())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["bench-real", "--help"], ["scores"]])
+def test_help_and_usage_errors_answer_without_importing_torch(argv, tmp_path):
+    """``--help`` (and a usage error) is read before any command's module loads: torch is imported only by
+    the commands that train."""
+    child = ("import sys\nfrom csl_core.cli import main\n"
+             f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    code = e.code\n"
+             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)\n")
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.stdout.splitlines()[-1] == f"NO-TORCH {0 if '--help' in argv else 2}", done.stdout + done.stderr
+    assert "usage:" in done.stdout + done.stderr
+
+
+def test_the_package_exports_its_public_names_and_one_error_base():
+    import csl_core
+    from csl_core import CSLError, DataError, ImageUnavailable, RunError, RunLockedError, RunWriter
+    from csl_core.run.writer import RunWriter as defined
+
+    assert RunWriter is defined and "RunWriter" in csl_core.__all__
+    for name in csl_core.__all__:
+        assert getattr(csl_core, name) is not None, name
+    # one base for everything a person must act on; the builtin each always was still catches it
+    for error, builtin in ((DataError, ValueError), (RunError, RuntimeError), (RunLockedError, RuntimeError),
+                           (ImageUnavailable, LookupError)):
+        assert issubclass(error, CSLError) and issubclass(error, builtin)
+
+
+def test_a_run_error_is_one_message_and_status_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing" in err and "Traceback" not in err

@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csl_core"
 MAX_LINES = 400
 # Bottom to top; a module may import its own layer and the layers below it. ``csl_core`` itself (the
 # package's __init__: the version and the public names, loaded lazily) may be imported from anywhere.
-LAYERS = ["progress", "data", "analysis", "config", "run", "engine", "integrations", "bench", "cli", "__main__"]
+LAYERS = ["errors", "progress", "data", "analysis", "config", "run", "engine", "integrations", "bench", "cli",
+          "__main__"]
 
 
 def _module_name(file: Path) -> str:

@@ -17,12 +17,23 @@ output folder; ``results.json``, ``results.md`` and ``roc.html`` are rewritten a
 """
 from __future__ import annotations
 
-from .curvature import input_loss_curvature
-from .planning import BenchConfig, Setting, Task, bench_command, default_duplicate_pairs, plan, training_size
-from .report import render_markdown, render_roc_html, summarise
-from .runner import Benchmark, run_benchmark
-from .surgery import load_trained_model, relabel, select_rows
+import importlib
 
-__all__ = ["BenchConfig", "Benchmark", "Setting", "Task", "bench_command", "default_duplicate_pairs",
-           "input_loss_curvature", "load_trained_model", "plan", "relabel", "render_markdown", "render_roc_html",
-           "run_benchmark", "select_rows", "summarise", "training_size"]
+# The names below load on first use, so that the command line's parser (which reads BenchConfig) does not
+# import torch.
+_EXPORTS = {
+    "input_loss_curvature": "curvature", "BenchConfig": "planning", "Setting": "planning", "Task": "planning",
+    "bench_command": "planning", "default_duplicate_pairs": "planning", "plan": "planning",
+    "training_size": "planning", "render_markdown": "report", "render_roc_html": "report", "summarise": "report",
+    "Benchmark": "runner", "run_benchmark": "runner", "load_trained_model": "surgery", "relabel": "surgery",
+    "select_rows": "surgery",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -43,7 +43,7 @@ def _input_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     return gradient
 
 
-class _CurvatureRecorder:
+class CurvatureRecorder:
     """After every epoch, the curvature of every sample under the just-saved checkpoint."""
 
     def __init__(self, run_dir: Path, training_set: TrainingSet, device: torch.device, seed: int):

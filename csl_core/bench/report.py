@@ -12,7 +12,7 @@ from .planning import LOWER_IS_BETTER, METHOD_NAMES, METRIC_NAMES, ROC_POINTS, B
 
 # ---------------------------------------------------------------- summarising
 
-def _thin_roc(truth: np.ndarray, score: np.ndarray, points: int = ROC_POINTS) -> dict:
+def thin_roc(truth: np.ndarray, score: np.ndarray, points: int = ROC_POINTS) -> dict:
     fpr, tpr = roc_curve(truth, score)
     if len(fpr) > points:
         keep = np.unique(np.r_[np.linspace(0, len(fpr) - 1, points).round().astype(int), len(fpr) - 1])

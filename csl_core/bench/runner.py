@@ -24,7 +24,7 @@ from ..engine.train import predict, resolve_device, train
 from ..progress import progress_bar
 from ..run.files import atomic_write_bytes, atomic_write_json, lock_file
 from ..run.store import RunError, RunLockedError, RunStore
-from .curvature import _CurvatureRecorder
+from .curvature import CurvatureRecorder
 from .planning import (
     CELL_FORMAT,
     EVAL_PASS_WEIGHT,
@@ -36,7 +36,7 @@ from .planning import (
     plan,
     training_size,
 )
-from .report import _thin_roc, render_markdown, render_roc_html, summarise
+from .report import render_markdown, render_roc_html, summarise, thin_roc
 from .surgery import load_trained_model, relabel, select_rows
 
 # ---------------------------------------------------------------- running
@@ -261,7 +261,7 @@ class Benchmark:
         setting, seed = task.setting, task.seed
         name = f"{setting.name}-seed{seed}"
         training_set = self._training_set(seed, setting)
-        curvature = (_CurvatureRecorder(self.out / "runs" / name, training_set, self.device, seed)
+        curvature = (CurvatureRecorder(self.out / "runs" / name, training_set, self.device, seed)
                      if self.config.baselines == "all" else None)
         callbacks = _Progress(bar, self.num_samples, eval_pass=True,
                               on_epoch=curvature.record if curvature else None)
@@ -298,7 +298,7 @@ class Benchmark:
                 np.mean((suggested[flagged] == true_label[flagged])[truth[flagged]])) if truth[flagged].any() else None
         for m, score in methods.items():
             out["methods"][m] = {**detection_metrics(truth, score), "seconds": seconds[m]}
-            out["roc"][m] = _thin_roc(truth, score)
+            out["roc"][m] = thin_roc(truth, score)
         return out
 
     def _cleanlab(self, task: Task, bar) -> dict:
@@ -341,7 +341,7 @@ class Benchmark:
                                       "precision": float(truth[issues].mean()) if issues.any() else None,
                                       "recall": float(issues[truth].mean())},
                 "methods": {"cleanlab": {**detection_metrics(truth, score), "seconds": seconds}},
-                "roc": {"cleanlab": _thin_roc(truth, score)}}
+                "roc": {"cleanlab": thin_roc(truth, score)}}
 
     def _clean(self, task: Task, detect: dict, bar) -> dict:
         setting, seed = task.setting, task.seed

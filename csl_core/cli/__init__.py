@@ -1,19 +1,29 @@
 """CLI layer: ``python -m csl_core`` (or ``csl-clean``) ``train | scores | info | duplicates | bench |
-bench-real | memorization | import | export | app``, one module per family of commands."""
+bench-real | memorization | import | export | app``, one module per family of commands.
+
+A command's module is imported only after the command line is parsed, so ``--help`` and a mistyped
+option answer without loading torch.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
 
-from ..data import DataError
-from ..run.store import RunError
-from .bench import cmd_bench, cmd_bench_real, cmd_memorization
-from .interop import cmd_app, cmd_export, cmd_import
+from ..errors import CSLError
 from .parser import build_parser
-from .runs import cmd_duplicates, cmd_info, cmd_scores, cmd_train
 
-COMMANDS = {"app": cmd_app, "train": cmd_train, "scores": cmd_scores, "info": cmd_info, "duplicates": cmd_duplicates,
-            "bench": cmd_bench, "bench-real": cmd_bench_real, "import": cmd_import, "export": cmd_export,
-            "memorization": cmd_memorization}
+#: command -> (module of ``csl_core.cli``, function): the function takes the parsed arguments and returns
+#: the exit status.
+COMMANDS = {"app": ("interop", "cmd_app"), "train": ("runs", "cmd_train"), "scores": ("runs", "cmd_scores"),
+            "info": ("runs", "cmd_info"), "duplicates": ("runs", "cmd_duplicates"), "bench": ("bench", "cmd_bench"),
+            "bench-real": ("bench", "cmd_bench_real"), "import": ("interop", "cmd_import"),
+            "export": ("interop", "cmd_export"), "memorization": ("bench", "cmd_memorization")}
+
+
+def command(name: str):
+    """The function that runs command ``name`` (its module imported now)."""
+    module, function = COMMANDS[name]
+    return getattr(importlib.import_module(f".{module}", __name__), function)
 
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> int:
@@ -27,8 +37,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> 
     if args.command == "app":  # everything it does not know goes to streamlit
         args.streamlit_args = [*unknown, *args.streamlit_args]
     try:
-        return COMMANDS[args.command](args)
-    except (DataError, RunError, ValueError, OSError) as e:
+        return command(args.command)(args)
+    except (CSLError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from ..analysis.scores import DEFAULT_RANKING, SCORES
 from ..bench.planning import BASELINE_SETS, BenchConfig
 from ..config import FINETUNE_EPOCHS, FINETUNE_LR, SCHEDULES, TrainConfig
 from ..data import NOISE_KINDS, SOURCES
-from ..engine.models import BACKBONES
+from ..engine.names import BACKBONES
 
 
 def _fraction(text: str) -> float:
@@ -43,14 +43,21 @@ def recipes(field: str, default) -> str:
 def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     """The command-line parser (``prog`` names it in messages); every default comes from ``TrainConfig``,
     ``BenchConfig`` or the sources table, so that the command line and the library cannot disagree."""
-    train_defaults, bench_defaults = TrainConfig(), BenchConfig()
-    sources = " | ".join(kind.usage for kind in SOURCES.values())
-    own_epochs = ", ".join(f"{name} {kind.epochs}" for name, kind in SOURCES.items() if kind.epochs)
     parser = argparse.ArgumentParser(prog=prog,
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
                                                  "Loss (CSL) from one training run.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train, add_scores, add_info, add_duplicates, add_bench, add_import, add_app, add_export,
+                add_memorization, add_bench_real):
+        add(sub)
+    return parser
 
+
+def add_train(sub) -> None:
+    """The ``train`` command's options."""
+    train_defaults = TrainConfig()
+    sources = " | ".join(kind.usage for kind in SOURCES.values())
+    own_epochs = ", ".join(f"{name} {kind.epochs}" for name, kind in SOURCES.items() if kind.epochs)
     t = sub.add_parser("train", help="train a model and record every sample's loss each epoch",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", default=train_defaults.data, help=f"data source: {sources}")
@@ -112,6 +119,9 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="allow downloading Fashion-MNIST / CIFAR")
     t.add_argument("--quiet", action="store_true", help="no progress output")
 
+
+def add_scores(sub) -> None:
+    """The ``scores`` command's options."""
     s = sub.add_parser("scores", help="rank a run's samples by a score")
     s.add_argument("run", help="run folder")
     s.add_argument("--by", default=None, metavar="SCORE",
@@ -120,9 +130,15 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=20, help="rows to print")
     s.add_argument("--csv", default=None, help="write every sample's scores to this CSV file")
 
+
+def add_info(sub) -> None:
+    """The ``info`` command's options."""
     i = sub.add_parser("info", help="summarise a run: data, model, epochs, timings, detection quality")
     i.add_argument("run", help="run folder")
 
+
+def add_duplicates(sub) -> None:
+    """The ``duplicates`` command's options."""
     d = sub.add_parser("duplicates", help="exact and near-duplicate groups, label conflicts flagged, ranked by CSL")
     d.add_argument("run", help="run folder")
     d.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -133,6 +149,10 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     d.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
                    help=f"nearest neighbours searched per sample (default {DEFAULT_NEIGHBOURS})")
 
+
+def add_bench(sub) -> None:
+    """The ``bench`` command's options."""
+    bench_defaults = BenchConfig()
     b = sub.add_parser("bench", help="benchmark CSL against every baseline on injected noise and duplicates",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     b.add_argument("--data", default=bench_defaults.data, help="data source (as for train)")
@@ -160,6 +180,10 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     b.add_argument("--report-only", action="store_true",
                    help="train nothing: write the results from the cells finished so far")
     b.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def add_import(sub) -> None:
+    """The ``import`` command's options."""
     im = sub.add_parser("import", help="make a run folder from per-epoch losses saved by any framework "
                                        "(Keras, JAX, a notebook)")
     im.add_argument("--out", required=True, help="run folder to create")
@@ -181,11 +205,17 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                     help="class names in label order: comma-separated, or a text file with one per line")
     im.add_argument("--model", default="external", help="model name to record")
 
+
+def add_app(sub) -> None:
+    """The ``app`` command's options."""
     a = sub.add_parser("app", help="start the dashboard (streamlit run app.py on 127.0.0.1, no usage statistics)")
     a.add_argument("--runs", default=None, help="folder of run folders the dashboard lists (default ./runs)")
     a.add_argument("streamlit_args", nargs=argparse.REMAINDER,
                    help="passed on to `streamlit run`, e.g. --server.port 8502")
 
+
+def add_export(sub) -> None:
+    """The ``export`` command's options."""
     ex = sub.add_parser("export", help="write a run's cleaned labels and scores for other tools")
     ex.add_argument("run", help="run folder")
     ex.add_argument("--format", default="csv",
@@ -195,6 +225,9 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     ex.add_argument("--out", default=None, help="output folder (default RUN/export)")
     ex.add_argument("--no-dropped", action="store_true", help="leave dropped samples out of the cleaned CSV")
 
+
+def add_memorization(sub) -> None:
+    """The ``memorization`` command's options."""
     m = sub.add_parser("memorization", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        help="estimate memorisation by subset trainings (Feldman & Zhang) and compare every "
                             "score of one ordinary run against it")
@@ -217,6 +250,9 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     m.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     m.add_argument("--quiet", action="store_true", help="no progress output")
 
+
+def add_bench_real(sub) -> None:
+    """The ``bench-real`` command's options."""
     r = sub.add_parser("bench-real", help="detection on real label noise: train a noisy label column through the "
                                           "csv: source and score against a trusted column (e.g. CIFAR-10N)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -246,4 +282,3 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
     r.add_argument("--out", required=True, help="output folder (outside the data; reruns reuse finished runs)")
     r.add_argument("--quiet", action="store_true")
-    return parser

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CSLError
 from .types import DataError, ImageSource
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -141,7 +142,7 @@ def load_cifar(kind: str, root: str | None = None, *, download: bool = False
     return batches(train_files, "train"), batches([test_file], "test")
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(CSLError, pickle.UnpicklingError):
     """A pickle that names something a CIFAR batch never holds."""
 
 

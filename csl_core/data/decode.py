@@ -10,6 +10,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import CSLError
 from ..progress import progress_bar
 from .types import ImageSource
 
@@ -23,7 +24,7 @@ DECODE_BUDGET_PIXELS = 128_000_000
 _ORIENTATION = 0x0112  # the EXIF tag
 
 
-class TooLargeError(ValueError):
+class TooLargeError(CSLError, ValueError):
     """An image over the per-image decode limits."""
 
 

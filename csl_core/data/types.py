@@ -7,11 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError  # noqa: F401  (the data layer's error, importers take it from here)
 from .dataset import IndexedDataset
-
-
-class DataError(ValueError):
-    """Input data a person must fix: the message says what is wrong, where, and what to do."""
 
 
 @dataclass

@@ -12,15 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-MODELS = ("small-cnn", "airbench", "resnet18")
-# The two CNNs come in other widths too: ``airbench-x2`` doubles every layer's channels, ``small-cnn-x0.5``
-# halves them (the multiplier is stored in the run's model name, so a resume rebuilds the same network).
-SCALABLE = ("small-cnn", "airbench")
-MAX_WIDTH = 8.0
-# torchvision architectures offered as pretrained backbones; stored in a run as "torchvision:<name>".
-BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
-             "convnext_tiny")
-TORCHVISION_PREFIX = "torchvision:"
+# the names live in a module without torch, for the command line's help; importers take them from here too
+from .names import BACKBONES, MAX_WIDTH, MODELS, SCALABLE, TORCHVISION_PREFIX  # noqa: F401
 
 
 class SmallCNN(nn.Module):

@@ -41,7 +41,7 @@ def make_loader(dataset, *, batch_size: int, shuffle: bool, seed: int, num_worke
                                        pin_memory=pin_memory, persistent_workers=False)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
 
 

@@ -30,7 +30,7 @@ from .models import (
     resolve_model_name,
 )
 from .preprocess import channel_stats, preprocess_for
-from .runtime import _epoch_seed, autocast_dtype, build_optimizer, make_loader, resolve_device
+from .runtime import autocast_dtype, build_optimizer, epoch_seed, make_loader, resolve_device
 from .tracker import EPOCH_FIELDS, CSLTracker
 from .warmup import resolve_noise_map
 
@@ -253,9 +253,9 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
         if sampler is not None:
             sampler.set_epoch(epoch)
         loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True,
-                             seed=_epoch_seed(config.seed, epoch), num_workers=config.num_workers,
+                             seed=epoch_seed(config.seed, epoch), num_workers=config.num_workers,
                              pin_memory=pin, sampler=sampler)
-        preprocess.seed(_epoch_seed(config.seed, epoch) + 1 + rank)
+        preprocess.seed(epoch_seed(config.seed, epoch) + 1 + rank)
         model.train()
         for batch, (x, y, index) in enumerate(loader):
             x = preprocess(x.to(device, non_blocking=True), train=True)

@@ -15,10 +15,10 @@ from ..analysis.duplicates import (
     HASH_BYTES,
     DuplicateReport,
     NeighbourIndex,
-    _group_labels,
     content_hashes,
     duplicate_groups,
     duplicate_score,
+    group_labels,
     member_similarity,
     nearest_neighbours,
 )
@@ -46,7 +46,7 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
     index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
     labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of
-    groups = _group_labels(index.indices, index.similarities, threshold, exact_of)
+    groups = group_labels(index.indices, index.similarities, threshold=threshold, exact_of=exact_of)
     similarity = member_similarity(groups, index.indices, index.similarities, exact_of=exact_of)
     csl = np.asarray(csl, dtype=np.float64) if csl is not None else _csl(store)
     table = duplicate_groups(groups, labels, csl, similarity=similarity, exact_of=exact_of)

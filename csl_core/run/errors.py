@@ -1,10 +1,6 @@
-"""The errors of a run folder that a person can act on."""
+"""The errors of a run folder that a person can act on (defined with the others in :mod:`csl_core.errors`)."""
 from __future__ import annotations
 
+from ..errors import ImageUnavailable, RunError, RunLockedError
 
-class RunError(RuntimeError):
-    """A run folder that cannot be used as asked (missing, locked, incompatible)."""
-
-
-class RunLockedError(RunError):
-    """The run folder is being trained by another live process."""
+__all__ = ["ImageUnavailable", "RunError", "RunLockedError"]

@@ -176,7 +176,7 @@ def _read_lock(file: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def _allocate(path: Path, rows: int, cols: int, dtype, *, keep: np.ndarray | None = None) -> None:
+def allocate_array(path: Path, rows: int, cols: int, dtype, *, keep: np.ndarray | None = None) -> None:
     """Create a ``(rows, cols)`` .npy filled with NaN (or 0), written under a temporary name first;
     ``keep`` (an array of ``rows`` rows and at most ``cols`` columns) fills its first columns."""
     with atomic_file(path, durable=False) as tmp:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import ImageUnavailable
 from .store import RunError, RunStore
 
 THUMBNAIL_SIZE = 96
@@ -105,7 +106,7 @@ def _lookup_for_key(key: tuple[str, float]) -> Callable[[int], Image.Image]:
             if lookup is not None:
                 break
         else:
-            raise LookupError(f"{store.path}: no image source knows this run (source "
+            raise ImageUnavailable(f"{store.path}: no image source knows this run (source "
                               f"{store.meta.get('source')!r})")
         _lookups[key] = lookup
         while len(_lookups) > MAX_OPEN_RUNS:
@@ -143,7 +144,7 @@ def _stored_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     try:
         images = stored_images(store)
     except RunError as e:  # a damaged images.npy: the pages say "image not available" with this reason
-        raise LookupError(str(e)) from None
+        raise ImageUnavailable(str(e)) from None
     if images is None:
         return None
 
@@ -176,7 +177,7 @@ def _array_source(store: RunStore) -> Callable[[int], Image.Image] | None:
     try:
         training_set = store.training_set()
     except RunError as e:  # a changed source: no image rather than the wrong one
-        raise LookupError(str(e)) from None
+        raise ImageUnavailable(str(e)) from None
     images, image_index = training_set.source.images, training_set.image_index  # (N, H, W, C) uint8; (samples,)
 
     def read(index: int) -> Image.Image:

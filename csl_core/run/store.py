@@ -30,7 +30,7 @@ import pandas as pd
 
 from .errors import RunError, RunLockedError  # noqa: F401  (importers take both from the store)
 from .files import (
-    _allocate,
+    allocate_array,
     atomic_file,
     atomic_save_npy,
     atomic_write_bytes,
@@ -83,7 +83,7 @@ class RunStore(KeptResults):
         (path / "arrays").mkdir(parents=True, exist_ok=True)
         n = len(samples)
         for name in fields:
-            _allocate(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
+            allocate_array(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
         table = samples.to_csv(index=False).encode()
         atomic_write_bytes(path / "samples.csv", table)
         meta = {**meta, "format_version": FORMAT_VERSION, "num_samples": n, "epochs": epochs,
@@ -101,7 +101,7 @@ class RunStore(KeptResults):
             return
         for name in meta["fields"]:
             old = self.array(name, finished_only=False)
-            _allocate(self.path / "arrays" / f"{name}.npy", meta["num_samples"], epochs, old.dtype, keep=old)
+            allocate_array(self.path / "arrays" / f"{name}.npy", meta["num_samples"], epochs, old.dtype, keep=old)
         self.update_meta(epochs=epochs)
 
     # ------------------------------------------------------------ reading

@@ -1,0 +1,27 @@
+"""Errors layer: the one base of every error csl_core raises for a person to act on.
+
+``except CSLError`` catches them all; each also subclasses the builtin it has always been (``DataError``
+is a ``ValueError``, ``RunError`` a ``RuntimeError``, ``ImageUnavailable`` a ``LookupError``), so an
+``except ValueError`` written before keeps working.
+"""
+from __future__ import annotations
+
+
+class CSLError(Exception):
+    """Something a person must fix or know: the message says what, where, and what to do."""
+
+
+class DataError(CSLError, ValueError):
+    """Input data a person must fix: the message says what is wrong, where, and what to do."""
+
+
+class RunError(CSLError, RuntimeError):
+    """A run folder that cannot be used as asked (missing, locked, incompatible)."""
+
+
+class RunLockedError(RunError):
+    """The run folder is being trained by another live process."""
+
+
+class ImageUnavailable(CSLError, LookupError):
+    """A run's image cannot be shown: no source knows the run, or its source changed."""
