@@ -72,7 +72,7 @@ def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFram
             method = st.selectbox("Rank by", available, key=f"{key}_score", format_func=lambda m: SCORES[m].label,
                                   index=available.index(method),
                                   help="Every score is oriented so that the most suspicious sample comes first; "
-                                       "the default is the one that ranked real label errors best (README).")
+                                       "the default is the one that ranks real label errors best (docs/benchmarks.md).")
     with top[1]:
         search = st.text_input("File name contains", key=f"{key}_search", placeholder="e.g. IMG_01 or cat/",
                                help="Case-insensitive; matched against the path relative to the data root.")

@@ -62,7 +62,7 @@ if message:
 st.subheader("For other tools")
 st.caption("`label_issues.csv`: cleanlab's columns (`given_label`, `predicted_label`, `label_score`: low = suspicious, "
            "`is_label_issue`), one row per sample. `fiftyone_fields.json`: the same fields keyed by file path, for "
-           "`dataset.set_values(field, values, key_field=\"filepath\")`. The README shows how each tool loads them.")
+           "`dataset.set_values(field, values, key_field=\"filepath\")`. docs/api.md shows how each tool loads them.")
 
 
 def _issues():

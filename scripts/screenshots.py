@@ -1,4 +1,4 @@
-"""Screenshots of the dashboard for the README, at 1280 x 800: Galleries, the focused review, the class
+"""Screenshots of the dashboard for the docs, at 1280 x 800: Galleries, the focused review, the class
 pairs and the trajectories page of a run.
 
 Serves ``app.py`` on a free localhost port with the run's parent folder as the runs folder, opens it

@@ -164,7 +164,7 @@ def test_whole_bench_on_the_demo_writes_every_method_and_output(demo_bench):
     markdown = (demo_bench / "results.md").read_text()
     assert "| CSL (training pass) |" in markdown and "confident learning" in markdown
     assert "## Cleaning effect" in markdown and "python -m csl_core bench" in markdown
-    assert "## Targets" not in markdown and "MISSED" not in markdown  # the project's targets live in the README
+    assert "## Targets" not in markdown and "MISSED" not in markdown  # the project's targets live in docs/benchmarks.md
     assert "Verdict" in markdown
     html = (demo_bench / "roc.html").read_text()
     # Self-contained: plotly.js is inlined, nothing is fetched when the page opens.

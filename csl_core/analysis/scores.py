@@ -71,7 +71,7 @@ DEFAULT_RANKING = ("fused", "csl")
 # Neighbours of the kNN score, and the largest run it is computed for (an exact search is N^2 D).
 KNN_NEIGHBOURS = 30
 KNN_MAX_SAMPLES = 100_000
-# Measured on CIFAR-10N and confusable Fashion-MNIST (README, docs/bench/cifar10n.md): the three together
+# Measured on CIFAR-10N and confusable Fashion-MNIST (docs/benchmarks.md, docs/bench/cifar10n.md): the three together
 # rank as well as the best of them on every protocol, and better than CSL with kNN alone.
 FUSED_COMPONENTS = ("csl", "aum", "knn_disagreement")
 

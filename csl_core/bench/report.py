@@ -117,7 +117,7 @@ def _fmt(stat: dict, digits: int = 4, percent: bool = False) -> str:
 
 def render_markdown(results: dict) -> str:
     """The tables a person reads: one per setting, the cleaning effect, the command and every task's wall time.
-    Numbers only: what they are measured against (the project's targets) is the README's to say."""
+    Numbers only: what they are measured against (the project's targets) is docs/benchmarks.md's to say."""
     config = results["config"]
     lines = [f"# CSL benchmark: {config['data']}"
              + (f" ({results['num_samples']} samples, subset)" if config["subset"] else
