@@ -71,8 +71,58 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def site_directories() -> list[str]:
+    """The site-packages folders this interpreter imports from: a virtual environment's own, plus the base
+    interpreter's only where that environment was made with ``--system-site-packages``."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def fresh_venv_seeing_these_packages(venv: Path) -> Path:
+    """A new virtual environment, not made with ``--system-site-packages`` (which, from inside a venv, would
+    expose the base interpreter's packages, not this environment's), that imports what this interpreter
+    imports (no second torch) through a ``.pth`` file after its own, still empty, site-packages. Its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    Path(own, "_tested_environment.pth").write_text("\n".join(site_directories()) + "\n")
+    return python
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def can_build_editable_wheels() -> bool:
+    """Whether this environment's setuptools builds an editable wheel by itself: 70.1 carries ``bdist_wheel``;
+    64 to 70.0 need the ``wheel`` package beside them. Python 3.11's ``venv`` brings setuptools 65 without it."""
+    try:
+        setuptools = _version(importlib.metadata.version("setuptools"))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if setuptools >= (70, 1):
+        return True
+    try:
+        importlib.metadata.version("wheel")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return setuptools >= (64,)
+
+
+def test_the_fresh_venv_sees_this_environment_not_the_base_interpreter(tmp_path):
+    python = fresh_venv_seeing_these_packages(tmp_path / "venv")
+    seen = subprocess.run([str(python), "-c", "import sys, torch, streamlit; print(sys.prefix); print(sys.path)"],
+                          capture_output=True, text=True)
+    assert seen.returncode == 0, seen.stderr[-2000:]
+    prefix, path = seen.stdout.splitlines()
+    assert Path(prefix) == tmp_path / "venv"
+    base = [p for p in ast.literal_eval(path) if Path(p).name in ("site-packages", "dist-packages")
+            and p not in site_directories() and not Path(p).is_relative_to(tmp_path)]
+    assert base == [], f"the test venv imports from outside this environment: {base}"
+
+
 def test_editable_install_in_a_fresh_venv_gives_a_working_csl_clean(tmp_path, demo_run):
-    pytest.importorskip("setuptools")
+    pytest.importorskip("pip")
     source = tmp_path / "source"                     # a copy: installing writes build metadata beside the code
     source.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "runs", ".git")
@@ -80,11 +130,13 @@ def test_editable_install_in_a_fresh_venv_gives_a_working_csl_clean(tmp_path, de
         copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy2
         copy(ROOT / item, source / item, **({"ignore": ignore} if (ROOT / item).is_dir() else {}))
     venv = tmp_path / "venv"
-    # The venv sees this interpreter's packages (no second torch); pip and setuptools come from there too.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
-                           str(source)], capture_output=True, text=True, timeout=300)
+    python = fresh_venv_seeing_these_packages(venv)
+    # Build as pip would in the environment running these tests: with its own setuptools where that can build
+    # an editable wheel (nothing fetched), else in pip's isolated build environment from the configured index,
+    # the way `pip install -e .` just did. Never from the base interpreter's packages.
+    isolation = ["--no-build-isolation"] if can_build_editable_wheels() else []
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", *isolation, "-e", str(source)],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     csl_clean = venv / "bin" / "csl-clean"
     elsewhere = tmp_path / "elsewhere"
