@@ -223,7 +223,9 @@ def test_the_schema_is_set_up_once_per_process(run_dir, monkeypatch):
     (run_dir / "decisions.sqlite").unlink()       # a new file (a run folder replaced) is set up again
     for leftover in run_dir.glob("decisions.sqlite-*"):
         leftover.unlink()
-    DecisionLog(run_dir)
+    assert DecisionLog(run_dir).revision() == 0     # viewing creates nothing ...
+    assert calls == [] and not (run_dir / "decisions.sqlite").exists()
+    DecisionLog(run_dir)._set_up()                  # ... the first decision sets the new file up
     assert len(calls) == 1
 
 

@@ -26,6 +26,7 @@ from csl_core.data import DataError, build_training_set, parse_spec
 from csl_core.data import decode as data_decode
 from csl_core.engine.train import train
 from csl_core.run.decisions import DecisionLog
+from csl_core.run.export import MARK as MARK_NAME
 from csl_core.run.export import export_run, remove_export_leftovers, write_imagefolder
 from csl_core.run.files import lock_file
 from csl_core.run.folders import remove_leftovers, run_folder_for, run_lock
@@ -393,6 +394,12 @@ def _noise_on_one_class(tmp):
     return f"imagefolder:{tmp / 'r'}", {"inject_noise": 0.1}
 
 
+def _link_to_the_root_in_a_class(tmp):
+    folder_of_classes(tmp / "r", classes=("cat", "dog"))
+    os.symlink("..", tmp / "r" / "cat" / "loop")              # cat/loop -> .. : the whole tree again
+    return f"imagefolder:{tmp / 'r'}"
+
+
 def _negative_subset(tmp):
     folder_of_classes(tmp / "r")
     return f"imagefolder:{tmp / 'r'}", {"subset": -3}
@@ -451,6 +458,7 @@ CORPUS = [
     (_demo_with_path, ("error", "demo takes no path")),
     (_noise_on_one_class, ("error", "needs at least two classes")),
     (_negative_subset, ("error", "--subset must be positive")),
+    (_link_to_the_root_in_a_class, ("report", "symbolic-link loop")),          # round two, 12
 ]
 
 
@@ -578,7 +586,7 @@ def test_export_with_clashing_names_and_links_changes_no_byte_outside_export(tmp
     assert {k: v for k, v in tree_digest(store.path).items()
             if not k.startswith("export") and k != "decisions.sqlite-wal" and k != "decisions.sqlite-shm"
             and k != "decisions.sqlite"} == {k: v for k, v in run_before.items() if not k.startswith("decisions")}
-    entries = sorted(p for p in result.tree_path.rglob("*") if not p.is_dir())
+    entries = sorted(p for p in result.tree_path.rglob("*") if not p.is_dir() and p.name != MARK_NAME)
     assert len(entries) == len(files) and sum(again.links.values()) == len(files)
     assert again.links[links] == len(files)
     names = [str(p.relative_to(result.tree_path)).casefold() for p in entries]
@@ -615,6 +623,7 @@ def test_leftovers_of_killed_exports_are_removed(tmp_path):
     dead.wait()
     export = tmp_path / "export"
     (export / f".imagefolder.old-{dead.pid}" / "a").mkdir(parents=True)
+    (export / f".imagefolder.old-{dead.pid}" / MARK_NAME).write_text("an export's tree")  # restored, then replaced
     (export / f".imagefolder.{dead.pid}.abc.tmp" / "a").mkdir(parents=True)
     live = export / f".imagefolder.{os.getppid()}.xyz.tmp"
     live.mkdir()

@@ -94,10 +94,12 @@ def _walk_class_folder(folder: Path) -> tuple[list[Path], list[dict]]:
     files: list[Path] = []
     problems: list[dict] = []
     seen: set[str] = set()
+    top = os.path.realpath(folder)
 
     def visit(current: Path) -> None:
         real = os.path.realpath(current)
-        if real in seen:
+        if real in seen or (current != folder and (top + os.sep).startswith(real.rstrip(os.sep) + os.sep)):
+            # a link back to this folder or one above it (``cat/loop -> ..``) would walk the whole tree again
             problems.append({"id": str(current), "reason": f"symbolic-link loop (leads back to {real}); not "
                                                            "followed"})
             return
@@ -156,9 +158,11 @@ def _check_distinct_names(names: list[str], what: str) -> None:
 def _check_no_empty_class(source: ImageSource, where: str) -> None:
     counts = np.bincount(source.labels, minlength=len(source.classes))
     empty = [source.classes[c] for c in np.flatnonzero(counts == 0)]
-    if empty:
-        raise DataError(f"{where}: class(es) {', '.join(map(repr, empty))} have no readable image "
-                        f"({len(source.skipped)} file(s) skipped, see the run report); fix or remove them")
+    if empty:  # no run (and no run report) is written: the reasons are said here
+        reasons = "; ".join(f"{e['id']}: {e['reason']}" for e in source.skipped[:5])
+        more = f" (and {len(source.skipped) - 5} more)" if len(source.skipped) > 5 else ""
+        raise DataError(f"{where}: class(es) {', '.join(map(repr, empty))} have no readable image; fix or remove "
+                        f"them. {len(source.skipped)} file(s) skipped" + (f": {reasons}{more}" if reasons else ""))
 
 
 def load_csv(csv_file: str, root: str | None = None, *, image_size: int = 32,

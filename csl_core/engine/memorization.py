@@ -32,9 +32,10 @@ from ..analysis.memorization import (
     subset_mask,
 )
 from ..analysis.scores import available_scores, suspicion
-from ..config import TrainConfig, training_set_for
+from ..config import TrainConfig
 from ..data import TrainingSet
 from ..progress import progress_bar
+from ..run.files import real_folder, temp_file_beside
 from ..run.memorization import MemorizationFolder
 from ..run.store import RunError, RunStore
 
@@ -90,8 +91,8 @@ def estimate_memorization(run: str | Path | RunStore, *, models: int, fraction: 
                        "memorisation against it")
     began = time.perf_counter()
     samples = store.samples()
-    if training_set is None:
-        training_set = training_set_for(TrainConfig.from_dict(store.meta["config"]), progress=progress)
+    if training_set is None:  # rebuilt from the run's stored settings, checked, sample by sample
+        training_set = store.training_set(progress=progress)
     if list(training_set.samples["sample_id"].astype(str)) != list(samples["sample_id"].astype(str)):
         raise RunError(f"{store.path}: the data source no longer yields the samples this run was trained on")
     n = len(samples)
@@ -136,21 +137,27 @@ def _train_models(job: dict, todo: list[int], *, workers: int, total: int, progr
         # spawn, not fork: the parent may hold torch's thread pools, which a forked child inherits broken.
         # The arrays go to the workers through a file: a spawn payload larger than a pipe's buffer blocks the
         # parent for good when a child dies before reading it.
-        arrays_file = MemorizationFolder(job["folder"]).path / f".job-{os.getpid()}.npz"
-        np.savez(arrays_file, **{name: job[name] for name in _ARRAYS})
-        light = {**{k: v for k, v in job.items() if k not in _ARRAYS}, "arrays": str(arrays_file)}
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
-                                   initializer=_start_worker, initargs=(light,))
+        # A fresh file (O_EXCL, a random name), never one a link at a known name points to.
+        fd, arrays_file = temp_file_beside(real_folder(MemorizationFolder(job["folder"]).path) / f"job-{os.getpid()}",
+                                           suffix=".npz")
+        arrays_file = Path(arrays_file)
         try:
-            pending = {pool.submit(_train_one, k) for k in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    future.result()  # a failed model stops the estimate with its error
-                    bar.update(1)
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{name: job[name] for name in _ARRAYS})
+            light = {**{k: v for k, v in job.items() if k not in _ARRAYS}, "arrays": str(arrays_file)}
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"),
+                                       initializer=_start_worker, initargs=(light,))
+            try:
+                pending = {pool.submit(_train_one, k) for k in todo}
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        future.result()  # a failed model stops the estimate with its error
+                        bar.update(1)
+            finally:
+                # on an error or Ctrl-C the models in training finish and are kept; the others are not started
+                pool.shutdown(wait=True, cancel_futures=True)
         finally:
-            # on an error or Ctrl-C the models in training finish and are kept; the others are not started
-            pool.shutdown(wait=True, cancel_futures=True)
             arrays_file.unlink(missing_ok=True)
     finally:
         bar.close()

@@ -12,7 +12,6 @@ Training never touches this file, so a decision never waits on a running job.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -25,45 +24,25 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
+from .logfile import (  # noqa: F401  (DECISIONS_FILE, SCHEMA_VERSION, log_problem: importers take them from here)
+    BUSY_TIMEOUT_MS,
+    DECISIONS_FILE,
+    SCHEMA_VERSION,
+    connect,
+    damaged,
+    file_key,
+    is_busy,
+    log_problem,
+    migrate,
+    refuse_links,
+)
 from .tables import read_meta
 
-DECISIONS_FILE = "decisions.sqlite"
 #: Actions that change what the export does with a sample.
 EFFECTIVE_ACTIONS = ("keep", "relabel", "drop")
 #: Every action ``record`` accepts; ``not-duplicate`` is informational (read by the duplicates page).
 ACTIONS = (*EFFECTIVE_ACTIONS, "not-duplicate")
 UNDECIDED = "undecided"
-BUSY_TIMEOUT_MS = 10_000
-#: ``PRAGMA user_version`` of the current layout. 1: one action per batch (``batches.action``);
-#: 2: the action on every row (``decisions.action``), so that one batch holds several actions;
-#: 3: the browser tab that made each batch (``batches.tab``), so that an undo stays in its tab.
-SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    action   TEXT    NOT NULL,            -- keep | relabel | drop | not-duplicate | undo, or e.g. drop+keep
-    source   TEXT    NOT NULL DEFAULT '', -- the page (or tool) that made it
-    tab      TEXT    NOT NULL DEFAULT '', -- the browser tab (dashboard session) that made it
-    note     TEXT    NOT NULL DEFAULT '',
-    created  REAL    NOT NULL,            -- unix time
-    undoes   INTEGER REFERENCES batches(id)
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    batch    INTEGER NOT NULL REFERENCES batches(id),
-    sample   INTEGER NOT NULL,
-    label    INTEGER,                     -- the new label (relabel only)
-    action   TEXT                         -- keep | relabel | drop | not-duplicate
-);
-CREATE INDEX IF NOT EXISTS decisions_batch ON decisions(batch);
-CREATE INDEX IF NOT EXISTS batches_undoes ON batches(undoes);
-"""
-# A version-1 log gains the row action, filled from its batch. Readers still fall back to the batch's
-# action (COALESCE), so rows appended by an older copy of this code read the same.
-_MIGRATE_1_TO_2 = """
-ALTER TABLE decisions ADD COLUMN action TEXT;
-UPDATE decisions SET action = (SELECT b.action FROM batches b WHERE b.id = decisions.batch) WHERE action IS NULL;
-"""
 _ROW_ACTION = "COALESCE(d.action, b.action)"
 
 # The decision files whose schema this process has set up, by (path, device, inode): a DecisionLog is
@@ -89,16 +68,19 @@ class DecisionLog:
     """The decision log of the run folder ``run_path`` (created on first use).
 
     Each call opens its own short-lived connection, so one ``DecisionLog`` may be shared between
-    threads and any number of them may point at the same file.
+    threads and any number of them may point at the same file. Reading never writes: the file is created
+    by the first decision, and ``read_only`` (a run shown read-only) opens it for reading only and refuses
+    decisions. The file (and its ``-wal``, ``-shm``, ``-journal``) is never opened through a symbolic link.
     """
 
-    def __init__(self, run_path: str | Path):
+    def __init__(self, run_path: str | Path, *, read_only: bool = False):
         self.run_path = Path(run_path)
         if not self.run_path.is_dir():
             raise FileNotFoundError(f"{self.run_path} is not a run folder; train one first")
         self.path = self.run_path / DECISIONS_FILE
+        self.read_only = read_only
         self.num_samples, self.num_classes = _run_size(self.run_path)
-        self._set_up()
+        self._refuse_links()
 
     # ------------------------------------------------------------ writing
     def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
@@ -188,7 +170,7 @@ class DecisionLog:
     # ------------------------------------------------------------ reading
     def revision(self) -> int:
         """The id of the newest batch (0 when empty): a cheap key for caching derived state."""
-        with closing(self._connect()) as db:
+        with self._read() as db:
             row = db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()
         return int(row[0])
 
@@ -197,7 +179,7 @@ class DecisionLog:
 
         Columns: ``batch, action, sample, label, source, note, decided_at, undoes, undone``.
         """
-        with closing(self._connect()) as db:
+        with self._read() as db:
             frame = pd.read_sql_query(
                 f"SELECT b.id AS batch, {_ROW_ACTION} AS action, d.sample, d.label, b.source, b.note, "
                 "b.created AS decided_at, "
@@ -212,7 +194,7 @@ class DecisionLog:
     def batches(self) -> pd.DataFrame:
         """One row per batch: ``batch, action, source, tab, note, decided_at, undoes, undone, samples``; the
         action of a batch of several actions joins them with ``+`` (``drop+keep``)."""
-        with closing(self._connect()) as db:
+        with self._read() as db:
             frame = pd.read_sql_query(
                 "SELECT b.id AS batch, b.action, b.source, b.tab, b.note, b.created AS decided_at, b.undoes, "
                 "EXISTS(SELECT 1 FROM batches u WHERE u.undoes = b.id) AS undone, "
@@ -235,7 +217,7 @@ class DecisionLog:
         if len(original) != num_samples:
             raise ValueError(f"{len(original)} original labels for {num_samples} samples")
         placeholders = ", ".join("?" * len(EFFECTIVE_ACTIONS))
-        with closing(self._connect()) as db:
+        with self._read() as db:
             rows = db.execute(
                 f"SELECT d.sample, {_ROW_ACTION}, d.label, b.created, b.source FROM decisions d "
                 "JOIN batches b ON b.id = d.batch "
@@ -274,12 +256,12 @@ class DecisionLog:
     # ------------------------------------------------------------ internals
     def _set_up(self) -> None:
         """Set the file up once per process (and again only if it is replaced)."""
-        key = _file_key(self.path)
+        key = file_key(self.path)
         if key is not None and key in _set_up:
             return
         with _set_up_lock:
             self._create()
-            key = _file_key(self.path)
+            key = file_key(self.path)
             if key is not None:
                 _set_up.add(key)
 
@@ -295,11 +277,11 @@ class DecisionLog:
         pause = 0.005
         while True:
             try:
-                with closing(self._connect()) as db:
+                with closing(self._connect(write=True)) as db:
                     if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                         db.execute("PRAGMA journal_mode = WAL")
                     if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                        self._migrate(db)
+                        migrate(db)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
@@ -311,35 +293,38 @@ class DecisionLog:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
 
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        """Create the tables, or add what an older log lacks, in one transaction."""
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
-            if columns and "action" not in columns:
-                for statement in filter(str.strip, _MIGRATE_1_TO_2.split(";")):
-                    db.execute(statement)
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            _add_tab_column(db)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _refuse_links(self) -> None:
+        refuse_links(self.path)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                             check_same_thread=False)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA synchronous = NORMAL")
-        return db
+    def _connect(self, *, write: bool = False) -> sqlite3.Connection:
+        return connect(self.path, write=write, read_only=self.read_only)
+
+    @contextmanager
+    def _read(self):
+        """A reading connection; a damaged file is a :class:`RunError` that names it. A log written by an
+        older version is brought up to date first (unless read-only)."""
+        if not self.read_only and self.path.is_file():
+            try:
+                self._set_up()
+            except sqlite3.DatabaseError as e:
+                if is_busy(e):
+                    raise
+                raise damaged(self.path, e) from None
+        with closing(self._connect()) as db:
+            try:
+                yield db
+            except sqlite3.DatabaseError as e:
+                if is_busy(e):
+                    raise
+                raise damaged(self.path, e) from None
 
     @contextmanager
     def _write(self):
         """One write transaction, taken up front so that concurrent writers queue instead of deadlocking."""
-        with closing(self._connect()) as db:
+        if self.read_only:
+            raise RunError(f"{self.run_path} is open read-only; decisions cannot be recorded here")
+        self._set_up()
+        with closing(self._connect(write=True)) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -361,17 +346,6 @@ class DecisionLog:
         return samples
 
 
-def _add_tab_column(db: sqlite3.Connection) -> None:
-    """Logs written before batches recorded their tab get the column (empty: made in no known tab)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-    if "tab" not in columns:
-        try:
-            db.execute("ALTER TABLE batches ADD COLUMN tab TEXT NOT NULL DEFAULT ''")
-        except sqlite3.OperationalError as e:  # another connection added it a moment ago
-            if "duplicate column" not in str(e):
-                raise
-
-
 def _run_size(run_path: Path) -> tuple[int, int]:
     """(samples, classes) from the run's ``meta.json``; zeros (no range checks) when it has none."""
     try:
@@ -381,10 +355,3 @@ def _run_size(run_path: Path) -> tuple[int, int]:
         return 0, 0
 
 
-def _file_key(path: Path) -> tuple[str, int, int] | None:
-    """``path`` with its device and inode, or ``None`` when the file does not exist yet."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return str(path.resolve()), stat.st_dev, stat.st_ino

@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from .decisions import DecisionLog
-from .files import atomic_write_bytes
+from .files import O_NOFOLLOW, atomic_write_bytes
 from .store import RunStore
 
 EXPORT_DIR = "export"
 CSV_NAME = "cleaned_labels.csv"
 TREE_NAME = "imagefolder"
+#: The file that marks a tree as written by an export (only such a tree is ever replaced).
+MARK = ".csl-export"
 CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_rank", "suggested_label"]
 
 
@@ -125,15 +127,17 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
     if out.is_symlink():
         raise ValueError(f"{out} is a symbolic link; an export writes only into a real folder, so remove "
                          "the link or pass another output folder")
+    if imagefolder:  # refused before anything is written
+        if "path" not in scores.columns:
+            raise ValueError(f"{store.path}: this run's images are not files on disk (source "
+                             f"{store.meta.get('source')!r}), so there is no ImageFolder tree to build; "
+                             "export the CSV instead")
+        _check_replaceable(out / TREE_NAME, scores["path"].astype(str).to_numpy())
     table = cleaned_labels(scores, effective, classes, include_dropped=include_dropped)
     csv_path = out / CSV_NAME
     atomic_write_bytes(csv_path, csv_bytes(table))
     result = ExportResult(csv_path=csv_path, rows=len(table), summary=class_summary(labels, effective, classes))
     if imagefolder:
-        if "path" not in scores.columns:
-            raise ValueError(f"{store.path}: this run's images are not files on disk (source "
-                             f"{store.meta.get('source')!r}), so there is no ImageFolder tree to build; "
-                             "export the CSV instead")
         kept = effective["action"].to_numpy(object) != "drop"
         paths = scores["path"].astype(str).to_numpy()[kept]
         final = np.asarray(classes, dtype=object)[effective["label"].to_numpy(np.int64)[kept]]
@@ -151,13 +155,15 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
     """Replace ``target`` with a tree ``<label>/<file name>`` of links to ``paths``.
 
     The tree is built in a new folder beside ``target`` and swapped in, so a reader sees the old tree
-    or the new one. No two entries ever share a name: two labels that make the same folder name
-    (``sandal/boot`` and ``sandal_boot``, or names differing only in case) get distinct folders, and a
-    file name already taken in a folder (case-insensitively) gets ``__<sample order>`` and, if needed,
-    a counter appended. Every entry is created exclusively (a copy is opened with ``O_EXCL`` and
-    ``O_NOFOLLOW``), so nothing is ever written through an existing link into an original file.
-    Leftovers of exports killed midway are removed first. Returns how many entries are symbolic
-    links, hard links and copies.
+    or the new one. An existing ``target`` is replaced only when an export wrote it (it holds the
+    :data:`MARK` file) and none of ``paths`` lies inside it: a folder of the person's own images (the
+    data a run was trained on) is never deleted. If the swap is interrupted, the previous tree is put
+    back (at once, or by the next export). No two entries ever share a name: two labels that make the
+    same folder name (``sandal/boot`` and ``sandal_boot``, or names differing only in case) get distinct
+    folders, and a file name already taken in a folder (case-insensitively) gets ``__<sample order>``
+    and, if needed, a counter appended. Every entry is created exclusively (a copy is opened with
+    ``O_EXCL`` and ``O_NOFOLLOW``), so nothing is ever written through an existing link into an original
+    file. Returns how many entries are symbolic links, hard links and copies.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,9 +171,13 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
         raise ValueError(f"{target.parent} is a symbolic link; an export writes only into a real folder, "
                          "so remove the link or choose another output folder")
     remove_export_leftovers(target)
+    _check_replaceable(target, paths)
     building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"))
     made = {"symlink": 0, "hardlink": 0, "copy": 0}
     try:
+        fd = os.open(building / MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write("written by csl-clean export; the next export replaces this folder whole\n")
         folders = _folder_names(sorted({str(label) for label in labels}))
         used: dict[str, set[str]] = {}
         for order, (source, label) in enumerate(zip(paths, labels)):
@@ -183,7 +193,12 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
         if target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
-        os.replace(building, target)
+        try:
+            os.replace(building, target)
+        except BaseException:
+            if old is not None and not target.exists():
+                os.replace(old, target)  # the previous tree back where it was
+            raise
         if old is not None:
             _remove(old)
     except BaseException:
@@ -192,22 +207,52 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
     return made
 
 
+def _check_replaceable(target: Path, paths) -> None:
+    """Raise ``ValueError`` unless ``target`` is absent or a tree an export wrote that holds none of
+    ``paths`` (the originals the new tree links to)."""
+    if not (target.exists() or target.is_symlink()):
+        return
+    mark = target / MARK
+    if target.is_symlink() or not target.is_dir() or mark.is_symlink() or not mark.is_file():
+        raise ValueError(f"{target} exists and was not written by an export (it has no {MARK} file); an "
+                         "export never replaces a folder it did not write. Choose another output folder, or "
+                         "move that one away")
+    inside = _first_inside(paths, target)
+    if inside is not None:
+        raise ValueError(f"{target} holds {inside}, an image of this run: replacing the tree would delete it. "
+                         "Export into another folder")
+
+
+def _first_inside(paths, folder: Path) -> str | None:
+    roots = {str(folder.absolute()), os.path.realpath(folder)}
+    for path in paths:
+        for candidate in (os.path.abspath(str(path)), os.path.realpath(str(path))):
+            if any(candidate == root or candidate.startswith(root + os.sep) for root in roots):
+                return str(path)
+    return None
+
+
 def remove_export_leftovers(target: str | Path) -> list[Path]:
-    """Remove the half-built (``.<name>.<pid>.*.tmp``) and replaced (``.<name>.old-<pid>``) trees that
-    exports killed midway left beside ``target``; those of a live process are left alone. Returns what
-    was removed."""
+    """Clean up after exports killed midway beside ``target``: a replaced tree (``.<name>.old-<pid>``) is
+    put back as ``target`` when an export was killed between its two renames (``target`` missing),
+    otherwise removed; half-built trees (``.<name>.<pid>.*.tmp``) are removed. Those of a live process
+    are left alone. Returns what was removed."""
     target = Path(target)
     removed = []
     if not target.parent.is_dir():
         return removed
-    for entry in target.parent.iterdir():
+    for entry in sorted(target.parent.iterdir()):
         name = entry.name
         pid = None
-        if name.startswith(f".{target.name}.old-"):
+        old = name.startswith(f".{target.name}.old-")
+        if old:
             pid = name.rsplit("-", 1)[-1]
         elif name.startswith(f".{target.name}.") and name.endswith(".tmp"):
             pid = name[len(target.name) + 2:].split(".", 1)[0]
-        if pid is None or not pid.isdigit() or _alive(int(pid)):
+        if pid is None or not pid.isdigit() or _alive(int(pid)) or entry.is_symlink():
+            continue
+        if old and not (target.exists() or target.is_symlink()):
+            os.replace(entry, target)  # killed between the two renames: the previous tree is restored
             continue
         _remove(entry)
         removed.append(entry)
@@ -279,7 +324,7 @@ def _link(source: Path, destination: Path) -> str:
     except OSError:
         pass
     # O_EXCL | O_NOFOLLOW: a copy only ever creates a new file, never opens one (or a link) that exists.
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
         shutil.copyfileobj(f, out)
     shutil.copystat(source, destination, follow_symlinks=False)

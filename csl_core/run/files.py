@@ -3,7 +3,7 @@
 A file is written to a temporary name beside its target and renamed, so a reader never sees half a file."""
 from __future__ import annotations
 
-import fcntl
+import errno
 import hashlib
 import json
 import os
@@ -17,8 +17,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import RunError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: Opened without following a symbolic link at the last component (0 where the platform has no such flag).
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def refuse_link(path: Path, what: str = "") -> None:
+    """Raise :class:`RunError` when ``path`` is a symbolic link: a file or folder this tool writes in a run
+    folder or an export is never reached through a link (a shared or downloaded folder may plant one at a
+    user's file)."""
+    if Path(path).is_symlink():
+        raise RunError(f"{path} is a symbolic link{' ' + what if what else ''}; this tool never writes through "
+                       "a link (it could overwrite the file it points to). Remove the link, or use another folder")
+
+
+def real_folder(folder: Path) -> Path:
+    """``folder``, created if missing, refused if it is a symbolic link (see :func:`refuse_link`)."""
+    folder = Path(folder)
+    refuse_link(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    refuse_link(folder)
+    return folder
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o666) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` with a :class:`RunError` naming it."""
+    try:
+        return os.open(path, flags | O_NOFOLLOW, mode)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK) or Path(path).is_symlink():
+            refuse_link(path)
+        raise
 
 
 def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
@@ -128,18 +160,43 @@ def lock_file(file: Path, **fields):
         os.close(fd)
 
 
+def _flock(fd: int, *, shared: bool = False) -> bool:
+    """Try to take the lock on ``fd`` without waiting: ``True`` when taken, ``False`` when another holds it.
+    ``fcntl.flock`` where there is one (imported here, so that ``csl_core.run`` imports without it, on
+    Windows), else ``msvcrt.locking`` on the file's first byte."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    try:
+        import msvcrt
+    except ImportError:
+        raise RunError("this platform has neither fcntl nor msvcrt: a run folder cannot be locked here") from None
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
+
+
 def _acquire(file: Path) -> int | None:
     """An open descriptor of ``file`` holding an exclusive flock, or ``None`` when another holds it.
 
     A holder unlinks the file before it lets go, so a descriptor opened before that unlink may lock a
     file that is no longer at the path: the lock only counts if the path still names the locked file."""
     for _ in range(100):
-        fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        # Never through a link: a planted ``lock -> ~/file`` would be truncated and overwritten below.
+        fd = open_nofollow(file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            if not _flock(fd):
+                os.close(fd)
+                return None
         except BaseException:
             os.close(fd)
             raise
@@ -155,22 +212,19 @@ def _acquire(file: Path) -> int | None:
 def is_lock_held(file: Path) -> bool:
     """Whether some process holds the flock on ``file`` now (a leftover file without a holder is not held)."""
     try:
-        fd = os.open(file, os.O_RDONLY)
+        fd = os.open(file, os.O_RDONLY | O_NOFOLLOW)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        return not _flock(fd, shared=True)
     finally:
         os.close(fd)
-    return False
 
 
 def _read_lock(file: Path) -> dict | None:
     try:
-        with open(file) as f:
-            record = json.load(f)
+        with os.fdopen(os.open(file, os.O_RDONLY | O_NOFOLLOW)) as f:
+            record = json.loads(f.read(1 << 16))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -187,3 +241,21 @@ def allocate_array(path: Path, rows: int, cols: int, dtype, *, keep: np.ndarray 
             mm[:, : keep.shape[1]] = keep
         mm.flush()
         del mm
+
+
+@contextmanager
+def array_in_place(file: Path) -> Iterator[np.ndarray]:
+    """A read-write memory map of the ``.npy`` ``file``, opened without following a link (an array of a
+    run folder is written in place, column by column; never into a file a link points at)."""
+    fd = open_nofollow(file, os.O_RDWR)
+    with os.fdopen(fd, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(f)
+        mm = np.memmap(f, dtype=dtype, mode="r+", offset=f.tell(), shape=shape, order="F" if fortran_order else "C")
+        try:
+            yield mm
+            mm.flush()
+        finally:
+            del mm

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes, atomic_write_json, lock_file
+from .files import atomic_write_bytes, atomic_write_json, lock_file, real_folder
 from .store import RunError, RunLockedError, RunStore
 
 FOLDER = "memorization"
@@ -64,6 +64,7 @@ class MemorizationFolder:
         settings = json.loads(json.dumps({"format": FORMAT, **settings}))  # as it reads back from disk
         stored = self.settings()
         if stored is None:
+            real_folder(self.path)
             atomic_write_json(self.settings_file, settings)
             return settings
         differ = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
@@ -83,7 +84,8 @@ class MemorizationFolder:
         buffer = io.BytesIO()
         np.savez(buffer, in_training=np.asarray(in_training, dtype=bool), correct=np.asarray(correct, dtype=bool),
                  p_given=np.asarray(p_given, dtype=np.float32), seconds=np.float64(seconds))
-        atomic_write_bytes(self.model_file(model), buffer.getvalue())
+        real_folder(self.path)
+        atomic_write_bytes(real_folder(self.model_file(model).parent) / self.model_file(model).name, buffer.getvalue())
 
     def load_model(self, model: int, num_samples: int) -> dict | None:
         """Model ``model``'s arrays, or ``None`` when it has no file yet or the file is damaged (it is then
@@ -164,7 +166,7 @@ class MemorizationFolder:
     @contextmanager
     def lock(self):
         """Held while models are trained; a second process is told who holds it."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        real_folder(self.path)
         file = self.path / "lock"
         with lock_file(file, owner="memorization") as holder:
             if holder is not None:

@@ -31,11 +31,13 @@ import pandas as pd
 from .errors import RunError, RunLockedError  # noqa: F401  (importers take both from the store)
 from .files import (
     allocate_array,
+    array_in_place,
     atomic_file,
     atomic_save_npy,
     atomic_write_bytes,
     atomic_write_json,
     is_lock_held,
+    real_folder,
     sha256_bytes,
     sha256_file,
 )
@@ -80,7 +82,7 @@ class RunStore(KeptResults):
         path = Path(path)
         if (path / "meta.json").exists():
             raise RunError(f"{path} already holds a run; resume it (--resume) or choose another --out")
-        (path / "arrays").mkdir(parents=True, exist_ok=True)
+        real_folder(path / "arrays")
         n = len(samples)
         for name in fields:
             allocate_array(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
@@ -274,10 +276,8 @@ class RunStore(KeptResults):
                 raise RunError(f"epoch record lacks '{name}'")
             file = self.path / "arrays" / f"{name}.npy"
             check_array_file(file, int(meta["num_samples"]), epoch + 1)  # r+ would zero-pad a short file
-            mm = np.load(file, mmap_mode="r+")
-            mm[:, epoch] = record[name]
-            mm.flush()
-            del mm
+            with array_in_place(file) as mm:
+                mm[:, epoch] = record[name]
         if probabilities is not None:
             atomic_save_npy(self.path / "probabilities.npy", probabilities.astype(np.float32))
         if timing is not None:
