@@ -53,7 +53,8 @@ st.caption(f"{k:,} of {len(scores):,} samples are positives; *precision at k* is
 table, curves = evaluate_scores(str(store.path), store.finished_epochs, truth_column)
 methods = table["score"].tolist()
 label_of = {m: SCORES[m].label if m in SCORES else m for m in methods}
-chosen = st.multiselect("Scores", methods, default=[m for m in ("csl", "final_loss", "aum") if m in methods][:3],
+headline = [m for m, score in SCORES.items() if score.headline and m in methods]
+chosen = st.multiselect("Scores", methods, default=headline[:3],
                         format_func=label_of.get, key="eval_scores",
                         help="Each line: how many of the true errors a person has found after reviewing the "
                              "top k samples by that score.")

@@ -1,5 +1,6 @@
-"""Galleries page: per class, the easiest and the hardest images side by side in a dense grid, with
-icon actions, click / shift-click selection and bulk actions."""
+"""Galleries page: per class, the easiest and the hardest images by the default ranking (fused where the run
+has it, else CSL) side by side in a dense grid, with icon actions, click / shift-click selection and bulk
+actions."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ import math
 import numpy as np
 import streamlit as st
 
+from csl_core.analysis.scores import SCORES, default_score, suspicion
 from pages._common import effective_for, pick_class, require_scored_run, scores_for, show_decision_feedback, undo
 from pages._filters import sample_filters
 from pages._grid import show_grid
@@ -14,10 +16,12 @@ from pages._grid import show_grid
 SOURCE = "gallery"
 
 st.title("Galleries")
-st.caption("Lowest CSL (learned at once) beside highest CSL (fought the model all training): mislabeled "
-           "images gather on the right.")
 store = require_scored_run()
 scores = scores_for(store)
+method = default_score(scores)   # the ranking the review queue starts from
+name = "CSL" if method == "csl" else f"{method} score"
+st.caption(f"Lowest {name} (learned at once) beside highest {name} (fought the model all training): mislabeled "
+           f"images gather on the right. Ranked by {SCORES[method].label}.")
 classes = store.classes
 effective = effective_for(store)
 
@@ -25,11 +29,11 @@ controls = st.columns([2, 3, 1.2, 1.2, 2])
 with controls[0]:
     label = pick_class(classes, "gal_class")
 members = np.flatnonzero(scores["label"].to_numpy() == label)
-csl = scores["csl"].to_numpy()
-low, high = float(np.nanmin(csl[members])), float(np.nanmax(csl[members]))
+values = suspicion(scores, method)   # higher = more suspicious
+low, high = float(np.nanmin(values[members])), float(np.nanmax(values[members]))
 with controls[1]:
     if high > low:
-        span = st.slider("CSL range", low, high, (low, high), key=f"gal_range_{label}", format="%.2f",
+        span = st.slider(f"{name} range", low, high, (low, high), key=f"gal_range_{method}_{label}", format="%.2f",
                          help="Only images whose CSL falls in this range.")
     else:
         span = (low, high)
@@ -42,8 +46,8 @@ with st.expander("Filters: file name, decision, score threshold, suggested label
     filtered = sample_filters(store, scores, effective, "gal", decisions=(), rank=False, by_given=False, flat=True)
 keep = np.zeros(len(scores), dtype=bool)
 keep[filtered.queue] = True
-chosen = members[(csl[members] >= span[0]) & (csl[members] <= span[1]) & keep[members]]
-order = chosen[np.argsort(csl[chosen], kind="stable")]
+chosen = members[(values[members] >= span[0]) & (values[members] <= span[1]) & keep[members]]
+order = chosen[np.argsort(values[chosen], kind="stable")]
 pages = max(1, math.ceil(len(order) / per_side))
 with controls[3]:
     page = st.number_input("Page", 1, pages, 1, key="gal_page", help=f"{pages} page(s) per side")
@@ -61,10 +65,10 @@ def galleries() -> None:
     current = effective_for(store)
     left, right = st.columns(2, gap="medium")
     with left:
-        st.markdown("##### Easiest: lowest CSL")
+        st.markdown(f"##### Easiest: lowest {name}")
         show_grid(store, scores, current, easy, key="gal_easy", size=size, source=SOURCE)
     with right:
-        st.markdown("##### Hardest: highest CSL")
+        st.markdown(f"##### Hardest: highest {name}")
         show_grid(store, scores, current, hard, key="gal_hard", size=size, source=SOURCE)
     image_error = st.session_state.get("image_errors", {}).pop(str(store.path), None)
     if image_error:

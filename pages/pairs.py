@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.scores import SCORES
+from csl_core.analysis.scores import SCORES, available_scores
 from csl_core.run.decisions import UNDECIDED
 from pages._common import effective_for, record, require_scored_run, scores_for, show_decision_feedback, undo
 from pages._filters import ranking
@@ -49,7 +49,7 @@ given = scores["label"].to_numpy(np.int64)
 suggested = scores["suggested_label"].to_numpy(np.int64)
 controls = st.columns([3, 2, 2])
 with controls[0]:
-    method = st.selectbox("Suspects by", [m for m in SCORES if m in scores.columns], key="pair_score",
+    method = st.selectbox("Suspects by", available_scores(scores), key="pair_score",
                           format_func=lambda m: SCORES[m].label)
 with controls[1]:
     top = st.number_input("Most suspicious", 1, len(scores), min(len(scores), max(50, len(scores) // 20)),

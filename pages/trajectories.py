@@ -5,6 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from csl_core.analysis.scores import SCORES
 from pages._common import (
     class_mean_loss,
     decision_text,
@@ -94,8 +95,7 @@ with facts:
         lines.append(f"Injected error: the true label is **{classes[int(sample['true_label'])]}**")
     lines.append(f"Decision: {decision_text(state['action'], int(state['label']), classes)}")
     st.markdown("  \n".join(lines))
-    wanted = ["csl", "csl_rank", "final_loss", "mean_loss", "learning_time", "forgetting_events", "aum",
-              "in_confidence", "datamaps_confidence"]
+    wanted = dict.fromkeys(["csl", "csl_rank", *SCORES])   # every score of the table this run has
     table = sample[[c for c in wanted if c in sample.index]].to_frame("value").T
     st.dataframe(table, hide_index=True)
 

@@ -87,7 +87,7 @@ def test_start_the_demo_and_see_the_gallery(served_app, tmp_path):
                               f"Before, it showed: {shown}\nThe browser said:\n" + "\n".join(events[-20:]))
             page.get_by_text("Open run").wait_for(timeout=60_000)   # the router's menu is in place
             page.get_by_role("link", name="Galleries", exact=True).click()
-            page.get_by_text("Hardest: highest CSL").wait_for(timeout=60_000)
+            page.get_by_text("Hardest: highest").wait_for(timeout=60_000)
             images = page.locator("[data-testid='grid-card'] img")
             images.nth(23).wait_for(timeout=60_000)
             assert images.count() == 24                     # 12 easiest + 12 hardest

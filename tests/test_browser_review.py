@@ -144,7 +144,7 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
 
             # Galleries: drop one card by its icon; select three by click and shift-click, keep them at once.
             page.get_by_role("link", name="Galleries", exact=True).click()
-            page.get_by_text("Hardest: highest CSL").wait_for(timeout=TIMEOUT_MS)
+            page.get_by_text("Hardest: highest").wait_for(timeout=TIMEOUT_MS)
             hard = page.locator("[data-testid='thumbnail-grid']").nth(1).locator("[data-testid='grid-card']")
             hard.nth(5).wait_for(timeout=TIMEOUT_MS)
             shown = [int(hard.nth(i).get_attribute("data-index")) for i in range(6)]
@@ -161,7 +161,7 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
             assert effective.at[shown[1], "action"] == expected.get(shown[1], ("undecided",))[0]
 
             # No button label cut on any page.
-            for link, ready in (("Galleries", "Hardest: highest CSL"), ("Class pairs", "Accept all"),
+            for link, ready in (("Galleries", "Hardest: highest"), ("Class pairs", "Accept all"),
                                 ("Duplicates", "Undo last duplicates action"),
                                 ("Review queue", "Undo last action"), ("Run", "What next"),
                                 ("Trajectories", "Samples per side"), ("Export", "Download CSV"),

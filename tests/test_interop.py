@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from csl_core.analysis.scores import SCORES
+from csl_core.analysis.scores import SCORES, default_score, suspicion
 from csl_core.cli import main
 from csl_core.engine.tracker import CSLTracker
 from csl_core.run.decisions import DecisionLog
@@ -132,7 +132,8 @@ def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(demo_run, run)
     scores = RunStore(run).scores()
-    top = int(scores["csl"].idxmax())
+    ranking = suspicion(scores, default_score(scores))   # the default ranking (fused), not CSL alone
+    top = int(np.argmax(ranking))
     agreeing = int(np.flatnonzero(scores["suggested_label"].to_numpy() == scores["label"].to_numpy())[0])
     DecisionLog(run).record([agreeing], "drop")
     DecisionLog(run).record([top], "keep")
@@ -145,8 +146,9 @@ def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path):
     undecided = issues["action"] == "undecided"
     expected = scores["suggested_label"].to_numpy() != scores["label"].to_numpy()
     assert np.array_equal(issues["is_label_issue"][undecided], expected[undecided.to_numpy()])
-    # low label_score = high CSL, as cleanlab users sort
-    assert np.all(np.diff(issues.sort_values("label_score")["csl"].to_numpy()) <= 1e-6)
+    # low label_score = high in the default ranking, as cleanlab users sort
+    assert default_score(scores) == "fused"
+    assert np.all(np.diff(ranking[np.argsort(issues["label_score"].to_numpy(), kind="stable")]) <= 1e-12)
     fields = json.loads((tmp_path / "out" / "fiftyone_fields.json").read_text())
     first = issues["id_or_path"].iloc[0]
     assert set(fields) == set(ISSUE_COLUMNS) - {"id_or_path"}

@@ -143,3 +143,27 @@ def test_class_averages_match_each_class_average_in_any_chunking():
         assert np.isnan(means[4]).all()
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         class_averages(values, labels, 3)
+
+
+def test_every_entry_of_the_table_is_computed_from_what_it_needs_and_only_then():
+    from csl_core.analysis.scores import COLUMNS, SCORES
+
+    rng = np.random.default_rng(0)
+    n, epochs, classes = 40, 3, 4
+    arrays = {"loss": rng.random((n, epochs)), "eval_loss": rng.random((n, epochs)),
+              "correct": rng.random((n, epochs)) > 0.5, "margin": rng.normal(size=(n, epochs)),
+              "p_given": rng.random((n, epochs)), "p_max": rng.random((n, epochs))}
+    probabilities = rng.dirichlet(np.ones(classes), n)
+    labels = rng.integers(0, classes, n)
+    full = compute_scores(arrays, probabilities=probabilities, embeddings=rng.normal(size=(n, 5)), labels=labels)
+    assert set(SCORES) | set(COLUMNS) <= set(full.columns)
+    for name in (*SCORES, *COLUMNS):   # each column is that entry's compute on its needs, no other
+        assert np.isfinite(full[name].to_numpy(np.float64)).all(), name
+    # without a margin array there is no AUM, and fused fuses what is there (CSL and kNN)
+    no_margin = compute_scores({k: v for k, v in arrays.items() if k != "margin"}, probabilities=probabilities,
+                               embeddings=rng.normal(size=(n, 5)), labels=labels)
+    assert "aum" not in no_margin.columns and "fused" in no_margin.columns
+    only_loss = compute_scores({"loss": arrays["loss"]})
+    needs_more = [s.name for s in (*SCORES.values(), *COLUMNS.values()) if set(s.needs) - {"loss", "csl"}]
+    assert not set(needs_more) & set(only_loss.columns)
+    assert {"csl", "mean_loss", "final_loss", "csl_rank"} <= set(only_loss.columns)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from csl_core.analysis.scores import score_set_version
 from csl_core.engine.tracker import EPOCH_FIELDS
 from csl_core.run.files import atomic_save_npy, atomic_write_csv, atomic_write_json
 from csl_core.run.folders import list_runs
@@ -188,7 +189,7 @@ def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_pat
     store.write_epoch(1, epoch_record(6, 2.0))
     store.update_meta(completed=True)
     computed = store.scores()
-    kept = store.path / "scores-0002.parquet"
+    kept = store.path / f"scores-0002-{score_set_version()}.parquet"
     assert kept.is_file()
     assert computed["csl"].tolist() == pytest.approx([3.0] * 6) and first["csl"].tolist() == pytest.approx([1.0] * 6)
     # The kept file is what a second opening reads: change it and the change shows.
@@ -199,6 +200,28 @@ def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_pat
     assert store.csl().tolist() == [42.0] * 6  # CSL alone comes from the kept file too
     kept.write_bytes(b"not parquet")  # a damaged file is computed again, not trusted
     assert store.scores()["csl"].tolist() == pytest.approx([3.0] * 6)
+
+
+def test_a_score_added_to_the_table_appears_in_a_run_finished_before(tmp_path, monkeypatch):
+    from csl_core.analysis import scores as scores_module
+
+    store = make_store(tmp_path / "run", epochs=2)
+    for epoch in range(2):
+        store.write_epoch(epoch, epoch_record(6, 1.0 + epoch))
+    store.update_meta(completed=True)
+    store.keep_derived()
+    before = sorted(p.name for p in store.path.glob("scores-*.parquet"))
+    assert "loss_spread" not in store.scores().columns
+    # one entry in the table: a toy score, the spread of each sample's loss over the epochs
+    toy = scores_module.Score("loss_spread", "loss spread",
+                              lambda x: np.nanmax(x["loss"], axis=1) - np.nanmin(x["loss"], axis=1))
+    monkeypatch.setitem(scores_module.SCORES, "loss_spread", toy)
+    scores = store.scores()
+    assert scores["loss_spread"].tolist() == pytest.approx([1.0] * 6)
+    assert scores_module.suspicion(scores, "loss_spread").tolist() == pytest.approx([1.0] * 6)
+    after = sorted(p.name for p in store.path.glob("scores-*.parquet"))
+    assert after != before and len(after) == 1   # kept under the new table's version, the old file gone
+    assert "loss_spread" in pd.read_parquet(store.path / after[0]).columns
 
 
 def test_files_written_atomically_get_ordinary_permissions(tmp_path):
@@ -251,8 +274,9 @@ def test_a_completed_run_keeps_what_the_dashboard_reads(tmp_path):
     store.update_meta(completed=True)
     store.keep_derived()
     kept = sorted(p.name for p in store.path.iterdir() if p.name.split("-")[0] in {"scores", "class", "evaluation"})
-    assert kept == ["class-loss-0002.npy", "evaluation-0002.json", "scores-0002.parquet"]
-    evaluation = json.loads((store.path / "evaluation-0002.json").read_text())
+    version = score_set_version()
+    assert kept == ["class-loss-0002.npy", f"evaluation-0002-{version}.json", f"scores-0002-{version}.parquet"]
+    evaluation = json.loads((store.path / f"evaluation-0002-{version}.json").read_text())
     assert set(evaluation) == {"is_mislabeled"}  # no duplicate truth in this run
     assert evaluation["is_mislabeled"] == store.evaluation("is_mislabeled")
     with pytest.raises(RunError, match="no ground truth 'is_duplicate'"):

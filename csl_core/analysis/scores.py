@@ -24,56 +24,128 @@ million samples is scored without loading it whole. Definitions follow the liter
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 65536
-
-@dataclass(frozen=True)
-class Score:
-    """One per-sample score of a run: the column it lives in, how people call it, and its orientation.
-
-    ``suspicious_when_high`` is True when a high value means "more likely mislabeled or memorised";
-    :func:`suspicion` flips the others so that every score ranks the most suspicious sample first.
-    ``benchmarked`` scores are compared in the benchmark (``mean_loss`` is left out there: it ranks
-    exactly like ``csl``).
-    """
-
-    name: str
-    label: str
-    suspicious_when_high: bool = True
-    benchmarked: bool = True
-
-
-# The one table of scores: the CLI, every page and the benchmark read names, labels and orientation here.
-SCORES: dict[str, Score] = {s.name: s for s in (
-    Score("csl", "CSL (training pass)"),
-    Score("eval_csl", "CSL (eval pass)"),
-    Score("mean_loss", "mean loss", benchmarked=False),
-    Score("final_loss", "final-epoch loss"),
-    Score("in_confidence", "in-confidence (1 - max probability)"),
-    Score("in_confidence_given", "1 - probability of the given label"),
-    Score("learning_time", "learning time"),
-    Score("forgetting_events", "forgetting events"),
-    Score("aum", "area under the margin (low = suspicious)", suspicious_when_high=False),
-    Score("datamaps_confidence", "Data Maps confidence (low = suspicious)", suspicious_when_high=False),
-    Score("datamaps_variability", "Data Maps variability"),
-    Score("knn_disagreement", "kNN label disagreement (neighbours with another label)"),
-    Score("fused", "fused: CSL + AUM + kNN disagreement (rank average)"),
-)}
-
-# The ranking the review queue and `scores` start from: the first of these a run has.
-DEFAULT_RANKING = ("fused", "csl")
 # Neighbours of the kNN score, and the largest run it is computed for (an exact search is N^2 D).
 KNN_NEIGHBOURS = 30
 KNN_MAX_SAMPLES = 100_000
 # Measured on CIFAR-10N and confusable Fashion-MNIST (docs/benchmarks.md, docs/bench/cifar10n.md): the three together
 # rank as well as the best of them on every protocol, and better than CSL with kNN alone.
 FUSED_COMPONENTS = ("csl", "aum", "knn_disagreement")
+# The ranking the review queue and `scores` start from: the first of these a run has.
+DEFAULT_RANKING = ("fused", "csl")
+
+Inputs = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Score:
+    """One per-sample score of a run: its column, how people call it, its orientation, what it needs and how
+    it is computed.
+
+    ``compute(inputs)`` returns the ``(samples,)`` values (or a scalar for all, or None where it does not
+    apply). ``needs`` names the inputs it reads: per-epoch arrays (``loss``, ``correct``, ``margin``,
+    ``p_given``, ``p_max``, ``eval_loss``, ``(samples, epochs)`` float64, ``correct`` bool),
+    ``probabilities`` (``(samples, classes)``), ``labels`` (``(samples,)``), and, for a score computed over
+    the whole run (``rowwise=False``), ``embeddings`` (``(samples, features)``) and the columns of the
+    scores computed before it in the table. A score is computed where the run has everything it needs.
+    ``rowwise`` scores see a slice of rows at a time, so a million-sample run is never loaded whole.
+
+    ``suspicious_when_high`` is True when a high value means "more likely mislabeled or memorised";
+    :func:`suspicion` flips the others so that every score ranks the most suspicious sample first.
+    ``benchmarked`` scores are compared in the benchmark (``mean_loss`` is left out there: it ranks
+    exactly like ``csl``); ``headline`` scores are the few shown where not every one fits (``info``'s
+    AUROCs, the Evaluate page's first curves). Raise ``version`` when a computation changes: a completed
+    run's kept scores are named after the table's version (:func:`score_set_version`), so it recomputes.
+    """
+
+    name: str
+    label: str
+    compute: Callable[[Inputs], np.ndarray | float | None]
+    needs: tuple[str, ...] = ("loss",)
+    suspicious_when_high: bool = True
+    benchmarked: bool = True
+    headline: bool = False
+    rowwise: bool = True
+    version: int = 1
+
+
+def _last_seen(values: np.ndarray) -> np.ndarray:
+    """The last non-NaN value of each row (NaN if the row has none)."""
+    if values.shape[1] == 0:
+        return np.full(len(values), np.nan)
+    seen = ~np.isnan(values)
+    has = seen.any(axis=1)
+    last = values.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
+    out = values[np.arange(len(values)), last]
+    return np.where(has, out, np.nan)
+
+
+def _mean_loss(x: Inputs) -> np.ndarray:
+    seen = (~np.isnan(x["loss"])).sum(axis=1)
+    return np.where(seen > 0, np.nansum(x["loss"], axis=1) / np.maximum(seen, 1), np.nan)
+
+
+def _row_stat(stat, field: str):
+    """``stat`` (nanmean, nanstd) of each row of ``field``; NaN for a run without an epoch of it."""
+    return lambda x: stat(x[field], axis=1) if x[field].shape[1] else np.nan
+
+
+def _knn(x: Inputs) -> np.ndarray | None:
+    n = len(x["labels"])
+    return knn_disagreement(np.asarray(x["embeddings"]), x["labels"]) if 1 < n <= KNN_MAX_SAMPLES else None
+
+
+def _fused(x: Inputs) -> np.ndarray:
+    return rank_fusion(*[x[name] if SCORES[name].suspicious_when_high else -x[name]
+                         for name in FUSED_COMPONENTS if name in x])
+
+
+# The one table of scores: the CLI, every page, the bench, interop and the memorisation comparison read it.
+SCORES: dict[str, Score] = {s.name: s for s in (
+    Score("csl", "CSL (training pass)", lambda x: np.nansum(x["loss"], axis=1), headline=True),
+    Score("eval_csl", "CSL (eval pass)", lambda x: np.nansum(x["eval_loss"], axis=1), ("eval_loss",)),
+    Score("mean_loss", "mean loss", _mean_loss, benchmarked=False),
+    Score("final_loss", "final-epoch loss", lambda x: _last_seen(x["loss"]), headline=True),
+    Score("in_confidence", "in-confidence (1 - max probability)", lambda x: 1.0 - _last_seen(x["p_max"]),
+          ("p_max",)),
+    Score("in_confidence_given", "1 - probability of the given label", lambda x: 1.0 - _last_seen(x["p_given"]),
+          ("p_given",)),
+    Score("learning_time", "learning time", lambda x: learning_time(x["correct"]), ("correct",)),
+    Score("forgetting_events", "forgetting events", lambda x: forgetting_events(x["correct"]), ("correct",)),
+    Score("aum", "area under the margin (low = suspicious)", _row_stat(np.nanmean, "margin"), ("margin",),
+          suspicious_when_high=False, headline=True),
+    Score("datamaps_confidence", "Data Maps confidence (low = suspicious)", _row_stat(np.nanmean, "p_given"),
+          ("p_given",), suspicious_when_high=False),
+    Score("datamaps_variability", "Data Maps variability", _row_stat(np.nanstd, "p_given"), ("p_given",)),
+    Score("knn_disagreement", "kNN label disagreement (neighbours with another label)", _knn,
+          ("embeddings", "labels"), headline=True, rowwise=False),
+    Score("fused", "fused: CSL + AUM + kNN disagreement (rank average)", _fused, ("csl", "knn_disagreement"),
+          headline=True, rowwise=False),
+)}
+
+# Per-sample columns beside the scores, computed the same way; they rank nothing.
+COLUMNS: dict[str, Score] = {s.name: s for s in (
+    Score("suggested_label", "suggested label (highest mean probability over training)",
+          lambda x: x["probabilities"].argmax(axis=1).astype(np.int64), ("probabilities",)),
+    Score("suggested_confidence", "mean probability of the suggested label",
+          lambda x: x["probabilities"].max(axis=1).astype(np.float64), ("probabilities",)),
+    Score("csl_rank", "CSL rank (1 = highest)", lambda x: rank_descending(x["csl"]), ("csl",), rowwise=False),
+)}
+
+
+def score_set_version() -> str:
+    """A short fingerprint of :data:`SCORES` and :data:`COLUMNS` (names, versions, needs): a completed run
+    keeps its scores under it, so a score added or changed is computed for runs finished before."""
+    entries = [(s.name, s.version, s.needs, s.rowwise) for s in (*SCORES.values(), *COLUMNS.values())]
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:8]
 
 
 def suspicion(scores: pd.DataFrame, method: str = "csl") -> np.ndarray:
@@ -156,50 +228,11 @@ def forgetting_events(correct: np.ndarray) -> np.ndarray:
     return (correct[:, :-1] & ~correct[:, 1:]).sum(axis=1).astype(np.int64)
 
 
-def _last_seen(values: np.ndarray) -> np.ndarray:
-    """The last non-NaN value of each row (NaN if the row has none)."""
-    if values.shape[1] == 0:
-        return np.full(len(values), np.nan)
-    seen = ~np.isnan(values)
-    has = seen.any(axis=1)
-    last = values.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
-    out = values[np.arange(len(values)), last]
-    return np.where(has, out, np.nan)
-
-
-def _chunk_scores(chunk: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    loss = np.asarray(chunk["loss"], dtype=np.float64)
-    out: dict[str, np.ndarray] = {}
-    # A sample never seen (a row of NaN) scores NaN; numpy would warn about each such row.
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out["csl"] = np.nansum(loss, axis=1)
-        seen = (~np.isnan(loss)).sum(axis=1)
-        out["mean_loss"] = np.where(seen > 0, out["csl"] / np.maximum(seen, 1), np.nan)
-        out["final_loss"] = _last_seen(loss)
-        if "p_max" in chunk:
-            out["in_confidence"] = 1.0 - _last_seen(np.asarray(chunk["p_max"], dtype=np.float64))
-        if "p_given" in chunk:
-            p_given = np.asarray(chunk["p_given"], dtype=np.float64)
-            out["in_confidence_given"] = 1.0 - _last_seen(p_given)
-            out["datamaps_confidence"] = np.nanmean(p_given, axis=1) if p_given.shape[1] else np.nan
-            out["datamaps_variability"] = np.nanstd(p_given, axis=1) if p_given.shape[1] else np.nan
-        if "correct" in chunk:
-            correct = np.asarray(chunk["correct"], dtype=bool)
-            out["learning_time"] = learning_time(correct)
-            out["forgetting_events"] = forgetting_events(correct)
-        if "margin" in chunk:
-            margin = np.asarray(chunk["margin"], dtype=np.float64)
-            out["aum"] = np.nanmean(margin, axis=1) if margin.shape[1] else np.nan
-        if "eval_loss" in chunk:
-            out["eval_csl"] = np.nansum(np.asarray(chunk["eval_loss"], dtype=np.float64), axis=1)
-    return out
-
-
 def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | None = None,
                    probabilities: np.ndarray | None = None, embeddings: np.ndarray | None = None,
                    labels: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
-    """Every score for every sample, as a DataFrame indexed by sample.
+    """Every score of :data:`SCORES` and column of :data:`COLUMNS` the inputs allow, for every sample, as a
+    DataFrame indexed by sample.
 
     Parameters
     ----------
@@ -221,34 +254,40 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
     for name, arr in arrays.items():
         if len(arr) != n:
             raise ValueError(f"array '{name}' has {len(arr)} rows, 'loss' has {n}")
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, chunk_rows):
-        chunk = {name: arr[start: start + chunk_rows] for name, arr in arrays.items()}
-        for name, values in _chunk_scores(chunk).items():
-            parts.setdefault(name, []).append(np.broadcast_to(values, (len(chunk["loss"]),)))
-    columns = {name: np.concatenate(vals) if vals else np.empty(0) for name, vals in parts.items()}
-    if probabilities is not None:
-        if len(probabilities) != n:
-            raise ValueError(f"probabilities have {len(probabilities)} rows, 'loss' has {n}")
-        suggested = np.empty(n, dtype=np.int64)
-        confidence = np.empty(n, dtype=np.float64)
-        for start in range(0, n, chunk_rows):
-            p = np.asarray(probabilities[start: start + chunk_rows])
-            suggested[start: start + len(p)] = p.argmax(axis=1)
-            confidence[start: start + len(p)] = p.max(axis=1)
-        columns["suggested_label"] = suggested
-        columns["suggested_confidence"] = confidence
+    if probabilities is not None and len(probabilities) != n:
+        raise ValueError(f"probabilities have {len(probabilities)} rows, 'loss' has {n}")
     if labels is None and samples is not None and "label" in samples.columns:
         labels = samples["label"].to_numpy(np.int64)
-    if embeddings is not None and labels is not None and 1 < n <= KNN_MAX_SAMPLES:
-        if len(embeddings) != n or len(labels) != n:
-            raise ValueError(f"embeddings have {len(embeddings)} rows and labels {len(labels)}, 'loss' has {n}")
-        columns["knn_disagreement"] = knn_disagreement(np.asarray(embeddings), labels)
-        components = [columns[name] if SCORES[name].suspicious_when_high else -columns[name]
-                      for name in FUSED_COMPONENTS if name in columns]
-        columns["fused"] = rank_fusion(*components)
+    if embeddings is not None and labels is not None and 1 < n <= KNN_MAX_SAMPLES and (
+            len(embeddings) != n or len(labels) != n):
+        raise ValueError(f"embeddings have {len(embeddings)} rows and labels {len(labels)}, 'loss' has {n}")
+    entries = [*SCORES.values(), *COLUMNS.values()]
+    rows = dict(arrays)
+    if probabilities is not None:
+        rows["probabilities"] = probabilities
+    if labels is not None:
+        rows["labels"] = np.asarray(labels, dtype=np.int64)
+    parts: dict[str, list[np.ndarray]] = {}
+    # A sample never seen (a row of NaN) scores NaN; numpy would warn about each such row.
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for start in range(0, n, chunk_rows):
+            chunk = {name: np.asarray(arr[start: start + chunk_rows],
+                                      dtype=bool if name == "correct" else np.float64 if name in arrays else None)
+                     for name, arr in rows.items()}
+            for score in entries:
+                if score.rowwise and all(need in chunk for need in score.needs):
+                    values = score.compute(chunk)
+                    if values is not None:
+                        parts.setdefault(score.name, []).append(np.broadcast_to(values, (len(chunk["loss"]),)))
+        columns = {name: np.concatenate(vals) if vals else np.empty(0) for name, vals in parts.items()}
+        whole = {**rows, **({"embeddings": embeddings} if embeddings is not None else {})}
+        for score in entries:
+            if not score.rowwise and all(need in whole or need in columns for need in score.needs):
+                values = score.compute({**whole, **columns})
+                if values is not None:
+                    columns[score.name] = np.array(np.broadcast_to(values, (n,)))
     scores = pd.DataFrame(columns, index=pd.RangeIndex(n, name="index"))
-    scores["csl_rank"] = rank_descending(scores["csl"].to_numpy())
     if samples is not None:
         if len(samples) != n:
             raise ValueError(f"the sample table has {len(samples)} rows, the arrays {n}")

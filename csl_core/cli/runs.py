@@ -136,7 +136,7 @@ def cmd_duplicates(args) -> int:
     if len(shown):
         print(shown[columns].to_string(index=False))
     if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
-        from sklearn.metrics import roc_auc_score
+        from ..analysis.metrics import auroc
 
         found = injected_pair_recall(report.samples["group"].to_numpy(), samples["duplicate_of"].to_numpy(),
                                      groups)
@@ -144,7 +144,7 @@ def cmd_duplicates(args) -> int:
         print(f"injected   {found['found_and_flagged']}/{found['pairs']} pairs grouped and flagged "
               f"(recall {found['recall']:.4f}), {found['false_groups']} groups without an injected pair")
         for column in ("csl", "duplicate_score"):
-            print(f"AUROC      {column:<15} {roc_auc_score(truth, report.samples[column].fillna(-np.inf)):.4f}"
+            print(f"AUROC      {column:<15} {auroc(truth, _least_suspicious_nan(report.samples[column])):.4f}"
                   f"  (both members of {found['pairs']} injected pairs)")
     return 0
 
@@ -175,12 +175,20 @@ def print_info(store: RunStore) -> None:
         truth = None
     _print_standing(store, scores, truth)
     if truth is not None:
-        from sklearn.metrics import roc_auc_score
+        from ..analysis.metrics import auroc
+        from ..analysis.scores import SCORES
 
-        for method in dict.fromkeys(("csl", "final_loss", "aum", "knn_disagreement", "fused", default_score(scores))):
+        headline = [name for name, score in SCORES.items() if score.headline]
+        for method in dict.fromkeys([*headline, default_score(scores)]):
             if method in scores.columns:
-                print(f"AUROC      {method:<16} {roc_auc_score(truth, suspicion(scores, method)):.4f}  "
-                      f"({truth.sum()} injected mislabeled samples)")
+                print(f"AUROC      {method:<16} {auroc(truth, _least_suspicious_nan(suspicion(scores, method))):.4f}"
+                      f"  ({truth.sum()} injected mislabeled samples)")
+
+
+def _least_suspicious_nan(values) -> np.ndarray:
+    """A score with NaN (a sample never seen, a sample in no group) ranked below every finite value."""
+    top = np.finfo(np.float64).max
+    return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-top, posinf=top, neginf=-top)
 
 
 def _print_standing(store: RunStore, scores, truth) -> None:

@@ -8,7 +8,8 @@ Label-issue table (``label_issues.csv``), one row per sample, in cleanlab's colu
 ``id_or_path``       the file path (file sources) or sample id
 ``given_label``      the label the sample was trained with (class name)
 ``predicted_label``  the class with the highest mean probability over training (the suggested label)
-``label_score``      1 - the sample's CSL percentile: in [0, 1], low = suspicious (sorts as cleanlab's does)
+``label_score``      1 - the sample's percentile in the default ranking (fused where the run has it, else CSL):
+                     in [0, 1], low = suspicious (sorts as cleanlab's does)
 ``is_label_issue``   a person's decision where there is one (relabel/drop: True, keep: False), else
                      whether ``predicted_label`` differs from ``given_label``
 ``label``, ``action`` the label after the decisions and the decision (keep/relabel/drop/undecided)
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.scores import default_score, rank_descending, suspicion
 from .decisions import DecisionLog
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv
 from .schema import EPOCH_FIELDS
@@ -55,7 +57,9 @@ def label_issues(scores: pd.DataFrame, effective: pd.DataFrame, classes: Sequenc
     predicted = scores["suggested_label"].to_numpy(np.int64) if "suggested_label" in scores.columns else given
     rank = scores["csl_rank"].to_numpy(np.int64)
     n = len(scores)
-    label_score = (rank - 1) / max(1, n - 1)  # rank 1 (highest CSL) -> 0, the lowest CSL -> 1
+    # the queue's default ranking: its most suspicious sample (rank 1) -> 0, its least -> 1
+    default_rank = rank_descending(suspicion(scores, default_score(scores)))
+    label_score = (default_rank - 1) / max(1, n - 1)
     action = effective["action"].to_numpy(object)
     issue = np.where(action == "keep", False, predicted != given)
     issue = np.where(np.isin(action, ["relabel", "drop"]), True, issue)

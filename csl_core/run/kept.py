@@ -1,11 +1,14 @@
 """What a completed run keeps beside its arrays, so that opening even a 1.28M-sample run reads small files:
-its scores (``scores-<epochs>.parquet``), every class's mean loss per epoch (``class-loss-<epochs>.npy``)
-and, where it has ground truth, the evaluation of every score (``evaluation-<epochs>.json``). A run in
-progress computes them each time; a kept file is named after the finished epochs, so a run trained
-further never reads what its shorter self kept."""
+its scores (``scores-<epochs>-<score set>.parquet``), every class's mean loss per epoch
+(``class-loss-<epochs>.npy``) and, where it has ground truth, the evaluation of every score
+(``evaluation-<epochs>-<score set>.json``). A run in progress computes them each time; a kept file is named
+after the finished epochs, so a run trained further never reads what its shorter self kept, and the scores
+after the version of the score table (:func:`csl_core.analysis.scores.score_set_version`), so a score added
+to the table appears in runs finished before."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +27,8 @@ class KeptResults:
     def scores(self) -> pd.DataFrame:
         """Every score of every sample over the finished epochs, joined to the sample table.
 
-        A completed run keeps them in ``scores-<epochs>.parquet`` once computed, so that opening a
-        large run again reads one file instead of scanning every per-epoch array.
+        A completed run keeps them in ``scores-<epochs>-<score set>.parquet`` once computed, so that opening
+        a large run again reads one file instead of scanning every per-epoch array.
         """
         from ..analysis.scores import compute_scores
 
@@ -33,7 +36,7 @@ class KeptResults:
         finished = int(meta["finished_epochs"])
         if finished == 0:
             raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
-        cache = self._kept_file("scores", "parquet")
+        cache = self._kept_file("scores", "parquet", scored=True)
         if meta.get("completed") and cache.is_file():
             try:
                 return pd.read_parquet(cache)
@@ -50,7 +53,7 @@ class KeptResults:
         """Each sample's CSL: from the kept scores of a completed run, else summed from the loss array."""
         from ..analysis.scores import compute_scores
 
-        cache = self._kept_file("scores", "parquet")
+        cache = self._kept_file("scores", "parquet", scored=True)
         if self.meta.get("completed") and cache.is_file():
             try:
                 return pd.read_parquet(cache, columns=["csl"])["csl"].to_numpy()
@@ -94,12 +97,12 @@ class KeptResults:
     def evaluation(self, truth_column: str = "is_mislabeled", *, scores: pd.DataFrame | None = None) -> dict:
         """How well each score finds the samples flagged in ``truth_column`` of the sample table (injected
         noise or duplicates): :func:`csl_core.analysis.metrics.evaluate_scores`. A completed run keeps it in
-        ``evaluation-<epochs>.json``, one entry per truth column. ``scores`` (this run's :meth:`scores`)
+        ``evaluation-<epochs>-<score set>.json``, one entry per truth column. ``scores`` (this run's :meth:`scores`)
         spares reading or computing them again when the caller holds them."""
         from ..analysis.metrics import evaluate_scores
 
         meta = self.meta
-        cache = self._kept_file("evaluation", "json")
+        cache = self._kept_file("evaluation", "json", scored=True)
         kept: dict = {}
         if meta.get("completed") and cache.is_file():
             try:
@@ -117,10 +120,14 @@ class KeptResults:
             self._keep(cache, lambda file: atomic_write_json(file, {**kept, truth_column: result}))
         return result
 
-    def _kept_file(self, kind: str, suffix: str) -> Path:
+    def _kept_file(self, kind: str, suffix: str, *, scored: bool = False) -> Path:
         """Where a completed run keeps derived data of ``kind``: named after the finished epochs, so that
-        a run trained further never reads what its shorter self kept."""
-        return self.path / f"{kind}-{int(self.meta['finished_epochs']):04d}.{suffix}"
+        a run trained further never reads what its shorter self kept; what depends on the score table
+        (``scored``) also after its version, so that a new score is computed for a finished run."""
+        from ..analysis.scores import score_set_version
+
+        version = f"-{score_set_version()}" if scored else ""
+        return self.path / f"{kind}-{int(self.meta['finished_epochs']):04d}{version}.{suffix}"
 
     def _keep(self, file: Path, write) -> None:
         """Write a kept file with ``write(file)`` and delete what other epoch counts kept of its kind.
@@ -129,7 +136,7 @@ class KeptResults:
             write(file)
         except (OSError, ImportError, ValueError):
             return
-        kind = file.name.rsplit("-", 1)[0]
-        for old in self.path.glob(f"{kind}-*{file.suffix}"):
+        kind = re.match(r"(.+?)-\d{4,}", file.name).group(1)   # scores, class-loss, evaluation
+        for old in self.path.glob(f"{kind}-[0-9]*{file.suffix}"):
             if old != file:
                 old.unlink(missing_ok=True)
