@@ -17,6 +17,7 @@ from csl_core.engine.jobs import Job, JobStatus
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.folders import list_runs
 from csl_core.run.images import thumbnail, thumbnail_data_url
+from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore, run_problems
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
@@ -86,7 +87,7 @@ def run_choices() -> list[str]:
     # A job that failed before its folder existed stays listed, last (never the default), so that its
     # error can be read.
     failed = [str(job.run_dir) for job in jobs
-              if job.status().state == "failed" and not (job.run_dir / "meta.json").exists()]
+              if job.status().state == "failed" and not (job.run_dir / META).exists()]
     return list(dict.fromkeys([*preparing, *found, *extra, *failed]))
 
 
@@ -119,7 +120,7 @@ def require_scored_run() -> RunStore:
     store = open_store()
     if store is None:
         path = open_run_path()
-        problems = run_problems(path) if path and Path(path, "meta.json").exists() else []
+        problems = run_problems(path) if path and Path(path, META).exists() else []
         if problems:
             st.error("This run is damaged and is not shown: " + " ".join(problems))
             st.stop()
@@ -254,7 +255,7 @@ def sidebar() -> None:
     url_error = _open_run_from_url()
     with st.sidebar:
         choices = run_choices()
-        damaged = {p for p in choices if Path(p, "meta.json").exists() and run_problems(p)}
+        damaged = {p for p in choices if Path(p, META).exists() and run_problems(p)}
         if st.session_state.get(RUN_KEY) not in choices:
             # The newest healthy run opens by default; a damaged one is listed, marked, never chosen for you.
             healthy = [p for p in choices if p not in damaged]

@@ -15,6 +15,7 @@ from csl_core.analysis.duplicates import (
 )
 from csl_core.run.decisions import Decision
 from csl_core.run.duplicates import find_duplicates
+from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore
 from pages._common import (
     decision_log,
@@ -78,7 +79,7 @@ st.caption("The same image twice, or nearly: exact copies (same pixels) and near
            "are ranked by the highest CSL inside them.")
 store = require_scored_run()
 classes = store.classes
-embeddings = store.path / "embeddings.npy"
+embeddings = store.path / EMBEDDINGS
 stamp = embeddings.stat().st_mtime if embeddings.is_file() else 0.0
 show_decision_feedback()
 

@@ -15,6 +15,7 @@ from csl_core.analysis.scores import SCORES
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.duplicates import NEIGHBOURS_FILE, neighbour_index
 from csl_core.run.images import image_data_url
+from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore
 from pages._common import (
     class_mean_losses,
@@ -48,7 +49,7 @@ def large_image(run_path: str, created: float, index: int) -> str | None:
 def neighbours(run_path: str, finished_epochs: int) -> tuple[np.ndarray, np.ndarray] | None:
     """``(indices, similarities)``, ``(N, k)`` most similar first, or ``None`` when not searched."""
     store = RunStore(run_path)
-    if not (store.path / "embeddings.npy").exists():
+    if not (store.path / EMBEDDINGS).exists():
         return None
     if store.num_samples > NEIGHBOURS_SEARCH_LIMIT and not (store.path / NEIGHBOURS_FILE).exists():
         return None

@@ -16,6 +16,7 @@ from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
 from csl_core.engine.models import BACKBONES, MODELS, backbone_cache_path
 from csl_core.run.folders import run_folder_for
+from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore
 from pages._common import (
     LIVE_REFRESH_SECONDS,
@@ -120,7 +121,7 @@ def _start() -> None:
         config = _config_from_form()
         name = (ss.run_name or "").strip() or _new_run_name(ss.run_source)
         out = run_folder_for(runs_root(), name)
-        if (out / "meta.json").exists():
+        if (out / META).exists():
             raise RunError(f"{out} already holds a run; pick another name, or open it and press Resume")
         job_registry().start(Job(config, out))
     except (DataError, RunError, ValueError) as e:
@@ -132,7 +133,7 @@ def _start() -> None:
 
 def _resume(path: str) -> None:
     try:
-        config = TrainConfig.from_run(RunStore(path).meta.get("config"), Path(path) / "meta.json")
+        config = TrainConfig.from_run(RunStore(path).meta.get("config"), Path(path) / META)
         job_registry().start(Job(config, path, resume=True))
     except (RunError, ValueError) as e:
         ss["run_error"] = str(e)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -341,3 +342,74 @@ def test_training_set_rebuilds_the_runs_data_and_refuses_a_changed_source(demo_r
     with pytest.raises(LookupError, match="no longer yields"):
         sample_image(changed, 3)                           # no image rather than the wrong one
     assert run_images(moved) is None
+
+
+def test_a_run_of_a_newer_format_is_refused_with_a_clear_message(tmp_path, capsys):
+    from csl_core.cli import main
+    from csl_core.run.layout import FORMAT_VERSION, META
+
+    store = make_store(tmp_path / "run")
+    meta = json.loads((store.path / META).read_text())
+    assert meta["format_version"] == FORMAT_VERSION
+    atomic_write_json(store.path / META, {**meta, "format_version": FORMAT_VERSION + 1})
+    with pytest.raises(RunError, match=f"format {FORMAT_VERSION + 1} by a newer csl-clean.*Upgrade csl-clean"):
+        RunStore(store.path)
+    assert main(["info", str(store.path)]) == 2
+    assert "newer csl-clean" in capsys.readouterr().err
+    atomic_write_json(store.path / META, {**meta, "format_version": "one"})
+    with pytest.raises(RunError, match="'format_version' is 'one'"):
+        RunStore(store.path)
+    del meta["format_version"]   # runs written before the field: format 1
+    atomic_write_json(store.path / META, meta)
+    assert RunStore(store.path).num_samples == 6
+
+
+def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_path):
+    """A file a writer adds to a run folder without an entry in run/layout.py's table fails here."""
+    import fnmatch
+    import shutil
+
+    from csl_core.run.decisions import DecisionLog
+    from csl_core.run.duplicates import find_duplicates
+    from csl_core.run.export import export_run
+    from csl_core.run.layout import RUN_FILES
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    DecisionLog(run).record([0], "drop")   # the decision log, the duplicate cache and an export too
+    find_duplicates(run)
+    export_run(run)
+    patterns = [re.sub(r"<[^>]+>", "*", name).rstrip("/") for name in RUN_FILES]
+    found = sorted({p.relative_to(run).parts[0] if p.relative_to(run).parts[0] != "arrays" else
+                    str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()})
+    unlisted = [name for name in found if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+                and not name.startswith("decisions.sqlite-")]   # SQLite's own WAL files
+    assert not unlisted, f"files of a run folder missing from RUN_FILES: {unlisted}"
+    for name in ("meta.json", "samples.csv", "arrays/loss.npy", "embeddings.npy", "probabilities.npy",
+                 "checkpoint.pt", "report.json", "neighbours.npz", "decisions.sqlite", "export"):
+        assert name in found or any(f.startswith(name) for f in found), name
+
+
+def test_the_writer_and_the_trainer_finish_a_run_the_same_way(tmp_path):
+    from csl_core.run.writer import RunWriter
+
+    writer = RunWriter(tmp_path / "written", labels=[0, 1, 0, 1, 0, 1], classes=["a", "b"], epochs=5)
+    for value in (1.0, 2.0):
+        writer.write_epoch(epoch_record(6, value))
+    stopped_early = writer.store
+    writer.finish(embeddings=np.eye(6, 3), test_accuracy=0.5)
+    for store in (stopped_early, make_store(tmp_path / "made", epochs=2)):
+        if store is not stopped_early:
+            for epoch in range(2):
+                store.write_epoch(epoch, epoch_record(6, 1.0 + epoch))
+            store.finish(embeddings=np.eye(6, 3), test_accuracy=0.5)
+        meta = store.meta
+        assert meta["completed"] and meta["epochs"] == meta["finished_epochs"] == 2   # trimmed to what ran
+        assert store.report()["test_accuracy"] == 0.5 and store.embeddings().shape == (6, 3)
+        assert list(store.path.glob(f"scores-0002-{score_set_version()}.parquet"))   # kept for the dashboard
+    empty = make_store(tmp_path / "empty", epochs=2)
+    with pytest.raises(RunError, match="no epoch was written"):
+        empty.finish(embeddings=np.eye(6, 3))
+    assert not (empty.path / "embeddings.npy").exists()   # refused before anything is written
+    with pytest.raises(ValueError, match=r"embeddings have shape \(5, 3\)"):
+        store.finish(embeddings=np.eye(5, 3))

@@ -29,6 +29,7 @@ from ..data import DataError, IndexedDataset, TrainingSet, load_csv
 from ..engine.models import resolve_model_name
 from ..engine.train import predict, resolve_device, train
 from ..run.files import atomic_write_bytes, atomic_write_json
+from ..run.layout import META
 from ..run.store import RunError, RunStore
 from .surgery import load_trained_model, relabel, select_rows
 
@@ -154,10 +155,10 @@ class RealNoiseBenchmark:
         """Train into ``runs/<name>``; a completed run with the same settings is reused as it is (a field
         added to :class:`TrainConfig` since the run was made counts as its default)."""
         path = self.out / "runs" / name
-        if (path / "meta.json").is_file():
+        if (path / META).is_file():
             try:
                 store = RunStore(path)
-                stored = asdict(TrainConfig.from_run(store.meta["config"], path / "meta.json"))
+                stored = asdict(TrainConfig.from_run(store.meta["config"], path / META))
                 if store.meta.get("completed") and stored == asdict(config):
                     return store, store.report().get("test_accuracy")
             except (RunError, ValueError, KeyError, OSError):

@@ -23,6 +23,7 @@ from ..data import IndexedDataset, TrainingSet, build_training_set
 from ..engine.train import predict, resolve_device, train
 from ..progress import progress_bar
 from ..run.files import atomic_write_bytes, atomic_write_json, lock_file
+from ..run.layout import META
 from ..run.store import RunError, RunLockedError, RunStore
 from .curvature import CurvatureRecorder
 from .planning import (
@@ -247,7 +248,7 @@ class Benchmark:
                resumable: bool = True):
         """Train into ``runs/<parts>``, continuing a run folder that a kill left half-finished."""
         path = self.out.joinpath("runs", *parts)
-        if resumable and (path / "meta.json").is_file():
+        if resumable and (path / META).is_file():
             try:
                 stored = RunStore(path).meta["config"]
                 if all(stored.get(k) == v for k, v in asdict(config).items() if k not in ("device", "num_workers")):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, default_epochs
 from ..engine.train import train
+from ..run.layout import META
 from ..run.store import RunError, RunStore
 from .runs import ProgressCallbacks
 
@@ -52,7 +53,7 @@ def cmd_memorization(args) -> int:
     torch.set_num_threads(args.threads)  # the ordinary run trains here with as many threads as each model
     out = Path(args.out or Path("runs") / f"{(args.data or 'demo').split(':', 1)[0]}-memorization")
     reference_wall = None
-    if (out / "meta.json").is_file():
+    if (out / META).is_file():
         store = RunStore(out)
         options = {"--epochs": args.epochs, "--inject-noise": args.inject_noise, "--subset": args.subset,
                    "--inject-duplicates": args.inject_duplicates, "--train-seed": args.train_seed}

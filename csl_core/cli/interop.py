@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..run.layout import EMBEDDINGS, EXPORT, IMAGES, PROBABILITIES, SAMPLES, array_name
 from ..run.store import RunError, RunStore
 from .runs import print_info
 
@@ -20,7 +21,7 @@ def cmd_export(args) -> int:
     if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
     store = RunStore(args.run)
-    out = Path(args.out) if args.out else store.path / "export"
+    out = Path(args.out) if args.out else store.path / EXPORT
     if "csv" in formats or "imagefolder" in formats:
         result = export_run(store.path, include_dropped=not args.no_dropped, imagefolder="imagefolder" in formats,
                             out_dir=out)
@@ -42,16 +43,16 @@ def cmd_import(args) -> int:
     classes = None
     if args.from_dir:
         folder = Path(args.from_dir)
-        if not (folder / "samples.csv").is_file():
+        if not (folder / SAMPLES).is_file():
             raise ValueError(f"{folder} has no samples.csv; --from takes a folder written by `export --format arrays`")
-        defaults = {"samples_file": folder / "samples.csv", "losses_file": folder / "arrays" / "loss.npy",
-                    "probabilities_file": folder / "probabilities.npy", "images_file": folder / "images.npy",
-                    "embeddings_file": folder / "embeddings.npy"}
+        defaults = {"samples_file": folder / SAMPLES, "losses_file": folder / array_name("loss"),
+                    "probabilities_file": folder / PROBABILITIES, "images_file": folder / IMAGES,
+                    "embeddings_file": folder / EMBEDDINGS}
         for key, file in defaults.items():
             if files[key] is None and file.is_file():
                 files[key] = file
-        arrays = {f: folder / "arrays" / f"{f}.npy" for f in IMPORT_FIELDS
-                  if f != "loss" and (folder / "arrays" / f"{f}.npy").is_file()}
+        arrays = {f: folder / array_name(f) for f in IMPORT_FIELDS
+                  if f != "loss" and (folder / array_name(f)).is_file()}
         if (folder / "classes.txt").is_file():
             classes = (folder / "classes.txt").read_text().splitlines()
     for item in args.array:

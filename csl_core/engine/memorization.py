@@ -36,6 +36,7 @@ from ..config import TrainConfig
 from ..data import TrainingSet
 from ..progress import progress_bar
 from ..run.files import real_folder, temp_file_beside
+from ..run.layout import META
 from ..run.memorization import MemorizationFolder
 from ..run.store import RunError, RunStore
 
@@ -58,7 +59,7 @@ def recipe_for(store: RunStore) -> dict:
     from ..data import source_kind
 
     meta = store.meta
-    config = TrainConfig.from_run(meta["config"], store.path / "meta.json")
+    config = TrainConfig.from_run(meta["config"], store.path / META)
     kind = source_kind(config.data)
     augment = config.augment if config.augment is not None else kind.augment
     height = int(meta["image_shape"][1])

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from .. import __version__
 from ..config import TrainConfig, training_set_for
 from ..data import TrainingSet
-from ..run.files import atomic_save_npy
 from ..run.folders import remove_leftovers, run_lock
+from ..run.layout import META
 from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
 from .distributed import DistributedContext, setup_distributed
@@ -83,7 +83,7 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
         problems = store.problems(deep=True)
         if problems:
             raise RunError(f"{out} cannot be resumed: " + "; ".join(problems))
-        stored = TrainConfig.from_run(store.meta.get("config"), store.path / "meta.json")
+        stored = TrainConfig.from_run(store.meta.get("config"), store.path / META)
         stored.download = config.download  # the person resuming may allow it; a run folder cannot
         # The data, model and schedule are the run's own; only where and how fast it runs may change.
         stored.device = config.device
@@ -95,7 +95,7 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
             store.check_samples(training_set)
         return store, training_set, config
     config.validate()
-    if (out / "meta.json").exists():  # said before the data is loaded, which may take minutes
+    if (out / META).exists():  # said before the data is loaded, which may take minutes
         raise RunError(f"{out} already holds a run; resume it (--resume) or choose another --out")
     preset = None
     if config.fine_tunes:  # the weights' own input size and normalisation
@@ -348,16 +348,14 @@ def predict(model, dataset, preprocess, device, *, batch_size: int = 512, embedd
 
 def _finish(model, training_set, preprocess, store: RunStore, device, config) -> float | None:
     """After the last epoch: penultimate-layer embeddings (for duplicate search) and test accuracy."""
-    test_accuracy = None
+    test_accuracy = embeds = None
     if config.compute_embeddings:
         _, embeds = predict(model, training_set.dataset(), preprocess, device, embeddings=True,
                             num_workers=config.num_workers)
-        atomic_save_npy(store.path / "embeddings.npy", embeds.astype(np.float32))
     test = training_set.test_dataset()
     if test is not None:
         logits = predict(model, test, preprocess, device, num_workers=config.num_workers)
         test_accuracy = float((logits.argmax(1) == training_set.test.labels).mean())
-    store.update_report(test_accuracy=test_accuracy)
-    store.update_meta(completed=True)
-    store.keep_derived()  # scores, class averages, evaluations: the dashboard then opens the run at once
+    # scores, class averages, evaluations kept too: the dashboard then opens the run at once
+    store.finish(embeddings=embeds, test_accuracy=test_accuracy)
     return test_accuracy

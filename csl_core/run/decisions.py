@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
+from .layout import META
 from .logfile import (  # noqa: F401  (DECISIONS_FILE, SCHEMA_VERSION, log_problem: importers take them from here)
     BUSY_TIMEOUT_MS,
     DECISIONS_FILE,
@@ -349,7 +350,7 @@ class DecisionLog:
 def _run_size(run_path: Path) -> tuple[int, int]:
     """(samples, classes) from the run's ``meta.json``; zeros (no range checks) when it has none."""
     try:
-        meta = read_meta(run_path / "meta.json", check=False)
+        meta = read_meta(run_path / META, check=False)
         return int(meta.get("num_samples", 0)), len(meta.get("classes", []))
     except (OSError, ValueError, RunError):
         return 0, 0

@@ -23,9 +23,10 @@ from ..analysis.duplicates import (
     nearest_neighbours,
 )
 from .files import atomic_file
+from .layout import EMBEDDINGS, NEIGHBOURS
 from .store import RunError, RunStore, check_array_file
 
-NEIGHBOURS_FILE = "neighbours.npz"
+NEIGHBOURS_FILE = NEIGHBOURS
 CACHE_VERSION = 1
 
 
@@ -64,7 +65,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
                     progress: bool = False) -> tuple[NeighbourIndex, list[str]]:
     """The cached neighbour search and content hashes of a run, computed and saved when missing or stale."""
     notes: list[str] = []
-    embeddings_file = store.path / "embeddings.npy"
+    embeddings_file = store.path / EMBEDDINGS
     stamp = _stamp(embeddings_file)
     cached = None if recompute else _read_cache(store.path / NEIGHBOURS_FILE, stamp, k, store.num_samples)
     if cached is not None:

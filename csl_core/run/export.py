@@ -18,9 +18,10 @@ import pandas as pd
 
 from .decisions import DecisionLog
 from .files import O_NOFOLLOW, atomic_write_bytes
+from .layout import EXPORT
 from .store import RunStore
 
-EXPORT_DIR = "export"
+EXPORT_DIR = EXPORT
 CSV_NAME = "cleaned_labels.csv"
 TREE_NAME = "imagefolder"
 #: The file that marks a tree as written by an export (only such a tree is ever replaced).

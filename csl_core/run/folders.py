@@ -7,8 +7,9 @@ from pathlib import Path
 
 from .errors import RunLockedError
 from .files import lock_file
+from .layout import ARRAYS, CHECKPOINT, EMBEDDINGS, LOCK, META, PROBABILITIES
 
-LOCK_NAME = "lock"
+LOCK_NAME = LOCK
 
 
 @contextmanager
@@ -51,7 +52,7 @@ def run_folder_for(root: str | Path, name: str) -> Path:
 
 
 # Files only the trainer writes, so that their temporary files are orphans once it holds the lock.
-_TRAINER_FILES = ("checkpoint.pt", "embeddings.npy", "probabilities.npy")
+_TRAINER_FILES = (CHECKPOINT, EMBEDDINGS, PROBABILITIES)
 
 
 def remove_leftovers(path: str | Path) -> list[Path]:
@@ -60,7 +61,7 @@ def remove_leftovers(path: str | Path) -> list[Path]:
     holding the run's lock: no other trainer can be writing them then. Returns what was removed."""
     path = Path(path)
     found = [p for name in _TRAINER_FILES for p in path.glob(f".{name}.*.tmp")]
-    found += list((path / "arrays").glob(".*.npy.tmp")) + list((path / "arrays").glob("*.grow.npy"))
+    found += list((path / ARRAYS).glob(".*.npy.tmp")) + list((path / ARRAYS).glob("*.grow.npy"))
     removed = []
     for file in found:
         if file.is_file() and not file.is_symlink():
@@ -74,5 +75,5 @@ def list_runs(root: str | Path = "runs") -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if (p / "meta.json").is_file()]
-    return sorted(runs, key=lambda p: (p / "meta.json").stat().st_mtime, reverse=True)
+    runs = [p for p in root.iterdir() if (p / META).is_file()]
+    return sorted(runs, key=lambda p: (p / META).stat().st_mtime, reverse=True)

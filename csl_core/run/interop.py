@@ -31,13 +31,14 @@ import pandas as pd
 from ..analysis.scores import default_score, rank_descending, suspicion
 from .decisions import DecisionLog
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv
+from .layout import ARRAYS, EMBEDDINGS, IMAGES, PROBABILITIES, SAMPLES
 from .schema import EPOCH_FIELDS
 from .store import RunStore
 from .writer import RunWriter, sample_table
 
 ISSUES_NAME = "label_issues.csv"
 FIFTYONE_NAME = "fiftyone_fields.json"
-ARRAYS_DIR = "arrays"
+ARRAYS_DIR = ARRAYS
 ISSUE_COLUMNS = ["id_or_path", "given_label", "predicted_label", "label_score", "is_label_issue", "label",
                  "action", "csl", "csl_rank"]
 PATH_COLUMNS = ("path", "filepath", "filename", "image")
@@ -113,9 +114,9 @@ def export_arrays(store: RunStore, out_dir: str | Path) -> list[Path]:
     for name, values in store.arrays().items():
         atomic_save_npy(out / ARRAYS_DIR / f"{name}.npy", np.ascontiguousarray(values))
         written.append(out / ARRAYS_DIR / f"{name}.npy")
-    extras = {"probabilities.npy": store.probabilities(), "images.npy": run_images(store)}
-    if (store.path / "embeddings.npy").is_file():
-        extras["embeddings.npy"] = np.load(store.path / "embeddings.npy", allow_pickle=False)
+    extras = {PROBABILITIES: store.probabilities(), IMAGES: run_images(store)}
+    if (store.path / EMBEDDINGS).is_file():
+        extras[EMBEDDINGS] = np.load(store.path / EMBEDDINGS, allow_pickle=False)
     for file, values in extras.items():
         if values is not None:
             atomic_save_npy(out / file, np.ascontiguousarray(values))
@@ -126,9 +127,9 @@ def export_arrays(store: RunStore, out_dir: str | Path) -> list[Path]:
     table = pd.DataFrame({key: samples[key].astype(str), "label": names[samples["label"].to_numpy(np.int64)]})
     if "true_label" in samples.columns:
         table["true_label"] = names[samples["true_label"].to_numpy(np.int64)]
-    atomic_write_csv(out / "samples.csv", table)
+    atomic_write_csv(out / SAMPLES, table)
     atomic_write_bytes(out / "classes.txt", ("\n".join(store.classes) + "\n").encode())
-    return written + [out / "samples.csv", out / "classes.txt"]
+    return written + [out / SAMPLES, out / "classes.txt"]
 
 
 # ---------------------------------------------------------------- in

@@ -16,13 +16,15 @@ import pandas as pd
 
 from .errors import RunError
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json
+from .layout import EMBEDDINGS, PROBABILITIES
 
 TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
 
 
 class KeptResults:
-    """The derived data of :class:`~csl_core.run.store.RunStore` (a mixin: it uses the store's ``path``,
-    ``meta``, ``samples``, ``classes``, ``probabilities`` and ``row_reader``)."""
+    """The derived data of :class:`~csl_core.run.store.RunStore` and how a run is finished (a mixin: it uses
+    the store's ``path``, ``meta``, ``samples``, ``classes``, ``probabilities``, ``row_reader``,
+    ``update_meta`` and ``update_report``)."""
 
     def scores(self) -> pd.DataFrame:
         """Every score of every sample over the finished epochs, joined to the sample table.
@@ -81,6 +83,30 @@ class KeptResults:
         if meta.get("completed"):
             self._keep(cache, lambda file: atomic_save_npy(file, means))
         return means
+
+    def finish(self, *, embeddings: np.ndarray | None = None, probabilities: np.ndarray | None = None,
+               test_accuracy: float | None = None) -> None:
+        """Complete the run: save the penultimate-layer ``embeddings`` ``(N, D)`` (near-duplicate search, the
+        kNN score) and final ``probabilities`` ``(N, C)`` when given, record the test accuracy, mark the run
+        complete at its finished epochs and keep what the dashboard reads. The one way a run is finished,
+        by the trainer and by :class:`~csl_core.run.writer.RunWriter`."""
+        n = self.num_samples
+        if embeddings is not None:
+            embeddings = np.asarray(embeddings, dtype=np.float32)
+            if embeddings.ndim != 2 or len(embeddings) != n:
+                raise ValueError(f"embeddings have shape {embeddings.shape}; expected ({n}, dimensions)")
+        if probabilities is not None and np.shape(probabilities) != (n, len(self.classes)):
+            raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected ({n}, {len(self.classes)})")
+        if self.finished_epochs == 0:
+            raise RunError(f"{self.path}: no epoch was written, so the run cannot be complete")
+        if embeddings is not None:
+            atomic_save_npy(self.path / EMBEDDINGS, embeddings)
+        if probabilities is not None:
+            atomic_save_npy(self.path / PROBABILITIES, np.asarray(probabilities, dtype=np.float32))
+        self.update_report(test_accuracy=test_accuracy)
+        meta = self.meta
+        self.update_meta(completed=True, epochs=meta["finished_epochs"])
+        self.keep_derived()
 
     def keep_derived(self) -> None:
         """Compute and keep what the dashboard reads from a completed run: the scores, the class-average

@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 from .errors import RunError
 from .files import refuse_link
+from .layout import DECISIONS
 
-DECISIONS_FILE = "decisions.sqlite"
+DECISIONS_FILE = DECISIONS
 BUSY_TIMEOUT_MS = 10_000
 #: ``PRAGMA user_version`` of the current layout. 1: one action per batch (``batches.action``);
 #: 2: the action on every row (``decisions.action``), so that one batch holds several actions;

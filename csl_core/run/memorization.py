@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from .files import atomic_write_bytes, atomic_write_json, lock_file, real_folder
+from .layout import MEMORIZATION
 from .store import RunError, RunLockedError, RunStore
 
-FOLDER = "memorization"
+FOLDER = MEMORIZATION
 FORMAT = 1
 MODEL_FIELDS = ("in_training", "correct", "p_given")
 

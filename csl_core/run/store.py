@@ -1,15 +1,7 @@
 """The run folder: the unit of persistence shared by the CLI, the dashboard and the benchmark.
 
-::
-
-    runs/<name>/
-      meta.json          source, classes, model, settings, versions, finished_epochs
-      samples.csv        the sample table (index, sample_id, label, class_name, image_index[, truth])
-      arrays/<field>.npy per-epoch arrays, samples x epochs, memory-mapped
-      probabilities.npy  mean softmax probabilities per sample (suggested label)
-      checkpoint.pt      model, optimiser, schedule and tracker state after the last finished epoch
-      report.json        skipped inputs, per-epoch timings, test accuracy
-      decisions.sqlite   the person's decisions (see decisions.py)
+Every file a run folder holds, who writes it, its format and how it is checked: the table in
+:mod:`csl_core.run.layout` (``RUN_FILES``), whose names every reader and writer uses.
 
 Every file is written to a temporary name and renamed, so a reader never sees half a file. Epoch
 columns are written in place into preallocated arrays and only count once ``meta.json`` says the epoch
@@ -43,13 +35,13 @@ from .files import (
 )
 from .folders import LOCK_NAME, run_lock
 from .kept import KeptResults
+from .layout import ARRAYS, CHECKPOINT, EMBEDDINGS, FORMAT_VERSION, META, PROBABILITIES, REPORT, SAMPLES, array_name
 from .schema import ARRAY_DTYPES, EPOCH_FIELDS
 from .tables import RowChunks, check_array_file, read_meta, read_sample_table, write_meta
 
 if TYPE_CHECKING:
     from ..data import TrainingSet
 
-FORMAT_VERSION = 1
 
 
 def run_problems(path: str | Path) -> list[str]:
@@ -67,7 +59,7 @@ class RunStore(KeptResults):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not (self.path / "meta.json").is_file():
+        if not (self.path / META).is_file():
             raise RunError(f"{self.path} is not a run folder (no meta.json); train one with "
                            "`python -m csl_core train --out PATH`")
         self._samples: pd.DataFrame | None = None
@@ -80,20 +72,20 @@ class RunStore(KeptResults):
                fields: tuple[str, ...] = EPOCH_FIELDS) -> RunStore:
         """Lay out a new run folder with arrays preallocated for ``epochs`` epochs."""
         path = Path(path)
-        if (path / "meta.json").exists():
+        if (path / META).exists():
             raise RunError(f"{path} already holds a run; resume it (--resume) or choose another --out")
-        real_folder(path / "arrays")
+        real_folder(path / ARRAYS)
         n = len(samples)
         for name in fields:
-            allocate_array(path / "arrays" / f"{name}.npy", n, epochs, ARRAY_DTYPES.get(name, np.float32))
+            allocate_array(path / array_name(name), n, epochs, ARRAY_DTYPES.get(name, np.float32))
         table = samples.to_csv(index=False).encode()
-        atomic_write_bytes(path / "samples.csv", table)
+        atomic_write_bytes(path / SAMPLES, table)
         meta = {**meta, "format_version": FORMAT_VERSION, "num_samples": n, "epochs": epochs,
                 "finished_epochs": 0, "fields": list(fields), "created": time.time(),
-                "checksums": {"samples.csv": {"size": len(table), "sha256": sha256_bytes(table)}}}
-        write_meta(path / "meta.json", meta)
-        if not (path / "report.json").exists():
-            atomic_write_json(path / "report.json", {"skipped": [], "epochs": []})
+                "checksums": {SAMPLES: {"size": len(table), "sha256": sha256_bytes(table)}}}
+        write_meta(path / META, meta)
+        if not (path / REPORT).exists():
+            atomic_write_json(path / REPORT, {"skipped": [], "epochs": []})
         return cls(path)
 
     def extend_epochs(self, epochs: int) -> None:
@@ -103,7 +95,7 @@ class RunStore(KeptResults):
             return
         for name in meta["fields"]:
             old = self.array(name, finished_only=False)
-            allocate_array(self.path / "arrays" / f"{name}.npy", meta["num_samples"], epochs, old.dtype, keep=old)
+            allocate_array(self.path / array_name(name), meta["num_samples"], epochs, old.dtype, keep=old)
         self.update_meta(epochs=epochs)
 
     # ------------------------------------------------------------ reading
@@ -112,7 +104,7 @@ class RunStore(KeptResults):
         """``meta.json``, parsed once per version of the file (kept per process, keyed on its path,
         size, modification time and inode), so that a call chain may read it freely. Read-only:
         change it with :meth:`update_meta`."""
-        return read_meta(self.path / "meta.json")
+        return read_meta(self.path / META)
 
     @property
     def name(self) -> str:
@@ -136,7 +128,7 @@ class RunStore(KeptResults):
 
     def samples(self) -> pd.DataFrame:
         """The sample table, cached until the file changes."""
-        file = self.path / "samples.csv"
+        file = self.path / SAMPLES
         try:
             mtime = file.stat().st_mtime_ns
         except OSError as e:
@@ -164,7 +156,7 @@ class RunStore(KeptResults):
         if not self.meta.get("config"):
             raise RunError(f"{self.path}: meta.json names no data source, so the run's images cannot be rebuilt")
         try:  # a run folder may come from a stranger: its config is checked before anything reads it
-            config = TrainConfig.from_run(self.meta["config"], self.path / "meta.json")
+            config = TrainConfig.from_run(self.meta["config"], self.path / META)
         except ValueError as e:
             raise RunError(str(e)) from e
         config.download = download
@@ -186,11 +178,11 @@ class RunStore(KeptResults):
 
     def has_array(self, name: str) -> bool:
         """Whether the run records the per-epoch array ``name`` (``eval_loss`` only with an eval pass)."""
-        return (self.path / "arrays" / f"{name}.npy").is_file()
+        return (self.path / array_name(name)).is_file()
 
     def array(self, name: str, *, finished_only: bool = True) -> np.ndarray:
         """A read-only memory map of ``(samples, epochs)``; only finished epochs unless asked."""
-        file = self.path / "arrays" / f"{name}.npy"
+        file = self.path / array_name(name)
         if not file.is_file():
             raise RunError(f"{self.path}: this run has no '{name}' array")
         meta = self.meta
@@ -204,14 +196,14 @@ class RunStore(KeptResults):
         finished = int(meta["finished_epochs"])
         out = {}
         for name in meta["fields"]:
-            file = self.path / "arrays" / f"{name}.npy"
+            file = self.path / array_name(name)
             check_array_file(file, int(meta["num_samples"]), finished)
             out[name] = np.load(file, mmap_mode="r")[:, :finished]
         return out
 
     def probabilities(self) -> np.ndarray | None:
         """Mean softmax probabilities ``(samples, classes)``, memory-mapped, or ``None`` if not kept."""
-        file = self.path / "probabilities.npy"
+        file = self.path / PROBABILITIES
         if not file.is_file():
             return None
         check_array_file(file, self.num_samples, 1)
@@ -220,7 +212,7 @@ class RunStore(KeptResults):
     def embeddings(self) -> np.ndarray | None:
         """The penultimate-layer features the trainer saved after the last epoch, ``(samples, features)``
         float, memory-mapped; ``None`` when the run has none, or when the file is not such an array."""
-        file = self.path / "embeddings.npy"
+        file = self.path / EMBEDDINGS
         if not file.is_file():
             return None
         try:
@@ -234,7 +226,7 @@ class RunStore(KeptResults):
     def row_reader(self, name: str) -> RowChunks:
         """Array ``name`` over the finished epochs, read a slice of rows at a time with plain file reads:
         for scans of the whole array, which through a memory map would stay in this process's memory."""
-        file = self.path / "arrays" / f"{name}.npy"
+        file = self.path / array_name(name)
         if not file.is_file():
             raise RunError(f"{self.path}: this run has no '{name}' array")
         meta = self.meta
@@ -246,7 +238,7 @@ class RunStore(KeptResults):
 
     def report(self) -> dict:
         """``report.json``: skipped inputs, per-epoch timings, test accuracy (empty lists before any)."""
-        file = self.path / "report.json"
+        file = self.path / REPORT
         if not file.is_file():
             return {"skipped": [], "epochs": []}
         with open(file) as f:
@@ -256,12 +248,12 @@ class RunStore(KeptResults):
     def update_meta(self, **changes) -> dict:
         """Write ``meta.json`` with ``changes`` applied; returns the new meta."""
         meta = {**self.meta, **changes}
-        write_meta(self.path / "meta.json", meta)
+        write_meta(self.path / META, meta)
         return meta
 
     def update_report(self, **changes) -> None:
         """Write ``report.json`` with ``changes`` applied."""
-        atomic_write_json(self.path / "report.json", {**self.report(), **changes})
+        atomic_write_json(self.path / REPORT, {**self.report(), **changes})
 
     def write_epoch(self, epoch: int, record: Mapping[str, np.ndarray], *,
                     probabilities: np.ndarray | None = None, timing: dict | None = None) -> None:
@@ -274,17 +266,17 @@ class RunStore(KeptResults):
         for name in meta["fields"]:
             if name not in record:
                 raise RunError(f"epoch record lacks '{name}'")
-            file = self.path / "arrays" / f"{name}.npy"
+            file = self.path / array_name(name)
             check_array_file(file, int(meta["num_samples"]), epoch + 1)  # r+ would zero-pad a short file
             with array_in_place(file) as mm:
                 mm[:, epoch] = record[name]
         if probabilities is not None:
-            atomic_save_npy(self.path / "probabilities.npy", probabilities.astype(np.float32))
+            atomic_save_npy(self.path / PROBABILITIES, probabilities.astype(np.float32))
         if timing is not None:
             report = self.report()
             report["epochs"] = [e for e in report.get("epochs", []) if e.get("epoch") != epoch] + [
                 {"epoch": epoch, **timing}]
-            atomic_write_json(self.path / "report.json", report)
+            atomic_write_json(self.path / REPORT, report)
         self.update_meta(finished_epochs=epoch + 1, updated=time.time())
 
     def save_checkpoint(self, state: dict) -> None:
@@ -295,11 +287,11 @@ class RunStore(KeptResults):
         the trainer resumes from (it trains that epoch again)."""
         import torch  # the dashboard reads run folders without loading torch
 
-        with atomic_file(self.path / "checkpoint.pt") as tmp:
+        with atomic_file(self.path / CHECKPOINT) as tmp:
             torch.save(state, tmp)
             record = {"size": os.path.getsize(tmp), "sha256": sha256_file(tmp)}
-            previous = self.meta.get("checksums", {}).get("checkpoint.pt", [])
-            self._set_checksum("checkpoint.pt", [record, *previous[:1]])
+            previous = self.meta.get("checksums", {}).get(CHECKPOINT, [])
+            self._set_checksum(CHECKPOINT, [record, *previous[:1]])
 
     def _set_checksum(self, name: str, value) -> None:
         meta = self.meta
@@ -310,10 +302,10 @@ class RunStore(KeptResults):
         loaded with ``weights_only=True`` (tensors and plain containers only, never code)."""
         import torch
 
-        file = self.path / "checkpoint.pt"
+        file = self.path / CHECKPOINT
         if not file.is_file():
             return None
-        accepted = self.meta.get("checksums", {}).get("checkpoint.pt")
+        accepted = self.meta.get("checksums", {}).get(CHECKPOINT)
         if accepted is not None:
             size, digest = file.stat().st_size, sha256_file(file)
             if not any(size == r.get("size") and digest == r.get("sha256") for r in accepted):
@@ -340,11 +332,11 @@ class RunStore(KeptResults):
             return [str(e)]
         for name in meta["fields"]:
             try:
-                check_array_file(self.path / "arrays" / f"{name}.npy", int(meta["num_samples"]),
+                check_array_file(self.path / array_name(name), int(meta["num_samples"]),
                                  int(meta["finished_epochs"]))
             except RunError as e:
                 found.append(str(e))
-        table = self.path / "samples.csv"
+        table = self.path / SAMPLES
         if not table.is_file() or table.stat().st_size == 0:
             found.append(f"{table} is missing or empty; the run is damaged")
         elif deep:
@@ -353,9 +345,9 @@ class RunStore(KeptResults):
                 self.samples()
             except RunError as e:
                 found.append(str(e))
-        recorded = meta.get("checksums", {}).get("samples.csv")
+        recorded = meta.get("checksums", {}).get(SAMPLES)
         if deep and isinstance(recorded, dict):
-            file = self.path / "samples.csv"
+            file = self.path / SAMPLES
             data = file.read_bytes() if file.is_file() else b""
             if len(data) != recorded.get("size") or sha256_bytes(data) != recorded.get("sha256"):
                 found.append(f"{file} does not match the checksum recorded in meta.json when the run was "

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .errors import RunError
 from .files import atomic_write_json
+from .layout import FORMAT_VERSION
 
 
 class RowChunks:
@@ -133,6 +134,13 @@ def check_meta(meta: object, file: Path) -> None:
     for name in meta["fields"]:
         if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
             raise RunError(f"{file} is damaged: array field {name!r} is not a plain name")
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RunError(f"{file} is damaged: 'format_version' is {version!r}, expected a positive integer")
+    if version > FORMAT_VERSION:
+        raise RunError(f"{file.parent} was written in run-folder format {version} by a newer csl-clean "
+                       f"({meta.get('versions', {}).get('csl_core', 'version unknown')}); this csl-clean reads "
+                       f"format {FORMAT_VERSION} and older. Upgrade csl-clean (pip install -U csl-clean) to open it")
 
 
 def check_array_file(file: Path, rows: int, min_columns: int) -> None:

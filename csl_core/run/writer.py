@@ -27,10 +27,11 @@ import pandas as pd
 
 from .. import __version__
 from .files import atomic_save_npy, lock_file
+from .layout import IMAGES, LOCK, META
 from .schema import EPOCH_FIELDS
 from .store import RunError, RunLockedError, RunStore
 
-IMAGES_FILE = "images.npy"
+IMAGES_FILE = IMAGES
 
 
 def sample_table(labels: Sequence[int] | np.ndarray, classes: Sequence[str], *,
@@ -129,11 +130,11 @@ class RunWriter:
             if absent:
                 raise FileNotFoundError(f"{len(absent)} of {n} image paths do not exist, e.g. {absent[0]!r}")
         self.path = Path(path)
-        if (self.path / "meta.json").exists():
+        if (self.path / META).exists():
             raise RunError(f"{self.path} already holds a run; choose another folder")
         self.path.mkdir(parents=True, exist_ok=True)
         self._exit = ExitStack()
-        holder = self._exit.enter_context(lock_file(self.path / "lock", owner=f"writer:{source}"))
+        holder = self._exit.enter_context(lock_file(self.path / LOCK, owner=f"writer:{source}"))
         if holder is not None:
             self._exit.close()
             raise RunLockedError(f"{self.path} is being written by process {holder.get('pid')}; choose another folder")
@@ -197,26 +198,8 @@ class RunWriter:
         """Mark the run complete, save penultimate-layer ``embeddings`` ``(N, D)`` (for near-duplicate
         search) and final ``probabilities`` ``(N, C)`` when given, keep the scores, and release the lock."""
         self._check_open()
-        n = self.store.num_samples
         try:
-            if embeddings is not None:
-                embeddings = np.asarray(embeddings, dtype=np.float32)
-                if embeddings.ndim != 2 or len(embeddings) != n:
-                    raise ValueError(f"embeddings have shape {embeddings.shape}; expected ({n}, dimensions)")
-                atomic_save_npy(self.path / "embeddings.npy", embeddings)
-            if probabilities is not None:
-                if np.shape(probabilities) != (n, len(self.store.classes)):
-                    raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected "
-                                     f"({n}, {len(self.store.classes)})")
-                atomic_save_npy(self.path / "probabilities.npy", np.asarray(probabilities, dtype=np.float32))
-            if self.store.finished_epochs == 0:
-                raise RunError(f"{self.path}: no epoch was written, so the run cannot be complete")
-            meta = self.store.meta
-            if meta["epochs"] != meta["finished_epochs"]:
-                self.store.update_meta(epochs=meta["finished_epochs"])
-            self.store.update_report(test_accuracy=test_accuracy)
-            self.store.update_meta(completed=True)
-            self.store.keep_derived()
+            self.store.finish(embeddings=embeddings, probabilities=probabilities, test_accuracy=test_accuracy)
         finally:
             self.close()
         return self.store

@@ -1,0 +1,84 @@
+"""The run folder's files: one table of every file a run folder may hold, who writes it, in which format,
+and how a reader checks it. Every reader and writer names a file through the constants below.
+
+A run folder is the contract between the trainer (or anyone's training through :class:`RunWriter`), the
+CLI, the dashboard and the benchmark; ``FORMAT_VERSION`` is written into ``meta.json`` when a run is
+created and checked whenever one is opened, so a run made by a newer csl-clean is refused with a message
+rather than misread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The layout this csl-clean writes and the newest it reads.
+FORMAT_VERSION = 1
+
+META = "meta.json"
+SAMPLES = "samples.csv"
+ARRAYS = "arrays"
+PROBABILITIES = "probabilities.npy"
+EMBEDDINGS = "embeddings.npy"
+IMAGES = "images.npy"
+CHECKPOINT = "checkpoint.pt"
+REPORT = "report.json"
+NEIGHBOURS = "neighbours.npz"
+DECISIONS = "decisions.sqlite"
+LOCK = "lock"
+EXPORT = "export"
+MEMORIZATION = "memorization"
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """One file (or folder) of a run folder: its name (``<...>`` a part that varies), what writes it, its
+    format, how a reader checks it, and what it holds."""
+
+    name: str
+    writer: str
+    format: str
+    checksum: str
+    holds: str
+
+
+RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
+    RunFile(META, "RunStore.create, update_meta (tables.write_meta)", "JSON",
+            "whole JSON; format_version checked on opening",
+            "source, classes, model, settings, versions, finished epochs, checksums"),
+    RunFile(SAMPLES, "RunStore.create", "CSV", "size and SHA-256 in meta.json (checked before a resume)",
+            "index, sample id (or path), given label, class name, image index, injected truth"),
+    RunFile(f"{ARRAYS}/<field>.npy", "RunStore.create (preallocated), RunStore.write_epoch (in place)",
+            ".npy (samples x epochs), memory-mapped", "header and size against meta.json (tables.check_array_file)",
+            "per-epoch loss, correct, margin, p_given, p_max, eval_loss"),
+    RunFile(PROBABILITIES, "RunStore.write_epoch, RunStore.finish", ".npy float32 (samples x classes)",
+            "shape against meta.json", "mean softmax per sample (the suggested label)"),
+    RunFile(EMBEDDINGS, "RunStore.finish (trainer, RunWriter)", ".npy float32 (samples x features)",
+            "shape and dtype on reading", "penultimate-layer features after training (kNN score, duplicates)"),
+    RunFile(IMAGES, "RunWriter, import", ".npy uint8 (samples x H x W x C)", "shape and dtype on reading",
+            "the images of a run written from an in-memory array"),
+    RunFile(CHECKPOINT, "RunStore.save_checkpoint", "torch.save, read with weights_only=True",
+            "size and SHA-256 in meta.json (this and the previous one)", "model, optimiser, schedule, tracker"),
+    RunFile(REPORT, "RunStore.create, write_epoch, update_report, finish", "JSON", "whole JSON",
+            "skipped inputs, per-epoch timings, test accuracy"),
+    RunFile("scores-<epochs>-<score set>.parquet", "KeptResults.scores (completed runs)", "Parquet",
+            "named after the finished epochs and the score table's version; unreadable: computed again",
+            "every score of every sample"),
+    RunFile("class-loss-<epochs>.npy", "KeptResults.class_mean_loss (completed runs)", ".npy",
+            "shape checked; else computed again", "every class's mean loss per epoch"),
+    RunFile("evaluation-<epochs>-<score set>.json", "KeptResults.evaluation (completed runs)", "JSON",
+            "unreadable: computed again", "every score's detection metrics against the injected truth"),
+    RunFile(NEIGHBOURS, "run.duplicates.neighbour_index", ".npz (no pickle)",
+            "stamped with the embeddings' size and time, k and the sample count", "neighbour search, content hashes"),
+    RunFile(DECISIONS, "run.decisions.DecisionLog", "SQLite (WAL), append-only", "schema version",
+            "the person's keep / relabel / drop / undo decisions"),
+    RunFile(LOCK, "run.folders.run_lock, RunWriter", "flock'd JSON (pid, host, owner)", "-",
+            "held while a process trains the run"),
+    RunFile(f"{EXPORT}/", "run.export, run.interop", "CSV, ImageFolder tree of links, cleanlab, FiftyOne",
+            "-", "the cleaned labels and files for other tools"),
+    RunFile(f"{MEMORIZATION}/", "run.memorization", "JSON, .npz, Parquet", "settings checked on resuming",
+            "the stability estimate of memorisation and its comparison with every score"),
+)}
+
+
+def array_name(field: str) -> str:
+    """The path of per-epoch array ``field`` inside a run folder."""
+    return f"{ARRAYS}/{field}.npy"
