@@ -15,6 +15,7 @@ from csl_core.analysis.duplicates import (
 )
 from csl_core.run.decisions import Decision
 from csl_core.run.duplicates import find_duplicates
+from csl_core.run.files import csv_safe
 from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore
 from pages._common import (
@@ -129,7 +130,7 @@ if "duplicate_of" in samples.columns and (samples["duplicate_of"] >= 0).any():
 tools = st.container(horizontal=True)   # each button as wide as its label
 tools.button("Undo last duplicates action", key="dup_undo", on_click=undo, args=(store,),
              kwargs={"source": SOURCE}, icon=":material/undo:")
-tools.download_button("Groups as CSV", member_table(report, samples).to_csv(index=False).encode(),
+tools.download_button("Groups as CSV", csv_safe(member_table(report, samples)).to_csv(index=False).encode(),
                       file_name=f"{store.name}-duplicates.csv", mime="text/csv", key="dup_download")
 st.caption(f"{len(groups):,} group(s) match; page {page} of {pages}.")
 

@@ -181,3 +181,25 @@ def test_a_link_back_to_the_root_is_reported_and_the_rest_trains(tmp_path):
     store = RunStore(tmp_path / "run")
     assert store.num_samples == 40
     assert any("loop" in e["id"] and "symbolic-link loop" in e["reason"] for e in store.report()["skipped"])
+
+
+# ---------------------------------------------------------------- 15. the estimator rebuilds data checked
+
+def test_the_estimator_never_downloads_what_a_run_folder_asks_for(tmp_path, monkeypatch):
+    import torchvision
+
+    from csl_core.engine.memorization import estimate_memorization
+
+    fetched = []
+
+    def fetch(root, *args, **kwargs):
+        fetched.append(root)
+        raise RuntimeError("no network in this test")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fetch)
+    store = small_run(tmp_path / "run", config={"data": f"cifar10:{tmp_path / 'into'}", "download": True})
+    store.update_meta(completed=True)
+    with pytest.raises(Exception, match="not found|allow downloading") as caught:
+        estimate_memorization(store.path, models=2)
+    assert fetched == [] and "no network" not in str(caught.value)
+    assert not (tmp_path / "into").exists()

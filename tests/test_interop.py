@@ -56,16 +56,19 @@ def test_losses_from_a_long_csv_and_files_on_disk(tmp_path):
     table = photo_folder(tmp_path)
     rng = np.random.default_rng(0)
     loss = rng.random((len(table), 4))
-    pd.DataFrame([(i, e, loss[i, e]) for e in range(4) for i in range(len(table)) if (i, e) != (5, 2)],
-                 columns=["index", "epoch", "loss"]).sample(frac=1, random_state=0).to_csv(tmp_path / "l.csv",
-                                                                                            index=False)
+    long = pd.DataFrame([(i, e, loss[i, e]) for e in range(4) for i in range(len(table))],
+                        columns=["index", "epoch", "loss"]).sample(frac=1, random_state=0)
+    long[(long["index"] != 5) | (long["epoch"] != 2)].to_csv(tmp_path / "gap.csv", index=False)
+    assert main(["import", "--samples", str(tmp_path / "labels.csv"), "--losses", str(tmp_path / "gap.csv"),
+                 "--out", str(tmp_path / "run")]) == 2      # a gap would lower the sample's CSL: refused, named
+    assert not (tmp_path / "run").exists()
+    long.to_csv(tmp_path / "l.csv", index=False)
     assert main(["import", "--samples", str(tmp_path / "labels.csv"), "--losses", str(tmp_path / "l.csv"),
                  "--out", str(tmp_path / "run")]) == 0
     store = RunStore(tmp_path / "run")
     expected = loss.copy()
-    expected[5, 2] = np.nan                                        # a sample missing from an epoch: not seen
     np.testing.assert_allclose(store.array("loss"), expected.astype(np.float32))
-    np.testing.assert_allclose(store.csl(), np.nansum(expected.astype(np.float32), axis=1), rtol=1e-6)
+    np.testing.assert_allclose(store.csl(), np.sum(expected.astype(np.float32), axis=1), rtol=1e-6)
     assert store.samples()["path"].iloc[4] == str(tmp_path / "img" / "4.png")
     assert store.classes == CLASSES and store.meta["fields"] == ["loss"]
     # the same losses as a wide Parquet table (one column per epoch) give the same run

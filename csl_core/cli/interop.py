@@ -67,7 +67,9 @@ def cmd_import(args) -> int:
         classes = (given.read_text().splitlines() if given.is_file()
                    else [c.strip() for c in args.classes.split(",")])
         classes = [c for c in classes if c]
-    store = import_run(args.out, array_files=arrays, root=args.root, classes=classes, model=args.model, **files)
+    layout = args.layout or ("samples-epochs" if args.from_dir else None)  # as `export --format arrays` writes
+    store = import_run(args.out, array_files=arrays, root=args.root, classes=classes, model=args.model,
+                       layout=layout, **files)
     print(f"run folder: {store.path}")
     print_info(store)
     return 0

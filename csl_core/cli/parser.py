@@ -204,6 +204,8 @@ def add_import(sub) -> None:
     im.add_argument("--classes", default=None,
                     help="class names in label order: comma-separated, or a text file with one per line")
     im.add_argument("--model", default="external", help="model name to record")
+    im.add_argument("--layout", choices=("samples-epochs", "epochs-samples"), default=None,
+                    help="how to read a square array (as many epochs as samples), which is otherwise refused")
 
 
 def add_app(sub) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..run.schema import EPOCH_FIELDS
+from ..run.schema import EPOCH_FIELDS, check_losses
 
 # Past this many N x C elements the running probability sum (for the suggested label) is not kept.
 MAX_PROBABILITY_ELEMENTS = 2**28
@@ -70,13 +70,23 @@ class CSLTracker:
             buf.fill_(0 if name == "correct" else float("nan"))
         # Which samples this epoch has seen, for all_reduce_epoch (a loss may itself be NaN).
         self._visits_at_epoch_start = self.visits.clone()
+        self._seen_reduced = None  # set by all_reduce_epoch: the samples some rank saw
 
     @torch.no_grad()
     def update(self, indices: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
                losses: torch.Tensor | None = None) -> None:
         """Record one batch. ``losses`` are the per-sample losses that train (``reduction="none"``);
         when omitted they are computed as cross-entropy from ``logits``. Runs entirely on the device."""
-        indices = indices.to(self.device, non_blocking=True)
+        indices = torch.as_tensor(indices)
+        if indices.device.type == "cpu":  # checked on the host before any write: no device synchronisation
+            if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_samples):
+                bad = indices[(indices < 0) | (indices >= self.num_samples)][0]
+                raise IndexError(f"sample index {int(bad)} is outside 0..{self.num_samples - 1}; the dataset must "
+                                 "yield each sample's index in [0, num_samples)")
+            indices = indices.to(self.device, non_blocking=True)
+        else:  # already on the device: checked there, without waiting for it, before the writes below
+            torch._assert_async(((indices >= 0) & (indices < self.num_samples)).all(),
+                                "CSLTracker.update: a sample index is outside [0, num_samples)")
         targets = targets.to(self.device, non_blocking=True)
         logits = logits.detach().float()  # (B, C)
         if losses is None:
@@ -104,6 +114,9 @@ class CSLTracker:
         """
         record = {name: buf.cpu().numpy().copy() for name, buf in self._buffers.items()}
         record["correct"] = record["correct"].astype(bool)
+        seen = (self._seen_reduced if self._seen_reduced is not None
+                else self.visits > self._visits_at_epoch_start).cpu().numpy()
+        check_losses(record["loss"][seen], np.flatnonzero(seen), f"epoch {self.epochs_done + 1}")
         self.epochs_done += 1
         if self.keep_history:
             self._history.append(record)
@@ -154,6 +167,7 @@ class CSLTracker:
         values = torch.where(owner == rank, values, torch.zeros((), device=values.device))
         dist.all_reduce(values, op=dist.ReduceOp.SUM, group=group)
         unseen = owner == world
+        self._seen_reduced = ~unseen
         for row, (name, buf) in zip(values, self._buffers.items()):
             if name == "correct":
                 buf.copy_(row.masked_fill(unseen, 0))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..config import TrainConfig, training_set_for
-from ..data import TrainingSet
+from ..data import DataError, TrainingSet
 from ..run.folders import remove_leftovers, run_lock
 from ..run.layout import META
 from ..run.store import RunError, RunStore
@@ -113,6 +113,9 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     if training_set is None:
         loaded = resolve_noise_map(config, device, progress=progress)
         training_set = training_set_for(config, progress=progress, loaded=loaded)
+    if len(training_set.classes) < 2:  # said before the run folder exists, so no empty run is left listed
+        raise DataError(f"{config.data}: a run needs at least two classes, found {training_set.classes}; CSL ranks "
+                        "samples by how hard their label is to learn against the others")
     height, width = training_set.source.image_size
     model_name = resolve_model_name(config.model, max(height, width), pretrained=config.fine_tunes)
     if preset is not None:

@@ -35,6 +35,7 @@ except ImportError:
                           "pip install pytorch-lightning (or pip install 'csl-clean[lightning]')") from None
 
 from ..engine.tracker import CSLTracker
+from ..run.layout import META
 from ..run.writer import RunWriter
 from . import sample_table
 
@@ -71,15 +72,41 @@ class CSLCallback(pl.Callback):
         self.model_name = model_name
         self.tracker: CSLTracker | None = None
         self.writer: RunWriter | None = None
+        self._restored: dict | None = None   # the tracker's totals from a checkpoint, until the tracker exists
 
     # ------------------------------------------------------------ Lightning hooks
     def on_fit_start(self, trainer, pl_module) -> None:
         self.tracker = CSLTracker(self.num_samples, len(self.classes), device=pl_module.device, keep_history=False)
-        if trainer.is_global_zero:
+        if self._restored is not None:
+            self.tracker.load_state_dict(self._restored)
+            self._restored = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # after Lightning restored a checkpoint's loop state: current_epoch is the epoch it resumes at
+        if trainer.is_global_zero and self.writer is None:
             epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+            # fit(ckpt_path=...) continues the run this callback wrote, from the checkpoint's epoch
+            resumed = getattr(trainer, "ckpt_path", None) is not None and (self.run_dir / META).exists()
             self.writer = RunWriter(self.run_dir, classes=self.classes, epochs=epochs, source="lightning",
                                     model=self.model_name or type(pl_module).__name__,
-                                    extra_meta={"device": str(pl_module.device)}, **self._table)
+                                    extra_meta={"device": str(pl_module.device)},
+                                    resume_epoch=trainer.current_epoch if resumed else None, **self._table)
+
+    def state_dict(self) -> dict:
+        """The tracker's running totals (visits, probability sums), kept in Lightning's checkpoint."""
+        if self.tracker is None:
+            return {}
+        return {"tracker": {k: v.cpu() if isinstance(v, torch.Tensor) else v
+                            for k, v in self.tracker.state_dict().items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = state_dict.get("tracker")
+        if not state:
+            return
+        if self.tracker is not None:
+            self.tracker.load_state_dict(state)
+        else:
+            self._restored = state
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, Mapping) or "logits" not in outputs:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .decisions import DecisionLog
-from .files import O_NOFOLLOW, atomic_write_bytes
+from .files import O_NOFOLLOW, atomic_write_bytes, csv_safe
 from .layout import EXPORT
 from .store import RunStore
 
@@ -148,8 +148,9 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
 
 
 def csv_bytes(table: pd.DataFrame) -> bytes:
-    """The CSV file exactly as :func:`export_run` writes it (for a download button)."""
-    return table.to_csv(index=False, float_format="%.6g").encode()
+    """The CSV file exactly as :func:`export_run` writes it (for a download button); text cells that would
+    start a spreadsheet formula are neutralised with a leading ``'``."""
+    return csv_safe(table).to_csv(index=False, float_format="%.6g").encode()
 
 
 def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path) -> dict[str, int]:

@@ -96,8 +96,39 @@ def atomic_write_json(path: Path, obj) -> None:
 
 
 def atomic_write_csv(path: Path, frame: pd.DataFrame, **kwargs) -> None:
-    """Write ``frame`` as CSV without its index (``kwargs`` go to ``DataFrame.to_csv``), atomically."""
-    atomic_write_bytes(path, frame.to_csv(index=False, **kwargs).encode())
+    """Write ``frame`` as CSV without its index (``kwargs`` go to ``DataFrame.to_csv``), atomically; text
+    cells that a spreadsheet would run as a formula are neutralised (:func:`csv_safe`)."""
+    atomic_write_bytes(path, csv_safe(frame).to_csv(index=False, **kwargs).encode())
+
+
+_FORMULA_START = tuple("=+-@\t\r")
+
+
+def _neutralise(value):
+    if isinstance(value, str) and value and (
+            value.startswith(_FORMULA_START) or (value[0] == "'" and value[1:2] in (*_FORMULA_START, "'"))):
+        return "'" + value
+    return value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that starts like a formula (``=``, ``+``, ``-``, ``@``, tab, carriage
+    return) prefixed with ``'``, as OWASP advises against CSV injection; a cell already starting with ``'``
+    and one of those gets one more, so that :func:`csv_unsafe` gives back exactly what was written."""
+    text = [c for c in frame.columns if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype)
+            or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].astype(object).map(_neutralise) for c in text})
+
+
+def csv_unsafe(values: pd.Series) -> pd.Series:
+    """The text cells :func:`csv_safe` wrote, as they were (one leading ``'`` before a formula start removed)."""
+    def restore(value):
+        if isinstance(value, str) and value[:1] == "'" and value[1:2] in (*_FORMULA_START, "'") and len(value) > 1:
+            return value[1:]
+        return value
+    return values.map(restore)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:

@@ -22,6 +22,7 @@ FiftyOne file (``fiftyone_fields.json``): ``{field: {filepath: value}}`` for the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,7 +31,16 @@ import pandas as pd
 
 from ..analysis.scores import default_score, rank_descending, suspicion
 from .decisions import DecisionLog
-from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv
+from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv, csv_safe, csv_unsafe
+from .inputs import (
+    check_class_names,
+    check_probabilities,
+    check_square,
+    check_unique,
+    check_values,
+    load_npy,
+    long_to_wide,
+)
 from .layout import ARRAYS, EMBEDDINGS, IMAGES, PROBABILITIES, SAMPLES
 from .schema import EPOCH_FIELDS
 from .store import RunStore
@@ -92,7 +102,7 @@ def export_interop(run_path: str | Path, out_dir: str | Path, *, label_issue_tab
         labels = scores["label"].to_numpy(np.int64)
         table = label_issues(scores, DecisionLog(store.path).effective(len(scores), labels), store.classes)
         if label_issue_table:
-            atomic_write_bytes(out / ISSUES_NAME, table.to_csv(index=False, float_format="%.6g").encode())
+            atomic_write_bytes(out / ISSUES_NAME, csv_safe(table).to_csv(index=False, float_format="%.6g").encode())
             written.append(out / ISSUES_NAME)
         if fiftyone:
             atomic_write_bytes(out / FIFTYONE_NAME, json.dumps(fiftyone_fields(table)).encode())
@@ -142,13 +152,10 @@ def read_matrix(file: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"{file} does not exist")
     suffix = file.suffix.lower()
     if suffix == ".npy":
-        try:
-            array = np.load(file, allow_pickle=False)
-        except ValueError as e:
-            raise ValueError(f"{file}: not a plain numeric .npy array ({e})") from None
+        array = load_npy(file)
     elif suffix in (".csv", ".parquet"):
         frame = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
-        array = _long_to_wide(frame, file) if {"index", "epoch"} <= set(frame.columns) else frame.to_numpy()
+        array = long_to_wide(frame, file) if {"index", "epoch"} <= set(frame.columns) else frame.to_numpy()
     else:
         raise ValueError(f"{file}: unknown format {suffix!r}; use .npy, .csv or .parquet")
     if array.dtype.kind not in "biuf":
@@ -156,23 +163,12 @@ def read_matrix(file: str | Path) -> np.ndarray:
     return array
 
 
-def _long_to_wide(frame: pd.DataFrame, file: Path) -> np.ndarray:
-    values = [c for c in frame.columns if c not in ("index", "epoch")]
-    if len(values) != 1:
-        raise ValueError(f"{file}: a long table has the columns index, epoch and one value column; found "
-                         f"{list(frame.columns)}")
-    if frame.duplicated(["index", "epoch"]).any():
-        raise ValueError(f"{file}: some (index, epoch) pairs appear twice")
-    wide = frame.pivot(index="index", columns="epoch", values=values[0]).sort_index().sort_index(axis=1)
-    if not np.array_equal(wide.index.to_numpy(), np.arange(len(wide))):
-        raise ValueError(f"{file}: the index column must number the samples 0..N-1 (found {len(wide)} distinct "
-                         f"values from {wide.index.min()} to {wide.index.max()})")
-    return wide.to_numpy(np.float64)  # a sample missing in an epoch is NaN: not seen
-
-
-def per_sample(array: np.ndarray, n: int, file: Path, what: str, *, epochs: int | None = None) -> np.ndarray:
-    """``array`` as ``(n, epochs)`` (rows = samples); an ``(epochs, n)`` array is transposed. The error
-    names both shapes and the files they come from."""
+def per_sample(array: np.ndarray, n: int, file: Path, what: str, *, epochs: int | None = None,
+               layout: str | None = None) -> np.ndarray:
+    """``array`` as ``(n, epochs)`` (rows = samples); an ``(epochs, n)`` array is transposed, a square one is
+    read as ``layout`` says (refused without). The error names both shapes and the files they come from."""
+    if array.ndim == 2 and array.shape == (n, n) and epochs in (None, n):
+        return check_square(array, n, file, layout)
     if array.ndim == 2 and array.shape[0] == n and (epochs is None or array.shape[1] == epochs):
         return array
     if array.ndim == 2 and array.shape[1] == n and (epochs is None or array.shape[0] == epochs):
@@ -186,7 +182,7 @@ def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | 
                probabilities_file: str | Path | None = None, array_files: Mapping[str, str | Path] | None = None,
                images_file: str | Path | None = None, embeddings_file: str | Path | None = None,
                root: str | Path | None = None, classes: Sequence[str] | None = None,
-               source: str = "import", model: str = "external") -> RunStore:
+               source: str = "import", model: str = "external", layout: str | None = None) -> RunStore:
     """Build a run folder ``out`` from another framework's per-epoch losses.
 
     Parameters
@@ -209,16 +205,25 @@ def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | 
         ``(samples, H, W[, C])`` uint8 images for the dashboard, and ``(samples, D)`` features.
     classes:
         Class names in label order; default the sorted names (or ``0..K-1`` for integer labels).
+    layout:
+        ``"samples-epochs"`` or ``"epochs-samples"``: how to read a square loss array (as many epochs as
+        samples), which is otherwise refused as ambiguous.
+
+    Every input is checked as a training's data is, before anything is written: losses finite and >= 0,
+    correctness 0/1, probabilities in [0, 1], each path or id once, class names distinct and plain.
     """
     samples_file = Path(samples_file)
     losses_file = Path(losses_file)
     table = _read_sample_csv(samples_file)
     n = len(table)
-    loss = per_sample(read_matrix(losses_file), n, losses_file, "the loss array").astype(np.float32)
+    loss = per_sample(read_matrix(losses_file), n, losses_file, "the loss array", layout=layout)
     epochs = loss.shape[1]
     if epochs == 0:
         raise ValueError(f"{losses_file}: no epochs")
+    loss = check_values("loss", loss, losses_file)
     probabilities = read_matrix(probabilities_file) if probabilities_file is not None else None
+    if probabilities is not None:
+        check_probabilities(probabilities, probabilities_file)
     num_classes = probabilities.shape[-1] if probabilities is not None else None
     labels, names = _labels(table, samples_file, classes, num_classes, "label")
     if probabilities is not None and probabilities.shape[-1] != len(names):
@@ -245,14 +250,15 @@ def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | 
             known = ", ".join(f for f in IMPORT_FIELDS if f != "loss")
             raise ValueError(f"unknown per-epoch array {name!r}; known: {known}")
         file = Path(file)
-        values = per_sample(read_matrix(file), n, file, f"the {name} array", epochs=epochs)
+        values = per_sample(read_matrix(file), n, file, f"the {name} array", epochs=epochs, layout=layout)
         if name != "correct" and values.shape != loss.shape:
             raise ValueError(f"{file}: shape {values.shape} differs from the losses' {loss.shape} in {losses_file}")
-        fields[name] = values.astype(bool if name == "correct" else np.float32)
-    images = np.load(images_file, allow_pickle=False) if images_file is not None else None
+        fields[name] = check_values(name, values, file)
+    images = load_npy(Path(images_file)) if images_file is not None else None
     if "path" in table.columns:
         base = Path(root) if root is not None else samples_file.parent
         paths = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
+        check_unique(pd.Series([os.path.normpath(os.path.abspath(p)) for p in paths]), samples_file, "path")
         samples = sample_table(labels, names, paths=paths, true_labels=truth)
     else:
         samples = sample_table(labels, names, ids=table["sample_id"].tolist(), true_labels=truth)
@@ -262,7 +268,7 @@ def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | 
         for epoch in range(epochs):
             writer.write_epoch({name: values[:, epoch] for name, values in fields.items()},
                                probabilities=mean_probabilities if epoch == epochs - 1 else None, seconds=0.0)
-        embeddings = np.load(embeddings_file, allow_pickle=False) if embeddings_file is not None else None
+        embeddings = load_npy(Path(embeddings_file)) if embeddings_file is not None else None
         return writer.finish(embeddings=embeddings)
     finally:
         writer.close()
@@ -272,6 +278,7 @@ def _read_sample_csv(file: Path) -> pd.DataFrame:
     if not file.is_file():
         raise FileNotFoundError(f"{file} does not exist")
     table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    table = table.apply(csv_unsafe)  # the cells `export` neutralised against spreadsheet formulas, as they were
     table.columns = [c.strip().lower() for c in table.columns]
     if "label" not in table.columns:
         raise ValueError(f"{file}: no 'label' column (found {list(table.columns)})")
@@ -286,6 +293,8 @@ def _read_sample_csv(file: Path) -> pd.DataFrame:
         table = table.rename(columns={ident: "sample_id"})
     if len(table) == 0:
         raise ValueError(f"{file}: no rows")
+    check_unique(table["path" if "path" in table.columns else "sample_id"].str.strip(), file,
+                 "path" if "path" in table.columns else "sample_id")
     return table
 
 
@@ -297,7 +306,7 @@ def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_
         raise ValueError(f"{file}, line {empty[0] + 2}: empty {column}")
     numeric = values.str.fullmatch(r"-?\d+")
     if classes is not None:
-        names = [str(c) for c in classes]
+        names = check_class_names(classes, f"{file}: the given classes")
         lookup = {name: i for i, name in enumerate(names)}
         if values.isin(lookup).all():
             return values.map(lookup).to_numpy(np.int64), names
@@ -308,12 +317,12 @@ def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_
     if numeric.all():
         labels = values.astype(np.int64).to_numpy()
         k = max(int(labels.max()) + 1, num_classes or 0)
-        return _in_range(labels, k, file, column), [str(i) for i in range(k)]
+        return _in_range(labels, k, file, column), check_class_names([str(i) for i in range(k)], str(file))
     if numeric.any():
         line = int(np.flatnonzero(numeric.to_numpy())[0]) + 2
         raise ValueError(f"{file}, line {line}: {column} {values.iloc[line - 2]!r} is an integer but others are "
                          "class names; use one kind")
-    names = sorted(values.unique())
+    names = check_class_names(sorted(values.unique()), f"{file}: labels")
     lookup = {name: i for i, name in enumerate(names)}
     return values.map(lookup).to_numpy(np.int64), names
 

@@ -37,7 +37,15 @@ from .folders import LOCK_NAME, run_lock
 from .kept import KeptResults
 from .layout import ARRAYS, CHECKPOINT, EMBEDDINGS, FORMAT_VERSION, META, PROBABILITIES, REPORT, SAMPLES, array_name
 from .schema import ARRAY_DTYPES, EPOCH_FIELDS
-from .tables import RowChunks, check_array_file, read_meta, read_sample_table, write_meta
+from .tables import (
+    RowChunks,
+    array_checksum_problems,
+    check_array_file,
+    column_digest,
+    read_meta,
+    read_sample_table,
+    write_meta,
+)
 
 if TYPE_CHECKING:
     from ..data import TrainingSet
@@ -263,6 +271,9 @@ class RunStore(KeptResults):
             raise RunError(f"epoch {epoch} written out of order (finished: {meta['finished_epochs']})")
         if epoch >= meta["epochs"]:
             self.extend_epochs(epoch + 1)
+        checksums = meta.get("checksums", {})
+        recorded = checksums.get("arrays", {}) if isinstance(checksums.get("arrays"), dict) else {}
+        digests: dict[str, list[str]] = {}
         for name in meta["fields"]:
             if name not in record:
                 raise RunError(f"epoch record lacks '{name}'")
@@ -270,6 +281,7 @@ class RunStore(KeptResults):
             check_array_file(file, int(meta["num_samples"]), epoch + 1)  # r+ would zero-pad a short file
             with array_in_place(file) as mm:
                 mm[:, epoch] = record[name]
+                digests[name] = [*recorded.get(name, [])[:epoch], column_digest(np.asarray(record[name], mm.dtype))]
         if probabilities is not None:
             atomic_save_npy(self.path / PROBABILITIES, probabilities.astype(np.float32))
         if timing is not None:
@@ -277,7 +289,9 @@ class RunStore(KeptResults):
             report["epochs"] = [e for e in report.get("epochs", []) if e.get("epoch") != epoch] + [
                 {"epoch": epoch, **timing}]
             atomic_write_json(self.path / REPORT, report)
-        self.update_meta(finished_epochs=epoch + 1, updated=time.time())
+        # each column's checksum beside the epoch it finishes: a resume verifies the bytes, not only the sizes
+        self.update_meta(finished_epochs=epoch + 1, updated=time.time(),
+                         checksums={**self.meta.get("checksums", {}), "arrays": {**recorded, **digests}})
 
     def save_checkpoint(self, state: dict) -> None:
         """Write ``checkpoint.pt`` atomically and record its size and SHA-256 in ``meta.json``.
@@ -345,6 +359,8 @@ class RunStore(KeptResults):
                 self.samples()
             except RunError as e:
                 found.append(str(e))
+        if deep:
+            found += array_checksum_problems(self.path, meta)
         recorded = meta.get("checksums", {}).get(SAMPLES)
         if deep and isinstance(recorded, dict):
             file = self.path / SAMPLES

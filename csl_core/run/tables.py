@@ -2,6 +2,7 @@
 pyarrow, and the per-epoch arrays a slice of rows at a time."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -166,3 +167,40 @@ def check_array_file(file: Path, rows: int, min_columns: int) -> None:
     if size != expected:
         raise RunError(f"{file} is damaged: {size} bytes on disk, {expected} expected (truncated or padded); "
                        "restore it or train the run again")
+
+
+def column_digest(values: np.ndarray) -> str:
+    """The checksum of one epoch's column as stored (its bytes, in sample order)."""
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()[:32]
+
+
+def array_checksum_problems(path: Path, meta: dict, rows_per_read: int = 1 << 16) -> list[str]:
+    """Every finished epoch column of the run ``path`` whose bytes differ from the checksum recorded when it
+    was written (``meta["checksums"]["arrays"]``): damage that keeps a file's size (zeroed columns) would
+    otherwise pass and be trained on. Reads each array once, a slice of rows at a time."""
+    recorded = meta.get("checksums", {}).get("arrays")
+    if not isinstance(recorded, dict):
+        return []  # a run written before checksums were recorded
+    found = []
+    finished = int(meta["finished_epochs"])
+    for name in meta["fields"]:
+        expected = recorded.get(name)
+        if not isinstance(expected, list):
+            continue
+        columns = min(finished, len(expected))
+        file = path / "arrays" / f"{name}.npy"
+        try:
+            check_array_file(file, int(meta["num_samples"]), finished)
+            rows = RowChunks(file, columns)
+        except (RunError, ValueError):
+            continue  # said by the size check
+        digests = [hashlib.sha256() for _ in range(columns)]
+        for start in range(0, len(rows), rows_per_read):
+            block = rows[start:start + rows_per_read]
+            for epoch, digest in enumerate(digests):
+                digest.update(np.ascontiguousarray(block[:, epoch]).tobytes())
+        bad = [epoch for epoch, digest in enumerate(digests) if digest.hexdigest()[:32] != expected[epoch]]
+        if bad:
+            found.append(f"{file} is damaged: the values of epoch(s) {', '.join(str(e + 1) for e in bad[:5])} differ "
+                         "from the checksums recorded when they were written; restore it or train the run again")
+    return found

@@ -100,12 +100,17 @@ class RunWriter:
         Recorded in ``meta.json`` and shown by ``info`` and the dashboard, e.g. ``"lightning"``, ``"resnet18"``.
     fields:
         The per-epoch arrays; the tracker's by default (add ``"eval_loss"`` for an eval pass).
+    resume_epoch:
+        Continue the run already in ``path`` (its training resumed from a checkpoint) at this epoch: the run
+        must hold these samples and classes and at least this many finished epochs; later ones are dropped
+        (the resumed training writes them again).
     """
 
     def __init__(self, path: str | Path, *, classes: Sequence[str], labels: Sequence[int] | None = None,
                  paths: Sequence[str] | None = None, images: np.ndarray | None = None,
                  samples: pd.DataFrame | None = None, epochs: int = 1, source: str = "external",
-                 model: str = "external", fields: tuple[str, ...] = EPOCH_FIELDS, extra_meta: Mapping | None = None):
+                 model: str = "external", fields: tuple[str, ...] = EPOCH_FIELDS, extra_meta: Mapping | None = None,
+                 resume_epoch: int | None = None):
         classes = [str(c) for c in classes]
         if len(classes) < 2:
             raise ValueError(f"a run needs at least two classes, got {classes}")
@@ -130,14 +135,24 @@ class RunWriter:
             if absent:
                 raise FileNotFoundError(f"{len(absent)} of {n} image paths do not exist, e.g. {absent[0]!r}")
         self.path = Path(path)
-        if (self.path / META).exists():
-            raise RunError(f"{self.path} already holds a run; choose another folder")
+        if (self.path / META).exists() and resume_epoch is None:
+            raise RunError(f"{self.path} already holds a run; choose another folder (or resume it from the "
+                           "training's checkpoint)")
         self.path.mkdir(parents=True, exist_ok=True)
         self._exit = ExitStack()
         holder = self._exit.enter_context(lock_file(self.path / LOCK, owner=f"writer:{source}"))
         if holder is not None:
             self._exit.close()
             raise RunLockedError(f"{self.path} is being written by process {holder.get('pid')}; choose another folder")
+        self._epoch_began = time.perf_counter()
+        self.closed = False
+        if resume_epoch is not None:
+            try:
+                self.store = _reopen(self.path, classes, samples, resume_epoch)
+            except BaseException:
+                self._exit.close()
+                raise
+            return
         try:
             meta = {
                 "name": self.path.name, "source": source, "classes": classes, "model": model,
@@ -219,6 +234,29 @@ class RunWriter:
     def _check_open(self) -> None:
         if self.closed:
             raise RunError(f"{self.path}: the writer is closed")
+
+
+def _reopen(path: Path, classes: list[str], samples: pd.DataFrame, epoch: int) -> RunStore:
+    """The run in ``path``, checked to hold ``samples`` and ``classes``, rolled back to ``epoch`` finished
+    epochs and marked incomplete, for a training resumed from its checkpoint at ``epoch``."""
+    if not (path / META).is_file():
+        raise RunError(f"{path} holds no run to resume; start the training without a checkpoint")
+    store = RunStore(path)
+    problems = store.problems(deep=True)
+    if problems:
+        raise RunError(f"{path} cannot be resumed: " + "; ".join(problems))
+    stored = store.samples()
+    same = (store.classes == classes and len(stored) == len(samples)
+            and np.array_equal(stored["sample_id"].astype(str).to_numpy(), samples["sample_id"].astype(str).to_numpy())
+            and np.array_equal(stored["label"].to_numpy(np.int64), samples["label"].to_numpy(np.int64)))
+    if not same:
+        raise RunError(f"{path} holds a run of other samples or classes than this training; resume into the run "
+                       "this training wrote, or choose another folder")
+    if store.finished_epochs < epoch:
+        raise RunError(f"{path} has {store.finished_epochs} finished epochs but the checkpoint resumes after epoch "
+                       f"{epoch}: the epochs between were never recorded, so the run cannot be continued")
+    store.update_meta(finished_epochs=int(epoch), completed=False)
+    return store
 
 
 def _check_images(images: np.ndarray, n: int) -> np.ndarray:
