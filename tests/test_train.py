@@ -152,3 +152,67 @@ def test_report_tells_samples_left_out_by_subset_from_skipped_files(tmp_path):
                          subset=10, compute_embeddings=False)
     report = train(config, tmp_path / "run").run.report()
     assert report["counts"] == {"listed": 17, "used": 10, "skipped": 1, "not_in_subset": 6}
+
+
+def test_the_training_step_records_each_samples_loss_and_steps_the_optimiser():
+    import torch.nn.functional as F
+
+    from csl_core.engine.step import train_step
+    from csl_core.engine.tracker import CSLTracker
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    x, y, index = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0]), torch.tensor([4, 3, 2, 1, 0])
+    expected = F.cross_entropy(model(x), y, reduction="none").detach()
+    before = model.weight.detach().clone()
+    tracker = CSLTracker(5, 3)
+    losses = train_step(model, x, y, optimizer, scheduler, tracker=tracker, index=index)
+    torch.testing.assert_close(losses.detach(), expected)
+    record = tracker.end_epoch()
+    np.testing.assert_allclose(record["loss"][index.numpy()], expected.numpy(), rtol=1e-6)  # by sample index
+    assert not torch.equal(model.weight, before)          # the optimiser stepped
+    assert scheduler.get_last_lr() == [0.05]              # and the schedule
+
+
+def test_the_trainer_the_estimator_and_the_warmup_train_through_one_step(monkeypatch, tmp_path):
+    from csl_core.data import load_demo
+    from csl_core.engine import memorization, step, warmup
+    from csl_core.engine import train as train_module
+
+    calls = []
+    real = step.train_step
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("tracker") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(step, "train_step", counting)
+    monkeypatch.setattr(train_module, "train_step", counting)
+    train(TrainConfig(data="demo", epochs=1, subset=64, batch_size=32), tmp_path / "run")
+    assert calls == [True, True]                           # two batches, each recorded by the tracker
+    source = load_demo()[0]
+    warmup.warmup_confusion(source, epochs=1, max_samples=64, batch_size=32)
+    assert calls[2:] == [False]                            # the warm-up's half of 64 images: one batch
+    recipe = {"model": "small-cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "momentum": 0.9,
+              "weight_decay": 5e-4, "schedule": "onecycle", "augment": False, "flip": False, "pad": 0,
+              "mean": [0.5], "std": [0.25], "in_channels": 1, "num_classes": 10}
+    rows = np.arange(40)
+    memorization.train_subset_model(source.images, rows, source.labels[rows], rows < 32, recipe)
+    assert calls[3:] == [False, False]                     # 32 of 40 samples in training, batches of 16
+
+
+def test_one_augmentation_rule_for_the_trainer_and_the_estimator(demo_run):
+    from csl_core.engine.memorization import recipe_for
+    from csl_core.engine.preprocess import augmentation_for, preprocess_for
+
+    assert augmentation_for(TrainConfig(data="demo"), 8) == {"augment": False, "flip": False, "pad": 0}
+    assert augmentation_for(TrainConfig(data="fashion-mnist"), 28) == {"augment": True, "flip": False, "pad": 3}
+    assert augmentation_for(TrainConfig(data="cifar10"), 32) == {"augment": True, "flip": True, "pad": 4}
+    assert augmentation_for(TrainConfig(data="cifar10", augment=False), 32)["augment"] is False
+    store = RunStore(demo_run)
+    preprocess = preprocess_for(demo_config(demo_run), store.meta, store.meta["image_shape"][1], torch.device("cpu"),
+                                channels_last=False)
+    recipe = recipe_for(store)
+    assert (recipe["augment"], recipe["flip"], recipe["pad"]) == (preprocess.augment, preprocess.flip, preprocess.pad)

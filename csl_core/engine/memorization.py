@@ -3,12 +3,12 @@
 ``estimate_memorization(run, models=K, fraction=0.5)`` trains ``K`` models, each on a seeded random
 ``fraction`` of the run's training set, with the run's own model and recipe (architecture, epochs,
 batch size, optimiser, schedule, augmentation, normalisation), and records each model's prediction on
-every training sample. The training loop here is a lean copy of the engine's step (same building
-blocks: :func:`build_model`, :class:`Preprocess`, :func:`build_optimizer`, :func:`make_loader`)
-without the tracker, run folder and checkpoints, whose per-run cost would dominate models that train
-in a second. Models run in parallel processes, each written to ``<run>/memorization/models/`` the
-moment it finishes, so the same call continues after a kill. Then every score of the run is compared
-with the estimate (:func:`csl_core.analysis.memorization.compare_scores`).
+every training sample. Each model trains with the engine's own step
+(:func:`~csl_core.engine.step.train_step`) and building blocks (:func:`build_model`, :class:`Preprocess`,
+:func:`build_optimizer`, :func:`make_loader`), without the tracker, run folder and checkpoints, whose
+per-run cost would dominate models that train in a second. Models run in parallel processes, each
+written to ``<run>/memorization/models/`` the moment it finishes, so the same call continues after a
+kill. Then every score of the run is compared with the estimate (:func:`csl_core.analysis.memorization.compare_scores`).
 """
 from __future__ import annotations
 
@@ -55,20 +55,21 @@ class MemorizationResult:
 
 
 def recipe_for(store: RunStore) -> dict:
-    """The run's model and training recipe, resolved as the engine resolves it for this run."""
-    from ..data import source_kind
+    """The run's model and training recipe, resolved as the engine resolves it for this run (the crop and
+    flip by :func:`~csl_core.engine.preprocess.augmentation_for`, the trainer's own rule)."""
+    from .preprocess import augmentation_for
 
     meta = store.meta
     config = TrainConfig.from_run(meta["config"], store.path / META)
-    kind = source_kind(config.data)
-    augment = config.augment if config.augment is not None else kind.augment
-    height = int(meta["image_shape"][1])
-    return {"model": meta["model"], "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
-            "momentum": config.momentum, "weight_decay": config.weight_decay, "schedule": config.schedule,
-            "augment": bool(augment), "flip": bool(augment and kind.flip),
-            "pad": max(1, height // 8) if augment else 0, "mean": meta["normalisation"]["mean"],
-            "std": meta["normalisation"]["std"], "in_channels": int(meta["image_shape"][0]),
-            "num_classes": len(meta["classes"])}
+    size = meta.get("input_size")
+    recipe = {"model": meta["model"], "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+              "momentum": config.momentum, "weight_decay": config.weight_decay, "schedule": config.schedule,
+              **augmentation_for(config, size or int(meta["image_shape"][1])),
+              "mean": meta["normalisation"]["mean"], "std": meta["normalisation"]["std"],
+              "in_channels": int(meta["image_shape"][0]), "num_classes": len(meta["classes"])}
+    if size:  # a fine-tuned backbone's input size, as the trainer resized to it
+        recipe["size"] = int(size)
+    return recipe
 
 
 def estimate_memorization(run: str | Path | RunStore, *, models: int, fraction: float = 0.5, seed: int = 0,
@@ -206,20 +207,19 @@ def train_subset_model(images: np.ndarray, image_index: np.ndarray, labels: np.n
     its softmax probability of the given label.
     """
     import torch
-    import torch.nn.functional as F
 
     from ..data import IndexedDataset
     from .models import build_model
     from .preprocess import Preprocess
     from .runtime import build_optimizer, make_loader, resolve_device
-    from .train import predict
+    from .step import predict, train_step
 
     torch_device = resolve_device(device)
     torch.manual_seed(seed)
     model = build_model(recipe["model"], in_channels=recipe["in_channels"],
                         num_classes=recipe["num_classes"]).to(torch_device)
     preprocess = Preprocess(recipe["mean"], recipe["std"], augment=recipe["augment"], flip=recipe["flip"],
-                            pad=recipe["pad"], device=torch_device, channels_last=False)
+                            pad=recipe["pad"], device=torch_device, channels_last=False, size=recipe.get("size"))
     rows = np.flatnonzero(in_training)
     subset = IndexedDataset(images, image_index[rows], labels[rows])
     config = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
@@ -231,11 +231,7 @@ def train_subset_model(images: np.ndarray, image_index: np.ndarray, labels: np.n
         model.train()
         for x, y, _ in make_loader(subset, batch_size=config.batch_size, shuffle=True, seed=epoch_seed):
             x = preprocess(x.to(torch_device, non_blocking=True), train=True)
-            loss = F.cross_entropy(model(x), y.to(torch_device, non_blocking=True))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            train_step(model, x, y.to(torch_device, non_blocking=True), optimizer, scheduler)
     everyone = IndexedDataset(images, image_index, labels)
     logits = torch.from_numpy(predict(model, everyone, preprocess, torch_device))
     given = torch.tensor(np.asarray(labels), dtype=torch.long)

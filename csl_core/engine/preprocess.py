@@ -71,15 +71,20 @@ def channel_stats(images: np.ndarray, *, max_images: int = 10000, seed: int = 0)
     return mean.tolist(), std.tolist()
 
 
+def augmentation_for(config: TrainConfig, image_height: int) -> dict:
+    """The crop and flip of a run: ``augment`` as ``config`` says, else as its source kind's defaults in
+    :data:`csl_core.data.SOURCES` (the demo: none; Fashion-MNIST: no flip); the crop pads an eighth of the
+    (network input's) height. The one place the rule lives: the trainer and the memorisation estimator read it."""
+    kind = source_kind(config.data)
+    augment = bool(config.augment if config.augment is not None else kind.augment)
+    return {"augment": augment, "flip": bool(augment and kind.flip), "pad": max(1, image_height // 8) if augment else 0}
+
+
 def preprocess_for(config: TrainConfig, meta: dict, image_height: int, device: torch.device, *,
                    channels_last: bool) -> Preprocess:
-    """The preprocessing of a run: ``meta``'s normalisation; crop and flip as ``config`` says, else as
-    its source kind's defaults in :data:`csl_core.data.SOURCES` (the demo: none; Fashion-MNIST: no flip). A run
+    """The preprocessing of a run: ``meta``'s normalisation; crop and flip by :func:`augmentation_for`. A run
     fine-tuning a pretrained backbone (``meta["input_size"]``) resizes its images to the backbone's input size."""
-    kind = source_kind(config.data)
     size = meta.get("input_size")
-    image_height = size or image_height
-    augment = config.augment if config.augment is not None else kind.augment
-    return Preprocess(meta["normalisation"]["mean"], meta["normalisation"]["std"], augment=augment,
-                      flip=augment and kind.flip, pad=max(1, image_height // 8) if augment else 0, device=device,
-                      channels_last=channels_last, size=size)
+    return Preprocess(meta["normalisation"]["mean"], meta["normalisation"]["std"],
+                      **augmentation_for(config, size or image_height), device=device, channels_last=channels_last,
+                      size=size)

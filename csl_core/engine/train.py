@@ -1,4 +1,8 @@
-"""The training loop: one ordinary run that records every sample's loss, with checkpoints and resume."""
+"""The training loop: one ordinary run that records every sample's loss, with checkpoints and resume.
+
+A training is set up (:func:`_set_up`), resumed from its checkpoint (:func:`_resume`), then each epoch is
+trained (:func:`_train_epoch`, one :func:`~csl_core.engine.step.train_step` per batch) and recorded
+(:func:`_record_epoch`); :func:`predict` (re-exported here) lives in :mod:`csl_core.engine.step`."""
 from __future__ import annotations
 
 import math
@@ -11,7 +15,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import __version__
 from ..config import TrainConfig, training_set_for
@@ -31,6 +34,7 @@ from .models import (
 )
 from .preprocess import channel_stats, preprocess_for
 from .runtime import autocast_dtype, build_optimizer, epoch_seed, make_loader, resolve_device
+from .step import predict, score_pass, train_step
 from .tracker import EPOCH_FIELDS, CSLTracker
 from .warmup import resolve_noise_map
 
@@ -190,18 +194,66 @@ def _train_distributed(config: TrainConfig, out: str | Path, distributed: Distri
     return result
 
 
+@dataclass
+class _Training:
+    """What one training holds between its steps: set up by :func:`_set_up`, advanced by :func:`_train_epoch`."""
+
+    config: TrainConfig
+    store: RunStore
+    training_set: TrainingSet
+    device: torch.device
+    rank: int
+    writes: bool  # under torchrun, rank 0 alone writes the run folder
+    model: torch.nn.Module
+    forward: torch.nn.Module  # the model as trained: under DDP and torch.compile when asked
+    preprocess: object
+    dataset: object
+    sampler: object
+    eval_sampler: object
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    tracker: CSLTracker
+    eval_tracker: CSLTracker | None
+    scaler: object
+    amp_dtype: torch.dtype | None
+    distributed: DistributedContext | None
+
+
 def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSet,
                   callbacks: Callbacks, *, distributed: DistributedContext | None = None) -> TrainResult:
+    run = _set_up(config, store, training_set, distributed)
+    start_epoch = _resume(run)
+    callbacks.on_start({"epochs": config.epochs, "start_epoch": start_epoch, "batches": run.steps_per_epoch,
+                        "device": str(run.device), "model": store.meta["model"], "samples": len(run.dataset)})
+    timings = [e["seconds"] for e in store.report().get("epochs", []) if e["epoch"] < start_epoch]
+    stopped = False
+    for epoch in range(start_epoch, config.epochs):
+        began = time.perf_counter()
+        stopped = _train_epoch(run, epoch, callbacks)
+        if stopped:
+            break
+        summary = _record_epoch(run, epoch, began)
+        timings.append(summary["seconds"])
+        callbacks.on_epoch(epoch, summary)
+    test_accuracy = None
+    if not stopped and run.writes:
+        test_accuracy = _finish(run.model, training_set, run.preprocess, store, run.device, config)
+    return TrainResult(store, store.finished_epochs, stopped, test_accuracy, timings)
+
+
+def _set_up(config: TrainConfig, store: RunStore, training_set: TrainingSet,
+            distributed: DistributedContext | None) -> _Training:
+    """The model (with the backbone's weights when fine-tuning a new run), preprocessing, loader sampler,
+    optimiser, schedule and trackers of a training, on its device."""
     meta = store.meta
     device = distributed.device if distributed is not None else resolve_device(config.device)
     rank = distributed.rank if distributed is not None else 0
-    writes = rank == 0  # under torchrun, rank 0 alone writes the run folder
     if device.type == "cpu":
         keep_freed_memory()  # no page faults on re-allocated activations (see allocator.py)
     torch.manual_seed(config.seed)
     num_classes = len(training_set.classes)
-    channels = training_set.source.channels
-    model = build_model(meta["model"], in_channels=channels, num_classes=num_classes)
+    model = build_model(meta["model"], in_channels=training_set.source.channels, num_classes=num_classes)
     if config.fine_tunes and store.finished_epochs == 0 and meta["model"].startswith(TORCHVISION_PREFIX):
         load_backbone_weights(model, meta["model"], weights_file=config.weights)  # a resume takes the checkpoint's
     amp_dtype = autocast_dtype(device, config.amp)
@@ -211,7 +263,6 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     preprocess = preprocess_for(config, meta, training_set.source.image_size[0], device, channels_last=channels_last)
     dataset = training_set.dataset()
-    pin = device.type == "cuda"
     # Under torchrun each rank trains on its share, padded to equal length; batch_size is per rank.
     sampler = eval_sampler = None
     if distributed is not None:
@@ -230,123 +281,78 @@ def _train_locked(config: TrainConfig, store: RunStore, training_set: TrainingSe
         forward = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(forward) if config.compile else forward
+    return _Training(config, store, training_set, device, rank, rank == 0, model, forward, preprocess, dataset,
+                     sampler, eval_sampler, steps_per_epoch, optimizer, scheduler, tracker, eval_tracker, scaler,
+                     amp_dtype, distributed)
 
+
+def _resume(run: _Training) -> int:
+    """Load the checkpoint of a resumed run into the training; returns the epoch to start from."""
+    store = run.store
     finished = store.finished_epochs
-    state = store.load_checkpoint(map_location=device) if finished else None
+    state = store.load_checkpoint(map_location=run.device) if finished else None
     # Each epoch is written before its checkpoint, so a kill in between leaves the checkpoint one epoch
     # behind: that epoch is trained again (same seed, same numbers) and a kill loses at most one epoch.
     start_epoch = int(state["epoch"]) if state is not None else 0
     if start_epoch not in (finished, finished - 1):
         raise RunError(f"{store.path}: the checkpoint is from epoch {start_epoch} but {finished} epochs are "
                        "recorded; the run cannot be resumed, start a new one")
-    if start_epoch < finished and writes:
+    if start_epoch < finished and run.writes:
         store.update_meta(finished_epochs=start_epoch)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if writes:  # the running totals live on rank 0 (see CSLTracker.all_reduce_epoch)
-            tracker.load_state_dict(state["tracker"])
-    callbacks.on_start({"epochs": config.epochs, "start_epoch": start_epoch, "batches": steps_per_epoch,
-                        "device": str(device), "model": meta["model"], "samples": len(dataset)})
-    timings = [e["seconds"] for e in store.report().get("epochs", []) if e["epoch"] < start_epoch]
-    stopped = False
-    for epoch in range(start_epoch, config.epochs):
-        began = time.perf_counter()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True,
-                             seed=epoch_seed(config.seed, epoch), num_workers=config.num_workers,
-                             pin_memory=pin, sampler=sampler)
-        preprocess.seed(epoch_seed(config.seed, epoch) + 1 + rank)
-        model.train()
-        for batch, (x, y, index) in enumerate(loader):
-            x = preprocess(x.to(device, non_blocking=True), train=True)
-            y = y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = forward(x)
-                losses = F.cross_entropy(logits.float(), y, reduction="none")
-            tracker.update(index, logits, y, losses)
-            optimizer.zero_grad(set_to_none=True)
-            loss = losses.mean()
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            callbacks.on_batch(epoch, batch + 1, steps_per_epoch)
-            if callbacks.should_stop():
-                stopped = True
-                break
-        if stopped:
-            break
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        if run.writes:  # the running totals live on rank 0 (see CSLTracker.all_reduce_epoch)
+            run.tracker.load_state_dict(state["tracker"])
+    return start_epoch
+
+
+def _train_epoch(run: _Training, epoch: int, callbacks: Callbacks) -> bool:
+    """Train epoch ``epoch`` batch by batch; returns True when the caller asked to stop midway."""
+    config, device = run.config, run.device
+    if run.sampler is not None:
+        run.sampler.set_epoch(epoch)
+    loader = make_loader(run.dataset, batch_size=config.batch_size, shuffle=True,
+                         seed=epoch_seed(config.seed, epoch), num_workers=config.num_workers,
+                         pin_memory=device.type == "cuda", sampler=run.sampler)
+    run.preprocess.seed(epoch_seed(config.seed, epoch) + 1 + run.rank)
+    run.model.train()
+    for batch, (x, y, index) in enumerate(loader):
+        x = run.preprocess(x.to(device, non_blocking=True), train=True)
+        train_step(run.forward, x, y.to(device, non_blocking=True), run.optimizer, run.scheduler,
+                   tracker=run.tracker, index=index, scaler=run.scaler, amp_dtype=run.amp_dtype)
+        callbacks.on_batch(epoch, batch + 1, run.steps_per_epoch)
+        if callbacks.should_stop():
+            return True
+    return False
+
+
+def _record_epoch(run: _Training, epoch: int, began: float) -> dict:
+    """The epoch's arrays (gathered across ranks), the eval pass when asked, and, on the writing rank, the
+    epoch and a checkpoint written into the run folder; returns the epoch's summary."""
+    config, distributed = run.config, run.distributed
+    if distributed is not None:
+        run.tracker.all_reduce_epoch()
+    record = run.tracker.end_epoch()
+    eval_seconds = 0.0
+    if run.eval_tracker is not None:
+        eval_began = time.perf_counter()
+        score_pass(run.forward, run.dataset, run.preprocess, run.eval_tracker, run.device, config, run.amp_dtype,
+                   sampler=run.eval_sampler)
         if distributed is not None:
-            tracker.all_reduce_epoch()
-        record = tracker.end_epoch()
-        eval_seconds = 0.0
-        if eval_tracker is not None:
-            eval_began = time.perf_counter()
-            _score_pass(forward, dataset, preprocess, eval_tracker, device, config, amp_dtype,
-                        sampler=eval_sampler)
-            if distributed is not None:
-                eval_tracker.all_reduce_epoch()
-            record["eval_loss"] = eval_tracker.end_epoch()["loss"]
-            eval_seconds = time.perf_counter() - eval_began
-        seconds = time.perf_counter() - began
-        timings.append(seconds)
-        summary = {"seconds": seconds, "loss": float(np.nanmean(record["loss"])),
-                   "accuracy": float(np.mean(record["correct"])), "lr": float(scheduler.get_last_lr()[0]),
-                   "eval_seconds": eval_seconds}
-        if writes:
-            probabilities = tracker.mean_probabilities()
-            store.write_epoch(epoch, record, probabilities=probabilities, timing=summary)
-            store.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                   "tracker": tracker.state_dict()})
-        callbacks.on_epoch(epoch, summary)
-    test_accuracy = None
-    if not stopped and writes:
-        test_accuracy = _finish(model, training_set, preprocess, store, device, config)
-    return TrainResult(store, store.finished_epochs, stopped, test_accuracy, timings)
-
-
-@torch.no_grad()
-def _score_pass(model, dataset, preprocess, tracker: CSLTracker, device, config, amp_dtype,
-                sampler=None) -> None:
-    """One pass in eval mode without augmentation: the authors' released scoring protocol."""
-    was_training = model.training
-    model.eval()
-    loader = make_loader(dataset, batch_size=max(config.batch_size, 256), shuffle=False, seed=0,
-                         num_workers=config.num_workers, pin_memory=device.type == "cuda", sampler=sampler)
-    for x, y, index in loader:
-        x = preprocess(x.to(device, non_blocking=True), train=False)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(x)
-        tracker.update(index, logits, y.to(device, non_blocking=True))
-    model.train(was_training)
-
-
-@torch.no_grad()
-def predict(model, dataset, preprocess, device, *, batch_size: int = 512, embeddings: bool = False,
-            num_workers: int = 0):
-    """Logits (and penultimate-layer embeddings) for every sample of ``dataset``, in index order."""
-    model.eval()
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=0, num_workers=num_workers,
-                         pin_memory=device.type == "cuda")
-    logits, embeds = [], []
-    for x, _, _ in loader:
-        x = preprocess(x.to(device, non_blocking=True), train=False)
-        if embeddings:
-            e = model.embed(x)
-            embeds.append(e.float().cpu())
-            logits.append(model.head(e).float().cpu())
-        else:
-            logits.append(model(x).float().cpu())
-    out_logits = torch.cat(logits).numpy()
-    return (out_logits, torch.cat(embeds).numpy()) if embeddings else out_logits
+            run.eval_tracker.all_reduce_epoch()
+        record["eval_loss"] = run.eval_tracker.end_epoch()["loss"]
+        eval_seconds = time.perf_counter() - eval_began
+    summary = {"seconds": time.perf_counter() - began, "loss": float(np.nanmean(record["loss"])),
+               "accuracy": float(np.mean(record["correct"])), "lr": float(run.scheduler.get_last_lr()[0]),
+               "eval_seconds": eval_seconds}
+    if run.writes:
+        run.store.write_epoch(epoch, record, probabilities=run.tracker.mean_probabilities(), timing=summary)
+        run.store.save_checkpoint({"epoch": epoch + 1, "model": run.model.state_dict(),
+                                   "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                                   "tracker": run.tracker.state_dict()})
+    return summary
 
 
 def _finish(model, training_set, preprocess, store: RunStore, device, config) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..data import ImageSource, IndexedDataset, confusable_map, load_source, parse_class_map
@@ -26,6 +25,7 @@ def warmup_confusion(source: ImageSource, *, image_index: np.ndarray | None = No
     """
     from .preprocess import Preprocess, channel_stats
     from .runtime import make_loader
+    from .step import train_step
 
     rng = np.random.default_rng(seed)
     rows = np.arange(len(source)) if image_index is None else np.asarray(image_index, dtype=np.int64)
@@ -50,11 +50,7 @@ def warmup_confusion(source: ImageSource, *, image_index: np.ndarray | None = No
         model.train()
         for epoch in range(epochs):
             for x, y, _ in make_loader(fit_set, batch_size=batch_size, shuffle=True, seed=seed + epoch):
-                loss = F.cross_entropy(model(preprocess(x.to(device), train=True)), y.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
+                train_step(model, preprocess(x.to(device), train=True), y.to(device), optimizer, scheduler)
         model.eval()
         predicted = []
         held_set = IndexedDataset(source.images, held_out, source.labels[held_out])
