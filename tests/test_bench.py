@@ -136,6 +136,13 @@ def test_input_loss_curvature_is_per_sample_and_reproducible(single_thread):
     second = input_loss_curvature(model, ts.dataset(), preprocess, torch.device("cpu"), directions=3, seed=4)
     assert first.shape == (64,) and np.all(first >= 0) and np.isfinite(first).all()
     np.testing.assert_allclose(first, second, rtol=1e-5)
+    # each sample's own curvature: not one value for all, and other random directions rank the samples
+    # alike (a property of the samples, not of the draw)
+    from scipy.stats import spearmanr
+
+    assert first.std() > 0.1 * first.mean() > 0
+    other = input_loss_curvature(model, ts.dataset(), preprocess, torch.device("cpu"), directions=3, seed=5)
+    assert not np.allclose(other, first) and spearmanr(first, other)[0] > 0.7
 
 
 # ---------------------------------------------------------------- the whole bench on the demo

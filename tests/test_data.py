@@ -300,9 +300,11 @@ def test_imagefolder_mixed_modes_and_sizes_become_one_shape(tmp_path):
 
 
 def test_imagefolder_all_grayscale_keeps_one_channel(tmp_path):
-    for c in ("x", "y"):
-        write_image(tmp_path / c / "0.png", mode="L")
-    assert load_imagefolder(str(tmp_path), image_size=8).channels == 1
+    for value, c in ((40, "x"), (220, "y")):
+        write_image(tmp_path / c / "0.png", mode="L", value=value)
+    source = load_imagefolder(str(tmp_path), image_size=8)
+    assert source.channels == 1 and source.images.shape == (2, 8, 8, 1)
+    assert source.images[0].min() == source.images[0].max() == 40 and (source.images[1] == 220).all()
 
 
 def test_imagefolder_missing_root_empty_class_and_unreadable_class(tmp_path):
@@ -417,12 +419,15 @@ def test_csv_mixed_integer_and_name_labels_or_empty_label(tmp_path, images):
 
 
 def test_csv_mixed_modes_and_sizes(tmp_path):
-    write_image(tmp_path / "a.png", size=(30, 10), mode="L")
+    write_image(tmp_path / "a.png", size=(30, 10), mode="L", value=90)
     write_image(tmp_path / "b.jpg", size=(9, 9), mode="RGB", fmt="JPEG")
-    write_image(tmp_path / "c.png", size=(4, 40), mode="RGBA")
+    write_image(tmp_path / "c.png", size=(4, 40), mode="RGBA", value=150)
     labels = write_csv(tmp_path / "labels.csv", "path,label\na.png,x\nb.jpg,y\nc.png,x\n")
     source = load_csv(str(labels), image_size=16)
     assert source.images.shape == (3, 16, 16, 3) and source.images.dtype == np.uint8
+    assert source.classes == ["x", "y"] and source.labels.tolist() == [0, 1, 0]
+    assert (source.images[0] == 90).all()    # grey into three equal channels, resized without new values
+    assert (source.images[2] == 150).all()   # the alpha channel dropped, not blended into the colour
 
 
 def test_16_bit_greyscale_is_rescaled_not_clipped(tmp_path):

@@ -143,7 +143,11 @@ def test_empty_group_table_has_the_columns():
     indices, sims = chain()
     groups = group_labels(indices, sims, threshold=0.999)
     table = duplicate_groups(groups, np.zeros(5, int), np.zeros(5), similarity=np.full(5, np.nan))
-    assert len(table) == 0 and "label_conflict" in table.columns
+    some = duplicate_groups(group_labels(indices, sims, threshold=0.5), np.zeros(5, int), np.zeros(5),
+                            similarity=np.full(5, 0.9))
+    assert len(table) == 0 and len(some) > 0
+    # the same columns as a table with groups, so a reader (CLI, page) never meets a missing one
+    assert list(table.columns) == list(some.columns) and "label_conflict" in table.columns
 
 
 def test_duplicate_score_is_the_closest_neighbour_with_another_label():

@@ -992,4 +992,6 @@ def test_a_sample_table_naming_a_pipe_or_a_device_opens_neither(tmp_path):
 def test_a_training_of_exactly_four_steps_does_not_crash_the_schedule(tmp_path):
     config = TrainConfig(data="demo", epochs=1, subset=512, batch_size=128, device="cpu", compute_embeddings=False)
     result = train(config, tmp_path / "run")                     # 4 steps: OneCycleLR divided by zero
-    assert result.finished_epochs == 1 and np.isfinite(RunStore(tmp_path / "run").csl()).all()
+    store = RunStore(tmp_path / "run")
+    assert result.finished_epochs == 1 and store.meta["completed"] and np.isfinite(store.csl()).all()
+    assert store.report()["epochs"][0]["lr"] < 0.5 * config.lr   # the schedule stepped on past its peak

@@ -28,13 +28,17 @@ def test_pairflip_sends_each_class_to_the_next():
 
 
 def test_symmetric_kind_is_unchanged_by_the_new_kinds():
-    """The default kind draws the same labels as before noise kinds existed (same seed, same set)."""
-    noisy, flipped = inject_label_noise(LABELS, 0.1, 10, seed=3)
-    rng = np.random.default_rng(3)
-    expected_flipped = np.sort(rng.choice(np.arange(len(LABELS)), size=137, replace=False))
-    expected = LABELS.copy()
-    expected[expected_flipped] = (LABELS[expected_flipped] + rng.integers(1, 10, size=137)) % 10
-    assert np.array_equal(flipped, expected_flipped) and np.array_equal(noisy, expected)
+    """The default kind ignores a class map (it is the other kinds' input) and spreads flips uniformly: the
+    flipped samples over the classes, and each class's flips over the nine other classes."""
+    class_map = pairflip_map(10)
+    noisy, flipped = inject_label_noise(LABELS, 0.3, 10, seed=3)
+    mapped, mapped_flipped = inject_label_noise(LABELS, 0.3, 10, seed=3, kind="symmetric", class_map=class_map)
+    assert np.array_equal(mapped, noisy) and np.array_equal(mapped_flipped, flipped)
+    assert not np.array_equal(noisy[flipped], (LABELS[flipped] + 1) % 10)   # not a pair flip
+    per_class = np.bincount(LABELS[flipped], minlength=10)
+    assert per_class.min() > 0.5 * len(flipped) / 10 and per_class.max() < 1.5 * len(flipped) / 10
+    offsets = np.bincount((noisy[flipped] - LABELS[flipped]) % 10, minlength=10)
+    assert offsets[0] == 0 and offsets[1:].min() > 0.5 * len(flipped) / 9
 
 
 def test_confusable_map_picks_the_most_confused_other_class():

@@ -96,6 +96,7 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     atomic_write_csv(table, pd.DataFrame({"version": [0] * 2000}))
     atomic_save_npy(array, np.zeros(20000, np.float32))
     done = threading.Event()
+    read_once = threading.Event()
     errors: list[BaseException] = []
 
     def write():
@@ -104,6 +105,9 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
                 atomic_write_json(meta, {"version": version, "payload": [version] * (2000 + version)})
                 atomic_write_csv(table, pd.DataFrame({"version": [version] * (2000 + version)}))
                 atomic_save_npy(array, np.full(20000 + version, version, np.float32))
+                if version % 10 == 0:   # let the reader in, however busy the machine
+                    read_once.clear()
+                    read_once.wait(timeout=60)
         except BaseException as e:  # surfaced by the assertion below
             errors.append(e)
         finally:
@@ -112,6 +116,7 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     writer = threading.Thread(target=write)
     writer.start()
     reads = 0
+    versions = set()
     while not done.is_set() or reads < 3:
         with open(meta) as f:
             obj = json.load(f)
@@ -121,32 +126,43 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
         values = np.load(array)
         assert len(values) == 20000 + values[0] and (values == values[0]).all()
         reads += 1
+        versions.add(obj["version"])
+        read_once.set()
     writer.join()
     assert not errors
+    assert len(versions - {0, 59}) >= 3   # read while the writer was rewriting the files
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path):
     store = make_store(tmp_path / "run", n=20000, epochs=12)
     done = threading.Event()
+    read_once = threading.Event()
 
     def write():
         try:
             for epoch in range(12):
                 store.write_epoch(epoch, epoch_record(20000, epoch + 1.0), timing={"seconds": 0.1})
+                read_once.clear()
+                read_once.wait(timeout=60)   # the reader reads between (and during) every two epochs
         finally:
             done.set()
 
     writer = threading.Thread(target=write)
     writer.start()
     reader = RunStore(tmp_path / "run")
+    seen = set()
     while not done.is_set():
         loss = reader.arrays()["loss"]
         for epoch in range(loss.shape[1]):
             assert (loss[:, epoch] == epoch + 1.0).all()
-        assert len(reader.report()["epochs"]) >= 0
+        # the report is written before meta.json counts the epoch: it never lags the epochs a reader sees
+        assert len(reader.report()["epochs"]) >= loss.shape[1]
+        seen.add(loss.shape[1])
+        read_once.set()
     writer.join()
     assert reader.finished_epochs == 12
+    assert len(seen - {0, 12}) >= 3   # the reads did happen while the run was half written
 
 
 def test_second_trainer_on_the_same_run_is_refused(tmp_path):

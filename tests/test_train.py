@@ -139,8 +139,17 @@ def test_eval_pass_records_a_second_loss(tmp_path):
 
 
 def test_checkpoint_holds_only_tensors_and_plain_values(demo_run):
-    state = torch.load(demo_run / "checkpoint.pt", weights_only=True)
+    from csl_core.engine.models import build_model
+
+    state = torch.load(demo_run / "checkpoint.pt", weights_only=True)   # refuses anything but plain values
     assert set(state) >= {"epoch", "model", "optimizer", "scheduler", "tracker"}
+    store = RunStore(demo_run)
+    assert state["epoch"] == store.finished_epochs == state["tracker"]["epochs_done"]
+    # the weights are the run's model: a fresh one of its architecture takes them, every tensor in place
+    model = build_model(store.meta["model"], in_channels=store.meta["image_shape"][0],
+                        num_classes=len(store.classes))
+    model.load_state_dict(state["model"])
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state["model"].items())
 
 
 def test_report_tells_samples_left_out_by_subset_from_skipped_files(tmp_path):
