@@ -10,8 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from csl_core.config import TrainConfig, default_epochs
-from csl_core.data import DEBIAN_FASHION_MNIST, DataError
-from csl_core.data.preflight import check_source
+from csl_core.data import SOURCES, DataError, check_source
 from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
 from csl_core.engine.models import BACKBONES, MODELS, backbone_cache_path
@@ -30,20 +29,12 @@ from pages._common import (
     select_run,
 )
 
-SOURCES = {
-    "demo": "Demo: handwritten digits, 5% labels flipped (trains in seconds)",
-    "fashion-mnist": "Fashion-MNIST (installed)" if DEBIAN_FASHION_MNIST.exists() else "Fashion-MNIST",
-    "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-    "imagefolder": "My images: a folder with one subfolder per class",
-    "csv": "My images: a CSV file with path,label columns",
-}
 START_FROM = {"scratch": "Random (train from scratch)",
               "imagenet": "ImageNet weights (torchvision's; downloaded once into torch's cache)",
               "file": "A weights file (a state dict of the backbone)"}
 CHART_REFRESH_SECONDS = 10.0
-NEEDS_PATH = {"imagefolder": "Folder (ROOT/<class>/<image>)", "csv": "CSV file (paths relative to its folder)",
-              "cifar10": "Folder holding cifar-10-batches-py (empty: the usual cache)",
-              "cifar100": "Folder holding cifar-100-python (empty: the usual cache)"}
+# the sources the form asks a path for, and how it asks (their entries in the one SOURCES table)
+NEEDS_PATH = {name: kind.path_prompt for name, kind in SOURCES.items() if kind.path_prompt}
 
 ss = st.session_state
 
@@ -164,7 +155,8 @@ def new_run(store: RunStore | None) -> None:
             _follow_recipe()
         left, right = st.columns(2)
         with left:
-            st.selectbox("Data", list(SOURCES), key="run_source", format_func=SOURCES.get, on_change=_source_changed,
+            st.selectbox("Data", list(SOURCES), key="run_source", format_func=lambda name: SOURCES[name].label,
+                         on_change=_source_changed,
                          help="The demo needs nothing installed: digits with injected label noise and duplicates, "
                               "so the Evaluate page can show how many errors were found.")
             if ss.run_source in NEEDS_PATH:

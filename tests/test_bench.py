@@ -266,7 +266,7 @@ def test_report_only_writes_partial_results_without_training(demo_bench, tmp_pat
 
 def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_bench, tmp_path, monkeypatch):
     import shutil
-    import threading
+    import time
 
     out = tmp_path / "shared"
     shutil.copytree(demo_bench, out)
@@ -278,14 +278,24 @@ def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_ben
     monkeypatch.setattr(runner, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     finished = json.loads((demo_bench / "cells" / "true-labels__seed-1.json").read_text())
 
-    def other_worker_finishes():
-        (out / "cells" / "true-labels__seed-1.json").write_text(json.dumps(finished))
-        held.__exit__(None, None, None)
+    waited = []
 
-    timer = threading.Timer(0.5, other_worker_finishes)
-    timer.start()
+    class Clock:
+        """The runner's clock: the other worker finishes its task once the runner waits on it, not at a time."""
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def sleep(self, seconds):
+            if not waited:
+                (out / "cells" / "true-labels__seed-1.json").write_text(json.dumps(finished))
+                held.__exit__(None, None, None)
+            waited.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(runner, "time", Clock())
     assert main([*DEMO_ARGS, "--out", str(out)]) == 0
-    timer.join()
+    assert waited   # it did find the task held by the other worker, and waited instead of training it
     assert json.loads((out / "results.json").read_text())["missing_tasks"] == []
 
 

@@ -1,9 +1,11 @@
 """The background job: start, progress, stop, failure with its traceback."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from conftest import HANG_SECONDS
 
 from csl_core.engine.jobs import Job
 from csl_core.engine.train import TrainConfig
@@ -41,11 +43,22 @@ def test_status_is_a_copy_the_caller_cannot_corrupt(tmp_path):
     assert len(job.status().losses) == 1
 
 
+class Watched(Job):
+    """A job that says when its training has passed its second batch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.second_batch = threading.Event()
+
+    def on_batch(self, epoch, batch, batches):
+        super().on_batch(epoch, batch, batches)
+        if batch >= 2 or epoch > 0:
+            self.second_batch.set()
+
+
 def test_stop_ends_after_the_current_batch_and_leaves_the_run_resumable(tmp_path):
-    job = Job(small(epochs=30, subset=None), tmp_path / "run").start()
-    deadline = time.monotonic() + 120
-    while job.status().batch < 2 and job.status().epoch == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    job = Watched(small(epochs=30, subset=None), tmp_path / "run").start()
+    assert job.second_batch.wait(timeout=HANG_SECONDS), job.status()   # catches a hang, not a slow machine
     running = job.status()
     assert running.state == "running" and running.eta_seconds is not None
     job.stop()

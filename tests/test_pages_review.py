@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from csl_core.data import DataError
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.store import RunStore
 
@@ -161,3 +162,24 @@ def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy):
         assert picker.options[-1] == failed.name          # still listed, so that its error can be read
     finally:
         job_registry()._jobs.pop(str(failed.resolve()), None)
+
+
+def test_a_new_source_kind_is_one_entry_of_the_sources_table(runs_dir, monkeypatch):
+    """Where a change goes (docs/architecture.md): a source kind added to SOURCES alone loads, is checked
+    before a job starts, and is offered by the Run page with its label and path prompt."""
+    from csl_core.data import SourceKind, build_training_set, check_source, load_demo, load_source, sources
+
+    toy = SourceKind("toy:DIR", lambda args, **_: load_demo(), "Toy digits from a folder", "Toy folder")
+    monkeypatch.setitem(sources.SOURCES, "toy", toy)
+    monkeypatch.setattr(sources, "SOURCE_KINDS", tuple(sources.SOURCES))
+    train, test = load_source("toy")
+    assert len(train) == len(load_demo()[0]) and test is not None
+    assert check_source("toy") == "a toy source"
+    with pytest.raises(DataError, match="toy: '/no/such/dir' does not exist"):
+        check_source("toy:/no/such/dir")
+    assert len(build_training_set("toy", subset=50)) == 50
+    at = app()
+    assert "Toy digits from a folder" in at.selectbox(key="run_source").options
+    at.selectbox(key="run_source").set_value("toy").run()
+    assert not at.exception
+    assert at.text_input(key="run_location").label == "Toy folder"

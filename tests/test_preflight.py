@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from csl_core.data import DataError
-from csl_core.data.preflight import check_source
+from csl_core.data import DataError, check_source
 
 
 def test_a_good_folder_and_csv_pass_with_a_summary(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import HANG_SECONDS
 from PIL import Image
 
 from csl_core.cli import main
@@ -117,7 +118,6 @@ def test_an_unknown_backbone_lists_the_known_ones(photos, tmp_path, capsys):
 @pytest.mark.usefixtures("no_magic")
 def test_the_run_page_fine_tunes_a_backbone_from_a_weights_file(runs_dir, torch_home, resnet18_state, photos,
                                                                   tmp_path):
-    import time
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -148,11 +148,8 @@ def test_the_run_page_fine_tunes_a_backbone_from_a_weights_file(runs_dir, torch_
     assert not at.error, [e.value for e in at.error]
     run = runs_dir / "photos-ft"
     job = job_registry().get(run)
-    deadline = time.monotonic() + 240
-    while job.status().state not in ("finished", "failed"):
-        assert time.monotonic() < deadline, job.status()
-        time.sleep(0.5)
-    assert job.status().state == "finished", job.status().error
+    status = job.wait(timeout=HANG_SECONDS)   # a budget that catches a hang, not a slow machine
+    assert status.state == "finished", (status.state, status.error)
     meta = RunStore(run).meta
     assert meta["model"] == "torchvision:resnet18"
     assert (meta["config"]["weights"], meta["config"]["lr"], meta["config"]["pretrained"]) == (

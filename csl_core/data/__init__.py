@@ -25,6 +25,7 @@ from .sources import (
     SOURCES,
     SourceKind,
     build_training_set,
+    check_source,
     default_duplicates,
     default_noise,
     load_source,
@@ -35,6 +36,7 @@ from .types import DataError, ImageSource, TrainingSet
 
 __all__ = ["DEBIAN_FASHION_MNIST", "DEFAULT_CACHE", "FASHION_CLASSES", "IMAGE_EXTENSIONS", "NOISE_KINDS", "SOURCES",
            "SOURCE_KINDS", "DataError", "ImageSource", "IndexedDataset", "SourceKind", "TrainingSet",
-           "build_training_set", "confusable_map", "decode_files", "default_duplicates", "default_noise",
+           "build_training_set", "check_source", "confusable_map", "decode_files", "default_duplicates",
+           "default_noise",
            "inject_duplicates", "inject_label_noise", "load_cifar", "load_csv", "load_demo", "load_fashion_mnist",
            "load_imagefolder", "load_source", "pairflip_map", "parse_class_map", "parse_spec", "source_kind"]

@@ -1,4 +1,5 @@
-"""A cheap look at a data source before a job starts: does it exist, has it the right shape?
+"""A cheap look at a data source before a job starts: does it exist, has it the right shape? One check per
+source kind, named by its entry in :data:`csl_core.data.SOURCES` (:func:`csl_core.data.check_source` runs it).
 
 Reads folder listings and a CSV header only (no image is decoded), so a form can check a path as it
 is typed; the full reader still reports every bad file when training loads the data.
@@ -10,31 +11,37 @@ from pathlib import Path
 
 from .builtin import DEBIAN_FASHION_MNIST, DEFAULT_CACHE
 from .files import IMAGE_EXTENSIONS
-from .sources import parse_spec
 from .types import DataError
 
 CSV_PATH_COLUMNS = ("path", "filename", "file", "image")
 
 
-def check_source(spec: str) -> str:
-    """Check that the source named by ``spec`` (the ``--data`` syntax) is there; return a one-line summary.
+def check_demo(args: list[str]) -> str:
+    return "the built-in digits demo"
 
-    Raises :class:`DataError` naming what is missing and where. The built-in ``demo`` always passes;
-    Fashion-MNIST and CIFAR pass when their files are found (no download is assumed).
-    """
-    kind, args = parse_spec(spec)
-    where = args[0] if args else ""
-    if kind == "demo":
-        return "the built-in digits demo"
-    if kind == "fashion-mnist":
-        return _check_fashion_mnist(where)
-    if kind in ("cifar10", "cifar100"):
-        return _check_cifar(kind, where)
-    if not where.strip():
-        raise DataError(f"{kind} needs a path: enter the {'folder' if kind == 'imagefolder' else 'CSV file'} first")
-    if kind == "imagefolder":
-        return _check_imagefolder(Path(where))
-    return _check_csv(Path(where), Path(args[1]) if len(args) > 1 and args[1] else None)
+
+def check_fashion_mnist(args: list[str]) -> str:
+    return _check_fashion_mnist(args[0] if args else "")
+
+
+def check_cifar10(args: list[str]) -> str:
+    return _check_cifar("cifar10", args[0] if args else "")
+
+
+def check_cifar100(args: list[str]) -> str:
+    return _check_cifar("cifar100", args[0] if args else "")
+
+
+def check_imagefolder(args: list[str]) -> str:
+    if not args or not args[0].strip():
+        raise DataError("imagefolder needs a path: enter the folder first")
+    return _check_imagefolder(Path(args[0]))
+
+
+def check_csv(args: list[str]) -> str:
+    if not args or not args[0].strip():
+        raise DataError("csv needs a path: enter the CSV file first")
+    return _check_csv(Path(args[0]), Path(args[1]) if len(args) > 1 and args[1] else None)
 
 
 def _check_imagefolder(root: Path) -> str:
