@@ -4,8 +4,9 @@ installed (`pip install -e .`)."""
 import streamlit as st
 
 from pages._common import sidebar
+from pages._icon import app_icon
 
-st.set_page_config(page_title="CSL data cleaner", page_icon=":material/label:", layout="wide")
+st.set_page_config(page_title="CSL data cleaner", page_icon=app_icon(), layout="wide")
 
 # One entry per page, in menu order; a new page is one more line here. Each url_path differs from its
 # file name on purpose: Streamlit still knows the old automatic `pages/` folder, and a URL equal to a
