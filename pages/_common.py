@@ -50,13 +50,18 @@ class JobRegistry:
         with self._lock:
             return self._jobs.get(_key(run_path))
 
-    def start(self, job: Job) -> Job:
+    def start(self, job: Job, *, alone: bool = False) -> Job:
+        """Start ``job``; refused while its run folder trains, and with ``alone`` while any job trains (the
+        New run form: a second click on Start, or a second tab, never starts a second training)."""
         with self._lock:
             current = self._jobs.get(_key(job.run_dir))
             if current is not None and current.status().active:
                 raise RunError(f"{job.run_dir} is already training; stop it first")
+            busy = [other for other in self._jobs.values() if other.status().active]
+            if alone and busy:
+                raise RunError(f"{busy[0].run_dir.name} is training; stop it first, or wait until it finishes")
             self._jobs[_key(job.run_dir)] = job
-        return job.start()
+            return job.start()   # under the lock: "preparing" before any other start can look
 
     def all(self) -> list[Job]:
         with self._lock:

@@ -55,6 +55,14 @@ def names_for(store: RunStore) -> np.ndarray:
     return display_names(str(store.path), store.finished_epochs)
 
 
+def short_score_name(method: str) -> str:
+    """A score's label without its explanation in brackets ("kNN label disagreement"), unless another score's
+    would read the same ("CSL (training pass)", "CSL (eval pass)")."""
+    short = SCORES[method].label.split(" (")[0]
+    same = [m for m in SCORES if SCORES[m].label.split(" (")[0] == short]
+    return short if len(same) == 1 else SCORES[method].label
+
+
 def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFrame, key: str, *,
                    decisions: tuple[str, ...] = (UNDECIDED,), flat: bool = False,
                    rank: bool = True, by_given: bool = True) -> Filtered:
@@ -65,14 +73,17 @@ def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFram
     ``by_given=False`` the given-label filter (for pages that pick one class)."""
     classes = store.classes
     available = available_scores(scores)
-    top = st.columns([3, 3, 2]) if rank else [None, *st.columns([3, 2])]
+    top = st.columns([4, 3, 3]) if rank else [None, *st.columns([3, 2])]
     method = default_score(scores)
     if rank:
         with top[0]:
-            method = st.selectbox("Rank by", available, key=f"{key}_score", format_func=lambda m: SCORES[m].label,
+            # the name only (read in full in the box); what each one is, in the help
+            method = st.selectbox("Rank by", available, key=f"{key}_score", format_func=short_score_name,
                                   index=available.index(method),
                                   help="Every score is oriented so that the most suspicious sample comes first; "
-                                       "the default is the one that ranks real label errors best (docs/benchmarks.md).")
+                                       "the default is the one that ranks real label errors best (docs/benchmarks.md)."
+                                       "\n\n" + "\n".join(f"- **{short_score_name(m)}**: {SCORES[m].label}"
+                                                           for m in available))
     with top[1]:
         search = st.text_input("File name contains", key=f"{key}_search", placeholder="e.g. IMG_01 or cat/",
                                help="Case-insensitive; matched against the path relative to the data root.")

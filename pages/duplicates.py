@@ -35,6 +35,12 @@ SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
 
 
+def _select_width(texts) -> int:
+    """Pixels a select box needs to show the longest of ``texts`` in full (about 8 px a character at the
+    dashboard's font size, plus the box's padding and arrow), at least 170."""
+    return max(170, 8 * max((len(text) for text in texts), default=0) + 64)
+
+
 @st.cache_data(max_entries=8, show_spinner="Searching for duplicates (the first time takes a while)...")
 def load_report(run_path: str, finished_epochs: int, embeddings_stamp: float, threshold: float):
     """The groups at ``threshold``; the neighbour search behind them is cached in the run folder."""
@@ -162,11 +168,15 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         buttons = st.container(horizontal=True, vertical_alignment="bottom")  # wraps rather than cuts a label
         # The member with the lowest CSL is the one the model agreed with: the natural one to keep.
         lowest = sorted(members, key=lambda m: (np.nan_to_num(csl[m], nan=np.inf), m))
-        buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed", width=230,
-                          format_func=lambda m: f"keep {sample_ids[m]} ({classes[labels[m]]})")
+        # each member named as its card above names it (label, CSL), in a box wide enough to read it in full
+        keep_text = {m: f"keep {classes[labels[m]]} · CSL {csl[m]:.2f}" for m in lowest}
+        buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed",
+                          width=_select_width(keep_text.values()), format_func=keep_text.get,
+                          help="The member with the lowest CSL comes first: the one the model agreed with.")
         buttons.button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one, args=(members, anchor))
         buttons.selectbox("Relabel to", list(range(len(classes))), index=int(labels[lowest[0]]),
-                          key=f"dup_relabel_to_{anchor}", label_visibility="collapsed", width=170,
+                          key=f"dup_relabel_to_{anchor}", label_visibility="collapsed",
+                          width=_select_width(f"relabel all to {name}" for name in classes),
                           format_func=lambda c: f"relabel all to {classes[c]}")
         buttons.button("Relabel all", key=f"dup_relabel_{anchor}", on_click=relabel_all, args=(members, anchor))
         buttons.button("Not duplicates", key=f"dup_not_{anchor}", on_click=not_duplicates, args=(members,),

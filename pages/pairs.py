@@ -9,7 +9,7 @@ import streamlit as st
 from csl_core.analysis.scores import SCORES, available_scores
 from csl_core.run.decisions import UNDECIDED
 from pages._common import effective_for, record, require_scored_run, scores_for, show_decision_feedback, undo
-from pages._filters import ranking
+from pages._filters import ranking, short_score_name
 from pages._grid import show_grid
 
 SOURCE = "class-pairs"
@@ -50,7 +50,7 @@ suggested = scores["suggested_label"].to_numpy(np.int64)
 controls = st.columns([3, 2, 2])
 with controls[0]:
     method = st.selectbox("Suspects by", available_scores(scores), key="pair_score",
-                          format_func=lambda m: SCORES[m].label)
+                          format_func=short_score_name)
 with controls[1]:
     top = st.number_input("Most suspicious", 1, len(scores), min(len(scores), max(50, len(scores) // 20)),
                           step=50, key="pair_top", help="How many samples from the top of the ranking count as "

@@ -15,6 +15,7 @@ import pytest
 from csl_core.analysis.scores import default_score, suspicion
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.store import RunStore
+from tests._page_checks import CUT_TEXT
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,26 +26,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 # Every kind of key, 20 samples decided in the end (an undone decision is decided again).
 KEYS = ["a", "k", "d", "3", "ArrowRight", "a", "u", "k", "7", "l", "d", "a", "k", "j", "0", "d", "a",
         "ArrowLeft", "ArrowRight", "k", "5", "d", "u", "u", "a", "1", "k", "d", "a", "k", "d", "a"]
-
-# Any element inside a button (or the button) whose text is cut: wider content than its box.
-TRUNCATED = """() => {
-  const cut = [];
-  const visit = (root) => {
-    for (const button of root.querySelectorAll('button')) {
-      const box = button.getBoundingClientRect();
-      if (!box.width || !box.height) continue;
-      for (const node of [button, ...button.querySelectorAll('*')]) {
-        if (node.clientWidth && node.scrollWidth > node.clientWidth + 1) {
-          cut.push(button.innerText.trim() || button.getAttribute('aria-label') || button.title);
-          break;
-        }
-      }
-    }
-    for (const host of root.querySelectorAll('*')) if (host.shadowRoot) visit(host.shadowRoot);
-  };
-  visit(document);
-  return cut;
-}"""
 
 
 @pytest.fixture()
@@ -107,7 +88,7 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
             page.get_by_role("link", name="Focused review", exact=True).click()
             image = page.locator("[data-testid='focus-view'] img.big")
             image.wait_for(timeout=TIMEOUT_MS)
-            assert page.evaluate(TRUNCATED) == []
+            assert page.evaluate(CUT_TEXT) == []
             page.screenshot(path=str(tmp_path / "focus.png"))
             sync_api.expect(image).to_have_attribute("data-index", str(queue[0]), timeout=TIMEOUT_MS)
             for key, pos in zip(KEYS, positions):
@@ -169,7 +150,7 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
                 page.get_by_role("link", name=link, exact=True).click()
                 page.get_by_text(ready).first.wait_for(timeout=TIMEOUT_MS)
                 page.wait_for_load_state("networkidle")
-                assert page.evaluate(TRUNCATED) == [], link
+                assert page.evaluate(CUT_TEXT) == [], link
         finally:
             browser.close()
     assert len(timings) == len(KEYS)

@@ -32,7 +32,8 @@ class SourceKind:
     ``load(args, image_size, download, progress)`` reads the source (``args``: the spec's paths) into
     ``(train, test or None)``; ``check(args)`` is the cheap look before a job starts
     (:mod:`csl_core.data.preflight`; by default: a path given must exist), returning a one-line summary.
-    ``label`` is how the Run page offers the source, ``path_prompt`` what it asks for (``None``: no path).
+    ``label`` is how the Run page offers the source (short enough to read in full in its select box at 1280 px),
+    ``path_prompt`` what it asks for (``None``: no path).
     """
 
     usage: str
@@ -63,7 +64,7 @@ def _own_files(kind: str, reader):
 
 SOURCES: dict[str, SourceKind] = {
     "demo": SourceKind("demo", lambda args, **_: load_demo(),
-                       "Demo: handwritten digits, 5% labels flipped (trains in seconds)",
+                       "Demo: digits, 5% of labels flipped",
                        check=preflight.check_demo, epochs=12, noise=0.05, duplicate_pairs=0.005, augment=False,
                        flip=False),
     "fashion-mnist": SourceKind(
@@ -84,9 +85,9 @@ SOURCES: dict[str, SourceKind] = {
         "CIFAR-100", "Folder holding cifar-100-python (empty: the usual cache)", preflight.check_cifar100,
         epochs=20, model="airbench", batch_size=256, lr=0.2),
     "imagefolder": SourceKind("imagefolder:ROOT", _own_files("imagefolder", load_imagefolder),
-                              "My images: a folder with one subfolder per class", "Folder (ROOT/<class>/<image>)",
+                              "My images: one folder per class", "Folder (ROOT/<class>/<image>)",
                               preflight.check_imagefolder, epochs=20, model="airbench", batch_size=256, lr=0.2),
-    "csv": SourceKind("csv:FILE[:ROOT]", _own_files("csv", load_csv), "My images: a CSV file with path,label columns",
+    "csv": SourceKind("csv:FILE[:ROOT]", _own_files("csv", load_csv), "My images: a CSV of path,label",
                       "CSV file (paths relative to its folder)", preflight.check_csv, epochs=20, model="airbench",
                       batch_size=256, lr=0.2),
 }

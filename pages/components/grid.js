@@ -56,10 +56,13 @@ function render(state) {
     card.appendChild(element("div", { class: "thumb", title: item.name }, [image]));
     const meta = element("div", { class: "meta" });
     meta.title = `CSL rank #${item.rank} · CSL ${item.csl} · ${item.name}`;
-    meta.append(`#${item.rank} · `, element("b", { text: classes[item.given] }));
+    // Every word readable at any class name length: the given label on the first line, the suggestion (what
+    // the accept icon applies) and its probability on the next, each wrapping rather than cut.
+    meta.append(element("div", { class: "given" }, [`#${item.rank} · `, element("b", { text: classes[item.given] })]));
     if (item.suggested !== null && item.suggested !== item.given) {
-      meta.append("→", element("span", { class: "differs", text: classes[item.suggested] }),
-                  ` ${Math.round(item.probability * 100)}%`);
+      meta.append(element("div", { class: "suggested" }, [
+        "→ ", element("span", { class: "differs", text: classes[item.suggested] }), " ",
+        element("span", { class: "probability", text: `${Math.round(item.probability * 100)}%` })]));
     }
     card.appendChild(meta);
     if (decided) card.appendChild(element("span", { class: `badge ${item.action}`, text: item.decision }));
@@ -107,6 +110,8 @@ function onClick(state, event) {
     return;
   }
   if (target.closest(".thumb")) {
+    state.quiet = index;
+    hidePreview(state);
     const order = state.data.items.map((item) => item.index);
     if (event.shiftKey && state.anchor !== null && order.includes(state.anchor)) {
       const [from, to] = [order.indexOf(state.anchor), order.indexOf(index)].sort((a, b) => a - b);
@@ -135,11 +140,19 @@ function onChange(state, event) {
   select.value = "";
 }
 
+function hidePreview(state) {
+  state.root.querySelector(".preview").style.display = "none";
+}
+
 function onHover(state, event) {
   const preview = state.root.querySelector(".preview");
   const thumb = event.target.closest ? event.target.closest(".thumb") : null;
-  if (!thumb) {
-    preview.style.display = "none";
+  const index = thumb ? Number(thumb.closest(".card").dataset.index) : null;
+  // A click selects: the preview stays away from that card (and from the bulk actions the click just
+  // offered) until the pointer moves on to another image.
+  if (index !== state.quiet) state.quiet = null;
+  if (!thumb || state.quiet !== null) {
+    hidePreview(state);
     return;
   }
   const source = thumb.querySelector("img");
@@ -148,8 +161,11 @@ function onHover(state, event) {
   image.classList.toggle("photo", source.classList.contains("photo"));
   const box = thumb.getBoundingClientRect();
   const left = box.right + 340 < window.innerWidth ? box.right + 8 : Math.max(8, box.left - 340);
+  const bar = state.root.querySelector(".bar").getBoundingClientRect();
+  // Never over the bulk-action bar: below it when it is on screen.
+  const floor = bar.bottom > 0 && bar.top < window.innerHeight ? bar.bottom + 4 : 8;
   preview.style.left = `${left}px`;
-  preview.style.top = `${Math.max(8, Math.min(box.top, window.innerHeight - 340))}px`;
+  preview.style.top = `${Math.max(floor, Math.min(box.top, window.innerHeight - 340))}px`;
   preview.style.display = "block";
 }
 
@@ -161,7 +177,7 @@ export default function (component) {
                          [element("div", { class: "bar" }), element("div", { class: "cards" }),
                           element("div", { class: "preview" }, [element("img", { alt: "" })])]);
     parentElement.appendChild(root);
-    state = { root, selected: new Set(), anchor: null, nonce: 0 };
+    state = { root, selected: new Set(), anchor: null, nonce: 0, quiet: null };
     parentElement.__cslGrid = state;
   }
   state.data = data;
@@ -170,7 +186,7 @@ export default function (component) {
   const click = (event) => onClick(state, event);
   const change = (event) => onChange(state, event);
   const hover = (event) => onHover(state, event);
-  const leave = () => { state.root.querySelector(".preview").style.display = "none"; };
+  const leave = () => { state.quiet = null; hidePreview(state); };
   state.root.addEventListener("click", click);
   state.root.addEventListener("change", change);
   state.root.addEventListener("mouseover", hover);
