@@ -3,10 +3,18 @@ the pages. Streamlit puts this file's folder on sys.path, so `pages._common` imp
 installed (`pip install -e .`)."""
 import streamlit as st
 
-from pages._common import sidebar
 from pages._icon import app_icon
 
 st.set_page_config(page_title="CSL data cleaner", page_icon=app_icon(), layout="wide")
+
+# The first page after a (re)start imports the library and what every page draws with: seconds on a busy
+# machine, said rather than a blank page. Later reruns find them imported (a spinner shows only after 0.5 s).
+with st.spinner("Starting the dashboard: loading its libraries..."):
+    import plotly.graph_objects  # noqa: F401  (the pages' charts)
+
+    import pages._components  # noqa: F401  (the focused review and the thumbnail grid)
+    from pages._common import sidebar
+    from pages._filters import sample_filters  # noqa: F401
 
 # One entry per page, in menu order; a new page is one more line here. Each url_path differs from its
 # file name on purpose: Streamlit still knows the old automatic `pages/` folder, and a URL equal to a

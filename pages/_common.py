@@ -153,6 +153,20 @@ def load_scores(run_path: str, finished_epochs: int) -> pd.DataFrame:
     return RunStore(run_path).scores()
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def likely_mislabeled(run_path: str, finished_epochs: int) -> int | None:
+    """How many samples of the run are likely mislabeled (the run's own estimate: the confident joint on its
+    mean probabilities, a floor on a memorised run), or ``None`` when the run has no probabilities. The one
+    place the dashboard asks for that count."""
+    from csl_core.analysis.noise_rate import estimate_label_noise
+
+    probabilities = RunStore(run_path).probabilities()
+    if probabilities is None:
+        return None
+    labels = load_scores(run_path, finished_epochs)["label"].to_numpy(np.int64)
+    return estimate_label_noise(labels, np.asarray(probabilities)).count
+
+
 def scores_for(store: RunStore) -> pd.DataFrame:
     return load_scores(str(store.path), store.finished_epochs)
 
@@ -227,20 +241,41 @@ def tab_id() -> str:
     return st.session_state.setdefault("tab_id", uuid.uuid4().hex[:12])
 
 
+def describe_batch(decisions: pd.DataFrame, classes: list[str]) -> str:
+    """What a batch did, as a person says it: "relabel of 3 images to 'sneaker'", "drop of 7 images and keep
+    of 1 image"; ``decisions`` has the columns ``action`` and ``label`` (one row per sample)."""
+    parts = []
+    for action, group in decisions.groupby("action", sort=False):
+        count = len(group)
+        text = f"{action} of {count:,} image{'s' if count != 1 else ''}"
+        if action == "relabel":
+            names = list(dict.fromkeys(classes[int(c)] for c in group["label"].dropna()))
+            others = len(names) - 3
+            more = f" and {others} other class{'es' if others != 1 else ''}" if others > 0 else ""
+            text += " to " + ", ".join(f"'{name}'" for name in names[:3]) + more
+        parts.append(text)
+    return " and ".join(parts) or "nothing"
+
+
+def batch_text(store: RunStore, batch: int) -> str:
+    """:func:`describe_batch` of batch ``batch`` of the run's decision log."""
+    return describe_batch(decision_log(store).batch(batch), store.classes)
+
+
 def record(store: RunStore, indices, action: str, *, label=None, source: str) -> None:
-    """Append a decision and say so in a toast; a bad request is shown, never raised."""
+    """Append a decision and say what it did in a toast; a bad request is shown, never raised."""
     try:
-        decision_log(store).record(indices, action, label=label, source=source, tab=tab_id())
+        batch = decision_log(store).record(indices, action, label=label, source=source, tab=tab_id())
     except ValueError as e:
         st.session_state["decision_error"] = str(e)
         return
-    count = len(indices)
-    st.session_state["last_decision"] = f"{action} · {count} sample{'s' if count != 1 else ''}"
+    st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"
 
 
 def undo(store: RunStore, *, source: str | None = None) -> None:
+    """Take back this tab's last batch (from ``source``) and say what it was."""
     undone = decision_log(store).undo(source=source, tab=tab_id())
-    st.session_state["last_decision"] = f"undid batch {undone}" if undone else "nothing to undo"
+    st.session_state["last_decision"] = f"undid: {batch_text(store, undone)}" if undone else "nothing to undo"
 
 
 def show_decision_feedback() -> None:

@@ -34,6 +34,15 @@ def ranking(run_path: str, finished_epochs: int, method: str) -> np.ndarray:
     return np.argsort(-np.nan_to_num(values, nan=-np.inf), kind="stable")
 
 
+def likely_end(queue: np.ndarray, order: np.ndarray, count: int) -> int:
+    """How many of ``queue`` (sample indices, in the order of ``order``, a filtered part of it) come before
+    the point where the ``count`` likely mislabeled ones end: the queue's members among the first ``count``
+    samples of the whole ranking ``order``."""
+    if count <= 0 or not len(queue):
+        return 0
+    return int(np.isin(queue, order[:count]).sum())
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def display_names(run_path: str, finished_epochs: int) -> np.ndarray:
     """Every sample's name as a person reads it: file paths relative to the data root (their common

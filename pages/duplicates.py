@@ -19,6 +19,7 @@ from csl_core.run.files import csv_safe
 from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore
 from pages._common import (
+    batch_text,
     decision_log,
     decision_text,
     effective_for,
@@ -58,11 +59,11 @@ def act(decisions: list[Decision], *, note: str) -> None:
     """Append one click's decisions as one batch (one undo takes it back); the toast and errors go
     through the shared feedback keys."""
     try:
-        decision_log(store).record_batch(decisions, source=SOURCE, note=note, tab=tab_id())
+        batch = decision_log(store).record_batch(decisions, source=SOURCE, note=note, tab=tab_id())
     except ValueError as e:
         st.session_state["decision_error"] = str(e)
         return
-    st.session_state["last_decision"] = note
+    st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"
 
 
 def keep_one(members: list[int], anchor: int) -> None:

@@ -7,6 +7,7 @@ fragment reruns to record the decision and send the next images.
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 
 import numpy as np
 import streamlit as st
@@ -21,13 +22,14 @@ from pages._common import (
     class_mean_losses,
     decision_text,
     effective_for,
+    likely_mislabeled,
     loss_rows,
     require_scored_run,
     scores_for,
     thumb_url,
 )
 from pages._components import focus_view
-from pages._filters import names_for, sample_filters
+from pages._filters import likely_end, names_for, ranking, sample_filters
 
 VIEW_KEY = "foc_view"
 BEHIND, AHEAD = 8, 32          # samples sent either side of the cursor (the ahead ones are preloaded)
@@ -156,6 +158,15 @@ def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndar
     }
 
 
+def likely_marker() -> dict | None:
+    """Where the likely mislabeled ones end in this queue: ``{"count", "end"}`` (the run's estimate, and how
+    many of the queue's first samples are among that many of the whole ranking), or ``None`` without one."""
+    count = likely_mislabeled(run_path, store.finished_epochs)
+    if count is None:
+        return None
+    return {"count": count, "end": likely_end(queue, ranking(run_path, store.finished_epochs, method), count)}
+
+
 @st.fragment
 def review() -> None:
     payload = (ss.get(VIEW_KEY) or {}).get("events")
@@ -166,21 +177,27 @@ def review() -> None:
     cursor = ss.get("foc_cursor", 0)
     window = range(max(0, cursor - BEHIND), min(len(queue), cursor + AHEAD))
     rows = tuple(int(queue[p]) for p in window)
-    effective_now = effective_for(store)
-    state = {"action": effective_now["action"].to_numpy(), "label": effective_now["label"].to_numpy()}
-    near = neighbours(run_path, store.finished_epochs)
-    loss = loss_rows(run_path, store.finished_epochs, rows) if rows else np.zeros((0, 0))
-    class_loss = class_mean_losses(run_path, store.finished_epochs)
-    data = {
-        "queue": ss["foc_queue_id"], "cursor": cursor, "ack": ss.get("foc_ack", 0), "total": len(queue),
-        "classes": classes, "score_label": SCORES[method].label, "error": error,
-        "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
-                           "has not searched it yet)." if near is None else "",
-        "items": [item(p, i, state, class_loss, loss[n], near, held) for n, (p, i) in enumerate(zip(window, rows))],
-    }
+    # The first draw of a queue (after a server restart: seconds) says what it is doing; the reruns a key
+    # makes do not flicker.
+    first = ss.get("foc_drawn") != ss["foc_queue_id"]
+    with st.spinner("Loading the first images, their losses and nearest neighbours...") if first else nullcontext():
+        effective_now = effective_for(store)
+        state = {"action": effective_now["action"].to_numpy(), "label": effective_now["label"].to_numpy()}
+        near = neighbours(run_path, store.finished_epochs)
+        loss = loss_rows(run_path, store.finished_epochs, rows) if rows else np.zeros((0, 0))
+        class_loss = class_mean_losses(run_path, store.finished_epochs)
+        decided = int((state["action"][queue] != "undecided").sum()) if len(queue) else 0
+        data = {
+            "queue": ss["foc_queue_id"], "cursor": cursor, "ack": ss.get("foc_ack", 0), "total": len(queue),
+            "decided": decided, "likely": likely_marker(),
+            "classes": classes, "score_label": SCORES[method].label, "error": error,
+            "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
+                               "has not searched it yet)." if near is None else "",
+            "items": [item(p, i, state, class_loss, loss[n], near, held)
+                      for n, (p, i) in enumerate(zip(window, rows))],
+        }
+    ss["foc_drawn"] = ss["foc_queue_id"]
     focus_view(key=VIEW_KEY, data=data, default={"events": None}, on_events_change=lambda: None)
-    decided = int((state["action"][queue] != "undecided").sum()) if len(queue) else 0
-    st.caption(f"{decided:,} of {len(queue):,} samples in this queue decided.")
 
 
 review()

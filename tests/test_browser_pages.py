@@ -124,6 +124,22 @@ def test_every_page_with_real_class_names_reads_in_full_and_stays_local(long_nam
         assert not _boxes_overlap(preview.bounding_box(), bar.bounding_box())
         page.screenshot(path=str(tmp_path / "preview.png"))
 
+        # Focused review at 1280x800: what the last key did, how many are decided and where the likely
+        # mislabeled ones end are all above the fold.
+        page.get_by_role("link", name="Focused review", exact=True).click()
+        view = page.locator("[data-testid='focus-view']")
+        view.locator("img.big").wait_for(timeout=TIMEOUT_MS)
+        page.keyboard.press("k")
+        expect(view.locator(".status")).to_contain_text("kept")
+        expect(view.locator(".where")).to_contain_text("1 decided")
+        expect(view.locator(".likely")).to_contain_text("mislabeled")
+        for line in (".status", ".where", ".likely"):
+            box = view.locator(line).bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 800, (line, box)
+        page.keyboard.press("u")
+        expect(view.locator(".status")).to_contain_text("undid: kept")
+        expect(view.locator(".where")).to_contain_text("0 decided")
+
         # A stopped run: its Resume button reads in full.
         page.goto(f"{url}/?run={long_names_runs / 'clothes-stopped'}")
         page.get_by_role("button", name=re.compile("Resume")).wait_for(timeout=TIMEOUT_MS)

@@ -120,8 +120,25 @@ def test_a_class_pair_cell_accepts_exactly_its_samples(runs_dir, demo_copy):
     assert (effective.loc[members, "label"] == s).all()
     assert len(DecisionLog(demo_copy).batches()) == 1          # one batch: one undo takes it back
     assert f"{g}>{s}" not in at.selectbox(key="pair_cell").options
+    # The toasts say what was done and undone, in class names, never an internal batch id.
+    what = f"relabel of {len(members)} image{'s' if len(members) != 1 else ''} to '{store.classes[s]}'"
+    assert [t.value for t in at.toast] == [f"done: {what} (undo takes it back)"]
     at.button(key="pair_undo").click().run()
     assert (DecisionLog(demo_copy).effective(store.num_samples, given)["action"] == "undecided").all()
+    assert [t.value for t in at.toast] == [f"undid: {what}"]
+
+
+def test_a_batch_is_described_as_a_person_says_it():
+    import pandas as pd
+
+    from pages._common import describe_batch
+
+    classes = ["ankle_boot", "bag", "sneaker", "shirt", "coat"]
+    mixed = pd.DataFrame({"action": ["drop"] * 7 + ["keep"], "label": pd.array([None] * 8, dtype="Int64")})
+    assert describe_batch(mixed, classes) == "drop of 7 images and keep of 1 image"
+    accepted = pd.DataFrame({"action": ["relabel"] * 5, "label": pd.array([2, 2, 0, 1, 3], dtype="Int64")})
+    assert describe_batch(accepted, classes) == ("relabel of 5 images to 'sneaker', 'ankle_boot', 'bag' "
+                                                 "and 1 other class")
 
 
 def test_the_focused_review_and_the_filters_open(runs_dir, demo_copy):

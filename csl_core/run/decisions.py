@@ -192,6 +192,16 @@ class DecisionLog:
         frame["decided_at"] = pd.to_datetime(frame["decided_at"], unit="s")
         return frame
 
+    def batch(self, batch: int) -> pd.DataFrame:
+        """The decisions of batch ``batch`` in the order recorded: ``sample, label, action`` (``label`` NA
+        unless relabeled); empty for an undo or an unknown id."""
+        with self._read() as db:
+            frame = pd.read_sql_query(f"SELECT d.sample, d.label, {_ROW_ACTION} AS action FROM batches b "
+                                      "JOIN decisions d ON d.batch = b.id WHERE b.id = ? ORDER BY d.rowid", db,
+                                      params=(int(batch),))
+        frame["label"] = frame["label"].astype("Int64")
+        return frame
+
     def batches(self) -> pd.DataFrame:
         """One row per batch: ``batch, action, source, tab, note, decided_at, undoes, undone, samples``; the
         action of a batch of several actions joins them with ``+`` (``drop+keep``)."""

@@ -26,6 +26,8 @@ function build(parent) {
       <div class="stage"><img class="big" alt="the sample under review"><span class="loading"></span></div>
       <div class="side">
         <div class="where"></div>
+        <div class="likely"></div>
+        <div class="status" aria-live="polite"></div>
         <div class="name"></div>
         <div class="labels"></div>
         <div><span class="badge decision"></span></div>
@@ -36,7 +38,6 @@ function build(parent) {
         <div class="neighbours"></div>
         <div class="classes"></div>
         <div class="actions"></div>
-        <div class="status" aria-live="polite"></div>
       </div>
     </div>`;
   const actions = root.querySelector(".actions");
@@ -82,6 +83,30 @@ function drawTrajectory(svg, loss, classLoss) {
     vector-effect="non-scaling-stroke"/>`;
 }
 
+// Decided in this queue: Python's count, with this view's decisions that are still on their way.
+function decidedCount(state) {
+  let count = state.data.decided || 0;
+  for (const [pos, local] of state.local) {
+    const item = state.cache.get(pos);
+    if (item) count += (local.action !== "undecided") - (item.action !== "undecided");
+  }
+  return Math.max(0, count);
+}
+
+// Where the likely mislabeled ones (the run's own estimate) end in this queue, and which side of it this is.
+function likelyText(state) {
+  const likely = state.data.likely;
+  if (!likely || !state.data.total) return ["", ""];
+  const estimate = `the run estimates ~${likely.count.toLocaleString()} mislabeled`;
+  if (!likely.count) return ["past", "The run's estimate finds no likely mislabeled sample."];
+  if (!likely.end) return ["past", `None of this queue is among the likely mislabeled ones (${estimate}).`];
+  if (state.pos < likely.end) {
+    return ["within", `Likely mislabeled: ${state.pos + 1} of the first ${likely.end.toLocaleString()} (${estimate})`];
+  }
+  return ["past", `Past the likely mislabeled ones (the first ${likely.end.toLocaleString()}; ${estimate}): ` +
+                  "most labels from here on are right."];
+}
+
 function show(state) {
   const root = state.root;
   const data = state.data;
@@ -89,7 +114,13 @@ function show(state) {
   const image = root.querySelector("img.big");
   const loading = root.querySelector(".loading");
   root.querySelector(".where").textContent = data.total
-    ? `${state.pos + 1} of ${data.total} in this queue` : "The queue is empty: change the filters above.";
+    ? `${state.pos + 1} of ${data.total.toLocaleString()} in this queue · ${decidedCount(state).toLocaleString()} decided`
+    : "The queue is empty: change the filters above.";
+  const [side, text] = likelyText(state);
+  const likely = root.querySelector(".likely");
+  likely.textContent = text;
+  likely.className = `likely ${side}`;
+  root.querySelector(".status").textContent = state.message;
   if (!item) {
     image.style.visibility = "hidden";
     loading.textContent = data.total ? "loading..." : "";
@@ -150,7 +181,6 @@ function show(state) {
     legend.appendChild(element("span", { class: cls }, [element("kbd", { text: String(c) }),
                                                           document.createTextNode(name)]));
   });
-  root.querySelector(".status").textContent = state.message;
 }
 
 function send(state, event) {
@@ -219,8 +249,10 @@ function onKey(state, event) {
       state.message = "Nothing to undo from this view.";
     } else {
       state.pos = state.history.pop();
+      const undone = state.local.get(state.pos) || state.cache.get(state.pos) || {};
+      const what = undone.text || undone.decision || "the decision";
       state.local.set(state.pos, { action: "undecided", text: "undone", seq: state.seq + 1 });
-      state.message = `undid the decision on sample ${state.pos + 1}`;
+      state.message = `undid: ${what} (sample ${state.pos + 1})`;
       send(state, { kind: "undo" });
     }
   } else {
