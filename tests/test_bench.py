@@ -147,6 +147,7 @@ def test_input_loss_curvature_is_per_sample_and_reproducible(single_thread):
 
 # ---------------------------------------------------------------- the whole bench on the demo
 
+@pytest.mark.slow
 def test_whole_bench_on_the_demo_writes_every_method_and_output(demo_bench):
     results = json.loads((demo_bench / "results.json").read_text())
     assert results["missing_tasks"] == []
@@ -179,6 +180,7 @@ def test_whole_bench_on_the_demo_writes_every_method_and_output(demo_bench):
     assert '<script src="http' not in html.replace("'", '"')
 
 
+@pytest.mark.slow
 def test_rerun_resumes_finished_cells_without_training(demo_bench, monkeypatch):
     before = json.loads((demo_bench / "results.json").read_text())
 
@@ -191,6 +193,7 @@ def test_rerun_resumes_finished_cells_without_training(demo_bench, monkeypatch):
     assert after["settings"]["noise-0.1"]["methods"] == before["settings"]["noise-0.1"]["methods"]
 
 
+@pytest.mark.slow
 def test_rerun_trains_only_the_missing_cell(demo_bench, tmp_path, monkeypatch, single_thread):
     import shutil
 
@@ -209,6 +212,7 @@ def test_rerun_trains_only_the_missing_cell(demo_bench, tmp_path, monkeypatch, s
     assert len(calls) == 1 and "true-labels" in calls[0]
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_refuses_to_mix_results(demo_bench, capsys):
     args = [*DEMO_ARGS, "--out", str(demo_bench)]
     args[args.index("--epochs") + 1] = "3"
@@ -249,6 +253,7 @@ def test_a_half_finished_training_is_continued_not_restarted(tmp_path, monkeypat
     assert results["settings"]["noise-0.1"]["methods"]["csl"]["auroc"]["mean"] > 0.5
 
 
+@pytest.mark.slow
 def test_report_only_writes_partial_results_without_training(demo_bench, tmp_path, monkeypatch):
     import shutil
 
@@ -264,6 +269,7 @@ def test_report_only_writes_partial_results_without_training(demo_bench, tmp_pat
     assert "**Incomplete:**" in markdown and "| duplicates-4/seed-1/cleanlab | not finished | |" in markdown
 
 
+@pytest.mark.slow
 def test_workers_sharing_an_output_folder_skip_a_task_another_one_holds(demo_bench, tmp_path, monkeypatch):
     import shutil
     import time

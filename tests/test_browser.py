@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAINING_TIMEOUT_MS = 240_000
 PAGE_TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")]
 
 
 @pytest.fixture()

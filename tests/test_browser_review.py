@@ -21,7 +21,8 @@ CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")]
 
 # Every kind of key, 20 samples decided in the end (an undone decision is decided again).
 KEYS = ["a", "k", "d", "3", "ArrowRight", "a", "u", "k", "7", "l", "d", "a", "k", "j", "0", "d", "a",

@@ -37,8 +37,9 @@ BATCH = 64  # per rank
 WORLD = 2
 RTOL = 1e-4
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="torch.distributed with gloo is not available")]
 
 
 @pytest.fixture(scope="module")

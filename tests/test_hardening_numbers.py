@@ -164,6 +164,7 @@ def test_a_one_class_training_is_refused_before_its_folder_exists(tmp_path):
 
 # ---------------------------------------------------------------- 11. Lightning resumes its own run
 
+@pytest.mark.slow
 def test_lightning_fit_from_a_checkpoint_continues_the_run(tmp_path):
     pytest.importorskip("pytorch_lightning")
     import sys

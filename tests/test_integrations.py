@@ -45,6 +45,7 @@ def opens_in_every_page(run: Path, monkeypatch) -> None:
         config.set_option("runner.magicEnabled", True)
 
 
+@pytest.mark.slow
 def test_lightning_example_writes_a_run_with_the_trackers_csl(tmp_path, monkeypatch):
     pytest.importorskip("pytorch_lightning" if importlib.util.find_spec("lightning") is None else "lightning")
     lightning_demo = example("lightning_demo")
@@ -81,6 +82,7 @@ def test_lightning_example_writes_a_run_with_the_trackers_csl(tmp_path, monkeypa
     opens_in_every_page(run, monkeypatch)
 
 
+@pytest.mark.slow
 def test_lightning_under_ddp_records_every_sample_once_per_epoch(tmp_path):
     pytest.importorskip("pytorch_lightning" if importlib.util.find_spec("lightning") is None else "lightning")
     out = tmp_path / "ddp"
@@ -95,6 +97,7 @@ def test_lightning_under_ddp_records_every_sample_once_per_epoch(tmp_path):
     assert not np.isnan(store.array("loss")).any()
 
 
+@pytest.mark.slow
 def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkeypatch):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
@@ -108,6 +111,7 @@ def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkey
     opens_in_every_page(run, monkeypatch)
 
 
+@pytest.mark.slow
 def test_huggingface_under_ddp_records_every_sample_once_per_epoch(tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")

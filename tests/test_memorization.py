@@ -158,6 +158,7 @@ def _copy(run: Path, tmp_path: Path, name: str) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_memorization_is_near_one_for_a_sample_learnable_only_from_itself_and_near_zero_for_duplicates(
         known_estimate):
     run, training_set, result = known_estimate
@@ -183,6 +184,7 @@ def test_memorization_is_near_one_for_a_sample_learnable_only_from_itself_and_ne
     assert len(folder.finished_models()) == 8 and result.trained == 8
 
 
+@pytest.mark.slow
 def test_a_resumed_estimate_equals_an_uninterrupted_one(demo_run, tmp_path):
     whole = _copy(demo_run, tmp_path, "whole")
     pieces = _copy(demo_run, tmp_path, "pieces")
@@ -203,6 +205,7 @@ def test_a_resumed_estimate_equals_an_uninterrupted_one(demo_run, tmp_path):
         estimate_memorization(pieces, models=4, seed=5, fraction=0.6)
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_same_estimate(demo_run, tmp_path):
     alone = estimate_memorization(_copy(demo_run, tmp_path, "alone"), models=2)
     together = estimate_memorization(_copy(demo_run, tmp_path, "together"), models=2, workers=2)
@@ -217,6 +220,7 @@ def test_parallel_workers_give_the_same_estimate(demo_run, tmp_path):
         assert np.mean(one["correct"] != other["correct"]) <= 0.005
 
 
+@pytest.mark.slow
 def test_the_estimate_refuses_a_run_it_cannot_use(known_run, tmp_path):
     run, training_set = known_run
     with pytest.raises(ValueError, match="at least 2 models"):
@@ -244,6 +248,7 @@ def test_the_command_estimates_and_prints_the_comparison(demo_run, tmp_path, cap
     assert "--epochs describe a run to train" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_page_shows_the_estimate_the_comparison_and_the_most_memorised(known_run, known_estimate, tmp_path,
                                                                           monkeypatch):
     from streamlit.testing.v1 import AppTest

@@ -109,6 +109,7 @@ def can_build_editable_wheels() -> bool:
     return setuptools >= (64,)
 
 
+@pytest.mark.slow
 def test_the_fresh_venv_sees_this_environment_not_the_base_interpreter(tmp_path):
     python = fresh_venv_seeing_these_packages(tmp_path / "venv")
     seen = subprocess.run([str(python), "-c", "import sys, torch, streamlit; print(sys.prefix); print(sys.path)"],
@@ -121,6 +122,7 @@ def test_the_fresh_venv_sees_this_environment_not_the_base_interpreter(tmp_path)
     assert base == [], f"the test venv imports from outside this environment: {base}"
 
 
+@pytest.mark.slow
 def test_editable_install_in_a_fresh_venv_gives_a_working_csl_clean(tmp_path, demo_run):
     pytest.importorskip("pip")
     source = tmp_path / "source"                     # a copy: installing writes build metadata beside the code

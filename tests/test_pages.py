@@ -60,6 +60,7 @@ def no_errors(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+@pytest.mark.slow
 def test_a_person_cleans_the_demo(runs_dir):
     # ---- Run page: the demo is preselected; train, stop after the first epoch, resume, finish.
     # Enough epochs that the Stop button is still there when the page looks (a demo epoch can take

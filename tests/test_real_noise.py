@@ -61,6 +61,7 @@ def test_a_noisy_column_is_trained_through_csv_and_scored_against_the_trusted_on
     assert "noisy_label, 2 epochs, no augmentation" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_recipe_cell_trains_with_the_source_recipe_and_reruns_reuse_it(tmp_path):
     root, _ = _make(tmp_path, n=24)
     out = tmp_path / "bench"
@@ -97,6 +98,7 @@ def test_recipe_variants_get_runs_of_their_own_and_the_widened_model_is_rebuilt_
     assert meta.stat().st_mtime_ns == mtime and (out / "runs" / "noisy_label-e2-small-cnn-b8-seed1").is_dir()
 
 
+@pytest.mark.slow
 def test_the_recipe_sweep_runs_each_variant_once_and_tables_them(tmp_path):
     from scripts.sweep_recipe import main as sweep_main
 
