@@ -1,4 +1,7 @@
-"""Duplicates page: exact and near-duplicate groups, highest CSL first; resolve a whole group in one click."""
+"""Duplicates page: exact and near-duplicate groups, highest CSL first. Actions in proportion to the evidence:
+"keep one, drop the rest" only for a small group whose members are all shown; a large group is a warning;
+a group with conflicting labels can take the label of one of its members; acting on more than a screenful
+needs a second confirmation naming the count."""
 from __future__ import annotations
 
 import math
@@ -34,6 +37,10 @@ from pages._common import (
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
+# The largest group offered "keep one, drop the rest": every member is on screen (image, file, label).
+SMALL_GROUP = SHOWN_PER_GROUP
+# Relabelling more members than fit on a screen asks to tick a box naming the count first.
+SCREENFUL = SHOWN_PER_GROUP
 
 
 def _select_width(texts) -> int:
@@ -67,12 +74,19 @@ def act(decisions: list[Decision], *, note: str) -> None:
 
 
 def keep_one(members: list[int], anchor: int) -> None:
+    if len(members) > SMALL_GROUP:  # never offered; a stale click of a group that grew does nothing
+        st.session_state["decision_error"] = (f"this group now has {len(members)} images: too many to drop "
+                                              "in one click")
+        return
     keep = int(st.session_state[f"dup_keep_choice_{anchor}"])
     act([Decision([m for m in members if m != keep], "drop"), Decision([keep], "keep")],
         note=f"duplicate group of {len(members)}: keep {keep}, drop the rest")
 
 
 def relabel_all(members: list[int], anchor: int) -> None:
+    if len(members) > SCREENFUL and not st.session_state.get(f"dup_relabel_confirm_{anchor}"):
+        st.session_state["decision_error"] = f"tick the box to relabel all {len(members)} images first"
+        return
     label = int(st.session_state[f"dup_relabel_to_{anchor}"])
     act([Decision(members, "relabel", label)], note=f"duplicate group of {len(members)}: relabel all")
 
@@ -82,9 +96,9 @@ def not_duplicates(members: list[int]) -> None:
 
 
 st.title("Duplicates")
-st.caption("The same image twice, or nearly: exact copies (same pixels) and near copies (the trained model's "
-           "embeddings, cosine similarity). Groups whose members carry different labels are flagged; groups "
-           "are ranked by the highest CSL inside them.")
+st.caption("The same picture twice, or nearly: exact copies (same pixels) and near copies (re-encoded, resized or "
+           "re-exposed: each picture's 8 x 8 thumbnail is much closer to its copy than to anything else). Groups "
+           "whose members carry different labels are flagged; groups are ranked by the highest CSL inside them.")
 store = require_scored_run()
 classes = store.classes
 embeddings = store.path / EMBEDDINGS
@@ -93,11 +107,13 @@ show_decision_feedback()
 
 filters = st.columns([2.6, 1.9, 1.7, 1.1, 1.1])
 with filters[0]:
-    threshold = st.slider("Similarity threshold", 0.90, 1.0, DEFAULT_THRESHOLD, step=0.0005, format="%.4f",
+    threshold = st.slider("Closeness ratio", 0.0, 0.5, DEFAULT_THRESHOLD, step=0.005, format="%.3f",
                           key="dup_threshold",
-                          help="Two samples are near duplicates when the cosine similarity of their embeddings "
-                               "is at least this. Lower finds more groups (and more false ones). Exact copies "
-                               "are always grouped.")
+                          help="Two pictures are near duplicates when the distance between their thumbnails is "
+                               "at most this share of the distance to their 10th most similar picture. Higher "
+                               f"finds more groups (and more false ones); {DEFAULT_THRESHOLD} keeps false groups "
+                               "under 0.5% on Fashion-MNIST and CIFAR-10N (docs/bench/duplicates.md). Exact "
+                               "copies are always grouped.")
 report = load_report(str(store.path), store.finished_epochs, stamp, float(threshold))
 for note in report.notes:
     st.info(note)
@@ -159,26 +175,41 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         for cell, index in zip(cells, members[:SHOWN_PER_GROUP]):
             with cell:
                 show_thumbnail(store, index)
-                lines = [f"**{classes[labels[index]]}**", f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
+                st.text(f"{sample_ids[index]}\n{classes[labels[index]]}")  # file and label, as plain text
+                lines = [f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
                 if not undecided[index]:
                     decision = decision_text(effective.at[index, "action"], int(effective.at[index, "label"]), classes)
                     lines.append(f":blue[{decision}]")
                 st.markdown("  \n".join(lines), help=sample_ids[index])
-        if len(members) > SHOWN_PER_GROUP:
-            st.caption(f"and {len(members) - SHOWN_PER_GROUP} more (all are included in the group's actions)")
+        small = len(members) <= SMALL_GROUP
+        if not small:
+            st.warning(f"{len(members)} images in one group: {len(members) - SHOWN_PER_GROUP} are not shown, and a "
+                       "group this large is more often look-alikes than copies. Nothing here drops them in one "
+                       "click; open the members in the review to decide one by one, or mark the group.",
+                       icon=":material/warning:")
         buttons = st.container(horizontal=True, vertical_alignment="bottom")  # wraps rather than cuts a label
         # The member with the lowest CSL is the one the model agreed with: the natural one to keep.
         lowest = sorted(members, key=lambda m: (np.nan_to_num(csl[m], nan=np.inf), m))
-        # each member named as its card above names it (label, CSL), in a box wide enough to read it in full
-        keep_text = {m: f"keep {classes[labels[m]]} · CSL {csl[m]:.2f}" for m in lowest}
-        buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed",
-                          width=_select_width(keep_text.values()), format_func=keep_text.get,
-                          help="The member with the lowest CSL comes first: the one the model agreed with.")
-        buttons.button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one, args=(members, anchor))
-        buttons.selectbox("Relabel to", list(range(len(classes))), index=int(labels[lowest[0]]),
-                          key=f"dup_relabel_to_{anchor}", label_visibility="collapsed",
-                          width=_select_width(f"relabel all to {name}" for name in classes),
-                          format_func=lambda c: f"relabel all to {classes[c]}")
-        buttons.button("Relabel all", key=f"dup_relabel_{anchor}", on_click=relabel_all, args=(members, anchor))
+        if small:
+            # each member named as its card above names it (label, CSL), in a box wide enough to read it in full
+            keep_text = {m: f"keep {classes[labels[m]]} · CSL {csl[m]:.2f}" for m in lowest}
+            buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed",
+                              width=_select_width(keep_text.values()), format_func=keep_text.get,
+                              help="The member with the lowest CSL comes first: the one the model agreed with.")
+            buttons.button("Keep it, drop the rest", key=f"dup_keep_{anchor}", on_click=keep_one,
+                           args=(members, anchor), help=f"Drops {len(members) - 1} image(s), all shown above.")
+        if group.label_conflict:
+            choices = sorted(set(int(labels[m]) for m in members), key=lambda c: (c != int(labels[lowest[0]]), c))
+            counts = {c: int(sum(int(labels[m]) == c for m in members)) for c in choices}
+            relabel_text = {c: f"the label of {counts[c]}: {classes[c]}" for c in choices}
+            buttons.selectbox("Give them all the label of", choices, key=f"dup_relabel_to_{anchor}",
+                              label_visibility="collapsed", width=_select_width(relabel_text.values()),
+                              format_func=relabel_text.get)
+            confirmed = True
+            if len(members) > SCREENFUL:
+                confirmed = buttons.checkbox(f"yes, relabel all {len(members)} images",
+                                             key=f"dup_relabel_confirm_{anchor}")
+            buttons.button("Give them all this label", key=f"dup_relabel_{anchor}", on_click=relabel_all,
+                           args=(members, anchor), disabled=not confirmed)
         buttons.button("Not duplicates", key=f"dup_not_{anchor}", on_click=not_duplicates, args=(members,),
                        help="These images only look alike: hide the group (it shows again if it grows).")

@@ -1,92 +1,122 @@
-"""Time and memory of the duplicate search at scale (default: 60k samples, as Fashion-MNIST's train set).
+"""Near-duplicate precision and recall: planted copies of known kinds in real images, every fingerprint,
+every candidate threshold; the table that picks the default.
 
-    python scripts/bench_duplicates.py [--samples 60000] [--dim 128] [--k 10] [--images fashion-mnist]
+    nohup nice -n 5 python scripts/bench_duplicates.py --images 10000 --per-kind 100 \
+        --out bench-results/duplicates &
 
-Each stage runs in a fresh process, so its peak memory is its own: the neighbour search on synthetic
-non-negative embeddings (like the models' ReLU features), grouping at the default threshold, and the
-content hash of real decoded images. Prints one JSON object.
+For each image set (Fashion-MNIST from Debian's files, the CIFAR-10N training JPEGs) it draws
+``--images`` images, plants ``--per-kind`` copies of each kind (csl_core/bench/duplicates.py), and
+groups them with each fingerprint at each threshold: recall per kind, pairs found, and the samples
+grouped with something that is not their planted partner. Writes ``table.csv``, ``table.md`` and, for
+the picked threshold, ``false-<set>.png``: every false group, one row each, to look at.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import multiprocessing as mp
 import os
-import resource
 import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+THRESHOLDS = {"thumbnail": [0.05, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3],
+              "phash": [0, 2, 4, 6, 8, 10, 12], "dhash": [0, 2, 4, 6, 8, 10, 12],
+              "pdq": [0, 8, 16, 24, 32, 40, 48]}
+SHORT = {"recall_copy": "copy", "recall_jpeg": "jpeg", "recall_resize": "resize", "recall_crop": "crop",
+         "recall_exposure": "exposure", "recall_text": "text"}
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def false_sheet(images: np.ndarray, groups: np.ndarray, false: np.ndarray, file: Path, limit: int = 60) -> int:
+    """Every group holding a falsely grouped sample, one row of images each (at most ``limit`` rows)."""
+    from PIL import Image
+
+    bad = sorted(set(groups[false].tolist()))
+    rows = []
+    for g in bad[:limit]:
+        members = np.flatnonzero(groups == g)[:8]
+        tiles = [images[m] if images.ndim == 4 and images.shape[-1] == 3 else
+                 np.repeat(images[m].reshape(images.shape[1], images.shape[2], 1), 3, axis=-1) for m in members]
+        tiles += [np.zeros_like(tiles[0])] * (8 - len(tiles))
+        rows.append(np.concatenate(tiles, axis=1))
+    if rows:
+        sheet = np.concatenate(rows, axis=0)
+        Image.fromarray(sheet).resize((sheet.shape[1] * 3, sheet.shape[0] * 3), Image.NEAREST).save(file)
+    return len(bad)
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def markdown(table: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
 
-
-def _search(samples: int, dim: int, k: int, queue) -> None:
-    import numpy as np
-
-    from csl_core.analysis.duplicates import DEFAULT_BLOCK_BYTES, DEFAULT_THRESHOLD, group_labels, nearest_neighbours
-
-    rng = np.random.default_rng(0)
-    embeddings = np.maximum(rng.standard_normal((samples, dim), dtype=np.float32), 0)
-    before = _rss_mib()
-    began, cpu = time.perf_counter(), time.process_time()
-    indices, sims = nearest_neighbours(embeddings, k=k)
-    search, search_cpu = time.perf_counter() - began, time.process_time() - cpu
-    peak = _peak_mib()
-    began = time.perf_counter()
-    groups = group_labels(indices, sims, threshold=DEFAULT_THRESHOLD)
-    grouping = time.perf_counter() - began
-    queue.put({"samples": samples, "dim": dim, "k": k, "search_seconds": round(search, 2),
-               "search_cpu_seconds": round(search_cpu, 2),
-               "grouping_seconds": round(grouping, 3), "rss_before_mib": round(before, 1),
-               "peak_mib": round(peak, 1), "peak_above_inputs_mib": round(peak - before, 1),
-               "embeddings_mib": round(embeddings.nbytes / 2**20, 1),
-               "block_mib": DEFAULT_BLOCK_BYTES / 2**20, "groups": int(groups.max() + 1)})
-
-
-def _hash(spec: str, queue) -> None:
-    from csl_core.analysis.duplicates import content_hashes, exact_duplicate_of
-    from csl_core.data import load_source
-
-    source, _ = load_source(spec)
-    before = _rss_mib()
-    began = time.perf_counter()
-    hashes = content_hashes(source.images)
-    seconds = time.perf_counter() - began
-    exact_of = exact_duplicate_of(hashes)
-    copies = int((exact_of != range(len(exact_of))).sum())
-    queue.put({"images": len(source), "image_shape": list(source.images.shape[1:]),
-               "hash_seconds": round(seconds, 2), "peak_above_inputs_mib": round(_peak_mib() - before, 1),
-               "exact_copies": copies})
-
-
-def _in_child(target, *args) -> dict:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=60000)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--images", default="fashion-mnist", help="data source whose images are hashed")
-    args = parser.parse_args()
-    import torch
+    from csl_core.bench.duplicates import (
+        REFERENCE_RATIO,
+        evaluate,
+        false_grouping,
+        known_duplicates,
+        load_images,
+        pick_threshold,
+        plant,
+    )
 
-    report = {"threads": torch.get_num_threads(), "load_average": os.getloadavg()[0],
-              "search": _in_child(_search, args.samples, args.dim, args.k),
-              "hash": _in_child(_hash, args.images)}
-    print(json.dumps(report, indent=2))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=10000, help="images drawn from each set")
+    parser.add_argument("--per-kind", type=int, default=100, help="planted copies of each kind")
+    parser.add_argument("--sets", default="fashion-mnist,cifar10n")
+    parser.add_argument("--methods", default="thumbnail,phash,dhash,pdq")
+    parser.add_argument("--out", default="bench-results/duplicates")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables, meta = [], {"load_average_at_start": os.getloadavg()[0], "images": args.images,
+                        "per_kind": args.per_kind, "seconds": {}}
+    kept = {}
+    for name in args.sets.split(","):
+        images, pairs = plant(load_images(name, args.images), args.per_kind)
+        known = known_duplicates(images)
+        planted = np.zeros(len(images), bool)
+        planted[pairs["original"]] = planted[pairs["copy"]] = True
+        sheet = false_grouping(known, pairs)
+        meta[f"own_duplicate_groups_{name}"] = false_sheet(images, known, sheet, out / f"own-{name}.png", limit=200)
+        for method in args.methods.split(","):
+            if method == "pdq" and importlib.util.find_spec("pdqhash") is None:
+                print("pdq left out: pip install pdqhash to measure it", flush=True)
+                continue
+            began = time.perf_counter()
+            table, groups = evaluate(images, pairs, method=method, thresholds=THRESHOLDS[method], known=known)
+            meta["seconds"][f"{name}/{method}"] = round(time.perf_counter() - began, 1)
+            table.insert(0, "set", name)
+            tables.append(table)
+            if method == "thumbnail":
+                kept[name] = (images, pairs, groups, known)
+            print(name, method, meta["seconds"][f"{name}/{method}"], "s", flush=True)
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(out / "table.csv", index=False)
+    picked = pick_threshold(table[table["method"] == "thumbnail"])
+    meta["picked_ratio"] = picked
+    meta["reference_ratio"] = REFERENCE_RATIO
+    for name, (images, pairs, groups, known) in kept.items():
+        false = false_grouping(groups[picked], pairs, known)
+        meta[f"false_groups_{name}"] = false_sheet(images, groups[picked], false, out / f"false-{name}.png")
+    shown = table.rename(columns=SHORT).assign(
+        false_share=lambda t: (100 * t["false_share"]).round(2),
+        false_share_not_known=lambda t: (100 * t["false_share_not_known"]).round(2))
+    shown = shown.rename(columns={"false_share": "false % (all)", "pairs_found": "found",
+                                  "false_share_not_known": "false % (own duplicates left out)"})
+    columns = ["set", "method", "threshold", *SHORT.values(), "found", "pairs", "false % (all)",
+               "false % (own duplicates left out)", "largest_group"]
+    (out / "table.md").write_text(markdown(shown[columns]))
+    meta["load_average_at_end"] = os.getloadavg()[0]
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    print(json.dumps(meta, indent=2))
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def test_group_actions_land_in_the_decision_log_and_the_export(run, conflict_gro
     assert state.at[keep, "action"] == "keep"
     assert all(state.at[m, "action"] == "drop" for m in first if m != keep)
 
-    # relabel every member to one label
-    target = int((labels[second[0]] + 1) % 10)
+    # give every member the label of one of them
+    target = int(labels[second[-1]])
     at.selectbox(key=f"dup_relabel_to_{min(second)}").set_value(target)
     at.button(key=f"dup_relabel_{min(second)}").click().run()
     assert not at.exception, at.exception
@@ -102,3 +102,50 @@ def test_undo_takes_back_the_whole_last_click(run, conflict_groups):
     state = log.effective(len(labels), labels)
     assert (state.loc[group, "action"] == "undecided").all()
     assert log.batches()["undone"].sum() == 1
+
+
+@pytest.fixture(scope="module")
+def large_group_run(demo_run, tmp_path_factory) -> Path:
+    """The demo run with its first 12 pictures made exact copies of one another (one group of 12)."""
+    import numpy as np
+
+    from csl_core.run.duplicates import FINGERPRINTS_FILE, NEIGHBOURS_FILE, image_fingerprints
+    from csl_core.run.store import RunStore
+
+    target = tmp_path_factory.mktemp("dup-page-large") / "demo"
+    shutil.copytree(demo_run, target)
+    hashes, prints = image_fingerprints(RunStore(target))
+    hashes[:12] = hashes[0]
+    np.savez(target / FINGERPRINTS_FILE, hashes=hashes, thumbnails=prints)
+    (target / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    return target
+
+
+def test_a_large_group_is_a_warning_not_a_one_click_drop(large_group_run):
+    groups = find_duplicates(large_group_run).groups
+    large = groups[groups["size"] >= 12]
+    assert len(large) == 1 and bool(large["label_conflict"].iloc[0])
+    members = [int(m) for m in large["members"].iloc[0]]
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["run_path"] = str(large_group_run)
+    at.run()
+    assert not at.exception, at.exception
+    anchor = min(members)
+    keys = [b.key for b in at.button]
+    assert f"dup_keep_{anchor}" not in keys  # no "keep one, drop the rest" for 12 images, 4 unseen
+    assert any("12 images in one group" in w.value for w in at.warning)
+    small = groups[groups["size"] <= 8]["members"].iloc[0]
+    assert f"dup_keep_{min(int(m) for m in small)}" in keys  # a small group keeps its button
+    # "give them all the label of ...": only after ticking the box that names the count
+    log = DecisionLog(large_group_run)
+    assert at.button(key=f"dup_relabel_{anchor}").disabled
+    labels = pd.read_csv(large_group_run / "samples.csv")["label"].to_numpy()
+    target = int(labels[members[-1]])
+    at.selectbox(key=f"dup_relabel_to_{anchor}").set_value(target)
+    assert at.checkbox(key=f"dup_relabel_confirm_{anchor}").label == "yes, relabel all 12 images"
+    at.checkbox(key=f"dup_relabel_confirm_{anchor}").check().run()
+    at.button(key=f"dup_relabel_{anchor}").click().run()
+    assert not at.exception, at.exception
+    state = log.effective(len(labels), labels)
+    assert (state.loc[members, "label"] == target).all()
+    assert (state.loc[members, "action"] != "drop").all()

@@ -1,23 +1,24 @@
-"""Duplicates: exact copies by a hash of the decoded pixels, near copies by embedding similarity,
+"""Duplicates: exact copies by a hash of the decoded pixels, near copies by what the picture looks like,
 and the groups whose members carry different labels.
 
 Pure functions take arrays and return arrays or DataFrames; :func:`csl_core.run.duplicates.find_duplicates` is
-the edge that reads a run folder and caches the expensive part (``neighbours.npz``) in it.
+the edge that reads a run folder and caches the expensive part (``fingerprints.npz``, ``neighbours.npz``) in it.
 
 - Exact duplicates: a BLAKE2 hash of each sample's decoded uint8 pixels (shape included), so the same
   image saved twice, or re-encoded losslessly, hashes alike.
-- Near duplicates: the run's penultimate-layer embeddings (``embeddings.npy``), L2-normalised, and
-  every sample's exact ``k`` nearest neighbours by cosine similarity. The search multiplies one block
-  of rows at a time against all embeddings, so memory stays at ``block_rows x N`` floats, never
-  ``N x N``.
-- Groups: samples joined by an exact match or by a neighbour edge at or above ``threshold``
-  (connected components, i.e. union-find). Moving the threshold only regroups the cached neighbours.
-- The default threshold, 0.999, is high because a classifier's penultimate features collapse within a
-  class: on Fashion-MNIST (small CNN, 12 epochs) half of all samples have a same-class neighbour above
-  0.985 and 1% above 0.9989, while lossless or JPEG-90 copies stay above 0.999 (93%). At 0.99 the groups
-  chain into hundreds of look-alikes; at 0.999 the extra groups are pairs of nearly identical items.
-- Per sample, ``duplicate_score``: the highest similarity to a neighbour carrying a *different*
-  label (1 for an exact copy with another label), comparable with CSL in the benchmark.
+- Near duplicates: each image's thumbnail fingerprint (:mod:`csl_core.analysis.hashing`: grey, 8 x 8,
+  mean removed) and its nearest thumbnails by cosine similarity (the one neighbour search,
+  :mod:`csl_core.analysis.neighbours`). Two samples are linked when their distance is at most
+  ``threshold`` (a ratio, :data:`DEFAULT_THRESHOLD`) times the distance to their 10th nearest
+  thumbnail: a re-encoded, resized or re-exposed copy is far closer to its original than anything else,
+  while in a crowd of look-alikes nothing is. Not the trained model's embeddings: a classifier maps every
+  picture of a class to nearly one point (cosine > 0.999 between different trousers), so those group
+  a class, not a picture. The table that picks the fingerprint and the ratio: docs/bench/duplicates.md.
+- Groups: samples joined by an exact match or by a link (connected components, i.e. union-find).
+  Moving the threshold only regroups the cached neighbours.
+- Per sample, ``duplicate_score``: how close its nearest neighbour with a *different* label is
+  (1 - the ratio, clipped at 0; 1 for an exact copy with another label), comparable with CSL in the
+  benchmark.
 """
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..progress import progress_bar
+from .hashing import DEFAULT_RATIO, FINGERPRINT_NEIGHBOURS, ratio_links
+from .neighbours import DEFAULT_BLOCK_BYTES, nearest_neighbours, normalise  # noqa: F401  (one search)
 
-DEFAULT_THRESHOLD = 0.999
-DEFAULT_NEIGHBOURS = 10
-DEFAULT_BLOCK_BYTES = 64 * 2**20
+DEFAULT_THRESHOLD = DEFAULT_RATIO
+DEFAULT_NEIGHBOURS = FINGERPRINT_NEIGHBOURS
 HASH_BYTES = 16
 
 
@@ -66,68 +68,6 @@ def exact_duplicate_of(hashes: np.ndarray) -> np.ndarray:
     return first[inverse.ravel()].astype(np.int64)
 
 
-# ---------------------------------------------------------------- near duplicates (pure)
-
-def normalise(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as float32; an all-zero row stays zero (similar to nothing)."""
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D (samples, features) array, got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
-def nearest_neighbours(embeddings: np.ndarray, *, k: int = DEFAULT_NEIGHBOURS,
-                       block_bytes: int = DEFAULT_BLOCK_BYTES, progress: bool = False
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Every sample's exact ``k`` nearest neighbours by cosine similarity, itself excluded.
-
-    Parameters
-    ----------
-    embeddings:
-        ``(N, D)`` features; normalised here.
-    k:
-        Neighbours per sample (capped at ``N - 1``).
-    block_bytes:
-        Memory for one block of similarities; a block holds ``block_bytes // (4 N)`` rows.
-
-    Returns
-    -------
-    ``(indices, similarities)``, both ``(N, k)``, most similar first.
-    """
-    if k < 0:
-        raise ValueError(f"k must be non-negative, got {k}")
-    if block_bytes < 1:
-        raise ValueError(f"block_bytes must be positive, got {block_bytes}")
-    unit = normalise(embeddings)
-    k = min(k, max(len(unit) - 1, 0))
-    return _nearest_neighbours(unit, k, block_bytes, progress)
-
-
-def _nearest_neighbours(unit: np.ndarray, k: int, block_bytes: int, progress: bool
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    n = len(unit)
-    indices = np.empty((n, k), dtype=np.int64)
-    similarities = np.empty((n, k), dtype=np.float32)
-    if k == 0:
-        return indices, similarities
-    import torch  # block products and top-k run in torch; imported here so the dashboard need not load it
-
-    block_rows = max(1, min(n, block_bytes // (4 * n)))
-    everything = torch.from_numpy(unit)
-    starts = range(0, n, block_rows)
-    for start in progress_bar(starts, desc="nearest neighbours", disable=None if progress else True):
-        stop = min(start + block_rows, n)
-        block = everything[start:stop] @ everything.T  # (B, N)
-        rows = torch.arange(stop - start)
-        block[rows, rows + start] = -torch.inf  # a sample is not its own neighbour
-        values, found = torch.topk(block, k, dim=1)  # (B, k), sorted
-        similarities[start:stop] = values.numpy()
-        indices[start:stop] = found.numpy()
-    np.clip(similarities, -1.0, 1.0, out=similarities)
-    return indices, similarities
-
-
 # ---------------------------------------------------------------- groups and scores (pure)
 
 def group_labels(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
@@ -147,6 +87,21 @@ def group_labels(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarr
     if exact_of is not None and len(exact_of) != n:
         raise ValueError(f"exact_of has {len(exact_of)} entries for {n} samples")
     return _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of)
+
+
+def near_duplicate_groups(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
+                          threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None) -> np.ndarray:
+    """The duplicate group of every sample (``-1`` alone) from its nearest thumbnails: linked when the
+    ratio of :func:`~csl_core.analysis.hashing.ratio_links` is at most ``threshold``, or exact copies."""
+    if not 0 <= threshold:
+        raise ValueError(f"the threshold is a ratio of distances, at least 0; got {threshold}")
+    ratios = ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities))
+    return group_labels(neighbour_indices, -ratios, threshold=-threshold, exact_of=exact_of)
+
+
+def link_closeness(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray) -> np.ndarray:
+    """``1 - ratio`` of each link, clipped to [0, 1]: 1 for a copy, 0 at or beyond the local scale."""
+    return np.clip(1.0 - ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities)), 0.0, 1.0)
 
 
 def _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of) -> np.ndarray:
@@ -293,10 +248,12 @@ def injected_pair_recall(groups: np.ndarray, duplicate_of: np.ndarray, group_tab
 class NeighbourIndex:
     """What :func:`find_duplicates` caches in the run folder: everything but the threshold."""
 
-    indices: np.ndarray            # (N, k) int64, most similar first
-    similarities: np.ndarray       # (N, k) float32
+    indices: np.ndarray            # (N, k) int64: nearest thumbnails, most similar first
+    similarities: np.ndarray       # (N, k) float32: their cosine similarity
     hashes: np.ndarray | None      # (N,) S16 content hashes, None when the images could not be loaded
     seconds: float = 0.0
+    embedding_indices: np.ndarray | None = None        # (N, k) nearest by the run's embeddings (focus page)
+    embedding_similarities: np.ndarray | None = None
 
     @property
     def exact_of(self) -> np.ndarray | None:

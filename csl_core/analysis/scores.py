@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 65536
-# Neighbours of the kNN score, and the largest run it is computed for (an exact search is N^2 D).
+# Neighbours of the kNN score; the search is exact up to 20k samples on a CPU and faiss above
+# (analysis/neighbours.py), so every run, 1,000 samples or 1.28M, gets the same default ranking.
 KNN_NEIGHBOURS = 30
-KNN_MAX_SAMPLES = 100_000
 # Measured on CIFAR-10N and confusable Fashion-MNIST (docs/benchmarks.md, docs/bench/cifar10n.md): the three together
 # rank as well as the best of them on every protocol, and better than CSL with kNN alone.
 FUSED_COMPONENTS = ("csl", "aum", "knn_disagreement")
@@ -100,7 +100,7 @@ def _row_stat(stat, field: str):
 
 def _knn(x: Inputs) -> np.ndarray | None:
     n = len(x["labels"])
-    return knn_disagreement(np.asarray(x["embeddings"]), x["labels"]) if 1 < n <= KNN_MAX_SAMPLES else None
+    return knn_disagreement(np.asarray(x["embeddings"]), x["labels"]) if n > 1 else None
 
 
 def _fused(x: Inputs) -> np.ndarray:
@@ -175,7 +175,7 @@ def knn_disagreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int = KNN
     sample never its own neighbour; ``labels`` is ``(N,)``. High = suspicious: a label its look-alikes
     do not share. ``k`` is capped at ``N - 1``.
     """
-    from .duplicates import nearest_neighbours
+    from .neighbours import nearest_neighbours
 
     labels = np.asarray(labels, dtype=np.int64)
     if np.ndim(embeddings) != 2 or len(embeddings) != len(labels):
@@ -245,8 +245,8 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
         ``(samples, classes)`` mean softmax probabilities, for the suggested label.
     embeddings:
         ``(samples, features)`` penultimate-layer features after training, for ``knn_disagreement``
-        and ``fused`` (with ``labels``, or the ``label`` column of ``samples``; left out above
-        :data:`KNN_MAX_SAMPLES` samples, where an exact neighbour search costs too much).
+        and ``fused`` (with ``labels``, or the ``label`` column of ``samples``), at any size: the
+        neighbour search switches to faiss above 20k samples on a CPU.
     """
     if "loss" not in arrays:
         raise ValueError("compute_scores needs at least the 'loss' array")
@@ -258,7 +258,7 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
         raise ValueError(f"probabilities have {len(probabilities)} rows, 'loss' has {n}")
     if labels is None and samples is not None and "label" in samples.columns:
         labels = samples["label"].to_numpy(np.int64)
-    if embeddings is not None and labels is not None and 1 < n <= KNN_MAX_SAMPLES and (
+    if embeddings is not None and labels is not None and n > 1 and (
             len(embeddings) != n or len(labels) != n):
         raise ValueError(f"embeddings have {len(embeddings)} rows and labels {len(labels)}, 'loss' has {n}")
     entries = [*SCORES.values(), *COLUMNS.values()]

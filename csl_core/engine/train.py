@@ -19,6 +19,7 @@ import torch
 from .. import __version__
 from ..config import TrainConfig, training_set_for
 from ..data import DataError, TrainingSet
+from ..run.duplicates import write_fingerprints
 from ..run.folders import remove_leftovers, run_lock
 from ..run.layout import META
 from ..run.store import RunError, RunStore
@@ -144,6 +145,7 @@ def prepare_run(config: TrainConfig, out: str | Path, *, resume: bool = False, p
     }
     fields_ = EPOCH_FIELDS + (("eval_loss",) if config.eval_pass else ())
     store = RunStore.create(out, meta=meta, samples=training_set.samples, epochs=config.epochs, fields=fields_)
+    write_fingerprints(store, training_set.source.images, training_set.image_index)  # duplicates, later
     store.update_report(skipped=training_set.source.skipped, notes=training_set.source.notes,
                         counts={"listed": len(training_set.source) + len(training_set.source.skipped),
                                 "used": len(training_set), "skipped": len(training_set.source.skipped),

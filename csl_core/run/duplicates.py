@@ -1,5 +1,7 @@
-"""Duplicates of a run folder: the neighbour search and content hashes, cached in ``neighbours.npz``,
-grouped at a threshold by the pure functions of :mod:`csl_core.analysis.duplicates`."""
+"""Duplicates of a run folder: the images' fingerprints (content hashes and thumbnails, ``fingerprints.npz``,
+written when a run is made, or here for an older run), the neighbour searches over them and over the
+embeddings (``neighbours.npz``), grouped at a threshold by the pure functions of
+:mod:`csl_core.analysis.duplicates`."""
 from __future__ import annotations
 
 import os
@@ -18,16 +20,19 @@ from ..analysis.duplicates import (
     content_hashes,
     duplicate_groups,
     duplicate_score,
-    group_labels,
+    link_closeness,
     member_similarity,
-    nearest_neighbours,
+    near_duplicate_groups,
 )
+from ..analysis.hashing import THUMBNAIL_SIZE, thumbnails
+from ..analysis.neighbours import nearest_neighbours
 from .files import atomic_file
-from .layout import EMBEDDINGS, NEIGHBOURS
+from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS
 from .store import RunError, RunStore, check_array_file
 
 NEIGHBOURS_FILE = NEIGHBOURS
-CACHE_VERSION = 1
+FINGERPRINTS_FILE = FINGERPRINTS
+CACHE_VERSION = 2
 
 
 def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_THRESHOLD,
@@ -39,22 +44,24 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
     already holds its scores (reading a 1.28M-row sample table takes seconds).
     """
     store = run if isinstance(run, RunStore) else RunStore(run)
-    if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"the threshold is a cosine similarity in [-1, 1], got {threshold}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"the threshold is a ratio of distances in [0, 1] (default {DEFAULT_THRESHOLD}), "
+                         f"got {threshold}")
     for name, given in (("labels", labels), ("csl", csl)):
         if given is not None and len(given) != store.num_samples:
             raise ValueError(f"{name} has {len(given)} values for the run's {store.num_samples} samples")
     index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
     labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of
-    groups = group_labels(index.indices, index.similarities, threshold=threshold, exact_of=exact_of)
+    groups = near_duplicate_groups(index.indices, index.similarities, threshold=threshold, exact_of=exact_of)
     similarity = member_similarity(groups, index.indices, index.similarities, exact_of=exact_of)
+    closeness = link_closeness(index.indices, index.similarities)
     csl = np.asarray(csl, dtype=np.float64) if csl is not None else _csl(store)
     table = duplicate_groups(groups, labels, csl, similarity=similarity, exact_of=exact_of)
     per_sample = pd.DataFrame({
         "group": groups,
         "similarity": similarity,
-        "duplicate_score": duplicate_score(index.indices, index.similarities, labels, exact_of=exact_of),
+        "duplicate_score": duplicate_score(index.indices, closeness, labels, exact_of=exact_of),
         "exact_of": exact_of if exact_of is not None else np.arange(len(labels)),
         "csl": csl,
     }, index=pd.RangeIndex(len(labels), name="index"))
@@ -63,42 +70,83 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
 
 def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: bool = False,
                     progress: bool = False) -> tuple[NeighbourIndex, list[str]]:
-    """The cached neighbour search and content hashes of a run, computed and saved when missing or stale."""
+    """The cached neighbour searches and content hashes of a run, computed and saved when missing or stale:
+    the nearest thumbnails (duplicates) and, where the run has embeddings, the nearest embeddings."""
     notes: list[str] = []
     embeddings_file = store.path / EMBEDDINGS
     stamp = _stamp(embeddings_file)
     cached = None if recompute else _read_cache(store.path / NEIGHBOURS_FILE, stamp, k, store.num_samples)
     if cached is not None:
-        if stamp is None:
-            notes.append(_NO_EMBEDDINGS)
         if cached.hashes is None:
             notes.append(_NO_IMAGES)
         return cached, notes
     began = time.perf_counter()
+    hashes, fingerprints = image_fingerprints(store, recompute=recompute, progress=progress)
+    if fingerprints is None:
+        notes.append(_NO_IMAGES)
+        indices = np.empty((store.num_samples, 0), dtype=np.int64)
+        similarities = np.empty((store.num_samples, 0), dtype=np.float32)
+    else:
+        indices, similarities = nearest_neighbours(fingerprints, k=k, progress=progress)
+    embedding_indices = np.empty((store.num_samples, 0), dtype=np.int64)
+    embedding_similarities = np.empty((store.num_samples, 0), dtype=np.float32)
     if stamp is not None:
         check_array_file(embeddings_file, store.num_samples, 1)  # whole, before it is mapped
         embeddings = np.load(embeddings_file, mmap_mode="r")
         if len(embeddings) != store.num_samples:
             raise RunError(f"{embeddings_file} has {len(embeddings)} rows for {store.num_samples} samples; "
                            "delete it and run the training's last step again (--resume)")
-        indices, similarities = nearest_neighbours(embeddings, k=k, progress=progress)
-    else:
-        notes.append(_NO_EMBEDDINGS)
-        indices = np.empty((store.num_samples, 0), dtype=np.int64)
-        similarities = np.empty((store.num_samples, 0), dtype=np.float32)
-    images = run_images(store, progress=progress)
-    hashes = content_hashes(images, progress=progress) if images is not None else None
-    if hashes is None:
-        notes.append(_NO_IMAGES)
-    index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began)
+        embedding_indices, embedding_similarities = nearest_neighbours(embeddings, k=k, progress=progress)
+    index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began,
+                           embedding_indices=embedding_indices, embedding_similarities=embedding_similarities)
     _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
     return index, notes
 
 
-_NO_EMBEDDINGS = ("this run has no embeddings.npy, so only exact duplicates are found; a run of ours gets it when "
-                  "training finishes (`python -m csl_core train --out RUN --resume`), a run from your own training "
-                  "from RunWriter.finish(embeddings=...) or `import --embeddings`")
-_NO_IMAGES = ("the run's images could not be loaded, so exact duplicates are not hashed; make its data "
+def write_fingerprints(store: RunStore, images: np.ndarray, rows: np.ndarray | None = None, *,
+                       chunk: int = 16384) -> None:
+    """Save the content hash and thumbnail of every training image, ``images[rows]`` (all of ``images``
+    without ``rows``), into the run folder (``fingerprints.npz``), ``chunk`` images at a time: done when
+    a run is made, so that its duplicates are found even after the data source has moved."""
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    hashes = np.empty(len(rows), dtype=f"S{HASH_BYTES}")
+    prints = np.empty((len(rows), THUMBNAIL_SIZE ** 2), dtype=np.float32)
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(images[rows[start:start + chunk]])
+        hashes[start:start + len(block)] = content_hashes(block)
+        prints[start:start + len(block)] = thumbnails(block)
+    _save_fingerprints(store, hashes, prints)
+
+
+def image_fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = False
+                       ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(content hashes (N,) S16, thumbnails (N, 64) float32)`` of a run's images, from
+    ``fingerprints.npz``, else computed from the decoded images and saved; ``(None, None)`` when the
+    images cannot be loaded."""
+    file = store.path / FINGERPRINTS_FILE
+    if not recompute:
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                hashes, prints = data["hashes"], data["thumbnails"]
+            if (len(hashes) == len(prints) == store.num_samples and hashes.dtype == np.dtype(f"S{HASH_BYTES}")
+                    and prints.ndim == 2 and prints.dtype == np.float32 and np.isfinite(prints).all()):
+                return hashes, prints
+        except (FileNotFoundError, KeyError, ValueError, OSError):
+            pass
+    images = run_images(store, progress=progress)
+    if images is None:
+        return None, None
+    hashes, prints = content_hashes(images, progress=progress), thumbnails(images)
+    _save_fingerprints(store, hashes, prints)
+    return hashes, prints
+
+
+def _save_fingerprints(store: RunStore, hashes: np.ndarray, prints: np.ndarray) -> None:
+    with atomic_file(store.path / FINGERPRINTS_FILE, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, hashes=hashes, thumbnails=prints)
+
+
+_NO_IMAGES = ("the run's images could not be loaded, so duplicates cannot be searched; make its data "
               "source available where it was when the run was trained")
 
 
@@ -157,10 +205,18 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
                 return None
             if tuple(data["embeddings_stamp"].tolist()) != (tuple(stamp) if stamp else (-1, -1)):
                 return None
-            if len(data["indices"]) != num_samples:
+            arrays = {name: data[name] for name in ("indices", "similarities", "embedding_indices",
+                                                    "embedding_similarities")}
+            if any(len(a) != num_samples or a.ndim != 2 for a in arrays.values()):
                 return None
+            for name in ("indices", "embedding_indices"):
+                if arrays[name].size and (arrays[name].min() < 0 or arrays[name].max() >= num_samples):
+                    return None  # never index with what a file names without checking it
             hashes = data["hashes"] if data["hashes"].size else None
-            return NeighbourIndex(data["indices"], data["similarities"], hashes, float(data["seconds"]))
+            if hashes is not None and len(hashes) != num_samples:
+                return None
+            return NeighbourIndex(arrays["indices"], arrays["similarities"], hashes, float(data["seconds"]),
+                                  arrays["embedding_indices"], arrays["embedding_similarities"])
     except (FileNotFoundError, KeyError, ValueError, OSError):
         return None
 
@@ -170,4 +226,5 @@ def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
         np.savez(tmp, version=CACHE_VERSION, k=k, embeddings_stamp=np.asarray(stamp or (-1, -1), dtype=np.int64),
                  indices=index.indices, similarities=index.similarities,
                  hashes=index.hashes if index.hashes is not None else np.empty(0, dtype=f"S{HASH_BYTES}"),
-                 seconds=index.seconds)
+                 seconds=index.seconds, embedding_indices=index.embedding_indices,
+                 embedding_similarities=index.embedding_similarities)

@@ -22,6 +22,7 @@ IMAGES = "images.npy"
 CHECKPOINT = "checkpoint.pt"
 REPORT = "report.json"
 NEIGHBOURS = "neighbours.npz"
+FINGERPRINTS = "fingerprints.npz"
 DECISIONS = "decisions.sqlite"
 LOCK = "lock"
 EXPORT = "export"
@@ -67,7 +68,11 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
     RunFile("evaluation-<epochs>-<score set>.json", "KeptResults.evaluation (completed runs)", "JSON",
             "unreadable: computed again", "every score's detection metrics against the injected truth"),
     RunFile(NEIGHBOURS, "run.duplicates.neighbour_index", ".npz (no pickle)",
-            "stamped with the embeddings' size and time, k and the sample count", "neighbour search, content hashes"),
+            "stamped with the embeddings' size and time, k and the sample count; indices range-checked",
+            "nearest thumbnails (duplicates) and nearest embeddings (focus page), content hashes"),
+    RunFile(FINGERPRINTS, "run.duplicates.write_fingerprints (trainer, when a run is made), image_fingerprints",
+            ".npz (no pickle)", "row count, dtypes and finite values; else computed again from the images",
+            "each image's content hash and 8 x 8 thumbnail (near-duplicates)"),
     RunFile(DECISIONS, "run.decisions.DecisionLog", "SQLite (WAL), append-only", "schema version",
             "the person's keep / relabel / drop / undo decisions"),
     RunFile(LOCK, "run.folders.run_lock, RunWriter", "flock'd JSON (pid, host, owner)", "-",

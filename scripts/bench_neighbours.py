@@ -1,0 +1,165 @@
+"""The neighbour search at ImageNet scale: kNN (k=30) over 1.28M x 512 float32, its recall against the
+exact search on a 100k sample, and the duplicate search over 1.28M image fingerprints.
+
+    nohup nice -n 5 python scripts/bench_neighbours.py --out bench-results/neighbours.json &
+
+Embeddings: a mixture with class structure like a trained model's (1,000 classes; each sample its
+class's random centre plus variation in a 32-dimensional subspace shared by all classes plus isotropic
+noise, after a ReLU): the nearest neighbours of a sample are of its class (cosine ~0.94 for the first,
+~0.91 for the 30th). Fingerprints: 8 x 8 thumbnails (64 floats) made from those of the CIFAR-10N
+training images (each a real one plus noise, 0.1 per dimension after normalising), with 10,000 planted
+near copies (noise 0.005: cosine ~0.999) whose recall is counted. Each stage runs in a fresh process,
+so its peak memory is its own; the results are written to ``--out`` after each stage, and a stage
+already there is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import time
+from pathlib import Path
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mixture(samples: int, dim: int, *, classes: int = 1000, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim), dtype=np.float32)
+    basis = rng.standard_normal((dim, 32), dtype=np.float32) * (0.35 / np.sqrt(32))
+    out = np.empty((samples, dim), dtype=np.float32)
+    for start in range(0, samples, 65536):
+        stop = min(start + 65536, samples)
+        labels = rng.integers(0, classes, stop - start)
+        block = centres[labels] + rng.standard_normal((stop - start, 32), dtype=np.float32) @ basis.T
+        block += 0.35 * 0.3 * rng.standard_normal(block.shape, dtype=np.float32)
+        out[start:stop] = np.maximum(block, 0)
+    return out
+
+
+def _recall(samples: int, dim: int, k: int, queries: int, probes: int, queue) -> None:
+    import numpy as np
+
+    from csl_core.analysis.neighbours import _exact, nearest_neighbours, normalise
+
+    x = mixture(samples, dim)
+    began, cpu = time.perf_counter(), time.process_time()
+    indices, _ = nearest_neighbours(x, k=k, backend="faiss", probes=probes)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    rows = np.sort(np.random.default_rng(1).choice(samples, queries, replace=False))
+    began = time.perf_counter()
+    exact, sims = _exact(normalise(x), rows, k, 64 * 2**20, False)
+    exact_seconds = time.perf_counter() - began
+    recall = float(np.mean([len(set(indices[r]) & set(exact[i])) / k for i, r in enumerate(rows)]))
+    queue.put({"samples": samples, "dim": dim, "k": k, "probes": probes, "faiss_seconds": round(seconds, 1),
+               "faiss_cpu_seconds": round(cpu, 1), "exact_queries": queries,
+               "exact_seconds_for_queries": round(exact_seconds, 1),
+               "exact_seconds_all_estimated": round(exact_seconds * samples / queries, 1),
+               f"recall_at_{k}": round(recall, 4), "first_neighbour_cosine": round(float(sims[:, 0].mean()), 3),
+               f"neighbour_{k}_cosine": round(float(sims[:, -1].mean()), 3), "peak_mib": round(_peak_mib(), 1)})
+
+
+def _scale(samples: int, dim: int, k: int, probes: int, queue) -> None:
+    from csl_core.analysis.neighbours import nearest_neighbours
+
+    x = mixture(samples, dim)
+    before = _peak_mib()
+    began, cpu = time.perf_counter(), time.process_time()
+    indices, _ = nearest_neighbours(x, k=k, backend="faiss", probes=probes, progress=True)
+    queue.put({"samples": samples, "dim": dim, "k": k, "probes": probes,
+               "seconds": round(time.perf_counter() - began, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
+               "embeddings_mib": round(x.nbytes / 2**20, 1), "result_mib": round(indices.nbytes * 1.5 / 2**20, 1),
+               "peak_mib": round(_peak_mib(), 1), "peak_before_search_mib": round(before, 1)})
+
+
+def fingerprint_set(samples: int, planted: int, seed: int = 0):
+    """``(thumbnails (N, 64) float32, pairs (planted, 2))`` built from the CIFAR-10N thumbnails as the
+    docstring says."""
+    import numpy as np
+
+    from csl_core.analysis.hashing import thumbnails
+    from csl_core.analysis.neighbours import normalise
+    from csl_core.bench.duplicates import load_images
+
+    rng = np.random.default_rng(seed)
+    base = normalise(thumbnails(load_images("cifar10n", 25000)))
+    out = np.empty((samples, base.shape[1]), dtype=np.float32)
+    for start in range(0, samples, 65536):
+        stop = min(start + 65536, samples)
+        out[start:stop] = base[rng.integers(0, len(base), stop - start)]
+        out[start:stop] += 0.1 * rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32)
+    out = normalise(out)
+    a = rng.choice(samples, planted, replace=False)
+    b = rng.choice(np.setdiff1d(np.arange(samples), a), planted, replace=False)
+    out[b] = normalise(out[a] + 0.005 * rng.standard_normal((planted, out.shape[1]), dtype=np.float32))
+    return out, np.stack([a, b], axis=1)
+
+
+def _fingerprints(samples: int, probes: int, queue) -> None:
+    import numpy as np
+
+    from csl_core.analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD, near_duplicate_groups
+    from csl_core.analysis.neighbours import nearest_neighbours
+
+    prints, pairs = fingerprint_set(samples, 10000)
+    began, cpu = time.perf_counter(), time.process_time()
+    indices, sims = nearest_neighbours(prints, k=DEFAULT_NEIGHBOURS, probes=probes, progress=True)
+    groups = near_duplicate_groups(indices, sims, threshold=DEFAULT_THRESHOLD)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    a, b = pairs[:, 0], pairs[:, 1]
+    found = float(((groups[a] >= 0) & (groups[a] == groups[b])).mean())
+    neighbour = float(np.mean([(indices[i] == j).any() or (indices[j] == i).any() for i, j in pairs]))
+    queue.put({"fingerprints": samples, "dim": int(prints.shape[1]), "k": DEFAULT_NEIGHBOURS, "probes": probes,
+               "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "planted_pairs": len(pairs),
+               "planted_pairs_among_neighbours": round(neighbour, 4), "planted_pairs_grouped": round(found, 4),
+               "peak_mib": round(_peak_mib(), 1)})
+
+
+def _in_child(target, *args) -> dict:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1_280_000)
+    parser.add_argument("--recall-samples", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=2000, help="rows searched exactly for the recall")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--k", type=int, default=30)
+    parser.add_argument("--probes", type=int, default=None, help="cells searched per sample (default: the library's)")
+    parser.add_argument("--stages", default="recall,fingerprints,scale")
+    parser.add_argument("--out", default="bench-results/neighbours.json")
+    args = parser.parse_args()
+    from csl_core.analysis.neighbours import DEFAULT_PROBES
+
+    probes = args.probes or DEFAULT_PROBES
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = json.loads(out.read_text()) if out.is_file() else {}
+    stages = {"recall": (_recall, args.recall_samples, args.dim, args.k, args.queries, probes),
+              "fingerprints": (_fingerprints, args.samples, probes),
+              "scale": (_scale, args.samples, args.dim, args.k, probes)}
+    for name in args.stages.split(","):
+        if name in report:
+            continue
+        load = os.getloadavg()[0]
+        report[name] = {**_in_child(*stages[name]), "load_average_at_start": round(load, 2),
+                        "load_average_at_end": round(os.getloadavg()[0], 2), "cores": os.cpu_count()}
+        out.write_text(json.dumps(report, indent=2))
+        print(name, json.dumps(report[name]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Near-duplicates by what the picture looks like: each planted kind on real images, the default taken
+from the benchmark table, and a folder of different Fashion-MNIST images that groups nothing."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from csl_core.analysis.duplicates import content_hashes, exact_duplicate_of, near_duplicate_groups
+from csl_core.analysis.hashing import DEFAULT_RATIO, perceptual_hashes, thumbnails
+from csl_core.analysis.neighbours import nearest_neighbours
+from csl_core.bench.duplicates import CIFAR10N_TRAIN, KINDS, false_grouping, pick_threshold, plant
+from csl_core.data.builtin import DEBIAN_FASHION_MNIST
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_fashion = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
+                                   reason="Debian's Fashion-MNIST files are not installed")
+needs_cifar = pytest.mark.skipif(not CIFAR10N_TRAIN.is_dir(), reason="the CIFAR-10N JPEGs are not unpacked")
+
+
+def fashion(count: int, start: int = 0) -> np.ndarray:
+    from csl_core.data.builtin import load_fashion_mnist
+
+    train, _ = load_fashion_mnist()
+    return np.asarray(train.images[start:start + count])
+
+
+def cifar(count: int) -> np.ndarray:
+    files = sorted(CIFAR10N_TRAIN.glob("*.jpg"))[:count]
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+
+
+def groups_of(images: np.ndarray, threshold: float = DEFAULT_RATIO) -> np.ndarray:
+    indices, sims = nearest_neighbours(thumbnails(images), k=10)
+    return near_duplicate_groups(indices, sims, threshold=threshold,
+                                 exact_of=exact_duplicate_of(content_hashes(images)))
+
+
+@needs_cifar
+def test_each_planted_kind_on_real_images():
+    originals = cifar(400)
+    images, pairs = plant(originals, 6, seed=3)
+    for row in pairs.itertuples(index=False):
+        a, b = images[row.original], images[row.copy]
+        assert b.shape == a.shape and b.dtype == np.uint8
+        assert (a == b).all() == (row.kind == "copy")  # every other kind changes the pixels
+    groups = groups_of(images)
+    found = (groups[pairs["original"]] >= 0) & (groups[pairs["original"]] == groups[pairs["copy"]])
+    by_kind = pd.Series(found).groupby(pairs["kind"].to_numpy()).mean()
+    assert by_kind["copy"] == 1.0 and by_kind["jpeg"] == 1.0 and by_kind["exposure"] == 1.0
+    assert by_kind["resize"] >= 0.5
+    assert not false_grouping(groups, pairs).any()  # nothing grouped with a stranger
+    # Every kind leaves the copy among its original's nearest thumbnails (what the search must find).
+    indices, _ = nearest_neighbours(thumbnails(images), k=10)
+    near = [(indices[o] == c).any() for o, c in zip(pairs["original"], pairs["copy"])]
+    assert np.mean(near) >= 0.9
+
+
+@needs_fashion
+def test_perceptual_hashes_are_measured_beside_the_thumbnail():
+    images = fashion(20)
+    hashes = perceptual_hashes(images, method="phash")
+    assert hashes.shape == (20, 8) and hashes.dtype == np.uint8
+    jpeg = np.stack([KINDS["jpeg"](image, np.random.default_rng(0)) for image in images])
+    distance = np.unpackbits(hashes ^ perceptual_hashes(jpeg, method="phash"), axis=1).sum(axis=1)
+    assert np.median(distance) <= 4
+    with pytest.raises(ValueError, match="uint8"):
+        perceptual_hashes(images.astype(np.float32))
+
+
+@needs_fashion
+def test_a_folder_of_300_different_fashion_mnist_images_groups_nothing(tmp_path):
+    from csl_core.data import load_imagefolder
+    from csl_core.data.builtin import FASHION_CLASSES, load_fashion_mnist
+
+    train, _ = load_fashion_mnist()
+    for i in range(300):
+        folder = tmp_path / FASHION_CLASSES[int(train.labels[i])]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.asarray(train.images[i]).squeeze()).save(folder / f"{i:05d}.png")
+    source = load_imagefolder(str(tmp_path), image_size=28)
+    assert len(source) == 300
+    groups = groups_of(source.images)
+    assert (groups < 0).all()  # the former embedding search grouped 135 of these 300 in 13 groups
+
+
+def test_false_grouping_counts_strangers_but_not_partners_or_known_duplicates():
+    pairs = pd.DataFrame({"original": [0, 2], "copy": [1, 3], "kind": ["jpeg", "crop"]})
+    groups = np.array([0, 0, 1, 1, 1, -1])  # pair (0, 1) alone; pair (2, 3) with sample 4
+    assert false_grouping(groups, pairs).tolist() == [False, False, True, True, True, False]
+    known = np.array([-1, -1, 0, -1, 0, -1])  # 4 is the set's own duplicate of 2
+    assert not false_grouping(groups, pairs, known).any()
+
+
+def test_the_default_ratio_is_the_one_the_benchmark_table_picks():
+    text = (ROOT / "docs" / "bench" / "duplicates.md").read_text()
+    rows = re.findall(r"^\| (fashion-mnist|cifar10n) \| thumbnail \| ([0-9.]+) \|.*\| ([0-9.]+) \| [0-9]+ \|$",
+                      text, flags=re.M)
+    table = pd.DataFrame(rows, columns=["set", "threshold", "false_share_not_known"]).astype(
+        {"threshold": float, "false_share_not_known": float})
+    assert set(table["set"]) == {"fashion-mnist", "cifar10n"} and len(table) >= 10
+    table["false_share_not_known"] /= 100  # the table shows percent
+    assert pick_threshold(table) == DEFAULT_RATIO
+
+
+def test_fingerprints_are_written_when_a_run_is_made(demo_run):
+    from csl_core.run.duplicates import FINGERPRINTS_FILE, image_fingerprints
+    from csl_core.run.store import RunStore
+
+    assert (demo_run / FINGERPRINTS_FILE).is_file()
+    store = RunStore(demo_run)
+    hashes, prints = image_fingerprints(store)
+    assert len(hashes) == len(prints) == store.num_samples
