@@ -79,7 +79,7 @@ def test_a_folder_of_300_different_fashion_mnist_images_groups_nothing(tmp_path)
 
     train, _ = load_fashion_mnist()
     for i in range(300):
-        folder = tmp_path / FASHION_CLASSES[int(train.labels[i])]
+        folder = tmp_path / FASHION_CLASSES[int(train.labels[i])].replace("/", "-")  # T-shirt/top
         folder.mkdir(exist_ok=True)
         Image.fromarray(np.asarray(train.images[i]).squeeze()).save(folder / f"{i:05d}.png")
     source = load_imagefolder(str(tmp_path), image_size=28)
