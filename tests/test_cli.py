@@ -51,7 +51,7 @@ def test_info_prints_the_detection_auroc(demo_run, capsys):
 
 def test_scores_prints_the_top_and_writes_every_sample_to_csv(demo_run, tmp_path, capsys):
     table = tmp_path / "scores.csv"
-    assert main(["scores", str(demo_run), "--top", "5", "--csv", str(table)]) == 0
+    assert main(["scores", str(demo_run), "--csv", str(table)]) == 0
     printed = capsys.readouterr().out
     scores = pd.read_csv(table)
     assert len(scores) == RunStore(demo_run).num_samples
@@ -61,6 +61,48 @@ def test_scores_prints_the_top_and_writes_every_sample_to_csv(demo_run, tmp_path
     assert main(["scores", str(demo_run), "--by", "aum", "--top", "3"]) == 0
     assert main(["scores", str(demo_run), "--by", "vibes"]) == 2
     assert "known scores" in capsys.readouterr().err
+
+
+def test_scores_top_n_writes_n_rows_names_the_suggested_class_and_prints_the_absolute_path(
+        demo_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = RunStore(demo_run)
+    classes = ["ankle_boot", *store.classes[1:]]   # a name, not an index, is what the dashboard shows
+    monkeypatch.setattr(RunStore, "classes", property(lambda self: classes))
+    assert main(["scores", str(demo_run), "--top", "7", "--csv", "top.csv"]) == 0
+    printed = capsys.readouterr().out
+    written = pd.read_csv(tmp_path / "top.csv")
+    assert len(written) == 7
+    assert f"wrote 7 rows to {tmp_path / 'top.csv'}" in printed
+    assert written["suggested_class"].astype(str).tolist() == [classes[c] for c in written["suggested_label"]]
+    header = next(line for line in printed.splitlines() if "suggested_class" in line)
+    table = [line for line in printed.split(header, 1)[1].splitlines()[1:] if not line.startswith("index")]
+    assert len(table) == 7
+    for line, label in zip(table, written["suggested_label"]):
+        assert classes[label] in line.split()
+
+
+def test_export_prints_absolute_paths(demo_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(demo_run), "--format", "csv,cleanlab", "--out", "out"]) == 0
+    written = [line.rsplit(" ", 1)[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("wrote")]
+    assert written and all(Path(path).is_absolute() and Path(path).exists() for path in written), written
+
+
+def test_help_says_each_default_once_and_never_none():
+    import argparse
+
+    from csl_core.cli.parser import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        formatter = command._get_formatter()
+        for action in command._actions:
+            text = formatter._get_help_string(action) if action.help else ""
+            assert "(default: None)" not in text, (name, action.dest, text)
+            assert text.count("(default") <= 1, (name, action.dest, text)
+        assert "(default: None)" not in command.format_help(), name
 
 
 def test_bad_data_exits_2_with_a_message_and_no_traceback(tmp_path):

@@ -21,16 +21,16 @@ def cmd_export(args) -> int:
     if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
     store = RunStore(args.run)
-    out = Path(args.out) if args.out else store.path / EXPORT
+    out = (Path(args.out) if args.out else store.path / EXPORT).resolve()   # printed as absolute paths
     if "csv" in formats or "imagefolder" in formats:
         result = export_run(store.path, include_dropped=not args.no_dropped, imagefolder="imagefolder" in formats,
                             out_dir=out)
-        print(f"wrote {result.rows} rows to {result.csv_path}")
+        print(f"wrote {result.rows} rows to {Path(result.csv_path).resolve()}")
         if result.tree_path is not None:
-            print(f"wrote the cleaned ImageFolder tree {result.tree_path}")
+            print(f"wrote the cleaned ImageFolder tree {Path(result.tree_path).resolve()}")
     for file in export_interop(store.path, out, label_issue_table="cleanlab" in formats,
                                fiftyone="fiftyone" in formats, arrays="arrays" in formats):
-        print(f"wrote {file}")
+        print(f"wrote {Path(file).resolve()}")
     return 0
 
 

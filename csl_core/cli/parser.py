@@ -13,6 +13,20 @@ from ..data import NOISE_KINDS, SOURCES
 from ..engine.names import BACKBONES
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Says an option's default once, as a person writes it: not where its help already says it, not for a
+    default of None, False or nothing, and a tuple as "1,2"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default is argparse.SUPPRESS
+                or (isinstance(default, (tuple, list)) and not default)):
+            return text
+        shown = ",".join(str(v) for v in default) if isinstance(default, (tuple, list)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -59,7 +73,7 @@ def add_train(sub) -> None:
     sources = " | ".join(kind.usage for kind in SOURCES.values())
     own_epochs = ", ".join(f"{name} {kind.epochs}" for name, kind in SOURCES.items() if kind.epochs)
     t = sub.add_parser("train", help="train a model and record every sample's loss each epoch",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelp)
     t.add_argument("--data", default=train_defaults.data, help=f"data source: {sources}")
     t.add_argument("--epochs", type=int, default=None,
                    help=f"epochs to train (default {train_defaults.epochs}; {own_epochs}; fine-tuning "
@@ -127,8 +141,10 @@ def add_scores(sub) -> None:
     s.add_argument("--by", default=None, metavar="SCORE",
                    help="score to rank by (default: " + " if the run has it, else ".join(DEFAULT_RANKING)
                         + "): " + ", ".join(SCORES))
-    s.add_argument("--top", type=int, default=20, help="rows to print")
-    s.add_argument("--csv", default=None, help="write every sample's scores to this CSV file")
+    s.add_argument("--top", type=int, default=None, metavar="N",
+                   help="the N most suspicious samples: the rows to print (20 if not given) and, with --csv, to "
+                        "write (every sample if not given)")
+    s.add_argument("--csv", default=None, help="write the samples' scores to this CSV file, most suspicious first")
 
 
 def add_info(sub) -> None:
@@ -154,7 +170,7 @@ def add_bench(sub) -> None:
     """The ``bench`` command's options."""
     bench_defaults = BenchConfig()
     b = sub.add_parser("bench", help="benchmark CSL against every baseline on injected noise and duplicates",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelp)
     b.add_argument("--data", default=bench_defaults.data, help="data source (as for train)")
     b.add_argument("--noise", type=_fractions, default=bench_defaults.noise,
                    help="comma-separated noise levels; 'none' for duplicates only")
@@ -230,7 +246,7 @@ def add_export(sub) -> None:
 
 def add_memorization(sub) -> None:
     """The ``memorization`` command's options."""
-    m = sub.add_parser("memorization", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    m = sub.add_parser("memorization", formatter_class=DefaultsHelp,
                        help="estimate memorisation by subset trainings (Feldman & Zhang) and compare every "
                             "score of one ordinary run against it")
     m.add_argument("--out", default=None,
@@ -257,7 +273,7 @@ def add_bench_real(sub) -> None:
     """The ``bench-real`` command's options."""
     r = sub.add_parser("bench-real", help="detection on real label noise: train a noisy label column through the "
                                           "csv: source and score against a trusted column (e.g. CIFAR-10N)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelp)
     r.add_argument("--labels", required=True, help="label file: a path column and several label columns")
     r.add_argument("--root", default=None, help="folder the paths are relative to (default: the file's folder)")
     r.add_argument("--columns", default="aggre_label", help="comma-separated noisy label columns to train on")

@@ -96,13 +96,18 @@ def cmd_scores(args) -> int:
     args.by = args.by or default_score(scores)
     order = np.argsort(-suspicion(scores, args.by), kind="stable")
     ranked = scores.iloc[order]
+    if "suggested_label" in ranked:   # as the dashboard shows it: the class name beside its index
+        ranked = ranked.assign(suggested_class=np.asarray(store.classes, dtype=object)[
+            ranked["suggested_label"].to_numpy(np.int64)])
     if args.csv:
-        atomic_write_csv(Path(args.csv), ranked.reset_index())
-        print(f"wrote {len(ranked)} rows to {args.csv}")
-    columns = [c for c in ("sample_id", "class_name", "csl", "csl_rank", args.by, "suggested_label",
+        written = ranked if args.top is None else ranked.head(args.top)
+        path = Path(args.csv).resolve()
+        atomic_write_csv(path, written.reset_index())
+        print(f"wrote {len(written)} rows to {path}")
+    columns = [c for c in ("sample_id", "class_name", "csl", "csl_rank", args.by, "suggested_class",
                            "suggested_confidence", "is_mislabeled") if c in ranked.columns]
     columns = list(dict.fromkeys(columns))
-    print(ranked[columns].head(args.top).to_string())
+    print(ranked[columns].head(20 if args.top is None else args.top).to_string())
     return 0
 
 
@@ -128,7 +133,7 @@ def cmd_duplicates(args) -> int:
     members = member_table(report, samples)
     if args.csv:
         atomic_write_csv(Path(args.csv), members)
-        print(f"wrote {len(members)} rows to {args.csv}")
+        print(f"wrote {len(members)} rows to {Path(args.csv).resolve()}")
     print(f"{len(groups)} duplicate groups at threshold {args.threshold} ({int(groups['exact'].sum())} exact, "
           f"{int(groups['label_conflict'].sum())} with conflicting labels), {len(members)} samples")
     columns = ["rank", "size", "label_conflict", "exact", "csl", "similarity", "sample_id", "class_name"]
