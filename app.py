@@ -30,6 +30,7 @@ PAGES = [
     st.Page("pages/export.py", title="Export", icon=":material/download:", url_path="cleaned-labels"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/query_stats:", url_path="evaluation"),
     st.Page("pages/memorization.py", title="Memorisation", icon=":material/psychology:", url_path="memorisation"),
+    st.Page("pages/help.py", title="Help", icon=":material/help:", url_path="documentation"),
 ]
 
 page = st.navigation(PAGES)

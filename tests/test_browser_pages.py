@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 PAGES = [("Run", "What next"), ("Trajectories", "Samples per side"), ("Galleries", "Hardest: highest"),
          ("Review queue", "Undo last action"), ("Focused review", "Keys:"), ("Class pairs", "Accept all"),
          ("Duplicates", "Undo last duplicates action"), ("Export", "Download CSV"), ("Evaluate", "Errors to find"),
-         ("Memorisation", "no memorisation estimate yet")]
+         ("Memorisation", "no memorisation estimate yet"), ("Help", "Quick start")]
 
 
 class _StopAfter:
