@@ -14,7 +14,7 @@ import streamlit as st
 
 from csl_core.analysis.scores import SCORES
 from csl_core.run.decisions import DecisionLog
-from csl_core.run.duplicates import NEIGHBOURS_FILE, neighbour_index
+from csl_core.run.duplicates import cached_index, neighbour_index
 from csl_core.run.images import image_data_url
 from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore
@@ -34,7 +34,9 @@ from pages._filters import likely_end, names_for, ranking, sample_filters
 VIEW_KEY = "foc_view"
 BEHIND, AHEAD = 8, 32          # samples sent either side of the cursor (the ahead ones are preloaded)
 NEIGHBOURS_SHOWN = 6
-NEIGHBOURS_SEARCH_LIMIT = 50_000   # above this, neighbours only where the Duplicates page already searched
+# Above this the page does not wait for the search (faiss: about 80 s at 100k x 512 on two busy cores);
+# neighbours are shown where `python -m csl_core duplicates RUN --embedding-neighbours` searched them.
+NEIGHBOURS_SEARCH_LIMIT = 200_000
 ss = st.session_state
 
 
@@ -53,10 +55,14 @@ def neighbours(run_path: str, finished_epochs: int) -> tuple[np.ndarray, np.ndar
     store = RunStore(run_path)
     if not (store.path / EMBEDDINGS).exists():
         return None
-    if store.num_samples > NEIGHBOURS_SEARCH_LIMIT and not (store.path / NEIGHBOURS_FILE).exists():
-        return None
-    index, _ = neighbour_index(store)
-    return (index.indices, index.similarities) if index.indices.shape[1] else None
+    if store.num_samples > NEIGHBOURS_SEARCH_LIMIT:
+        index = cached_index(store)  # what `duplicates --embedding-neighbours` saved, if anything
+        if index is None:
+            return None
+    else:
+        index, _ = neighbour_index(store, embeddings=True)
+    found = index.embedding_indices
+    return (found, index.embedding_similarities) if found is not None and found.shape[1] else None
 
 
 def session_source() -> str:

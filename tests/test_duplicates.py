@@ -240,3 +240,21 @@ def test_without_embeddings_duplicates_are_still_found_from_the_pictures(run_cop
     found = injected_pair_recall(report.samples["group"].to_numpy(), samples["duplicate_of"].to_numpy(),
                                  report.groups)
     assert found["recall"] == 1.0
+
+
+def test_embedding_neighbours_are_searched_only_when_asked_and_then_kept(run_copy, tmp_path):
+    from csl_core.run.duplicates import cached_index
+    from csl_core.run.store import RunStore
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run_copy, fresh)
+    (fresh / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    find_duplicates(fresh)  # the duplicate search does not wait for the embeddings' neighbours
+    assert cached_index(RunStore(fresh)).embedding_indices.shape[1] == 0
+    assert main(["duplicates", str(fresh), "--embedding-neighbours", "--top", "1"]) == 0
+    index = cached_index(RunStore(fresh))
+    assert index.embedding_indices.shape == (RunStore(fresh).num_samples, 10)
+    assert index.indices.shape[1] == 10  # the thumbnails' neighbours stay
+    embeddings = np.load(fresh / "embeddings.npy")
+    expected, _ = nearest_neighbours(embeddings, k=10, backend="exact")
+    assert (index.embedding_indices[:, 0] == expected[:, 0]).mean() > 0.99

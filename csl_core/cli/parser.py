@@ -158,12 +158,16 @@ def add_duplicates(sub) -> None:
     d = sub.add_parser("duplicates", help="exact and near-duplicate groups, label conflicts flagged, ranked by CSL")
     d.add_argument("run", help="run folder")
     d.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"cosine similarity of embeddings from which two samples are near duplicates "
-                        f"(default {DEFAULT_THRESHOLD}); exact copies are always grouped")
+                   help=f"two pictures are near duplicates when their thumbnails' distance is at most this share "
+                        f"of the distance to their 10th nearest (default {DEFAULT_THRESHOLD}, picked by "
+                        "docs/bench/duplicates.md); exact copies are always grouped")
     d.add_argument("--csv", default=None, help="write one row per grouped sample to this CSV file")
     d.add_argument("--top", type=int, default=10, help="groups to print")
     d.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
                    help=f"nearest neighbours searched per sample (default {DEFAULT_NEIGHBOURS})")
+    d.add_argument("--embedding-neighbours", action="store_true",
+                   help="also search each sample's nearest neighbours by the run's embeddings and save them "
+                        "(the focus review shows them; it does not search runs above 200,000 samples itself)")
 
 
 def add_bench(sub) -> None:

@@ -125,6 +125,10 @@ def cmd_duplicates(args) -> int:
     from ..run.duplicates import find_duplicates
 
     store = RunStore(args.run)
+    if args.embedding_neighbours:
+        from ..run.duplicates import neighbour_index
+
+        neighbour_index(store, k=args.neighbours, embeddings=True, progress=True)
     report = find_duplicates(store, threshold=args.threshold, k=args.neighbours, progress=True)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -69,38 +69,49 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
 
 
 def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: bool = False,
-                    progress: bool = False) -> tuple[NeighbourIndex, list[str]]:
+                    progress: bool = False, embeddings: bool = False) -> tuple[NeighbourIndex, list[str]]:
     """The cached neighbour searches and content hashes of a run, computed and saved when missing or stale:
-    the nearest thumbnails (duplicates) and, where the run has embeddings, the nearest embeddings."""
+    the nearest thumbnails (duplicates) and, with ``embeddings`` and where the run has them, the nearest
+    embeddings (the focus page's look-alikes; the duplicate search does not wait for them)."""
     notes: list[str] = []
     embeddings_file = store.path / EMBEDDINGS
     stamp = _stamp(embeddings_file)
     cached = None if recompute else _read_cache(store.path / NEIGHBOURS_FILE, stamp, k, store.num_samples)
-    if cached is not None:
+    wanted = embeddings and stamp is not None
+    if cached is not None and (not wanted or cached.embedding_indices.shape[1]):
         if cached.hashes is None:
             notes.append(_NO_IMAGES)
         return cached, notes
     began = time.perf_counter()
-    hashes, fingerprints = image_fingerprints(store, recompute=recompute, progress=progress)
-    if fingerprints is None:
-        notes.append(_NO_IMAGES)
-        indices = np.empty((store.num_samples, 0), dtype=np.int64)
-        similarities = np.empty((store.num_samples, 0), dtype=np.float32)
+    if cached is not None:
+        hashes, indices, similarities = cached.hashes, cached.indices, cached.similarities
     else:
-        indices, similarities = nearest_neighbours(fingerprints, k=k, progress=progress)
+        hashes, fingerprints = image_fingerprints(store, recompute=recompute, progress=progress)
+        if fingerprints is None:
+            indices = np.empty((store.num_samples, 0), dtype=np.int64)
+            similarities = np.empty((store.num_samples, 0), dtype=np.float32)
+        else:
+            indices, similarities = nearest_neighbours(fingerprints, k=k, progress=progress)
+    if hashes is None:
+        notes.append(_NO_IMAGES)
     embedding_indices = np.empty((store.num_samples, 0), dtype=np.int64)
     embedding_similarities = np.empty((store.num_samples, 0), dtype=np.float32)
-    if stamp is not None:
+    if wanted:
         check_array_file(embeddings_file, store.num_samples, 1)  # whole, before it is mapped
-        embeddings = np.load(embeddings_file, mmap_mode="r")
-        if len(embeddings) != store.num_samples:
-            raise RunError(f"{embeddings_file} has {len(embeddings)} rows for {store.num_samples} samples; "
+        features = np.load(embeddings_file, mmap_mode="r")
+        if len(features) != store.num_samples:
+            raise RunError(f"{embeddings_file} has {len(features)} rows for {store.num_samples} samples; "
                            "delete it and run the training's last step again (--resume)")
-        embedding_indices, embedding_similarities = nearest_neighbours(embeddings, k=k, progress=progress)
+        embedding_indices, embedding_similarities = nearest_neighbours(features, k=k, progress=progress)
     index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began,
                            embedding_indices=embedding_indices, embedding_similarities=embedding_similarities)
     _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
     return index, notes
+
+
+def cached_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS) -> NeighbourIndex | None:
+    """The neighbour searches already saved in the run folder and still valid, or ``None``; never searches."""
+    return _read_cache(store.path / NEIGHBOURS_FILE, _stamp(store.path / EMBEDDINGS), k, store.num_samples)
 
 
 def write_fingerprints(store: RunStore, images: np.ndarray, rows: np.ndarray | None = None, *,
