@@ -117,7 +117,7 @@ def test_every_page_with_real_class_names_reads_in_full_and_stays_local(long_nam
         page.mouse.move(box["x"] + box["width"] / 2 + 3, box["y"] + box["height"] / 2 + 3)   # the hand rests
         time.sleep(0.3)
         preview, bar = grid.locator(".preview"), grid.locator(".bar")
-        assert not preview.is_visible() or not _boxes_overlap(preview.bounding_box(), bar.bounding_box())
+        assert not preview.is_visible()   # the hand has not moved since the click: nothing pops up
         other = cards.nth(3).locator(".thumb")   # moving on to another image shows it large, still off the bar
         other.hover()
         expect(preview).to_be_visible()

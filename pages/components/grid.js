@@ -110,7 +110,7 @@ function onClick(state, event) {
     return;
   }
   if (target.closest(".thumb")) {
-    state.quiet = index;
+    state.quiet = { x: event.clientX, y: event.clientY };
     hidePreview(state);
     const order = state.data.items.map((item) => item.index);
     if (event.shiftKey && state.anchor !== null && order.includes(state.anchor)) {
@@ -147,10 +147,12 @@ function hidePreview(state) {
 function onHover(state, event) {
   const preview = state.root.querySelector(".preview");
   const thumb = event.target.closest ? event.target.closest(".thumb") : null;
-  const index = thumb ? Number(thumb.closest(".card").dataset.index) : null;
-  // A click selects: the preview stays away from that card (and from the bulk actions the click just
-  // offered) until the pointer moves on to another image.
-  if (index !== state.quiet) state.quiet = null;
+  // A click selects: the preview stays away (from that card and from the bulk actions the click just offered)
+  // until the pointer really moves. The redraw after a click (the bar may grow a line and push the cards down)
+  // puts another element under a pointer that has not moved: that is no reason to show it.
+  if (state.quiet && Math.hypot(event.clientX - state.quiet.x, event.clientY - state.quiet.y) > 12) {
+    state.quiet = null;
+  }
   if (!thumb || state.quiet !== null) {
     hidePreview(state);
     return;
