@@ -105,3 +105,12 @@ def test_every_subpackage_says_what_its_layer_is():
     for package in sorted(p for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()):
         doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
         assert doc and "layer" in doc.splitlines()[0].lower(), f"{package.name}/__init__.py: say the layer in line one"
+
+
+def test_no_private_name_crosses_a_module():
+    """A name with a leading underscore stays in its module: what another module needs is public."""
+    crossing = [f"{name}: {node.module or '.'} {alias.name}" for name, file in MODULES.items()
+                for node in ast.walk(ast.parse(file.read_text())) if isinstance(node, ast.ImportFrom)
+                and (node.level or (node.module or "").startswith("csl_core"))
+                for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not crossing, f"private names imported from another module: {crossing}"
