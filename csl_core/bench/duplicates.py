@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.duplicates import _group_labels, content_hashes, exact_duplicate_of
+from ..analysis.duplicates import content_hashes, exact_duplicate_of, group_labels
 from ..analysis.hashing import FINGERPRINT_NEIGHBOURS, hash_neighbours, perceptual_hashes, ratio_links, thumbnails
 from ..analysis.neighbours import nearest_neighbours
 
@@ -188,7 +188,7 @@ def evaluate(images: np.ndarray, pairs: pd.DataFrame, *, method: str, thresholds
     exact_of = exact_duplicate_of(content_hashes(images))
     rows, groups_at = [], {}
     for threshold in thresholds:
-        groups = _group_labels(indices, -distance, -threshold, exact_of)
+        groups = group_labels(indices, -distance, threshold=-threshold, exact_of=exact_of)
         together = (groups[pairs["original"]] >= 0) & (groups[pairs["original"]] == groups[pairs["copy"]])
         false = false_grouping(groups, pairs)
         row = {"method": method, "threshold": threshold}
@@ -209,7 +209,8 @@ def known_duplicates(images: np.ndarray) -> np.ndarray:
     """The groups of ``images`` at :data:`REFERENCE_RATIO` by the thumbnail: the set's own near-duplicates
     (planted copies included), to be looked at before they are taken as real."""
     indices, distance = links(images, "thumbnail")
-    return _group_labels(indices, -distance, -REFERENCE_RATIO, exact_duplicate_of(content_hashes(images)))
+    return group_labels(indices, -distance, threshold=-REFERENCE_RATIO,
+                        exact_of=exact_duplicate_of(content_hashes(images)))
 
 
 def pick_threshold(table: pd.DataFrame, *, max_false_share: float = 0.005,
