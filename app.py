@@ -13,7 +13,7 @@ with st.spinner("Starting the dashboard: loading its libraries..."):
     import plotly.graph_objects  # noqa: F401  (the pages' charts)
 
     import pages._components  # noqa: F401  (the focused review and the thumbnail grid)
-    from pages._common import sidebar
+    from pages._common import show_failure, sidebar
     from pages._filters import sample_filters  # noqa: F401
 
 # One entry per page, in menu order; a new page is one more line here. Each url_path differs from its
@@ -34,5 +34,9 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-sidebar()
-page.run()
+# A crafted or damaged run is said on the page as damaged, with what is wrong: never a traceback.
+try:
+    sidebar()
+    page.run()
+except Exception as error:  # noqa: BLE001  (st.stop and st.rerun are not Exceptions: they pass through)
+    show_failure(error)

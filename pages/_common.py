@@ -19,6 +19,7 @@ from csl_core.run.folders import list_runs
 from csl_core.run.images import thumbnail, thumbnail_data_url
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore, run_problems
+from pages._text import isolated, plain
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
 RUNS_DIR_KEY = "runs_dir"     # the sidebar's runs folder setting
@@ -109,12 +110,31 @@ def select_run(path: str | Path) -> None:
     st.session_state[RUN_KEY] = path
 
 
+READ_ONLY_KEY = "read_only_runs"   # runs this session shows read-only (opened from the address)
+
+
+def is_read_only(path: str | Path) -> bool:
+    """Whether the run ``path`` is shown read-only: opened from the address (until the person allows changes)
+    or a folder this process cannot write. Viewing never writes; a read-only run takes no decision,
+    export or training either."""
+    if str(path) in st.session_state.get(READ_ONLY_KEY, ()):
+        return True
+    return not os.access(path, os.W_OK)
+
+
+def view_store(path: str | Path) -> RunStore:
+    """The run ``path`` as the pages read it: its derived results are not kept when it is read-only."""
+    store = RunStore(path)
+    store.read_only = is_read_only(path)
+    return store
+
+
 def open_store() -> RunStore | None:
     path = open_run_path()
     if not path:
         return None
     try:
-        store = RunStore(path)
+        store = view_store(path)
     except RunError:
         return None
     return None if run_problems(path) else store
@@ -127,7 +147,7 @@ def require_scored_run() -> RunStore:
         path = open_run_path()
         problems = run_problems(path) if path and Path(path, META).exists() else []
         if problems:
-            st.error("This run is damaged and is not shown: " + " ".join(problems))
+            st.error("This run is damaged and is not shown: " + plain(" ".join(problems)))
             st.stop()
         job = job_registry().get(path)
         if job is not None and job.status().active:
@@ -136,7 +156,7 @@ def require_scored_run() -> RunStore:
             st.info("No run is open. Start one on the **Run** page, or pick one in the sidebar.")
         st.stop()
     if store.finished_epochs == 0:
-        st.info(f"Run **{store.name}** has no finished epoch yet; scores appear after the first one.")
+        st.info(f"Run **{plain(store.name)}** has no finished epoch yet; scores appear after the first one.")
         st.stop()
     return store
 
@@ -144,13 +164,15 @@ def require_scored_run() -> RunStore:
 # ---------------------------------------------------------------- cached reads
 
 @st.cache_resource(max_entries=6, show_spinner="Scoring samples...")
-def load_scores(run_path: str, finished_epochs: int) -> pd.DataFrame:
+def load_scores(run_path: str, finished_epochs: int, read_only: bool = False) -> pd.DataFrame:
     """Every score of every sample, recomputed only when an epoch finishes.
 
     One frame shared by every session and rerun, never copied (at 1.28M samples a copy per rerun
     costs seconds and hundreds of MB): treat it as read-only.
     """
-    return RunStore(run_path).scores()
+    store = RunStore(run_path)
+    store.read_only = read_only
+    return store.scores()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -168,23 +190,25 @@ def likely_mislabeled(run_path: str, finished_epochs: int) -> int | None:
 
 
 def scores_for(store: RunStore) -> pd.DataFrame:
-    return load_scores(str(store.path), store.finished_epochs)
+    return load_scores(str(store.path), store.finished_epochs, bool(getattr(store, "read_only", False)))
 
 
 def decision_log(store: RunStore) -> DecisionLog:
-    return DecisionLog(store.path)
+    return DecisionLog(store.path, read_only=bool(getattr(store, "read_only", False)))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _effective(run_path: str, revision: int, num_samples: int, finished_epochs: int) -> pd.DataFrame:
-    labels = load_scores(run_path, finished_epochs)["label"].to_numpy(np.int64)
-    return DecisionLog(run_path).effective(num_samples, labels)
+def _effective(run_path: str, revision: int, num_samples: int, finished_epochs: int,
+               read_only: bool = False) -> pd.DataFrame:
+    labels = load_scores(run_path, finished_epochs, read_only)["label"].to_numpy(np.int64)
+    return DecisionLog(run_path, read_only=read_only).effective(num_samples, labels)
 
 
 def effective_for(store: RunStore) -> pd.DataFrame:
     """The effective decision of every sample, re-read only when the log grows."""
     revision = decision_log(store).revision()
-    return _effective(str(store.path), revision, store.num_samples, store.finished_epochs)
+    return _effective(str(store.path), revision, store.num_samples, store.finished_epochs,
+                      bool(getattr(store, "read_only", False)))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -196,8 +220,11 @@ def loss_rows(run_path: str, finished_epochs: int, rows: tuple[int, ...]) -> np.
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def class_mean_losses(run_path: str, finished_epochs: int) -> np.ndarray:
-    """Every class's mean loss per epoch, ``(classes, epochs)``; kept in the folder of a completed run."""
-    return RunStore(run_path).class_mean_loss()[:, :finished_epochs]
+    """Every class's mean loss per epoch, ``(classes, epochs)``; kept in the folder of a completed run
+    (by the trainer: a page never writes it)."""
+    store = RunStore(run_path)
+    store.read_only = True
+    return store.class_mean_loss()[:, :finished_epochs]
 
 
 def class_mean_loss(run_path: str, finished_epochs: int, label: int) -> np.ndarray:
@@ -232,7 +259,9 @@ def thumb_url(store: RunStore, index: int, size: int = 64) -> str | None:
 # ---------------------------------------------------------------- wording
 
 def decision_text(action: str, label: int, classes: list[str]) -> str:
-    return {"keep": "kept", "drop": "dropped", "relabel": f"relabeled to {classes[label]}"}.get(action, "undecided")
+    """Plain text (for tables and components); :func:`plain` it for a Markdown place."""
+    return {"keep": "kept", "drop": "dropped", "relabel": f"relabeled to {isolated(classes[label])}"}.get(
+        action, "undecided")
 
 
 def tab_id() -> str:
@@ -249,7 +278,7 @@ def describe_batch(decisions: pd.DataFrame, classes: list[str]) -> str:
         count = len(group)
         text = f"{action} of {count:,} image{'s' if count != 1 else ''}"
         if action == "relabel":
-            names = list(dict.fromkeys(classes[int(c)] for c in group["label"].dropna()))
+            names = list(dict.fromkeys(plain(classes[int(c)], 40) for c in group["label"].dropna()))
             others = len(names) - 3
             more = f" and {others} other class{'es' if others != 1 else ''}" if others > 0 else ""
             text += " to " + ", ".join(f"'{name}'" for name in names[:3]) + more
@@ -266,7 +295,7 @@ def record(store: RunStore, indices, action: str, *, label=None, source: str) ->
     """Append a decision and say what it did in a toast; a bad request is shown, never raised."""
     try:
         batch = decision_log(store).record(indices, action, label=label, source=source, tab=tab_id())
-    except ValueError as e:
+    except (ValueError, RunError) as e:   # a bad request, or a run shown read-only
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"
@@ -274,7 +303,11 @@ def record(store: RunStore, indices, action: str, *, label=None, source: str) ->
 
 def undo(store: RunStore, *, source: str | None = None) -> None:
     """Take back this tab's last batch (from ``source``) and say what it was."""
-    undone = decision_log(store).undo(source=source, tab=tab_id())
+    try:
+        undone = decision_log(store).undo(source=source, tab=tab_id())
+    except RunError as e:
+        st.session_state["decision_error"] = str(e)
+        return
     st.session_state["last_decision"] = f"undid: {batch_text(store, undone)}" if undone else "nothing to undo"
 
 
@@ -285,7 +318,7 @@ def show_decision_feedback() -> None:
         st.toast(message)
     error = st.session_state.pop("decision_error", None)
     if error:
-        st.error(error)
+        st.error(plain(error))
 
 
 # ---------------------------------------------------------------- the sidebar (every page)
@@ -302,12 +335,13 @@ def sidebar() -> None:
             st.session_state[RUN_KEY] = (healthy or choices or [None])[0]
         if choices:
             st.selectbox("Open run", choices, key=RUN_KEY,
-                         format_func=lambda p: Path(p).name + (" (damaged)" if p in damaged else ""),
+                         format_func=lambda p: isolated(Path(p).name, 80) + (" (damaged)" if p in damaged else ""),
                          help=f"Run folders under {runs_root()}/ (newest first) and runs opened by path.")
         else:
             st.caption(f"No runs yet under {runs_root()}/. Start one on the Run page.")
         if url_error:
-            st.warning(url_error)
+            st.warning(plain(url_error))
+        _read_only_notice()
         _sidebar_job_state()
         with st.expander("Settings", icon=":material/settings:"):
             st.text_input("Runs folder", value=default_runs_root(), key=RUNS_DIR_KEY,
@@ -328,12 +362,47 @@ def _open_run_from_url() -> str | None:
         return None
     job = job_registry().get(path)
     if job is None:
+        root = runs_root().resolve()
+        where = Path(path).resolve()
+        if where == root or not where.is_relative_to(root):  # a link could name any folder on the server
+            return (f"The address names {path}, which is not a run under the runs folder {runs_root()}; only runs "
+                    "there open from an address. Open another folder on the Run page (Open a run by path)")
         try:
             RunStore(path)
         except RunError as e:
             return f"The run in the address cannot be opened: {e}"
+        st.session_state.setdefault(READ_ONLY_KEY, set()).add(str(path))   # viewing never writes
     select_run(path)
     return None
+
+
+def show_failure(error: Exception) -> None:
+    """What a page shows instead of a traceback when the open run's files make it fail: the run is damaged
+    (or inconsistent), with the error; the full traceback goes to the server's log only."""
+    import logging
+
+    logging.getLogger("csl_clean.pages").exception("a page failed on run %s", st.session_state.get(RUN_KEY))
+    kind = "" if isinstance(error, RunError) else f"{type(error).__name__}: "
+    st.error(f"This run is damaged or inconsistent and cannot be shown here ({plain(kind + str(error), 600)}). "
+             "Pick another run in the sidebar, or train this one again.")
+
+
+def allow_changes(path: str) -> None:
+    st.session_state.setdefault(READ_ONLY_KEY, set()).discard(str(path))
+
+
+def _read_only_notice() -> None:
+    """Say that the open run is read-only, and why; a run opened from the address can be made writable."""
+    path = st.session_state.get(RUN_KEY)
+    if not path or not Path(path).is_dir() or not is_read_only(path):
+        return
+    if str(path) in st.session_state.get(READ_ONLY_KEY, ()):
+        st.info("This run was opened from the address, so it is shown read-only: no decision, export or "
+                "training writes to it.")
+        st.button("Allow changes to this run", key="allow_changes", on_click=allow_changes, args=(path,))
+    else:
+        st.info("This run's folder is not writable, so it is shown read-only: decisions, exports and training "
+                "are off.")
 
 
 def _sidebar_job_state() -> None:
@@ -348,12 +417,13 @@ def _sidebar_job_state() -> None:
             if store is not None:
                 meta = store.meta
                 done = "finished" if meta.get("completed") else "not finished"
-                st.caption(f"{meta['finished_epochs']}/{meta['epochs']} epochs · {done} · {meta['source']}")
+                st.caption(f"{meta['finished_epochs']}/{meta['epochs']} epochs · {done} · "
+                           f"{plain(meta.get('source', ''), 80)}")
             return
         status = job.status()
         st.progress(status.fraction, text=job_state_text(status))
         if status.state == "failed":
-            st.caption(f":red[{status.error}]")
+            st.caption(f":red[{plain(status.error)}]")
         if active != bool(registry.active()):
             st.rerun()   # a job started or ended: redraw the whole page once
 
@@ -384,4 +454,4 @@ def pick_class(classes: list[str], key: str, *, label: str = "Class", all_option
     """A class picker returning the class index (``None`` for "all classes")."""
     options = ([None] if all_option else []) + list(range(len(classes)))
     return st.selectbox(label, options, key=key,
-                        format_func=lambda c: "All classes" if c is None else f"{c}: {classes[c]}")
+                        format_func=lambda c: "All classes" if c is None else f"{c}: {isolated(classes[c], 60)}")

@@ -13,6 +13,7 @@ from csl_core.analysis.scores import SCORES, available_scores, default_score, su
 from csl_core.run.decisions import EFFECTIVE_ACTIONS, UNDECIDED
 from csl_core.run.store import RunStore
 from pages._common import load_scores
+from pages._text import isolated
 
 DECISIONS = (UNDECIDED, *EFFECTIVE_ACTIONS)
 
@@ -111,10 +112,10 @@ def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFram
         options = list(range(len(classes)))
         with cells[1]:
             given = st.multiselect("Given label", options, key=f"{key}_given",
-                                   format_func=lambda c: f"{c}: {classes[c]}") if by_given else []
+                                   format_func=lambda c: f"{c}: {isolated(classes[c], 60)}") if by_given else []
         with cells[2]:
             suggested_in = st.multiselect("Suggested label", options, key=f"{key}_suggested",
-                                          format_func=lambda c: f"{c}: {classes[c]}",
+                                          format_func=lambda c: f"{c}: {isolated(classes[c], 60)}",
                                           disabled="suggested_label" not in scores)
     mask = np.ones(len(scores), dtype=bool)
     if threshold is not None:

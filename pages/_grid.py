@@ -9,6 +9,7 @@ from csl_core.run.store import RunStore
 from pages._common import decision_text, record, thumb_url
 from pages._components import thumbnail_grid
 from pages._filters import names_for
+from pages._text import isolated, plain_list
 
 GRID_ACTIONS = ("accept", "keep", "drop", "relabel")
 
@@ -63,7 +64,7 @@ def grid_items(store: RunStore, scores: pd.DataFrame, effective: pd.DataFrame, i
     for index in (int(i) for i in indices):
         action = str(actions[index])
         items.append({
-            "index": index, "image": thumb_url(store, index, pixels), "name": str(names[index]), "photo": large,
+            "index": index, "image": thumb_url(store, index, pixels), "name": isolated(names[index]), "photo": large,
             "rank": int(ranks[index]), "csl": f"{csl[index]:.2f}", "given": int(labels[index]),
             "suggested": int(suggested[index]) if suggested is not None else None,
             "probability": float(confidence[index]) if confidence is not None else 0.0,
@@ -81,6 +82,6 @@ def show_grid(store: RunStore, scores: pd.DataFrame, effective: pd.DataFrame, in
         state = st.session_state.get(key) or {}
         apply_grid_action(store, state.get("action"), suggested=suggested, source=source)
 
-    data = {"classes": store.classes, "size": int(size), "empty": empty,
+    data = {"classes": plain_list(store.classes), "size": int(size), "empty": empty,
             "items": grid_items(store, scores, effective, indices, size)}
     thumbnail_grid(key=key, data=data, on_action_change=on_action)

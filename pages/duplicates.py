@@ -16,11 +16,11 @@ from csl_core.analysis.duplicates import (
     member_table,
     not_duplicate_sets,
 )
-from csl_core.run.decisions import Decision
+from csl_core.run.decisions import Decision, DecisionLog
 from csl_core.run.duplicates import find_duplicates
 from csl_core.run.files import csv_safe
 from csl_core.run.layout import EMBEDDINGS
-from csl_core.run.store import RunStore
+from csl_core.run.store import RunError, RunStore
 from pages._common import (
     batch_text,
     decision_log,
@@ -34,6 +34,7 @@ from pages._common import (
     tab_id,
     undo,
 )
+from pages._text import isolated, plain
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
@@ -50,16 +51,20 @@ def _select_width(texts) -> int:
 
 
 @st.cache_data(max_entries=8, show_spinner="Searching for duplicates (the first time takes a while)...")
-def load_report(run_path: str, finished_epochs: int, embeddings_stamp: float, threshold: float):
-    """The groups at ``threshold``; the neighbour search behind them is cached in the run folder."""
-    scores = load_scores(run_path, finished_epochs)  # labels and CSL already in memory
-    return find_duplicates(run_path, threshold=threshold, labels=scores["label"].to_numpy(),
+def load_report(run_path: str, finished_epochs: int, embeddings_stamp: float, threshold: float,
+                read_only: bool = False):
+    """The groups at ``threshold``; the neighbour search behind them is cached in the run folder (unless the
+    run is shown read-only)."""
+    scores = load_scores(run_path, finished_epochs, read_only)  # labels and CSL already in memory
+    store = RunStore(run_path)
+    store.read_only = read_only
+    return find_duplicates(store, threshold=threshold, labels=scores["label"].to_numpy(),
                            csl=scores["csl"].to_numpy())
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def load_dismissed(run_path: str, revision: int) -> list[frozenset[int]]:
-    return not_duplicate_sets(decision_log(RunStore(run_path)).history())
+def load_dismissed(run_path: str, revision: int, read_only: bool = False) -> list[frozenset[int]]:
+    return not_duplicate_sets(DecisionLog(run_path, read_only=read_only).history())
 
 
 def act(decisions: list[Decision], *, note: str) -> None:
@@ -67,7 +72,7 @@ def act(decisions: list[Decision], *, note: str) -> None:
     through the shared feedback keys."""
     try:
         batch = decision_log(store).record_batch(decisions, source=SOURCE, note=note, tab=tab_id())
-    except ValueError as e:
+    except (ValueError, RunError) as e:   # RunError: the run is shown read-only
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"
@@ -114,7 +119,7 @@ with filters[0]:
                                f"finds more groups (and more false ones); {DEFAULT_THRESHOLD} keeps false groups "
                                "under 0.5% on Fashion-MNIST and CIFAR-10N (docs/bench/duplicates.md). Exact "
                                "copies are always grouped.")
-report = load_report(str(store.path), store.finished_epochs, stamp, float(threshold))
+report = load_report(str(store.path), store.finished_epochs, stamp, float(threshold), store.read_only)
 for note in report.notes:
     st.info(note)
 with filters[1]:
@@ -127,7 +132,7 @@ with filters[3]:
 
 effective = effective_for(store)
 undecided = (effective["action"] == "undecided").to_numpy(bool)  # not 1.28M Python strings per rerun
-dismissed = load_dismissed(str(store.path), decision_log(store).revision())
+dismissed = load_dismissed(str(store.path), decision_log(store).revision(), store.read_only)
 groups = report.groups
 if conflicts_only:
     groups = groups[groups["label_conflict"].to_numpy(bool)]  # a numpy mask: an empty Series would pick columns
@@ -165,7 +170,7 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
     members = [int(m) for m in group.members]
     anchor = min(members)  # stable widget keys while the threshold moves
     with st.container(border=True, key=f"dup_group_{anchor}"):
-        names = ", ".join(classes[c] for c in group.labels)
+        names = ", ".join(plain(classes[c], 40) for c in group.labels)
         flag = f":red[label conflict: {names}]" if group.label_conflict else f"all **{names}**"
         kind = "exact copies" if group.exact else f"similarity {group.min_similarity:.3f}-{group.max_similarity:.3f}"
         note = " · :orange[marked not duplicates]" if is_dismissed(members, dismissed) else ""
@@ -175,12 +180,13 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         for cell, index in zip(cells, members[:SHOWN_PER_GROUP]):
             with cell:
                 show_thumbnail(store, index)
-                st.text(f"{sample_ids[index]}\n{classes[labels[index]]}")  # file and label, as plain text
+                # file and label, as plain text
+                st.text(f"{isolated(sample_ids[index])}\n{isolated(classes[labels[index]])}")
                 lines = [f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
                 if not undecided[index]:
                     decision = decision_text(effective.at[index, "action"], int(effective.at[index, "label"]), classes)
-                    lines.append(f":blue[{decision}]")
-                st.markdown("  \n".join(lines), help=sample_ids[index])
+                    lines.append(f":blue[{plain(decision, 40)}]")
+                st.markdown("  \n".join(lines), help=plain(sample_ids[index]))
         small = len(members) <= SMALL_GROUP
         if not small:
             st.warning(f"{len(members)} images in one group: {len(members) - SHOWN_PER_GROUP} are not shown, and a "
@@ -192,7 +198,7 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         lowest = sorted(members, key=lambda m: (np.nan_to_num(csl[m], nan=np.inf), m))
         if small:
             # each member named as its card above names it (label, CSL), in a box wide enough to read it in full
-            keep_text = {m: f"keep {classes[labels[m]]} · CSL {csl[m]:.2f}" for m in lowest}
+            keep_text = {m: f"keep {isolated(classes[labels[m]], 40)} · CSL {csl[m]:.2f}" for m in lowest}
             buttons.selectbox("Keep", lowest, key=f"dup_keep_choice_{anchor}", label_visibility="collapsed",
                               width=_select_width(keep_text.values()), format_func=keep_text.get,
                               help="The member with the lowest CSL comes first: the one the model agreed with.")
@@ -201,7 +207,7 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
         if group.label_conflict:
             choices = sorted(set(int(labels[m]) for m in members), key=lambda c: (c != int(labels[lowest[0]]), c))
             counts = {c: int(sum(int(labels[m]) == c for m in members)) for c in choices}
-            relabel_text = {c: f"the label of {counts[c]}: {classes[c]}" for c in choices}
+            relabel_text = {c: f"the label of {counts[c]}: {isolated(classes[c], 40)}" for c in choices}
             buttons.selectbox("Give them all the label of", choices, key=f"dup_relabel_to_{anchor}",
                               label_visibility="collapsed", width=_select_width(relabel_text.values()),
                               format_func=relabel_text.get)

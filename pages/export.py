@@ -7,7 +7,9 @@ import streamlit as st
 
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
 from csl_core.run.interop import FIFTYONE_NAME, ISSUES_NAME, fiftyone_fields, label_issues
+from csl_core.run.store import RunError
 from pages._common import decision_log, effective_for, require_scored_run, scores_for
+from pages._text import plain
 
 st.title("Export")
 store = require_scored_run()
@@ -34,15 +36,19 @@ tree = options[1].checkbox(
 
 
 def _write() -> None:
+    if store.read_only:
+        st.session_state["exp_message"] = ("error", "This run is shown read-only, so nothing is written into its "
+                                                    "folder; download the CSV instead")
+        return
     try:
         result = export_run(store.path, include_dropped=include_dropped, imagefolder=tree, scores=scores)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RunError) as e:
         st.session_state["exp_message"] = ("error", str(e))
         return
-    text = f"Wrote {result.rows:,} rows to `{result.csv_path}`"
+    text = f"Wrote {result.rows:,} rows to {result.csv_path}"
     if result.tree_path is not None:
         made = ", ".join(f"{count:,} {kind}s" for kind, count in result.links.items() if count)
-        text += f" and the tree `{result.tree_path}` ({made or 'empty'})"
+        text += f" and the tree {result.tree_path} ({made or 'empty'})"
     st.session_state["exp_message"] = ("success", text)
 
 
@@ -57,7 +63,7 @@ buttons.download_button("Download CSV", data=_csv, file_name=f"{store.name}-clea
                         mime="text/csv", key="exp_download", icon=":material/download:")
 message = st.session_state.pop("exp_message", None)
 if message:
-    getattr(st, message[0])(message[1])
+    getattr(st, message[0])(plain(message[1]))
 
 st.subheader("For other tools")
 st.caption("`label_issues.csv`: cleanlab's columns (`given_label`, `predicted_label`, `label_score`: low = suspicious, "

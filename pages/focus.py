@@ -13,13 +13,13 @@ import numpy as np
 import streamlit as st
 
 from csl_core.analysis.scores import SCORES
-from csl_core.run.decisions import DecisionLog
 from csl_core.run.duplicates import cached_index, neighbour_index
 from csl_core.run.images import image_data_url
 from csl_core.run.layout import EMBEDDINGS
-from csl_core.run.store import RunStore
+from csl_core.run.store import RunError, RunStore
 from pages._common import (
     class_mean_losses,
+    decision_log,
     decision_text,
     effective_for,
     likely_mislabeled,
@@ -30,6 +30,7 @@ from pages._common import (
 )
 from pages._components import focus_view
 from pages._filters import likely_end, names_for, ranking, sample_filters
+from pages._text import plain_list
 
 VIEW_KEY = "foc_view"
 BEHIND, AHEAD = 8, 32          # samples sent either side of the cursor (the ahead ones are preloaded)
@@ -53,6 +54,7 @@ def large_image(run_path: str, created: float, index: int) -> str | None:
 def neighbours(run_path: str, finished_epochs: int) -> tuple[np.ndarray, np.ndarray] | None:
     """``(indices, similarities)``, ``(N, k)`` most similar first, or ``None`` when not searched."""
     store = RunStore(run_path)
+    store.read_only = True   # a page never writes the search's cache (the Duplicates page may, when allowed)
     if not (store.path / EMBEDDINGS).exists():
         return None
     if store.num_samples > NEIGHBOURS_SEARCH_LIMIT:
@@ -79,7 +81,7 @@ def apply_events(store: RunStore, queue: np.ndarray, payload) -> str | None:
     """
     if not isinstance(payload, dict) or payload.get("queue") != ss.get("foc_queue_id"):
         return None
-    log = DecisionLog(store.path)
+    log = decision_log(store)
     error = None
     for event in payload.get("list") or []:
         try:
@@ -101,7 +103,7 @@ def apply_events(store: RunStore, queue: np.ndarray, payload) -> str | None:
                 log.undo(source=session_source())
             cursor = int(event.get("cursor", ss.get("foc_cursor", 0)))
             ss["foc_cursor"] = min(max(0, cursor), max(0, len(queue) - 1))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RunError) as e:   # RunError: the run is shown read-only
             error = f"A decision could not be recorded: {e}"
         ss["foc_ack"] = max(ss.get("foc_ack", 0), int(event.get("seq", 0)) if isinstance(event, dict) else 0)
     return error
@@ -196,7 +198,7 @@ def review() -> None:
         data = {
             "queue": ss["foc_queue_id"], "cursor": cursor, "ack": ss.get("foc_ack", 0), "total": len(queue),
             "decided": decided, "likely": likely_marker(),
-            "classes": classes, "score_label": SCORES[method].label, "error": error,
+            "classes": plain_list(classes), "score_label": SCORES[method].label, "error": error,
             "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
                                "has not searched it yet)." if near is None else "",
             "items": [item(p, i, state, class_loss, loss[n], near, held)

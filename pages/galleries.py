@@ -12,6 +12,7 @@ from csl_core.analysis.scores import SCORES, default_score, suspicion
 from pages._common import effective_for, pick_class, require_scored_run, scores_for, show_decision_feedback, undo
 from pages._filters import sample_filters
 from pages._grid import show_grid
+from pages._text import plain
 
 SOURCE = "gallery"
 
@@ -51,7 +52,7 @@ order = chosen[np.argsort(values[chosen], kind="stable")]
 pages = max(1, math.ceil(len(order) / per_side))
 with controls[3]:
     page = st.number_input("Page", 1, pages, 1, key="gal_page", help=f"{pages} page(s) per side")
-st.caption(f"{len(order):,} of {len(members):,} images of class **{classes[label]}** match.")
+st.caption(f"{len(order):,} of {len(members):,} images of class **{plain(classes[label], 80)}** match.")
 start = (page - 1) * per_side
 easy = order[start: start + per_side]
 hard = order[::-1][start: start + per_side]
@@ -72,7 +73,7 @@ def galleries() -> None:
         show_grid(store, scores, current, hard, key="gal_hard", size=size, source=SOURCE)
     image_error = st.session_state.get("image_errors", {}).pop(str(store.path), None)
     if image_error:
-        st.warning(f"Some images could not be read: {image_error}")
+        st.warning(f"Some images could not be read: {plain(image_error, 400)}")
     st.button("Undo last gallery action", key="gal_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
               icon=":material/undo:")
 

@@ -10,6 +10,7 @@ import streamlit as st
 from csl_core.run.memorization import MemorizationFolder
 from csl_core.run.store import RunError
 from pages._common import pick_class, require_scored_run, scores_for, show_thumbnail
+from pages._text import in_plot, isolated, plain
 
 SCATTER_POINTS = 4000
 LISTED = 200            # the most memorised samples offered in the sample picker
@@ -50,10 +51,10 @@ store = require_scored_run()
 folder = MemorizationFolder(store)
 estimate, comparison, problem = load_memorization(str(store.path), _stamp(folder))
 if problem:
-    st.error(problem)
+    st.error(plain(problem))
     st.stop()
 if estimate is None or comparison is None:
-    st.info(f"Run **{store.name}** has no memorisation estimate yet. It takes many trainings (200 on the demo: "
+    st.info(f"Run **{plain(store.name)}** has no memorisation estimate yet. It takes many trainings (200 on the demo: "
             f"minutes); from a terminal:\n\n`python -m csl_core memorization --out {store.path} --models 200`")
     st.stop()
 
@@ -95,7 +96,7 @@ for name, mask, color in groups:
     part = shown[mask[shown]]
     figure.add_scattergl(x=memorization[part], y=csl[part], mode="markers", name=name,
                          marker=dict(size=6, color=color, opacity=0.6), customdata=part,
-                         text=scores["sample_id"].to_numpy()[part],
+                         text=[in_plot(v) for v in scores["sample_id"].to_numpy()[part]],
                          hovertemplate="%{text}<br>memorisation %{x:.3f}<br>CSL %{y:.3f}<extra></extra>")
 figure.update_layout(title="CSL against the stability estimate (click a point for its image)",
                      xaxis_title="memorisation estimate", yaxis_title="CSL", height=440,
@@ -122,17 +123,18 @@ if st.session_state.get("mem_sample") not in options:
 with right:
     sample_index = st.selectbox("Sample (the most memorised first, or click a point)", options, key="mem_sample",
                                 format_func=lambda i: f"memorisation {memorization[i]:.2f} · CSL rank "
-                                                      f"{scores.at[i, 'csl_rank']} · {scores.at[i, 'sample_id']}")
+                                                      f"{scores.at[i, 'csl_rank']} · "
+                                                      f"{isolated(scores.at[i, 'sample_id'], 60)}")
     sample = scores.loc[sample_index]
     show_thumbnail(store, sample_index, 192, width=192)
-    lines = [f"**{sample['sample_id']}** · given label **{classes[int(sample['label'])]}**",
+    lines = [f"**{plain(sample['sample_id'])}** · given label **{plain(classes[int(sample['label'])])}**",
              f"Memorisation {memorization[sample_index]:.3f}. Right in {estimate.at[sample_index, 'in_accuracy']:.0%} "
              f"of the {int(estimate.at[sample_index, 'models_in'])} models that trained on it, in "
              f"{estimate.at[sample_index, 'out_accuracy']:.0%} of the {int(estimate.at[sample_index, 'models_out'])} "
              "that did not",
              f"CSL {sample['csl']:.3f} (rank {int(sample['csl_rank']):,} of {len(scores):,})"]
     if "is_mislabeled" in sample and sample["is_mislabeled"]:
-        lines.append(f"Injected error: the true label is **{classes[int(sample['true_label'])]}**")
+        lines.append(f"Injected error: the true label is **{plain(classes[int(sample['true_label'])])}**")
     if "is_duplicate" in sample and sample["is_duplicate"]:
         lines.append(f"Injected duplicate of sample {int(sample['duplicate_of'])}")
     st.markdown("  \n".join(lines))
@@ -180,10 +182,10 @@ def gallery(indices: np.ndarray, key: str) -> None:
 
 left, right = st.columns(2, gap="large")
 with left:
-    st.markdown(f"**Most memorised** ({classes[label]})")
+    st.markdown(f"**Most memorised** ({plain(classes[label], 60)})")
     gallery(most, "mem_most")
 with right:
-    st.markdown(f"**Least memorised** ({classes[label]})")
+    st.markdown(f"**Least memorised** ({plain(classes[label], 60)})")
     gallery(least, "mem_least")
 
 st.subheader("The estimator's own noise")

@@ -11,6 +11,7 @@ from csl_core.run.decisions import UNDECIDED
 from pages._common import effective_for, record, require_scored_run, scores_for, show_decision_feedback, undo
 from pages._filters import ranking, short_score_name
 from pages._grid import show_grid
+from pages._text import isolated, plain
 
 SOURCE = "class-pairs"
 GALLERY_LIMIT = 120
@@ -90,13 +91,15 @@ with right:
     if ss.get("pair_cell") not in options:
         ss["pair_cell"] = options[0]
     st.selectbox("Cell", options, key="pair_cell",
-                 format_func=lambda o: f"given {classes[int(o.split('>')[0])]} → suggested "
-                                       f"{classes[int(o.split('>')[1])]} ({matrix.iat[tuple(map(int, o.split('>')))]})")
+                 format_func=lambda o: f"given {isolated(classes[int(o.split('>')[0])], 40)} → suggested "
+                                       f"{isolated(classes[int(o.split('>')[1])], 40)} "
+                                       f"({matrix.iat[tuple(map(int, o.split('>')))]})")
     g, s = map(int, ss["pair_cell"].split(">"))
     in_cell = members[(given[members] == g) & (suggested[members] == s)]
-    st.markdown(f"**{len(in_cell)}** sample(s) labeled **{classes[g]}** that the model sees as **{classes[s]}**.")
+    st.markdown(f"**{len(in_cell)}** sample(s) labeled **{plain(classes[g], 80)}** that the model sees as "
+                f"**{plain(classes[s], 80)}**.")
     buttons = st.container(horizontal=True)
-    buttons.button(f"Accept all {len(in_cell)}: relabel to {classes[s]}", key="pair_accept", type="primary",
+    buttons.button(f"Accept all {len(in_cell)}: relabel to {plain(classes[s], 40)}", key="pair_accept", type="primary",
                    on_click=record, args=(store, in_cell.tolist(), "relabel"),
                    kwargs={"label": s, "source": SOURCE}, icon=":material/done_all:",
                    help="One decision for the whole cell; Undo takes it back at once.")

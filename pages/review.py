@@ -19,6 +19,7 @@ from pages._common import (
     undo,
 )
 from pages._filters import names_for, ranking, sample_filters
+from pages._text import isolated
 
 SOURCE = "review"
 
@@ -98,7 +99,8 @@ if suggested is not None:
                    help="Relabel each sample to its suggested label (a sample whose suggestion is its own "
                         "label counts as kept).")
 relabel_to = actions.selectbox("Relabel to", list(range(len(classes))), key="rev_relabel_to", width=220,
-                               format_func=lambda c: f"relabel to {classes[c]}", label_visibility="collapsed")
+                               format_func=lambda c: f"relabel to {isolated(classes[c], 40)}",
+                               label_visibility="collapsed")
 actions.button("Relabel", key="rev_relabel", disabled=none, on_click=record,
                args=(store, targets.tolist(), "relabel"), kwargs={"label": int(relabel_to), "source": SOURCE})
 actions.button("Drop", key="rev_drop", disabled=none, on_click=record, args=(store, targets.tolist(), "drop"),

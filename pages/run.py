@@ -28,6 +28,7 @@ from pages._common import (
     scores_for,
     select_run,
 )
+from pages._text import plain
 
 # Short enough to read in full in the select box at 1280 px; the help says the rest.
 START_FROM = {"scratch": "Random (from scratch)", "imagenet": "ImageNet weights (torchvision)",
@@ -228,17 +229,18 @@ def run_controls(path: str) -> tuple[Job | None, bool, bool]:
     job = job_registry().get(path)
     status = job.status() if job is not None else None
     store = open_store()
-    st.subheader(Path(path).name)
+    st.subheader(plain(Path(path).name, 120))
 
     active = bool(status and status.active)
     if active:   # a button on its own line is as wide as its label: never cut
         st.button("Stop", key="run_stop", on_click=_stop, args=(path,), icon=":material/stop:",
                   help="Ends after the current batch; the finished epochs are kept and Resume continues.")
-    elif store is not None and not store.meta.get("completed") and not store.is_locked() and store.meta.get("config"):
+    elif (store is not None and not store.meta.get("completed") and not store.is_locked() and store.meta.get("config")
+          and not store.read_only):   # a run shown read-only is not trained further
         st.button("Resume", key="run_resume", type="primary", on_click=_resume, args=(path,),
                   icon=":material/replay:", help="Continue from the last finished epoch.")
     if status and status.state == "failed":
-        st.error(f"Training failed: {status.error}")
+        st.error(f"Training failed: {plain(status.error)}")
         with st.expander("Traceback"):
             st.code(status.traceback or "", language="text")
     elif store is not None and store.is_locked() and not active:

@@ -16,6 +16,7 @@ from pages._common import (
     scores_for,
     show_thumbnail,
 )
+from pages._text import in_plot, isolated, plain
 
 SCATTER_POINTS = 4000   # a scatter of 1M points would only draw ink; a seeded sample shows the shape
 
@@ -48,18 +49,19 @@ for row, index in enumerate(shown):
     figure.add_scatter(
         x=epochs, y=curves[row], mode="lines+markers", marker=dict(size=4),
         line=dict(color="#d62728" if is_hard else "#1f77b4", width=1.6),
-        name=f"{'hard' if is_hard else 'easy'} · {sample['sample_id']}", legendgroup="hard" if is_hard else "easy",
+        name=f"{'hard' if is_hard else 'easy'} · {in_plot(sample['sample_id'])}",
+        legendgroup="hard" if is_hard else "easy",
         showlegend=False, customdata=np.full((finished, 3), [int(index), sample["csl"], int(sample["csl_rank"])],
                                              dtype=object),
-        hovertemplate=f"<b>{sample['sample_id']}</b><br>CSL %{{customdata[1]:.3f}} (rank %{{customdata[2]}})"
+        hovertemplate=f"<b>{in_plot(sample['sample_id'])}</b><br>CSL %{{customdata[1]:.3f}} (rank %{{customdata[2]}})"
                       "<br>epoch %{x}: loss %{y:.3f}<extra></extra>")
 average = class_mean_loss(str(store.path), finished, int(label))
-figure.add_scatter(x=epochs, y=average, mode="lines", name=f"class {classes[label]} average",
+figure.add_scatter(x=epochs, y=average, mode="lines", name=f"class {in_plot(classes[label])} average",
                    line=dict(color="black", dash="dash", width=2.5),
                    hovertemplate="class average<br>epoch %{x}: loss %{y:.3f}<extra></extra>")
 for name, color in (("hardest k (highest CSL)", "#d62728"), ("easiest k (lowest CSL)", "#1f77b4")):
     figure.add_scatter(x=[None], y=[None], mode="lines", line=dict(color=color), name=name)
-figure.update_layout(title=f"Per-epoch loss, class {classes[label]}: {k} easiest and {k} hardest by CSL",
+figure.update_layout(title=f"Per-epoch loss, class {in_plot(classes[label])}: {k} easiest and {k} hardest by CSL",
                      xaxis_title="epoch", yaxis_title="training loss", height=440, hovermode="closest",
                      margin=dict(t=50, b=40, l=10, r=10), legend=dict(orientation="h", y=-0.18))
 event = st.plotly_chart(figure, key="traj_chart", on_select="rerun", selection_mode="points")
@@ -79,21 +81,21 @@ st.subheader("Sample")
 sample_index = st.selectbox(
     "Inspect a sample (or click a line)", options, key="traj_sample",
     format_func=lambda i: f"{'hard' if i in hard else 'easy'} · CSL rank {scores.at[i, 'csl_rank']} · "
-                          f"{scores.at[i, 'sample_id']}")
+                          f"{isolated(scores.at[i, 'sample_id'], 60)}")
 sample = scores.loc[sample_index]
 state = effective_for(store).loc[sample_index]
 image_column, facts = st.columns([1, 3])
 with image_column:
     show_thumbnail(store, sample_index, 192, width=192)
 with facts:
-    lines = [f"**{sample['sample_id']}**",
-             f"Given label: **{classes[int(sample['label'])]}**"]
+    lines = [f"**{plain(sample['sample_id'])}**",
+             f"Given label: **{plain(classes[int(sample['label'])])}**"]
     if "suggested_label" in sample:
-        lines.append(f"Suggested label: **{classes[int(sample['suggested_label'])]}** "
+        lines.append(f"Suggested label: **{plain(classes[int(sample['suggested_label'])])}** "
                      f"({sample['suggested_confidence']:.0%})")
     if "true_label" in sample and sample.get("is_mislabeled"):
-        lines.append(f"Injected error: the true label is **{classes[int(sample['true_label'])]}**")
-    lines.append(f"Decision: {decision_text(state['action'], int(state['label']), classes)}")
+        lines.append(f"Injected error: the true label is **{plain(classes[int(sample['true_label'])])}**")
+    lines.append(f"Decision: {plain(decision_text(state['action'], int(state['label']), classes))}")
     st.markdown("  \n".join(lines))
     wanted = dict.fromkeys(["csl", "csl_rank", *SCORES])   # every score of the table this run has
     table = sample[[c for c in wanted if c in sample.index]].to_frame("value").T
@@ -119,7 +121,8 @@ for column, (y, title) in zip((left, right), (("learning_time", "learning time (
     for name, mask, color in groups:
         part = subset[mask]
         figure.add_scattergl(x=part["csl"], y=part[y], mode="markers", name=name,
-                             marker=dict(size=5, color=color, opacity=0.6), text=part["sample_id"],
+                             marker=dict(size=5, color=color, opacity=0.6),
+                             text=[in_plot(v) for v in part["sample_id"]],
                              hovertemplate="%{text}<br>CSL %{x:.3f}<br>" + title + " %{y:.3f}<extra></extra>")
     figure.update_layout(title=f"CSL vs {title}", xaxis_title="CSL", yaxis_title=title, height=380,
                          margin=dict(t=50, b=40, l=10, r=10), legend=dict(orientation="h", y=-0.2))

@@ -203,3 +203,120 @@ def test_the_estimator_never_downloads_what_a_run_folder_asks_for(tmp_path, monk
         estimate_memorization(store.path, models=2)
     assert fetched == [] and "no network" not in str(caught.value)
     assert not (tmp_path / "into").exists()
+
+
+# ---------------------------------------------------------------- a deliberately shared run folder
+
+def test_a_shared_run_folder_with_links_at_every_file_changes_nothing_outside_it(tmp_path, monkeypatch):
+    """Links to a user's files planted at every file the project writes in a run folder (the table of
+    run/layout.py, the memorisation folder, the export), through train, resume, memorisation, export and
+    every dashboard page: each file outside the run folder keeps its bytes (checksummed before and after)."""
+    from streamlit.testing.v1 import AppTest
+
+    from csl_core.engine.memorization import estimate_memorization
+    from csl_core.run import layout
+    from csl_core.run.interop import export_interop
+
+    home = tmp_path / "home"
+    home.mkdir()
+    run = tmp_path / "runs" / "shared"
+    run.mkdir(parents=True)
+    planted: list[Path] = []
+
+    def plant(relative: str) -> None:
+        link = run / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        target = home / f"victim-{len(planted)}"
+        target.write_bytes(b"" if len(planted) % 2 else f"user data {len(planted)}\n".encode())
+        os.symlink(target, link)
+        planted.append(link)
+
+    def unplant(relative: str) -> None:
+        (run / relative).unlink()
+
+    before = tree_digest(home)
+
+    def unchanged() -> None:
+        now = tree_digest(home)
+        assert {k: v for k, v in now.items() if k in before} == before
+        assert set(now) == set(before) | {k for k in now if k.startswith("victim-")} and len(now) == len(
+            [p for p in home.iterdir()]), now
+
+    # ---- train: links at every file a training writes (the lock and meta.json would refuse it whole)
+    written_by_training = [layout.SAMPLES, layout.REPORT, layout.PROBABILITIES, layout.EMBEDDINGS, layout.CHECKPOINT,
+                           layout.NEIGHBOURS, "class-loss-0002.npy", ".checkpoint.pt.x.tmp"]
+    for name in written_by_training:
+        plant(name)
+    before = tree_digest(home)
+
+    class StopAfterTwo:                      # a training killed after its second epoch, to be resumed below
+        done = 0
+
+        def on_start(self, info): pass
+        def on_batch(self, epoch, batch, batches): pass
+        def on_epoch(self, epoch, summary): self.done = epoch + 1
+        def should_stop(self): return self.done >= 2
+
+    train(TrainConfig(data="demo", epochs=3, subset=300, device="cpu"), run, callbacks=StopAfterTwo())
+    assert RunStore(run).finished_epochs == 2
+    unchanged()
+    # ---- resume: a lock that is a link refuses; an array that is a link is never written in place
+    plant(layout.LOCK)
+    before = tree_digest(home)
+    with pytest.raises(RunError, match="symbolic link"):
+        train(TrainConfig(device="cpu"), run, resume=True)
+    unchanged()
+    unplant(layout.LOCK)
+    loss = run / layout.array_name("loss")
+    shutil_copy = home / "loss-copy.npy"
+    shutil_copy.write_bytes(loss.read_bytes())
+    loss.unlink()
+    os.symlink(shutil_copy, loss)
+    before = tree_digest(home)
+    with pytest.raises(RunError, match="symbolic link"):          # epoch 3 is written in place: refused
+        train(TrainConfig(device="cpu"), run, resume=True)
+    unchanged()
+    loss.unlink()
+    loss.write_bytes(shutil_copy.read_bytes())
+    train(TrainConfig(device="cpu"), run, resume=True)
+    assert RunStore(run).meta["completed"] and RunStore(run).finished_epochs == 3
+    # ---- memorisation: its lock refuses; every other file it writes replaces a link, never writes through it
+    plant("memorization/lock")
+    before = tree_digest(home)
+    with pytest.raises(RunError, match="symbolic link"):
+        estimate_memorization(run, models=2)
+    unchanged()
+    unplant("memorization/lock")
+    for name in ("memorization/estimate.parquet", "memorization/comparison.json", "memorization/log.json",
+                 "memorization/models/model-00000.npz", "memorization/models/model-00001.npz"):
+        plant(name)
+    before = tree_digest(home)
+    estimate_memorization(run, models=2)
+    unchanged()
+    # ---- export: the cleaned labels and every interop file over links
+    for name in ("export/cleaned_labels.csv", "export/label_issues.csv", "export/fiftyone_fields.json",
+                 "export/samples.csv", "export/classes.txt", "export/probabilities.npy", "export/arrays/loss.npy",
+                 "export/arrays/correct.npy"):
+        plant(name)
+    before = tree_digest(home)
+    export_run(run)
+    export_interop(run, run / "export", label_issue_table=True, fiftyone=True, arrays=True)
+    unchanged()
+    # ---- the dashboard: the decision log and every kept file are links; every page loads
+    kept = sorted(p.name for p in run.iterdir() if p.name.startswith(("scores-", "evaluation-", "class-loss-")))
+    for name in [*kept, layout.NEIGHBOURS, layout.DECISIONS, f"{layout.DECISIONS}-wal", f"{layout.DECISIONS}-shm",
+                 f"{layout.DECISIONS}-journal"]:
+        plant(name)
+    before = tree_digest(home)
+    monkeypatch.setenv("CSL_RUNS_DIR", str(run.parent))
+    sys.path.insert(0, str(ROOT))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    for page in ["pages/run.py", "pages/trajectories.py", "pages/galleries.py", "pages/review.py",
+                 "pages/focus.py", "pages/pairs.py", "pages/duplicates.py", "pages/export.py", "pages/evaluate.py",
+                 "pages/memorization.py"]:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    unchanged()
+    assert all(p.is_symlink() or not p.exists() or p.is_file() for p in planted)

@@ -86,13 +86,21 @@ def test_the_open_run_is_in_the_address_and_a_reload_keeps_it(runs_dir, demo_cop
     at.button(key="run_open").click().run()
     no_errors(at)
     assert at.query_params["run"] == str(elsewhere)
-    reloaded = app(run=str(elsewhere))        # a new session with the same address: a reload or a bookmark
+    # A new session with the same address (a reload, a bookmark, a link someone sent) opens only a run under
+    # the runs folder, and shows it read-only until the person allows changes.
+    outside = app(run=str(elsewhere))
+    no_errors(outside)
+    assert outside.session_state["run_path"] != str(elsewhere)
+    assert any("not a run under the runs folder" in w.value for w in outside.sidebar.warning)
+    reloaded = app(run=str(newer))
     no_errors(reloaded)
-    assert reloaded.sidebar.selectbox(key="run_path").value == str(elsewhere)
-    assert reloaded.session_state["run_path"] == str(elsewhere)
+    assert reloaded.sidebar.selectbox(key="run_path").value == str(newer)
+    assert any("read-only" in i.value for i in reloaded.sidebar.info)
+    reloaded.sidebar.button(key="allow_changes").click().run()
+    assert not any("read-only" in i.value for i in reloaded.sidebar.info)
     fresh = app()
     assert fresh.sidebar.selectbox(key="run_path").value != str(elsewhere)
-    broken = app(run=str(tmp_path / "not-a-run"))
+    broken = app(run=str(runs_dir / "not-a-run"))
     assert any("cannot be opened" in w.value for w in broken.sidebar.warning)
 
 

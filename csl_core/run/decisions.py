@@ -12,6 +12,7 @@ Training never touches this file, so a decision never waits on a running job.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -79,7 +80,8 @@ class DecisionLog:
         if not self.run_path.is_dir():
             raise FileNotFoundError(f"{self.run_path} is not a run folder; train one first")
         self.path = self.run_path / DECISIONS_FILE
-        self.read_only = read_only
+        # a folder this process cannot write is read, never written (SQLite would fail on its WAL files)
+        self.read_only = read_only or not os.access(self.run_path, os.W_OK)
         self.num_samples, self.num_classes = _run_size(self.run_path)
         self._refuse_links()
 

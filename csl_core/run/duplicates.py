@@ -105,7 +105,8 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
         embedding_indices, embedding_similarities = nearest_neighbours(features, k=k, progress=progress)
     index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began,
                            embedding_indices=embedding_indices, embedding_similarities=embedding_similarities)
-    _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
+    if not getattr(store, "read_only", False):  # a run only viewed is never written to
+        _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
     return index, notes
 
 

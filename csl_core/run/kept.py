@@ -21,6 +21,31 @@ from .layout import EMBEDDINGS, PROBABILITIES
 TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
 
 
+def _check_losses(rows, path: Path, chunk: int = 1 << 16) -> None:
+    """Raise :class:`RunError` when the loss array holds an infinite or negative loss (NaN is a sample not
+    seen that epoch): a crafted or damaged run, never ranked. One pass, a slice of rows at a time."""
+    for start in range(0, len(rows), chunk):
+        block = rows[start:start + chunk]
+        bad = np.isinf(block) | (block < 0)
+        if bad.any():
+            sample, epoch = np.argwhere(bad)[0]
+            raise RunError(f"{path / 'arrays' / 'loss.npy'} is damaged: sample {start + sample} has loss "
+                           f"{float(block[sample, epoch])!r} in epoch {epoch + 1} (a loss is a finite number >= 0); "
+                           "this run cannot be ranked")
+
+
+def _checked(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``scores``, unless a CSL is not a finite number >= 0: a loss array holding such values (a crafted or
+    damaged run: the tracker and ``import`` refuse them) is never ranked."""
+    csl = scores["csl"].to_numpy(np.float64)
+    bad = ~(np.isfinite(csl) & (csl >= 0))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise RunError(f"{path / 'arrays' / 'loss.npy'} is damaged: sample {first}'s CSL is {csl[first]!r} (its losses "
+                       f"are not finite numbers >= 0; {int(bad.sum())} sample(s) so); this run cannot be ranked")
+    return scores
+
+
 class KeptResults:
     """The derived data of :class:`~csl_core.run.store.RunStore` and how a run is finished (a mixin: it uses
     the store's ``path``, ``meta``, ``samples``, ``classes``, ``probabilities``, ``row_reader``,
@@ -41,12 +66,15 @@ class KeptResults:
         cache = self._kept_file("scores", "parquet", scored=True)
         if meta.get("completed") and cache.is_file():
             try:
-                return pd.read_parquet(cache)
+                kept = pd.read_parquet(cache)
+                if len(kept) == int(meta["num_samples"]) and {"csl", "csl_rank", "label"} <= set(kept.columns):
+                    return _checked(kept, self.path)
             except (OSError, ValueError):
-                cache.unlink(missing_ok=True)  # unreadable: compute again below
+                pass  # unreadable or not this run's: computed again below (and kept anew)
         arrays = {name: self.row_reader(name) for name in meta["fields"]}
-        scores = compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities(),
-                                embeddings=self.embeddings())
+        _check_losses(arrays["loss"], self.path)
+        scores = _checked(compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities(),
+                                         embeddings=self.embeddings()), self.path)
         if meta.get("completed"):
             self._keep(cache, lambda file: atomic_write_bytes(file, scores.to_parquet()))
         return scores
@@ -157,7 +185,10 @@ class KeptResults:
 
     def _keep(self, file: Path, write) -> None:
         """Write a kept file with ``write(file)`` and delete what other epoch counts kept of its kind.
-        A read-only run folder (or no parquet engine) keeps nothing: the data is computed each time."""
+        A read-only run folder (or no parquet engine) keeps nothing: the data is computed each time, as it is
+        for a store opened ``read_only`` (a run only viewed: viewing never writes)."""
+        if getattr(self, "read_only", False):
+            return
         try:
             write(file)
         except (OSError, ImportError, ValueError):

@@ -81,11 +81,17 @@ def connect(path: Path, *, write: bool, read_only: bool) -> sqlite3.Connection:
         raise RunError(f"{path.parent} is open read-only; decisions cannot be recorded here")
     try:
         if not write and read_only:
+            # Without a write-ahead log to read, the file is opened immutable: SQLite then creates nothing
+            # beside it (a read-only open would make an empty -wal and -shm).
+            wal = Path(f"{path}-wal")
+            uri = f"file:{quote(str(path.resolve()))}"
             try:
-                db = _open(f"file:{quote(str(path.resolve()))}?mode=ro")
+                if not (wal.is_file() and wal.stat().st_size):
+                    raise sqlite3.OperationalError("no log to read")
+                db = _open(f"{uri}?mode=ro")
                 db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError:  # a read-only folder cannot hold the WAL's shared memory
-                db = _open(f"file:{quote(str(path.resolve()))}?immutable=1")
+            except sqlite3.OperationalError:  # nothing to read in the log, or a folder that cannot hold it
+                db = _open(f"{uri}?immutable=1")
         else:
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                  check_same_thread=False)

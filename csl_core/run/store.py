@@ -9,7 +9,6 @@ is finished: a kill loses at most the epoch in flight.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from .files import (
     sha256_file,
 )
 from .folders import LOCK_NAME, run_lock
+from .health import cached_problems, consistency_problems
 from .kept import KeptResults
 from .layout import ARRAYS, CHECKPOINT, EMBEDDINGS, FORMAT_VERSION, META, PROBABILITIES, REPORT, SAMPLES, array_name
 from .schema import ARRAY_DTYPES, EPOCH_FIELDS
@@ -43,6 +43,7 @@ from .tables import (
     check_array_file,
     column_digest,
     read_meta,
+    read_report,
     read_sample_table,
     write_meta,
 )
@@ -53,12 +54,16 @@ if TYPE_CHECKING:
 
 
 def run_problems(path: str | Path) -> list[str]:
-    """What is wrong with the run folder ``path`` (see :meth:`RunStore.problems`); cheap enough for a
-    dashboard to call for every run it lists."""
-    try:
-        return RunStore(path).problems()
-    except RunError as e:
-        return [str(e)]
+    """What is wrong with the run folder ``path`` (see :meth:`RunStore.problems`), with the agreement of its
+    files (:func:`~csl_core.run.health.consistency_problems`): the one damage check every page shares. Cheap
+    enough for a dashboard to call for every run it lists (computed again only when a file changes)."""
+    path = Path(path)
+
+    def compute() -> list[str]:
+        store = RunStore(path)
+        return store.problems() or consistency_problems(store.path, store.meta)
+
+    return cached_problems(path, compute)
 
 
 class RunStore(KeptResults):
@@ -72,6 +77,7 @@ class RunStore(KeptResults):
                            "`python -m csl_core train --out PATH`")
         self._samples: pd.DataFrame | None = None
         self._samples_mtime = None
+        self.read_only = False  # True: derived results are computed, never kept (a run only viewed)
         self.meta  # read once on opening: a damaged meta.json is said here, with the file's name
 
     # ------------------------------------------------------------ creation
@@ -92,7 +98,7 @@ class RunStore(KeptResults):
                 "finished_epochs": 0, "fields": list(fields), "created": time.time(),
                 "checksums": {SAMPLES: {"size": len(table), "sha256": sha256_bytes(table)}}}
         write_meta(path / META, meta)
-        if not (path / REPORT).exists():
+        if (path / REPORT).is_symlink() or not (path / REPORT).exists():   # a link is replaced, never followed
             atomic_write_json(path / REPORT, {"skipped": [], "epochs": []})
         return cls(path)
 
@@ -246,11 +252,7 @@ class RunStore(KeptResults):
 
     def report(self) -> dict:
         """``report.json``: skipped inputs, per-epoch timings, test accuracy (empty lists before any)."""
-        file = self.path / REPORT
-        if not file.is_file():
-            return {"skipped": [], "epochs": []}
-        with open(file) as f:
-            return json.load(f)
+        return read_report(self.path / REPORT)
 
     # ------------------------------------------------------------ writing
     def update_meta(self, **changes) -> dict:

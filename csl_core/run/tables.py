@@ -70,6 +70,8 @@ def read_sample_table(file: Path) -> pd.DataFrame:
         return pd.read_csv(file, **options)
 
 
+#: ``meta.json`` past this size is refused unread (1 GiB of it took 2 GB to parse for each listing).
+MAX_META_BYTES = 16 << 20
 _meta_cache: dict[str, tuple[tuple[int, int, int], dict]] = {}
 _meta_lock = threading.Lock()
 _META_CACHE_SIZE = 64
@@ -81,6 +83,9 @@ def read_meta(file: Path, *, check: bool = True) -> dict:
     Treat the dict as read-only. A damaged or truncated file is a :class:`RunError` that names it;
     ``check=False`` skips :func:`check_meta` for a reader that needs only a field or two."""
     stat = os.stat(file)
+    if stat.st_size > MAX_META_BYTES:  # a run's meta.json is kilobytes: a huge one is never parsed
+        raise RunError(f"{file} is damaged: {stat.st_size:,} bytes, more than any run's meta.json "
+                       f"({MAX_META_BYTES >> 20} MiB at most); it is not read")
     stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
     key = str(file)
     with _meta_lock:
@@ -105,6 +110,19 @@ def read_meta(file: Path, *, check: bool = True) -> dict:
     if check:
         check_meta(meta, file)
     return meta
+
+
+def read_report(file: Path) -> dict:
+    """A run's ``report.json`` (empty lists when there is none); a damaged one is a :class:`RunError`."""
+    if not file.is_file():
+        return {"skipped": [], "epochs": []}
+    try:
+        report = json.loads(file.read_bytes())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{file} is damaged ({e}); the run's report cannot be read") from None
+    if not isinstance(report, dict):
+        raise RunError(f"{file} is damaged: not a run report (an object)")
+    return report
 
 
 def write_meta(file: Path, meta: dict) -> None:

@@ -1,0 +1,154 @@
+"""The one damage check every reader shares (the dashboard's pages, ``info``): whether a run folder's files
+agree with each other, beyond each file being whole. A crafted or damaged run (classes fewer than the
+labels, a probabilities file of another shape, ``report.json`` a list, a truncated decision log) is said
+here, file by file, so that a page shows "damaged" instead of failing halfway. Cheap: headers and the
+sample table only, and :func:`cached_problems` reruns it only when one of the files changes."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RunError
+from .layout import ARRAYS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES
+from .logfile import DECISIONS_FILE, log_problem
+from .tables import read_sample_table
+
+#: ``report.json`` past this size is not read (a run's report lists skipped files: megabytes at most).
+MAX_REPORT_BYTES = 64 << 20
+_SAMPLE_COLUMNS = ("index", "sample_id", "label", "class_name", "image_index")
+
+
+def consistency_problems(path: Path, meta: dict) -> list[str]:
+    """Every disagreement between the run's files, one sentence each naming the file (empty: consistent)."""
+    found = _meta_problems(path / META, meta)
+    if found:
+        return found
+    n, classes = int(meta["num_samples"]), meta["classes"]
+    found += _table_problems(path / SAMPLES, n, len(classes), path / IMAGES)
+    found += _report_problems(path / REPORT)
+    for name, check in ((PROBABILITIES, lambda s, d: len(s) == 2 and s == (n, len(classes)) and d.kind == "f"),
+                        (EMBEDDINGS, lambda s, d: len(s) == 2 and s[0] == n and d.kind == "f"),
+                        (IMAGES, lambda s, d: len(s) == 4 and s[0] == n and s[3] in (1, 3) and d == np.uint8)):
+        found += _npy_problems(path / name, check)
+    for field in meta["fields"]:
+        file = path / ARRAYS / f"{field}.npy"
+        kinds = "biu" if field == "correct" else "f"
+        found += _npy_problems(file, lambda s, d, kinds=kinds: d.kind in kinds, missing_ok=False, what="its values")
+    problem = log_problem(path)
+    if problem:
+        found.append(problem)
+    return found
+
+
+def _meta_problems(file: Path, meta: dict) -> list[str]:
+    classes = meta.get("classes")
+    if len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
+        return [f"{file} is damaged: 'classes' must name at least two classes, as text"]
+    bad = [key for key, kind in (("source", str), ("model", str), ("name", str), ("config", dict),
+                                 ("checksums", dict), ("normalisation", dict), ("image_shape", list))
+           if key in meta and meta[key] is not None and not isinstance(meta[key], kind)]
+    shape = meta.get("image_shape")
+    if isinstance(shape, list) and (len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape)):
+        bad.append("image_shape")
+    if bad:
+        return [f"{file} is damaged: {', '.join(repr(b) for b in bad)} not of the kind a run records"]
+    return []
+
+
+def _table_problems(file: Path, n: int, k: int, images: Path) -> list[str]:
+    try:
+        table = read_sample_table(file)
+    except (OSError, ValueError) as e:
+        return [f"{file} cannot be read as a sample table ({str(e)[:200]}); the run is damaged"]
+    missing = [c for c in _SAMPLE_COLUMNS if c not in table.columns]
+    if missing:
+        return [f"{file} is damaged: it lacks the column(s) {missing}"]
+    if len(table) != n:
+        return [f"{file} has {len(table)} rows but meta.json says {n} samples; the run is damaged"]
+    for column, top in (("label", k), ("true_label", k), ("suggested_label", k), ("image_index", None)):
+        if column not in table.columns:
+            continue
+        values = table[column]
+        if values.dtype.kind not in "iu":
+            return [f"{file} is damaged: column '{column}' holds {values.dtype} values, not integers"]
+        if len(values) and (values.min() < 0 or (top is not None and values.max() >= top)):
+            limit = f"0..{top - 1} (meta.json names {top} classes)" if top is not None else "no negative value"
+            return [f"{file} is damaged: '{column}' runs {values.min()}..{values.max()}, expected {limit}"]
+    if not np.array_equal(table["index"].to_numpy(), np.arange(n)):
+        return [f"{file} is damaged: its 'index' column does not number the samples 0..{n - 1}"]
+    return []
+
+
+def _report_problems(file: Path) -> list[str]:
+    if not file.is_file():
+        return []
+    if file.stat().st_size > MAX_REPORT_BYTES:
+        return [f"{file} is {file.stat().st_size:,} bytes, more than a run's report ever holds; it is not read"]
+    try:
+        report = json.loads(file.read_bytes())
+    except (OSError, ValueError) as e:
+        return [f"{file} is damaged ({e})"]
+    if not isinstance(report, dict) or not all(isinstance(report.get(k, []), list) for k in ("skipped", "epochs")) \
+            or not all(isinstance(e, dict) for e in report.get("epochs", []) + report.get("skipped", [])):
+        return [f"{file} is damaged: not a run report (an object with lists 'skipped' and 'epochs')"]
+    return []
+
+
+def _npy_problems(file: Path, fits: Callable, *, missing_ok: bool = True, what: str = "its shape") -> list[str]:
+    try:
+        with open(file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            size, offset = os.fstat(f.fileno()).st_size, f.tell()
+    except FileNotFoundError:
+        return [] if missing_ok else [f"{file} is missing; the run is damaged"]
+    except (OSError, ValueError) as e:
+        return [f"{file} is damaged: its .npy header cannot be read ({e})"]
+    dtype = np.dtype(dtype)
+    if dtype.hasobject or fortran or not fits(tuple(shape), dtype):
+        return [f"{file} is damaged: {what} ({dtype} {tuple(shape)}) do not fit this run"]
+    if size != offset + int(np.prod(shape, dtype=object)) * dtype.itemsize:
+        return [f"{file} is damaged: {size} bytes on disk, not what its header promises (truncated or padded)"]
+    return []
+
+
+_cache: dict[str, tuple[tuple, list[str]]] = {}
+_cache_lock = threading.Lock()
+_WATCHED = (META, SAMPLES, REPORT, PROBABILITIES, EMBEDDINGS, IMAGES, DECISIONS_FILE, ARRAYS)
+
+
+def cached_problems(path: Path, compute: Callable[[], list[str]]) -> list[str]:
+    """``compute()`` for the run ``path``, computed again only when one of its files changes (a page asks
+    for every listed run on every rerun)."""
+    stamp = []
+    for name in _WATCHED:
+        try:
+            st = os.stat(path / name)
+            stamp.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamp.append(None)
+    try:
+        stamp += [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted((path / ARRAYS).glob("*.npy"))]
+    except OSError:
+        pass
+    key = str(path)
+    with _cache_lock:
+        kept = _cache.get(key)
+    if kept is not None and kept[0] == tuple(stamp):
+        return list(kept[1])
+    try:
+        found = compute()
+    except RunError as e:
+        found = [str(e)]
+    with _cache_lock:
+        _cache[key] = (tuple(stamp), found)
+        while len(_cache) > 256:
+            _cache.pop(next(iter(_cache)))
+    return list(found)
