@@ -489,6 +489,16 @@ def test_corpus_has_a_case_per_kind():
     assert len(CORPUS) >= 45 and len({make.__name__ for make, _ in CORPUS}) == len(CORPUS)
 
 
+def test_round_two_grows_the_corpus_by_its_kinds():
+    """Round two's kinds live beside this corpus: bad imports (test_hardening_numbers), crafted run folders
+    (test_hardening_pages), links planted in a run folder (test_hardening_files), and the data kind above."""
+    from test_hardening_numbers import IMPORT_KINDS
+    from test_hardening_pages import CRAFTED
+
+    assert len(set(IMPORT_KINDS)) == len(IMPORT_KINDS) >= 15 and len(set(CRAFTED)) == len(CRAFTED) >= 20
+    assert _link_to_the_root_in_a_class in [make for make, _ in CORPUS]
+
+
 # ---------------------------------------------------------------- data read right, not silently wrong
 
 def test_a_path_with_a_colon_is_the_path_it_says(tmp_path):

@@ -84,7 +84,7 @@ class CSLTracker:
                 raise IndexError(f"sample index {int(bad)} is outside 0..{self.num_samples - 1}; the dataset must "
                                  "yield each sample's index in [0, num_samples)")
             indices = indices.to(self.device, non_blocking=True)
-        else:  # already on the device: checked there, without waiting for it, before the writes below
+        elif indices.device.type == "cuda":  # on the device: checked there, without waiting, before the writes
             torch._assert_async(((indices >= 0) & (indices < self.num_samples)).all(),
                                 "CSLTracker.update: a sample index is outside [0, num_samples)")
         targets = targets.to(self.device, non_blocking=True)
