@@ -278,7 +278,7 @@ def describe_batch(decisions: pd.DataFrame, classes: list[str]) -> str:
         count = len(group)
         text = f"{action} of {count:,} image{'s' if count != 1 else ''}"
         if action == "relabel":
-            names = list(dict.fromkeys(plain(classes[int(c)], 40) for c in group["label"].dropna()))
+            names = list(dict.fromkeys(classes[int(c)] for c in group["label"].dropna()))
             others = len(names) - 3
             more = f" and {others} other class{'es' if others != 1 else ''}" if others > 0 else ""
             text += " to " + ", ".join(f"'{name}'" for name in names[:3]) + more
@@ -315,7 +315,7 @@ def show_decision_feedback() -> None:
     """Show the outcome of the callback that ran before this rerun (toasts survive the rerun)."""
     message = st.session_state.pop("last_decision", None)
     if message:
-        st.toast(message)
+        st.toast(plain(message))   # it names classes: text, never Markdown
     error = st.session_state.pop("decision_error", None)
     if error:
         st.error(plain(error))

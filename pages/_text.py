@@ -15,7 +15,7 @@ import unicodedata
 #: Directional formatting characters (embeddings, overrides, isolates, marks): removed from shown text.
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_MARKDOWN = re.compile(r"([\\`*_\[\]()<>|~$&@])")   # the characters that format, link or embed inline
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~$&@])")   # the characters that format, link or embed inline
 _WWW = re.compile(r"www(?=\.)", re.IGNORECASE)
 _DIRECTIVE = re.compile(r":(?=[\w/])")                  # :red[..], :smile:, :material/x:, http://
 FSI, PDI = "\u2068", "\u2069"   # first strong isolate ... pop directional isolate

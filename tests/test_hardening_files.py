@@ -246,7 +246,7 @@ def test_a_shared_run_folder_with_links_at_every_file_changes_nothing_outside_it
 
     # ---- train: links at every file a training writes (the lock and meta.json would refuse it whole)
     written_by_training = [layout.SAMPLES, layout.REPORT, layout.PROBABILITIES, layout.EMBEDDINGS, layout.CHECKPOINT,
-                           layout.NEIGHBOURS, "class-loss-0002.npy", ".checkpoint.pt.x.tmp"]
+                           layout.NEIGHBOURS, layout.FINGERPRINTS, "class-loss-0002.npy", ".checkpoint.pt.x.tmp"]
     for name in written_by_training:
         plant(name)
     before = tree_digest(home)
@@ -306,7 +306,8 @@ def test_a_shared_run_folder_with_links_at_every_file_changes_nothing_outside_it
     unchanged()
     # ---- the dashboard: the decision log and every kept file are links; every page loads
     kept = sorted(p.name for p in run.iterdir() if p.name.startswith(("scores-", "evaluation-", "class-loss-")))
-    for name in [*kept, layout.NEIGHBOURS, layout.DECISIONS, f"{layout.DECISIONS}-wal", f"{layout.DECISIONS}-shm",
+    for name in [*kept, layout.NEIGHBOURS, layout.FINGERPRINTS, layout.DECISIONS, f"{layout.DECISIONS}-wal",
+                 f"{layout.DECISIONS}-shm",
                  f"{layout.DECISIONS}-journal"]:
         plant(name)
     before = tree_digest(home)

@@ -149,7 +149,11 @@ def image_fingerprints(store: RunStore, *, recompute: bool = False, progress: bo
     if images is None:
         return None, None
     hashes, prints = content_hashes(images, progress=progress), thumbnails(images)
-    _save_fingerprints(store, hashes, prints)
+    if not getattr(store, "read_only", False):  # a run only viewed is never written to
+        try:
+            _save_fingerprints(store, hashes, prints)
+        except OSError:
+            pass  # a folder that cannot be written: computed again next time
     return hashes, prints
 
 
