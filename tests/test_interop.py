@@ -16,7 +16,7 @@ from csl_core.analysis.scores import SCORES, default_score, suspicion
 from csl_core.cli import main
 from csl_core.engine.tracker import CSLTracker
 from csl_core.run.decisions import DecisionLog
-from csl_core.run.interop import ISSUE_COLUMNS
+from csl_core.run.interop import ISSUE_COLUMNS, export_interop, fields_from_probabilities, import_run
 from csl_core.run.store import RunStore
 
 CLASSES = ["cat", "dog", "fox"]
@@ -97,6 +97,47 @@ def test_per_epoch_probabilities_give_the_trackers_fields(tmp_path):
         np.testing.assert_allclose(store.array(field), history[field], rtol=1e-4, atol=1e-5, err_msg=field)
     assert np.array_equal(store.array("correct"), history["correct"])
     np.testing.assert_allclose(store.probabilities(), tracker.mean_probabilities(), rtol=1e-5)
+
+
+def test_the_tracker_and_import_derive_the_fields_by_one_formula():
+    """The same logits through the tracker, and their softmax through ``import``, give identical correctness
+    and margins: a tie at the top (the first class wins in both), a near-certain and a misclassified sample."""
+    n, k = 64, 5
+    logits = torch.randn(n, k, generator=torch.Generator().manual_seed(1)) * 4
+    labels = torch.arange(n) % k
+    logits[0, :2] = 3.0                                   # given class 0 ties class 1 at the top
+    logits[1] = torch.tensor([-30.0, 30.0, -30.0, -30.0, -30.0])   # given class 1, near-certain
+    logits[2] = torch.tensor([9.0, -9.0, 0.0, 0.0, 0.0])     # given class 2, confidently wrong
+    tracker = CSLTracker(n, k)
+    tracker.update(torch.arange(n), logits, labels)
+    record = tracker.end_epoch()
+    derived = fields_from_probabilities(logits.double().softmax(dim=1).numpy()[:, None, :], labels.numpy())
+    np.testing.assert_array_equal(derived["correct"][:, 0], record["correct"])
+    np.testing.assert_array_equal(derived["margin"][:, 0], record["margin"])
+    for field in ("p_given", "p_max"):
+        np.testing.assert_allclose(derived[field][:, 0], record[field], rtol=1e-6, err_msg=field)
+    assert record["correct"][:3].tolist() == [True, True, False]
+    assert record["margin"][0] == 0 and record["margin"][1] == 60 and record["margin"][2] == -9
+
+
+def test_import_from_an_exported_folder_takes_explicit_inputs_over_the_folders(demo_run, tmp_path):
+    exported = tmp_path / "exported"
+    export_interop(demo_run, exported, label_issue_table=False, arrays=True)
+    original = RunStore(demo_run)
+    same = import_run(tmp_path / "same", from_dir=exported)
+    for field in original.meta["fields"]:
+        np.testing.assert_array_equal(same.array(field), original.array(field), err_msg=field)
+    assert same.classes == original.classes
+    zeros = np.zeros_like(original.array("margin"))
+    np.save(tmp_path / "margin.npy", zeros)
+    named = [f"class {i}" for i in range(len(original.classes))]
+    changed = import_run(tmp_path / "changed", from_dir=exported, array_files={"margin": tmp_path / "margin.npy"},
+                         classes=named)
+    np.testing.assert_array_equal(changed.array("margin"), zeros)
+    np.testing.assert_array_equal(changed.array("loss"), original.array("loss"))
+    assert changed.classes == named
+    with pytest.raises(ValueError, match="samples.csv"):
+        import_run(tmp_path / "none", from_dir=tmp_path)
 
 
 def test_shape_mismatches_name_both_shapes_and_files(tmp_path, capsys):

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..run.layout import EMBEDDINGS, EXPORT, IMAGES, PROBABILITIES, SAMPLES, array_name
+from ..run.layout import EXPORT
 from ..run.store import RunError, RunStore
 from .runs import print_info
 
@@ -35,41 +35,24 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from ..run.interop import IMPORT_FIELDS, import_run
+    from ..run.interop import import_run
 
-    files: dict = {"samples_file": args.samples, "losses_file": args.losses, "probabilities_file": args.probabilities,
-                   "images_file": args.images, "embeddings_file": args.embeddings}
     arrays = {}
-    classes = None
-    if args.from_dir:
-        folder = Path(args.from_dir)
-        if not (folder / SAMPLES).is_file():
-            raise ValueError(f"{folder} has no samples.csv; --from takes a folder written by `export --format arrays`")
-        defaults = {"samples_file": folder / SAMPLES, "losses_file": folder / array_name("loss"),
-                    "probabilities_file": folder / PROBABILITIES, "images_file": folder / IMAGES,
-                    "embeddings_file": folder / EMBEDDINGS}
-        for key, file in defaults.items():
-            if files[key] is None and file.is_file():
-                files[key] = file
-        arrays = {f: folder / array_name(f) for f in IMPORT_FIELDS
-                  if f != "loss" and (folder / array_name(f)).is_file()}
-        if (folder / "classes.txt").is_file():
-            classes = (folder / "classes.txt").read_text().splitlines()
     for item in args.array:
         field, sep, file = item.partition("=")
         if not sep or not file:
             raise ValueError(f"--array {item!r}: expected FIELD=FILE, e.g. correct=correct.npy")
         arrays[field.strip()] = file
-    if files["samples_file"] is None or files["losses_file"] is None:
-        raise ValueError("import needs --samples and --losses (or --from an exported folder)")
+    classes = None
     if args.classes:
         given = Path(args.classes)
         classes = (given.read_text().splitlines() if given.is_file()
                    else [c.strip() for c in args.classes.split(",")])
         classes = [c for c in classes if c]
-    layout = args.layout or ("samples-epochs" if args.from_dir else None)  # as `export --format arrays` writes
-    store = import_run(args.out, array_files=arrays, root=args.root, classes=classes, model=args.model,
-                       layout=layout, **files)
+    store = import_run(args.out, samples_file=args.samples, losses_file=args.losses,
+                       probabilities_file=args.probabilities, images_file=args.images,
+                       embeddings_file=args.embeddings, array_files=arrays, root=args.root, classes=classes,
+                       model=args.model, layout=args.layout, from_dir=args.from_dir)
     print(f"run folder: {store.path}")
     print_info(store)
     return 0

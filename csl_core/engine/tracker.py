@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..run.schema import EPOCH_FIELDS, check_losses
+from ..run.schema import EPOCH_FIELDS, check_losses, epoch_fields
 
 # Past this many N x C elements the running probability sum (for the suggested label) is not kept.
 MAX_PROBABILITY_ELEMENTS = 2**28
@@ -92,15 +92,12 @@ class CSLTracker:
         if losses is None:
             losses = F.cross_entropy(logits, targets, reduction="none")
         probabilities = logits.softmax(dim=1)  # (B, C)
-        given = targets.unsqueeze(1)
-        given_logit = logits.gather(1, given).squeeze(1)
-        best_other = logits.scatter(1, given, float("-inf")).amax(dim=1)
+        fields = epoch_fields(logits, targets, probabilities)
         buffers = self._buffers
         buffers["loss"][indices] = losses.detach().float()
-        buffers["correct"][indices] = (logits.argmax(dim=1) == targets).to(torch.uint8)
-        buffers["margin"][indices] = given_logit - best_other
-        buffers["p_given"][indices] = probabilities.gather(1, given).squeeze(1)
-        buffers["p_max"][indices] = probabilities.amax(dim=1)
+        buffers["correct"][indices] = fields["correct"].to(torch.uint8)
+        for name in ("margin", "p_given", "p_max"):
+            buffers[name][indices] = fields[name]
         if self.probability_sum is not None:
             # Accumulated per visit and divided by the visit count later: a sample seen twice in one
             # epoch (a padded distributed sampler) is averaged, not over-weighted.

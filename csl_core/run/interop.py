@@ -41,14 +41,15 @@ from .inputs import (
     load_npy,
     long_to_wide,
 )
-from .layout import ARRAYS, EMBEDDINGS, IMAGES, PROBABILITIES, SAMPLES
-from .schema import EPOCH_FIELDS
+from .layout import ARRAYS, EMBEDDINGS, IMAGES, PROBABILITIES, SAMPLES, array_name
+from .schema import EPOCH_FIELDS, epoch_fields
 from .store import RunStore
 from .writer import RunWriter, sample_table
 
 ISSUES_NAME = "label_issues.csv"
 FIFTYONE_NAME = "fiftyone_fields.json"
 ARRAYS_DIR = ARRAYS
+CLASSES_TXT = "classes.txt"
 ISSUE_COLUMNS = ["id_or_path", "given_label", "predicted_label", "label_score", "is_label_issue", "label",
                  "action", "csl", "csl_rank"]
 PATH_COLUMNS = ("path", "filepath", "filename", "image")
@@ -138,8 +139,26 @@ def export_arrays(store: RunStore, out_dir: str | Path) -> list[Path]:
     if "true_label" in samples.columns:
         table["true_label"] = names[samples["true_label"].to_numpy(np.int64)]
     atomic_write_csv(out / SAMPLES, table)
-    atomic_write_bytes(out / "classes.txt", ("\n".join(store.classes) + "\n").encode())
-    return written + [out / SAMPLES, out / "classes.txt"]
+    atomic_write_bytes(out / CLASSES_TXT, ("\n".join(store.classes) + "\n").encode())
+    return written + [out / SAMPLES, out / CLASSES_TXT]
+
+
+def exported_inputs(folder: str | Path) -> dict:
+    """:func:`import_run`'s inputs from a folder :func:`export_arrays` wrote (the files it holds, its class
+    names and its layout), so that the folder is read where it is written."""
+    folder = Path(folder)
+    if not (folder / SAMPLES).is_file():
+        raise ValueError(f"{folder} has no {SAMPLES}; --from takes a folder written by `export --format arrays`")
+    files = {"samples_file": folder / SAMPLES, "losses_file": folder / array_name("loss"),
+             "probabilities_file": folder / PROBABILITIES, "images_file": folder / IMAGES,
+             "embeddings_file": folder / EMBEDDINGS}
+    inputs: dict = {key: file for key, file in files.items() if file.is_file()}
+    inputs["array_files"] = {f: folder / array_name(f) for f in IMPORT_FIELDS
+                             if f != "loss" and (folder / array_name(f)).is_file()}
+    if (folder / CLASSES_TXT).is_file():
+        inputs["classes"] = [c for c in (folder / CLASSES_TXT).read_text().splitlines() if c]
+    inputs["layout"] = "samples-epochs"   # as export_arrays writes every array
+    return inputs
 
 
 # ---------------------------------------------------------------- in
@@ -178,15 +197,19 @@ def per_sample(array: np.ndarray, n: int, file: Path, what: str, *, epochs: int 
                      "transposed) to match the sample table and the losses")
 
 
-def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | Path,
+def import_run(out: str | Path, *, samples_file: str | Path | None = None, losses_file: str | Path | None = None,
                probabilities_file: str | Path | None = None, array_files: Mapping[str, str | Path] | None = None,
                images_file: str | Path | None = None, embeddings_file: str | Path | None = None,
                root: str | Path | None = None, classes: Sequence[str] | None = None,
-               source: str = "import", model: str = "external", layout: str | None = None) -> RunStore:
+               source: str = "import", model: str = "external", layout: str | None = None,
+               from_dir: str | Path | None = None) -> RunStore:
     """Build a run folder ``out`` from another framework's per-epoch losses.
 
     Parameters
     ----------
+    from_dir:
+        A folder ``export --format arrays`` wrote (:func:`exported_inputs`): its files, class names and
+        layout are the defaults; the other arguments given replace them (``array_files`` adds to its arrays).
     samples_file:
         CSV with a label column ``label`` and a ``path`` (also ``filepath``, ``filename``, ``image``;
         relative paths are taken from ``root`` or the CSV's folder) or a ``sample_id`` (or ``id``) column;
@@ -212,6 +235,15 @@ def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | 
     Every input is checked as a training's data is, before anything is written: losses finite and >= 0,
     correctness 0/1, probabilities in [0, 1], each path or id once, class names distinct and plain.
     """
+    if from_dir is not None:
+        given = {"samples_file": samples_file, "losses_file": losses_file, "probabilities_file": probabilities_file,
+                 "images_file": images_file, "embeddings_file": embeddings_file, "classes": classes, "layout": layout}
+        inputs = exported_inputs(from_dir)
+        inputs.update({key: value for key, value in given.items() if value is not None})
+        inputs["array_files"] = {**inputs["array_files"], **(array_files or {})}
+        return import_run(out, root=root, source=source, model=model, **inputs)
+    if samples_file is None or losses_file is None:
+        raise ValueError("import needs --samples and --losses (or --from an exported folder)")
     samples_file = Path(samples_file)
     losses_file = Path(losses_file)
     table = _read_sample_csv(samples_file)
@@ -240,7 +272,7 @@ def import_run(out: str | Path, *, samples_file: str | Path, losses_file: str | 
             mean_probabilities = probabilities.astype(np.float32)
         elif probabilities.ndim == 3:
             per_epoch = _per_sample_epoch(probabilities, n, epochs, probabilities_file, losses_file)
-            fields.update(_derived_fields(per_epoch, labels))
+            fields.update(fields_from_probabilities(per_epoch, labels))
             mean_probabilities = per_epoch.mean(axis=1).astype(np.float32)
         else:
             raise ValueError(f"{probabilities_file}: shape {probabilities.shape}; expected (samples, classes) or "
@@ -343,15 +375,15 @@ def _per_sample_epoch(probabilities: np.ndarray, n: int, epochs: int, file, loss
                      f"are ({n}, {epochs}): expected ({n}, {epochs}, classes) or ({epochs}, {n}, classes)")
 
 
-def _derived_fields(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-epoch correct, margin, p_given, p_max from ``(N, E, C)`` softmax probabilities. The margin of
-    log-probabilities equals the margin of the logits (softmax only shifts them), so AUM is exact."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    given = labels[:, None, None]
-    p_given = np.take_along_axis(p, np.broadcast_to(given, p.shape[:2] + (1,)), axis=2)[..., 0]
-    others = p.copy()
-    np.put_along_axis(others, np.broadcast_to(given, p.shape[:2] + (1,)), -np.inf, axis=2)
-    with np.errstate(divide="ignore"):
-        margin = np.log(p_given) - np.log(others.max(axis=2))
-    return {"correct": p.argmax(axis=2) == labels[:, None], "margin": margin.astype(np.float32),
-            "p_given": p_given.astype(np.float32), "p_max": p.max(axis=2).astype(np.float32)}
+def fields_from_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-epoch correct, margin, p_given, p_max from ``(N, E, C)`` softmax probabilities and the ``(N,)``
+    given labels, by the tracker's own formula (:func:`~csl_core.run.schema.epoch_fields`) with the
+    log-probabilities as logits: their margin equals the logits' (softmax only shifts them), so AUM is exact."""
+    import torch  # only an import with per-epoch probabilities needs it
+
+    p = torch.from_numpy(np.require(probabilities, np.float64, ["W"]))     # a copy where read-only (no write)
+    targets = torch.tensor(np.asarray(labels), dtype=torch.int64)[:, None].expand(p.shape[:2])
+    with torch.no_grad():
+        fields = epoch_fields(p.log(), targets, p)
+    return {name: values.numpy() if name == "correct" else values.numpy().astype(np.float32)
+            for name, values in fields.items()}

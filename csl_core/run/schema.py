@@ -1,4 +1,5 @@
-"""The per-epoch arrays a run folder holds, shared by the tracker (which fills them) and the store."""
+"""The per-epoch arrays a run folder holds, shared by the tracker (which fills them), ``import`` (which
+derives them from another framework's probabilities) and the store."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,3 +19,20 @@ def check_losses(losses: np.ndarray, samples: np.ndarray, where: str) -> None:
         raise ValueError(f"{where}: sample {int(samples[first])} has loss {float(losses[first])!r}{more}; a loss "
                          "must be a finite number >= 0 (a diverged training, or a loss that is not per-sample "
                          "cross-entropy). Lower the learning rate or fix the loss; the finished epochs are kept")
+
+
+def epoch_fields(logits, targets, probabilities=None) -> dict:
+    """The per-epoch fields besides the loss, from torch tensors: ``correct`` (bool), ``margin`` (the given
+    class's logit minus the best other's: AUM's margin), ``p_given`` and ``p_max``. Pure: tensors in, tensors
+    out, on their device and in their dtype, with no host synchronisation (the tracker calls it inside the
+    training step, ``import`` on CPU tensors; nothing here imports torch).
+
+    ``logits`` is ``(..., C)``, ``targets`` the class indices ``(...)`` (int64); ``probabilities`` defaults to
+    the softmax of ``logits``. Log-probabilities serve as logits: softmax only shifts them, so the margin is
+    the same."""
+    if probabilities is None:
+        probabilities = logits.softmax(dim=-1)
+    given = targets.unsqueeze(-1)
+    margin = logits.gather(-1, given).squeeze(-1) - logits.scatter(-1, given, float("-inf")).amax(dim=-1)
+    return {"correct": logits.argmax(dim=-1) == targets, "margin": margin,
+            "p_given": probabilities.gather(-1, given).squeeze(-1), "p_max": probabilities.amax(dim=-1)}
