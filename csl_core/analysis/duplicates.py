@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from ..progress import progress_bar
 from .hashing import DEFAULT_RATIO, FINGERPRINT_NEIGHBOURS, ratio_links
 from .neighbours import DEFAULT_BLOCK_BYTES, nearest_neighbours, normalise  # noqa: F401  (one search)
+
+if TYPE_CHECKING:  # pandas (and scipy) load where a table is made, not at import: `csl-clean --help` stays fast
+    import pandas as pd
 
 DEFAULT_THRESHOLD = DEFAULT_RATIO
 DEFAULT_NEIGHBOURS = FINGERPRINT_NEIGHBOURS
@@ -113,6 +114,9 @@ def _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of
         source.append(copies)
         target.append(np.asarray(exact_of)[copies])
     source, target = np.concatenate(source), np.concatenate(target)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(source), dtype=np.int8), (source, target)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     sizes = np.bincount(component, minlength=n)
@@ -189,6 +193,8 @@ def duplicate_groups(groups: np.ndarray, labels: np.ndarray, csl: np.ndarray, *,
     ``labels`` (the distinct labels), ``label_conflict``, ``exact`` (all members share their pixels),
     ``max_csl``, ``min_similarity`` / ``max_similarity`` (over the members' best links).
     """
+    import pandas as pd
+
     groups = np.asarray(groups)
     labels = np.asarray(labels)
     csl = np.nan_to_num(np.asarray(csl, dtype=np.float64), nan=-np.inf)
@@ -274,6 +280,8 @@ class DuplicateReport:
 
 def member_table(report: DuplicateReport, samples: pd.DataFrame) -> pd.DataFrame:
     """One row per grouped sample, groups in rank order and members by CSL: what ``--csv`` writes."""
+    import pandas as pd
+
     rows = [(g.rank, g.group, g.size, g.label_conflict, g.exact, m)
             for g in report.groups.itertuples(index=False) for m in g.members]
     frame = pd.DataFrame(rows, columns=["rank", "group", "size", "label_conflict", "exact", "index"])

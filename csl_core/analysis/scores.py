@@ -28,9 +28,12 @@ import hashlib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-clean --help` stays fast
+    import pandas as pd
 
 CHUNK_ROWS = 65536
 # Neighbours of the kNN score; the search is exact up to 20k samples on a CPU and faiss above
@@ -287,6 +290,8 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
                 values = score.compute({**whole, **columns})
                 if values is not None:
                     columns[score.name] = np.array(np.broadcast_to(values, (n,)))
+    import pandas as pd
+
     scores = pd.DataFrame(columns, index=pd.RangeIndex(n, name="index"))
     if samples is not None:
         if len(samples) != n:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import preflight
 from .builtin import DEBIAN_FASHION_MNIST, load_cifar, load_demo, load_fashion_mnist
@@ -192,6 +191,8 @@ def build_training_set(spec: str, *, subset: int | None = None, inject_noise: fl
     ``noise_map`` say where flipped labels go (:func:`csl_core.data.noise.inject_label_noise`).
     ``loaded`` is ``load_source(spec, ...)``'s result when the caller has already read it.
     """
+    import pandas as pd  # loaded here, not at import: `csl-clean --help` stays fast
+
     source, test = loaded or load_source(spec, image_size=image_size, download=download, progress=progress)
     if len(source) == 0:
         raise DataError(f"{spec}: no usable images were found")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..errors import DataError  # noqa: F401  (the data layer's error, importers take it from here)
 from .dataset import IndexedDataset
+
+if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-clean --help` stays fast
+    import pandas as pd
 
 
 @dataclass
