@@ -152,3 +152,45 @@ def test_every_page_with_real_class_names_reads_in_full_and_stays_local(long_nam
         elsewhere = sorted({u for u in requests if not same_origin(u, url)})
         assert elsewhere == [], f"the app fetched from other hosts: {elsewhere}"
         assert any(u.startswith(url) for u in requests)
+
+
+def _serve(command: list[str], runs: Path, log: Path):
+    """Start ``command`` (a dashboard server) and return it with its URL once it answers."""
+    import os
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([*command, "--server.headless", "true", "--server.port", str(port)],
+                              env={**os.environ, "CSL_RUNS_DIR": str(runs)}, stdout=log.open("w"),
+                              stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return server, url
+        except OSError:
+            assert server.poll() is None, log.read_text()
+            time.sleep(0.3)
+    server.kill()
+    raise AssertionError(f"the dashboard did not start: {log.read_text()}")
+
+
+def test_a_bookmark_to_a_page_opens_it_right_after_a_start(long_names_runs, browser, tmp_path):
+    """The first page a fresh `csl-clean app` serves, opened by its address (a bookmark, a reload after a
+    restart), is that page, without a "Page not found" notice."""
+    import sys
+
+    server, url = _serve([sys.executable, "-m", "csl_core", "app"], long_names_runs, tmp_path / "app.log")
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{url}/focused-review?run={long_names_runs / 'clothes'}")
+        page.locator("[data-testid='focus-view'] img.big").wait_for(timeout=TIMEOUT_MS)
+        assert page.get_by_text("Page not found").count() == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -73,13 +73,22 @@ def app_path() -> Path:
     raise RunError("the dashboard (app.py) is not installed beside csl_core; reinstall with `pip install csl-clean`")
 
 
+# Streamlit takes a `pages/` folder beside app.py for its old automatic multipage app until the process's
+# first st.navigation call, so the very first page opened by its address after a start (a bookmark to
+# /focused-review) says "Page not found". The server `csl-clean app` starts knows from the outset that the
+# app navigates itself.
+_SERVER = ("import sys; from streamlit.runtime.pages_manager import PagesManager; "
+           "PagesManager.uses_pages_directory = False; from streamlit.web.cli import main; "
+           "sys.argv[0] = 'streamlit'; main()")
+
+
 def app_command(streamlit_args: list[str]) -> list[str]:
     """The ``streamlit run`` command line of ``csl-clean app``: local address and no usage statistics unless
     the arguments say otherwise."""
     defaults = {"--server.address": "127.0.0.1", "--browser.gatherUsageStats": "false"}
     given = {arg.split("=", 1)[0] for arg in streamlit_args}
     extra = [item for key, value in defaults.items() if key not in given for item in (key, value)]
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()), *extra, *streamlit_args]
+    return [sys.executable, "-c", _SERVER, "run", str(app_path()), *extra, *streamlit_args]
 
 
 def cmd_app(args) -> int:
