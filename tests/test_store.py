@@ -402,7 +402,7 @@ def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_pat
                 and not name.startswith("decisions.sqlite-")]   # SQLite's own WAL files
     assert not unlisted, f"files of a run folder missing from RUN_FILES: {unlisted}"
     for name in ("meta.json", "samples.csv", "arrays/loss.npy", "embeddings.npy", "probabilities.npy",
-                 "checkpoint.pt", "report.json", "neighbours.npz", "decisions.sqlite", "export"):
+                 "checkpoint.pt", "report.json", "neighbours.npz", "fingerprints.npz", "decisions.sqlite", "export"):
         assert name in found or any(f.startswith(name) for f in found), name
 
 
