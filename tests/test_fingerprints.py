@@ -115,3 +115,9 @@ def test_fingerprints_are_written_when_a_run_is_made(demo_run):
     store = RunStore(demo_run)
     hashes, prints = image_fingerprints(store)
     assert len(hashes) == len(prints) == store.num_samples
+
+
+def test_flat_pictures_group_only_with_their_exact_copies():
+    images = np.stack([np.full((8, 8, 3), (max(i, 1), 0, 0), np.uint8) for i in range(12)])  # 0 and 1: copies
+    assert (thumbnails(images) == 0).all()  # nothing but rounding left after the mean: no structure
+    assert groups_of(images).tolist() == [0, 0] + [-1] * 10

@@ -963,7 +963,8 @@ def test_the_cli_names_the_damaged_file_without_a_traceback(tmp_path, capsys, da
         atomic_save_npy(store.path / f"{name}.npy", np.full((40, 8), 0.5, np.float32))
         with open(store.path / f"{name}.npy", "r+b") as f:
             f.truncate(700)
-    command = ["duplicates", str(store.path)] if damage == "truncate-embeddings" else ["scores", str(store.path)]
+    command = (["duplicates", str(store.path), "--embedding-neighbours"] if damage == "truncate-embeddings"
+               else ["scores", str(store.path)])
     assert main(command) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err

@@ -35,6 +35,8 @@ ALWAYS_LINKED = 1e-4
 # Fashion-MNIST images the 10th neighbour is far, and different trousers sit at 0.004-0.03 (re-encoded
 # copies within 0.001, 90% of x0.5-x2 resized ones within 0.005).
 MAX_DISTANCE = 0.003
+# A thumbnail whose values (grey levels, mean removed) have less than this norm is flat: zero.
+FLAT = 1.0
 
 
 def thumbnails(images: np.ndarray, *, size: int = THUMBNAIL_SIZE, chunk: int = 4096) -> np.ndarray:
@@ -53,6 +55,9 @@ def thumbnails(images: np.ndarray, *, size: int = THUMBNAIL_SIZE, chunk: int = 4
             block = block[..., 0] if block.shape[-1] == 1 else block[..., :3] @ luma
         out[start:start + len(block)] = F.adaptive_avg_pool2d(block[:, None], size).flatten(1).numpy()
     out -= out.mean(axis=1, keepdims=True)
+    # A flat picture has no structure to compare (what is left is rounding): similar to nothing, so
+    # only its exact copies group with it.
+    out[np.linalg.norm(out, axis=1) < FLAT] = 0.0
     return out
 
 
