@@ -104,7 +104,12 @@ def test_the_open_run_is_in_the_address_and_a_reload_keeps_it(runs_dir, demo_cop
     assert any("cannot be opened" in w.value for w in broken.sidebar.warning)
 
 
-def test_a_class_pair_cell_accepts_exactly_its_samples(runs_dir, demo_copy):
+def member_table(at: AppTest):
+    """The class-pair page's table of a cell's members (the editable one, beside the matrix)."""
+    return next(d.value for d in at.dataframe if "file" in d.value.columns)
+
+
+def test_a_class_pair_cell_lists_its_members_and_relabels_only_the_ticked_ones(runs_dir, demo_copy):
     store = RunStore(demo_copy)
     scores = store.scores()
     at = app()
@@ -117,20 +122,47 @@ def test_a_class_pair_cell_accepts_exactly_its_samples(runs_dir, demo_copy):
     cells = {}
     for index in suspects:
         cells.setdefault((int(given[index]), int(suggested[index])), []).append(int(index))
-    # The second largest cell, so that the test does not pass by taking the default.
-    (g, s), members = sorted(cells.items(), key=lambda kv: (-len(kv[1]), kv[0]))[1]
+    # The largest cell that is not the default one, so that the test does not pass by taking the default.
+    ranked = sorted(cells.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    (g, s), members = next((cell, m) for cell, m in ranked[1:] if len(m) >= 2)
     at.selectbox(key="pair_cell").set_value(f"{g}>{s}").run()
+    no_errors(at)
+    # Every member is listed before anything is decided: its file, given and suggested label, and how sure
+    # the suggestion is, untruncated.
+    editor = f"pair_members_{g}_{s}"
+    listed = at.session_state["pair_pinned"]["members"]
+    assert sorted(listed) == sorted(members)
+    table = member_table(at)
+    names = scores["sample_id"].astype(str).to_numpy()
+    assert table["file"].tolist() == [names[i] for i in listed]
+    assert (table["given"] == store.classes[g]).all() and (table["suggested"] == store.classes[s]).all()
+    assert np.allclose(table["confidence"], scores["suggested_confidence"].to_numpy()[listed])
+    assert table["relabel"].all() and (table["decision"] == "undecided").all()
+    # The person unticks the first member and relabels the rest.
+    left_out = listed[0]
+    at.session_state[editor] = {"edited_rows": {0: {"relabel": False}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    no_errors(at)
+    assert at.button(key="pair_accept").label == f"Relabel the {len(members) - 1} ticked to {store.classes[s]}"
     at.button(key="pair_accept").click().run()
     no_errors(at)
     effective = DecisionLog(demo_copy).effective(store.num_samples, given)
     relabeled = effective.index[effective["action"] == "relabel"].tolist()
-    assert sorted(relabeled) == sorted(members)
-    assert (effective.loc[members, "label"] == s).all()
+    assert sorted(relabeled) == sorted(set(members) - {left_out})
+    assert (effective.loc[relabeled, "label"] == s).all()
+    assert effective.at[left_out, "action"] == "undecided"
     assert len(DecisionLog(demo_copy).batches()) == 1          # one batch: one undo takes it back
-    assert f"{g}>{s}" not in at.selectbox(key="pair_cell").options
     # The toasts say what was done and undone, in class names, never an internal batch id.
-    what = f"relabel of {len(members)} image{'s' if len(members) != 1 else ''} to '{store.classes[s]}'"
+    done = len(members) - 1
+    what = f"relabel of {done} image{'s' if done != 1 else ''} to '{store.classes[s]}'"
     assert [t.value for t in at.toast] == [f"done: {what} (undo takes it back)"]
+    # The decided members stay in view, marked as decided; the unticked one is still undecided.
+    assert at.selectbox(key="pair_cell").value == f"{g}>{s}"
+    assert sorted(at.session_state["pair_pinned"]["members"]) == sorted(members)
+    table = member_table(at).set_index("file")
+    for index in members:
+        expected = "undecided" if index == left_out else f"relabeled to {store.classes[s]}"
+        assert table.at[names[index], "decision"] == expected
     at.button(key="pair_undo").click().run()
     assert (DecisionLog(demo_copy).effective(store.num_samples, given)["action"] == "undecided").all()
     assert [t.value for t in at.toast] == [f"undid: {what}"]
