@@ -3,13 +3,29 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
+from csl_core.analysis.cleaning import RELABEL_CONFIDENCE, suggested_cleaning
+from csl_core.run.decisions import Decision
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
 from csl_core.run.interop import FIFTYONE_NAME, ISSUES_NAME, fiftyone_fields, label_issues
 from csl_core.run.store import RunError
-from pages._common import decision_log, effective_for, require_scored_run, scores_for
+from pages._common import (
+    decision_log,
+    effective_for,
+    require_scored_run,
+    scores_for,
+    show_decision_feedback,
+    tab_id,
+    undo,
+)
+from pages._filters import names_for
 from pages._text import plain
+
+SOURCE = "suggested-cleaning"
+LISTED = 300
 
 st.title("Export")
 store = require_scored_run()
@@ -17,6 +33,68 @@ scores = scores_for(store)
 classes = store.classes
 effective = effective_for(store)
 has_files = "path" in scores.columns
+show_decision_feedback()
+
+
+def _accept_cleaning(relabel_rows: list[int], labels: list[int], drop_rows: list[int]) -> None:
+    """Record the suggested cleaning as one batch (relabels and drops together: one Undo takes it back)."""
+    decisions = [Decision(relabel_rows, "relabel", labels)] if relabel_rows else []
+    decisions += [Decision(drop_rows, "drop")] if drop_rows else []
+    if not decisions:
+        return
+    try:
+        decision_log(store).record_batch(decisions, source=SOURCE, tab=tab_id())
+    except ValueError as e:
+        st.session_state["decision_error"] = str(e)
+        return
+    st.session_state["last_decision"] = (f"suggested cleaning · {len(relabel_rows)} relabeled, "
+                                         f"{len(drop_rows)} dropped")
+
+
+def suggested_cleaning_section() -> None:
+    """What the suggested cleaning would do (counts per action and per class, the samples), then one click
+    that records it as one undoable batch. Samples the person has decided on are left as they are."""
+    st.subheader("Suggested cleaning")
+    if "suggested_label" not in scores.columns:
+        st.caption("This run has no suggested labels (its mean probabilities were not kept).")
+        return
+    plan = suggested_cleaning(scores, effective["action"].to_numpy(object))
+    counts = plan.counts()
+    st.caption(f"The {plan.budget:,} most suspicious undecided samples (the run's count of wrong labels, less what "
+               f"you already relabeled or dropped): **relabel** where the suggestion's confidence is at least "
+               f"{RELABEL_CONFIDENCE:.0%}, **drop** where it is less; every other sample keeps its label. Your own "
+               "decisions are never changed. Nothing is applied until you press the button; Undo takes it back.")
+    cells = st.columns(3)
+    cells[0].metric("Relabel", f"{counts['relabel']:,}")
+    cells[1].metric("Drop", f"{counts['drop']:,}")
+    cells[2].metric("Keep", f"{counts['keep']:,}")
+    st.dataframe(plan.by_class(scores["label"].to_numpy(), classes), hide_index=True, key="clean_by_class")
+    acted = np.flatnonzero(plan.action != "keep")
+    with st.expander(f"The {len(acted):,} samples it acts on"):
+        names = np.asarray(classes, dtype=object)
+        listed = acted[:LISTED]
+        st.dataframe(pd.DataFrame({
+            "file": names_for(store)[listed].astype(str),
+            "given": names[scores["label"].to_numpy(np.int64)[listed]],
+            "suggested": names[scores["suggested_label"].to_numpy(np.int64)[listed]],
+            "confidence": scores["suggested_confidence"].to_numpy(np.float64)[listed],
+            "action": plan.action[listed]}), hide_index=True, key="clean_samples",
+            column_config={"confidence": st.column_config.ProgressColumn(
+                "confidence", min_value=0.0, max_value=1.0, format="percent",
+                help="How sure the suggestion is (its share of the class evidence)")})
+        if len(acted) > LISTED:
+            st.caption(f"The first {LISTED} (in sample order) of {len(acted):,}.")
+    relabel_rows = plan.rows("relabel")
+    buttons = st.container(horizontal=True)
+    buttons.button(f"Accept the suggested cleaning: relabel {counts['relabel']:,}, drop {counts['drop']:,}",
+                   key="clean_accept", type="primary", disabled=not len(acted), on_click=_accept_cleaning,
+                   args=(relabel_rows.tolist(), plan.label[relabel_rows].tolist(), plan.rows("drop").tolist()),
+                   icon=":material/cleaning_services:")
+    buttons.button("Undo", key="clean_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
+                   icon=":material/undo:", help="Takes back the last suggested cleaning applied in this tab.")
+
+
+suggested_cleaning_section()
 
 st.subheader("Summary by class")
 st.caption("By the label each sample was given; *after cleaning* counts relabeled samples where they land. "

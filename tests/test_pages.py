@@ -164,7 +164,8 @@ def test_a_person_cleans_the_demo(runs_dir):
     assert at.success, "no confirmation after writing"
     exported = read_export(run_path)
     assert list(exported.columns) == ["id_or_path", "original_label", "label", "action", "csl", "csl_rank",
-                                      "suggested_label"]
+                                      "suggested_label", "suggested_confidence"]
+    np.testing.assert_allclose(exported["suggested_confidence"], scores["suggested_confidence"], atol=1e-4)
     assert len(exported) == len(scores)
     exported.index = scores.index
     expected = {relabeled: ("relabel", store.classes[new_label]), dropped: ("drop", store.classes[0])}

@@ -240,3 +240,58 @@ def test_a_new_source_kind_is_one_entry_of_the_sources_table(runs_dir, monkeypat
     at.selectbox(key="run_source").set_value("toy").run()
     assert not at.exception
     assert at.text_input(key="run_location").label == "Toy folder"
+
+
+def test_the_suggested_cleaning_shows_what_it_does_then_applies_as_one_undoable_batch(runs_dir, demo_copy):
+    from csl_core.analysis.cleaning import suggested_cleaning
+    from csl_core.analysis.noise_rate import noise_count
+
+    store = RunStore(demo_copy)
+    scores = store.scores()
+    given = scores["label"].to_numpy()
+    log = DecisionLog(demo_copy)
+    plan = suggested_cleaning(scores)
+    person = int(np.flatnonzero(plan.action == "relabel")[0])   # a person has already kept one suspect
+    log.record([person], "keep")
+    at = app()
+    at.switch_page("pages/export.py").run()
+    no_errors(at)
+    plan = suggested_cleaning(scores, log.effective(store.num_samples, given)["action"].to_numpy(object))
+    counts = plan.counts()
+    assert plan.budget == noise_count(scores).count and plan.action[person] == "keep"
+    assert counts["relabel"] > 0 and counts["drop"] > 0
+    # Before anything is applied: the counts per action and per class.
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Relabel"], metrics["Drop"], metrics["Keep"]) == tuple(f"{counts[a]:,}" for a in
+                                                                           ("relabel", "drop", "keep"))
+    by_class = next(d.value for d in at.dataframe if "relabel (into)" in d.value.columns).set_index("class")
+    assert by_class.loc["all", "drop"] == counts["drop"] and len(by_class) == len(store.classes) + 1
+    assert len(log.batches()) == 1                     # nothing applied yet
+    at.button(key="clean_accept").click().run()
+    no_errors(at)
+    effective = log.effective(store.num_samples, given)
+    assert effective.at[person, "action"] == "keep"    # the person's own decision stands
+    assert set(effective.index[effective["action"] == "relabel"]) == set(plan.rows("relabel"))
+    assert set(effective.index[effective["action"] == "drop"]) == set(plan.rows("drop"))
+    relabeled = plan.rows("relabel")
+    assert (effective.loc[relabeled, "label"].to_numpy() == plan.label[relabeled]).all()
+    assert len(log.batches()) == 2                     # one batch for the whole cleaning
+    at.button(key="clean_undo").click().run()
+    effective = log.effective(store.num_samples, given)
+    assert effective.at[person, "action"] == "keep" and (effective.drop(index=person)["action"] == "undecided").all()
+
+
+def test_the_run_page_and_info_give_one_count(runs_dir, demo_copy, capsys):
+    from csl_core.analysis.noise_rate import noise_count
+    from csl_core.cli import main
+
+    count = noise_count(RunStore(demo_copy).scores()).count
+    at = app()
+    at.sidebar.selectbox(key="run_path").set_value(str(demo_copy)).run()
+    no_errors(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Likely mislabeled"].startswith(f"~{count:,} (")
+    text = " ".join(m.value for m in at.markdown)
+    assert "look mislabeled: the model's suggested label" not in text     # the second count is gone
+    assert main(["info", str(demo_copy)]) == 0
+    assert f"about {count} images" in capsys.readouterr().out

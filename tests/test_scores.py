@@ -79,8 +79,10 @@ def test_confidence_aum_and_data_maps(scores):
 
 
 def test_suggested_label_and_sample_table_columns(scores):
-    assert scores["suggested_label"].tolist() == [0, 1, 0, 1]
-    np.testing.assert_allclose(scores["suggested_confidence"], [0.7, 0.6, 0.5, 0.9])
+    # Without embeddings the evidence is the mean softmax; the suggestion is the likeliest *other* class.
+    assert scores["suggested_label"].tolist() == [1, 0, 1, 0]
+    np.testing.assert_allclose(scores["suggested_confidence"], [0.3, 0.4, 0.5, 0.1])
+    np.testing.assert_allclose(scores["label_evidence"], [0.7, 0.6, 0.5, 0.9])
     assert scores.index.name == "index" and scores.index.tolist() == [0, 1, 2, 3]
     assert scores["sample_id"].tolist() == list("abcd") and "label" in scores.columns
     assert scores["csl_rank"].tolist() == [1, 3, 2, 4]

@@ -14,8 +14,11 @@ million samples is scored without loading it whole. Definitions follow the liter
 ``aum``                       area under the margin: mean over epochs of (given logit - best other)
 ``datamaps_confidence``       mean probability of the given label over epochs
 ``datamaps_variability``      its standard deviation over epochs
-``suggested_label``           the class with the highest mean probability over training
-``suggested_confidence``      that mean probability
+``suggested_label``           the likeliest class other than the given label, by the class evidence:
+                              the mean softmax over training mixed with the neighbours' labels
+                              (:mod:`csl_core.analysis.suggest`)
+``suggested_confidence``      that class's share of the evidence (how sure the suggestion is)
+``label_evidence``            the given label's share of the evidence
 ``knn_disagreement``          share of the k nearest neighbours (penultimate embeddings after
                               training, cosine) that carry another label
 ``fused``                     rank fusion: the mean of the normalised ranks of ``csl``, ``aum``
@@ -34,6 +37,8 @@ import numpy as np
 
 if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-clean --help` stays fast
     import pandas as pd
+
+from .suggest import class_evidence, suggest
 
 CHUNK_ROWS = 65536
 # Neighbours of the kNN score; the search is exact up to 20k samples on a CPU and faiss above
@@ -101,9 +106,18 @@ def _row_stat(stat, field: str):
     return lambda x: stat(x[field], axis=1) if x[field].shape[1] else np.nan
 
 
-def _knn(x: Inputs) -> np.ndarray | None:
-    n = len(x["labels"])
-    return knn_disagreement(np.asarray(x["embeddings"]), x["labels"]) if n > 1 else None
+def _knn(x: Inputs) -> np.ndarray:
+    """The share of the neighbours (``neighbour_labels``, their given labels) that carry another label."""
+    return (x["neighbour_labels"] != x["labels"][:, None]).mean(axis=1)
+
+
+def _evidence(x: Inputs) -> np.ndarray:
+    """The class evidence of a slice of rows: mean softmax, mixed with the neighbours' vote where kept."""
+    return class_evidence(x["probabilities"], x.get("neighbour_labels"))
+
+
+def _suggestion(x: Inputs) -> tuple[np.ndarray, np.ndarray]:
+    return suggest(_evidence(x), x["labels"])
 
 
 def _fused(x: Inputs) -> np.ndarray:
@@ -129,17 +143,19 @@ SCORES: dict[str, Score] = {s.name: s for s in (
           ("p_given",), suspicious_when_high=False),
     Score("datamaps_variability", "Data Maps variability", _row_stat(np.nanstd, "p_given"), ("p_given",)),
     Score("knn_disagreement", "kNN label disagreement (neighbours with another label)", _knn,
-          ("embeddings", "labels"), headline=True, rowwise=False),
+          ("neighbour_labels", "labels"), headline=True),
     Score("fused", "fused: CSL + AUM + kNN disagreement (rank average)", _fused, ("csl", "knn_disagreement"),
           headline=True, rowwise=False),
 )}
 
 # Per-sample columns beside the scores, computed the same way; they rank nothing.
 COLUMNS: dict[str, Score] = {s.name: s for s in (
-    Score("suggested_label", "suggested label (highest mean probability over training)",
-          lambda x: x["probabilities"].argmax(axis=1).astype(np.int64), ("probabilities",)),
-    Score("suggested_confidence", "mean probability of the suggested label",
-          lambda x: x["probabilities"].max(axis=1).astype(np.float64), ("probabilities",)),
+    Score("suggested_label", "suggested label (the likeliest class other than the given one)",
+          lambda x: _suggestion(x)[0], ("probabilities", "labels"), version=2),
+    Score("suggested_confidence", "confidence of the suggestion (its share of the class evidence)",
+          lambda x: _suggestion(x)[1], ("probabilities", "labels"), version=2),
+    Score("label_evidence", "the given label's share of the class evidence",
+          lambda x: _evidence(x)[np.arange(len(x["labels"])), x["labels"]], ("probabilities", "labels")),
     Score("csl_rank", "CSL rank (1 = highest)", lambda x: rank_descending(x["csl"]), ("csl",), rowwise=False),
 )}
 
@@ -169,6 +185,15 @@ def default_score(scores: pd.DataFrame) -> str:
     """The score to rank ``scores`` (a run's scores table) by when the person has not chosen one:
     the first of :data:`DEFAULT_RANKING` the run has."""
     return next((name for name in DEFAULT_RANKING if name in scores.columns), "csl")
+
+
+def nearest_neighbour_indices(embeddings: np.ndarray, *, k: int = KNN_NEIGHBOURS) -> np.ndarray:
+    """Each sample's ``k`` nearest neighbours by cosine similarity, ``(N, k)`` indices, itself excluded."""
+    from .neighbours import nearest_neighbours
+
+    if np.ndim(embeddings) != 2:
+        raise ValueError(f"embeddings must be (samples, features), got shape {np.shape(embeddings)}")
+    return nearest_neighbours(np.asarray(embeddings), k=k)[0]
 
 
 def knn_disagreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int = KNN_NEIGHBOURS) -> np.ndarray:
@@ -270,6 +295,9 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
         rows["probabilities"] = probabilities
     if labels is not None:
         rows["labels"] = np.asarray(labels, dtype=np.int64)
+        if embeddings is not None and n > 1:
+            # one neighbour search for the kNN score and the suggestion's vote; sliced with the rows
+            rows["neighbour_labels"] = rows["labels"][nearest_neighbour_indices(embeddings)]
     parts: dict[str, list[np.ndarray]] = {}
     # A sample never seen (a row of NaN) scores NaN; numpy would warn about each such row.
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():

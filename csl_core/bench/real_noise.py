@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..analysis.metrics import detection_metrics, top_k
-from ..analysis.noise_rate import estimate_label_noise
+from ..analysis.metrics import detection_metrics
+from ..analysis.noise_rate import noise_count
 from ..analysis.scores import SCORES, default_score, suspicion
 from ..config import TrainConfig, training_set_for
 from ..data import DataError, IndexedDataset, TrainingSet, load_csv
@@ -31,7 +31,8 @@ from ..engine.train import predict, resolve_device, train
 from ..run.files import atomic_write_bytes, atomic_write_json
 from ..run.layout import META
 from ..run.store import RunError, RunStore
-from .surgery import load_trained_model, relabel, select_rows
+from .cleaning import CLEANINGS, cleaning_plans, recovered, retrain_cleanings, suggestion_accuracy
+from .surgery import load_trained_model, select_rows
 
 
 @dataclass
@@ -196,7 +197,7 @@ class RealNoiseBenchmark:
         train_seconds = sum(e["seconds"] for e in report.get("epochs", []))
         scores = store.scores()
         truth = scores["is_mislabeled"].to_numpy(bool)
-        estimate = estimate_label_noise(scores["label"].to_numpy(np.int64), np.asarray(store.probabilities()))
+        estimate = noise_count(scores)
         methods = {m: {**detection_metrics(truth, suspicion(scores, m)), "seconds": train_seconds}
                    for m in SCORES if m in scores.columns and SCORES[m].benchmarked}
         cell = {"column": column, "seed": seed, "epochs": config.epochs, "augment": config.augment,
@@ -205,11 +206,12 @@ class RealNoiseBenchmark:
                 "positives": int(truth.sum()), "estimated_noise": estimate.count,
                 "train_accuracy": report["epochs"][-1]["accuracy"], "test_accuracy": test_accuracy,
                 "training_seconds": train_seconds, "wall_seconds": time.perf_counter() - began,
-                "ranking": default_score(scores), "methods": methods}
+                "ranking": default_score(scores), "methods": methods,
+                "suggestion": suggestion_accuracy(scores, scores["true_label"].to_numpy(np.int64))}
         if self.config.cleanlab:
             cell["methods"]["cleanlab"] = self._cleanlab(config, training_set, name)
         if self.config.clean and test_accuracy is not None:
-            cell["cleaning"] = self._clean(config, training_set, scores, cell, name)
+            cell["cleaning"] = self._clean(config, training_set, scores, cell, name, column, epochs)
         return cell
 
     def _cleanlab(self, config: TrainConfig, training_set: TrainingSet, name: str) -> dict:
@@ -238,27 +240,26 @@ class RealNoiseBenchmark:
         # cost), plus the out-of-fold prediction
         return {**detection_metrics(truth, score), "seconds": fold_seconds}
 
-    def _clean(self, config: TrainConfig, training_set: TrainingSet, scores, cell: dict, name: str) -> dict:
-        """Retrain after acting on the top ``k`` of the default ranking, ``k`` = the estimated noise count
-        (what a user who trusts the estimate would review); and once on the trusted labels."""
-        ranking = cell["ranking"]
-        k = cell["estimated_noise"]
-        flagged = top_k(suspicion(scores, ranking), k)
-        suggested = scores["suggested_label"].to_numpy(np.int64)[flagged]
+    def _clean(self, config: TrainConfig, training_set: TrainingSet, scores, cell: dict, name: str,
+               column: str, epochs: int | None) -> dict:
+        """Retrain after the run's suggested cleaning (relabel where the suggestion is sure, drop where it is
+        not, the budget being the run's count of wrong labels) and after dropping the same suspects; once on
+        the trusted labels (shared by every noisy column: the same images, the same recipe)."""
         plain = TrainConfig(**{**asdict(config), "compute_embeddings": False})
-        kept = np.setdiff1d(np.arange(len(training_set)), flagged)
-        out = {"k": int(k), "ranking": ranking, "noisy": cell["test_accuracy"],
-               "mislabeled_in_top_k": int(training_set.samples["is_mislabeled"].to_numpy()[flagged].sum())}
-        trusted = relabel(training_set, np.arange(len(training_set)), training_set.samples["true_label"].to_numpy())
-        for action, cleaned in (("drop", select_rows(training_set, kept)),
-                                ("relabel", relabel(training_set, flagged, suggested)),
-                                ("true", trusted)):
-            self._log(f"{name}: retraining ({action})")
-            _, accuracy = self._train(plain, cleaned, f"{name}-{action}")
-            out[action] = accuracy
-        lost = out["true"] - out["noisy"]
-        for action in ("drop", "relabel"):
-            out[f"{action}_recovered"] = (out[action] - out["noisy"]) / lost if lost > 0 else None
+
+        def retrain(cleaned: TrainingSet, run_name: str) -> float | None:
+            return self._train(plain, cleaned, run_name)[1]
+
+        plans = cleaning_plans(scores, cell["estimated_noise"])
+        out = {"noisy": cell["test_accuracy"],
+               **retrain_cleanings(retrain, training_set, plans, name, log=self._log)}
+        truth_config = TrainConfig(**{**asdict(self._train_config(self.config.truth, config.seed, epochs)),
+                                      "compute_embeddings": False})
+        truth_name = self.config.truth + name[len(column):]
+        self._log(f"{truth_name}: training on the trusted labels")
+        out["trusted"] = self._train(truth_config, self._training_set(truth_config), truth_name)[1]
+        for cleaning in plans:
+            out[cleaning]["recovered"] = recovered(out[cleaning]["test_accuracy"], out["noisy"], out["trusted"])
         return out
 
     def _write(self, cells: list[dict]) -> dict:
@@ -293,6 +294,36 @@ def summarise_seeds(cells: list[dict]) -> list[dict]:
     return rows
 
 
+def render_suggestion(cell: dict) -> list[str]:
+    """The suggestion's accuracy, the count against the truth and, where retrained, the cleaning table."""
+    lines = []
+    s = cell.get("suggestion")
+    if s:
+        high = f"{s['high']:.3f}" if s["high"] is not None else "n/a"
+        top = f"{s['top']:.3f}" if s["top"] is not None else "n/a"
+        every = f"{s['all']:.3f}" if s["all"] is not None else "n/a"
+        lines += ["", f"Suggested label right on the truly mislabeled samples: {top} of the {s['top_wrong']} in "
+                  f"the top {s['top_share']:.0%} of the queue, {every} of all; {high} of those whose confidence "
+                  f"reaches {s['high_at']:.2f} ({s['high_coverage']:.0%} of them). Count of wrong labels "
+                  f"{cell['estimated_noise']} against {cell['positives']} true "
+                  f"({cell['estimated_noise'] / max(1, cell['positives']):.2f}x)."]
+    c = cell.get("cleaning")
+    if c:
+        lines += ["", f"Cleaning, retrained with the same recipe: clean test accuracy on the noisy labels "
+                  f"{c['noisy']:.4f}, on the trusted labels {c['trusted']:.4f}.", "",
+                  "| cleaning | budget | relabelled (right) | dropped (wrong) | wrong labels left | test accuracy "
+                  "| recovered |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name in CLEANINGS:
+            if name in c:
+                r = c[name]
+                share = f"{r['recovered']:.2f}" if r.get("recovered") is not None else "n/a"
+                accuracy = f"{r['test_accuracy']:.4f}" if r.get("test_accuracy") is not None else "n/a"
+                lines.append(f"| {name} | {r['budget']} | {r['relabel']} ({r['relabel_right']}) | {r['drop']} "
+                             f"({r['drop_wrong']}) | {r['wrong_after']} of {r['wrong_before']} | {accuracy} | "
+                             f"{share} |")
+    return lines
+
+
 def render_real_noise(results: dict) -> str:
     """The tables a person reads: per column, budget and seed, every score's AUROC / AUPR / P@k."""
     config = results["config"]
@@ -314,14 +345,8 @@ def render_real_noise(results: dict) -> str:
             label = SCORES[name].label if name in SCORES else "confident learning (cleanlab, K-fold)"
             lines.append(f"| {label} | {m['auroc']:.4f} | {m['aupr']:.4f} | {m['precision_at_k']:.4f} | "
                          f"{m['seconds']:.0f} |")
-        if cell.get("cleaning"):
-            c = cell["cleaning"]
-            recovered = ", ".join(f"{a} {c[a + '_recovered']:.2f}" for a in ("drop", "relabel")
-                                  if c.get(a + "_recovered") is not None)
-            lines += ["", f"Cleaning (top {c['k']} by `{c['ranking']}`, {c['mislabeled_in_top_k']} of them "
-                      f"mislabeled): test accuracy noisy {c['noisy']:.4f}, dropped {c['drop']:.4f}, relabelled "
-                      f"{c['relabel']:.4f}, trusted labels {c['true']:.4f}; share of the loss recovered: "
-                      f"{recovered or 'n/a'}"]
+        lines += render_suggestion(cell)
+        lines.append("")
         lines.append("")
     summary = summarise_seeds(results["cells"])
     if any(len(r["seeds"]) > 1 for r in summary):

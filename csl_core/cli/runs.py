@@ -213,11 +213,10 @@ def _print_standing(store: RunStore, scores, truth) -> None:
     if probabilities is None:
         return
     ranking = default_score(scores)
-    where = standing(scores["label"].to_numpy(np.int64), np.asarray(probabilities), suspicion(scores, ranking),
-                     accuracy, truth)
+    where = standing(scores, suspicion(scores, ranking), accuracy, truth)
     line = (f"noise      about {where['estimated_count']} images ({where['estimated_rate']:.1%}) are likely "
-            f"mislabeled (confident joint on the run's mean probabilities); the top {where['k']} by {ranking} "
-            f"hold {where['flagged_in_top_k']} of those the estimate flags")
+            f"mislabeled ({where['basis']}); the top {where['k']} by {ranking} hold {where['flagged_in_top_k']} "
+            "of those")
     if truth is not None:
         line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
     print(line)

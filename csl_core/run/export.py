@@ -1,7 +1,8 @@
 """The cleaned label file (and, for files on disk, a cleaned ImageFolder tree) built from the decisions.
 
 The CSV has one row per sample: ``id_or_path, original_label, label, action, csl, csl_rank,
-suggested_label`` with labels as class names; ``action`` is keep / relabel / drop / undecided.
+suggested_label, suggested_confidence`` with labels as class names (the suggestion is the likeliest class
+other than the given one, its confidence that class's share of the evidence, in [0, 1]); ``action`` is keep / relabel / drop / undecided.
 Undecided samples keep their label. Files are written under a temporary name and renamed, and the
 output depends only on the run and its decisions, so exporting again gives the same bytes.
 """
@@ -26,7 +27,8 @@ CSV_NAME = "cleaned_labels.csv"
 TREE_NAME = "imagefolder"
 #: The file that marks a tree as written by an export (only such a tree is ever replaced).
 MARK = ".csl-export"
-CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_rank", "suggested_label"]
+CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_rank", "suggested_label",
+               "suggested_confidence"]
 
 
 @dataclass
@@ -68,6 +70,8 @@ def cleaned_labels(scores: pd.DataFrame, effective: pd.DataFrame, classes: list[
         "csl_rank": scores["csl_rank"].to_numpy(np.int64),
         "suggested_label": (names[scores["suggested_label"].to_numpy(np.int64)]
                             if "suggested_label" in scores.columns else ""),
+        "suggested_confidence": (scores["suggested_confidence"].to_numpy(np.float64).round(4)
+                                 if "suggested_confidence" in scores.columns else np.nan),
     }, index=scores.index)
     if not include_dropped:
         table = table[table["action"] != "drop"]
