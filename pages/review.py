@@ -71,7 +71,9 @@ event = st.dataframe(
         "image": st.column_config.ImageColumn("image", width="small"),
         "rank": st.column_config.NumberColumn("rank", help=f"Rank by {SCORES[method].label}"),
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent",
-                                                      help="Mean predicted probability of the suggested label"),
+                                                      help="How sure the suggestion is: the suggested class's share of the evidence "
+                                                           "(the mean softmax over training and the nearest "
+                                                           "neighbours' labels)"),
         "score": st.column_config.NumberColumn(method, format="%.3f"),
         "CSL": st.column_config.NumberColumn("CSL", format="%.3f"),
     })
@@ -96,8 +98,8 @@ if suggested is not None:
     actions.button("Accept suggested labels", key="rev_accept", type="primary", disabled=none,
                    on_click=record, args=(store, targets.tolist(), "relabel"),
                    kwargs={"label": suggested[targets].tolist(), "source": SOURCE},
-                   help="Relabel each sample to its suggested label (a sample whose suggestion is its own "
-                        "label counts as kept).")
+                   help="Relabel each sample to its suggested label (the likeliest other class; the "
+                        "confidence column says how sure each suggestion is).")
 relabel_to = actions.selectbox("Relabel to", list(range(len(classes))), key="rev_relabel_to", width=220,
                                format_func=lambda c: f"relabel to {isolated(classes[c], 40)}",
                                label_visibility="collapsed")

@@ -178,7 +178,8 @@ def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path):
     scores = RunStore(run).scores()
     ranking = suspicion(scores, default_score(scores))   # the default ranking (fused), not CSL alone
     top = int(np.argmax(ranking))
-    agreeing = int(np.flatnonzero(scores["suggested_label"].to_numpy() == scores["label"].to_numpy())[0])
+    outweighs = scores["suggested_confidence"].to_numpy() > scores["label_evidence"].to_numpy()
+    agreeing = int(np.flatnonzero(~outweighs)[0])      # the evidence backs its given label
     DecisionLog(run).record([agreeing], "drop")
     DecisionLog(run).record([top], "keep")
     assert main(["export", str(run), "--format", "cleanlab,fiftyone", "--out", str(tmp_path / "out")]) == 0
@@ -188,8 +189,12 @@ def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path):
     assert issues.loc[top, "label_score"] == 0.0 and not issues.loc[top, "is_label_issue"]   # kept by a person
     assert issues.loc[agreeing, "is_label_issue"]                                              # dropped by a person
     undecided = issues["action"] == "undecided"
-    expected = scores["suggested_label"].to_numpy() != scores["label"].to_numpy()
-    assert np.array_equal(issues["is_label_issue"][undecided], expected[undecided.to_numpy()])
+    # undecided: an issue where the suggestion outweighs the given label (then it is the predicted label)
+    assert np.array_equal(issues["is_label_issue"][undecided], outweighs[undecided.to_numpy()])
+    names = np.asarray(RunStore(run).classes, dtype=object)
+    predicted = np.where(outweighs, scores["suggested_label"], scores["label"])
+    assert (issues["predicted_label"].to_numpy() == names[predicted]).all()
+    assert 0 < outweighs.sum() < len(scores) / 4
     # low label_score = high in the default ranking, as cleanlab users sort
     assert default_score(scores) == "fused"
     assert np.all(np.diff(ranking[np.argsort(issues["label_score"].to_numpy(), kind="stable")]) <= 1e-12)

@@ -52,13 +52,26 @@ def test_a_noisy_column_is_trained_through_csv_and_scored_against_the_trusted_on
     assert cell["positives"] == len(wrong) and cell["num_samples"] == 48
     assert {"csl", "final_loss", "aum", "knn_disagreement", "fused", "cleanlab"} <= set(cell["methods"])
     assert all(0 <= m["auroc"] <= 1 for m in cell["methods"].values())
-    assert set(cell["cleaning"]) >= {"noisy", "drop", "relabel", "true"} and cell["test_accuracy"] is not None
+    assert cell["test_accuracy"] is not None
+    cleaning = cell["cleaning"]
+    assert set(cleaning) == {"noisy", "trusted", "suggested", "drop"}
+    assert cleaning["noisy"] == cell["test_accuracy"] and 0 <= cleaning["trusted"] <= 1
+    for name in ("suggested", "drop"):      # each cleaning retrained on its own plan, within the count
+        assert cleaning[name]["budget"] == cell["estimated_noise"]
+        assert cleaning[name]["relabel"] + cleaning[name]["drop"] == cleaning[name]["budget"]
+        assert RunStore(out / "runs" / cleaning[name]["run"]).num_samples == 48 - cleaning[name]["drop"]
+    assert cleaning["drop"]["relabel"] == 0
+    # the trusted labels' run is named after the trusted column, so that every noisy column shares it
+    assert RunStore(out / "runs" / "clean_label-e2-noaug-small-cnn-seed1").meta["completed"]
+    suggestion = cell["suggestion"]
+    assert suggestion["top_wrong"] >= 0 and 0 <= suggestion["all"] <= 1
     store = RunStore(cell["run"])
     assert store.meta["source"].startswith("csv:") and store.meta["model"] == "small-cnn"
     samples = store.samples()
     assert sorted(samples.index[samples["is_mislabeled"]]) == wrong  # the trusted column is the run's truth
     assert (out / "labels" / "noisy_label.csv").read_text().startswith("path,label\n")
-    assert "noisy_label, 2 epochs, no augmentation" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "noisy_label, 2 epochs, no augmentation" in report and "| suggested |" in report
 
 
 @pytest.mark.slow

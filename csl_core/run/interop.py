@@ -7,7 +7,8 @@ Label-issue table (``label_issues.csv``), one row per sample, in cleanlab's colu
 ===================  ====================================================================================
 ``id_or_path``       the file path (file sources) or sample id
 ``given_label``      the label the sample was trained with (class name)
-``predicted_label``  the class with the highest mean probability over training (the suggested label)
+``predicted_label``  the class with the most evidence (the suggested label where it outweighs the given one,
+                     else the given label; :mod:`csl_core.analysis.suggest`)
 ``label_score``      1 - the sample's percentile in the default ranking (fused where the run has it, else CSL):
                      in [0, 1], low = suspicious (sorts as cleanlab's does)
 ``is_label_issue``   a person's decision where there is one (relabel/drop: True, keep: False), else
@@ -66,7 +67,11 @@ def label_issues(scores: pd.DataFrame, effective: pd.DataFrame, classes: Sequenc
         raise ValueError(f"{len(scores)} scored samples but {len(effective)} decision states")
     names = np.asarray(list(classes), dtype=object)
     given = scores["label"].to_numpy(np.int64)
-    predicted = scores["suggested_label"].to_numpy(np.int64) if "suggested_label" in scores.columns else given
+    predicted = given
+    if {"suggested_label", "suggested_confidence", "label_evidence"} <= set(scores.columns):
+        # the likeliest class by the evidence: the suggestion where it outweighs the given label
+        outweighs = scores["suggested_confidence"].to_numpy(np.float64) > scores["label_evidence"].to_numpy(np.float64)
+        predicted = np.where(outweighs, scores["suggested_label"].to_numpy(np.int64), given)
     rank = scores["csl_rank"].to_numpy(np.int64)
     n = len(scores)
     # the queue's default ranking: its most suspicious sample (rank 1) -> 0, its least -> 1
