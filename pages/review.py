@@ -71,9 +71,8 @@ event = st.dataframe(
         "image": st.column_config.ImageColumn("image", width="small"),
         "rank": st.column_config.NumberColumn("rank", help=f"Rank by {SCORES[method].label}"),
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent",
-                                                      help="How sure the suggestion is: the suggested class's share of the evidence "
-                                                           "(the mean softmax over training and the nearest "
-                                                           "neighbours' labels)"),
+                                                      help="How sure the suggestion is: its share of the evidence "
+                                                           "(mean softmax and neighbours' labels)"),
         "score": st.column_config.NumberColumn(method, format="%.3f"),
         "CSL": st.column_config.NumberColumn("CSL", format="%.3f"),
     })

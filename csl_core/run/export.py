@@ -2,7 +2,8 @@
 
 The CSV has one row per sample: ``id_or_path, original_label, label, action, csl, csl_rank,
 suggested_label, suggested_confidence`` with labels as class names (the suggestion is the likeliest class
-other than the given one, its confidence that class's share of the evidence, in [0, 1]); ``action`` is keep / relabel / drop / undecided.
+other than the given one, its confidence that class's share of the evidence, in [0, 1]); ``action`` is
+keep / relabel / drop / undecided.
 Undecided samples keep their label. Files are written under a temporary name and renamed, and the
 output depends only on the run and its decisions, so exporting again gives the same bytes.
 """
