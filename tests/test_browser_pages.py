@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 
 # Each page of the menu and what shows once it has drawn.
 PAGES = [("Run", "What next"), ("Trajectories", "Samples per side"), ("Galleries", "Hardest: highest"),
-         ("Review queue", "Undo last action"), ("Focused review", "Keys:"), ("Class pairs", "Accept all"),
+         ("Review queue", "Undo last action"), ("Focused review", "Keys:"), ("Class pairs", "Untick any"),
          ("Duplicates", "Undo last duplicates action"), ("Export", "Download CSV"), ("Evaluate", "Errors to find"),
          ("Memorisation", "no memorisation estimate yet"), ("Help", "Quick start")]
 

@@ -143,7 +143,7 @@ def test_review_twenty_samples_by_keyboard(demo_served, tmp_path):
             assert effective.at[shown[1], "action"] == expected.get(shown[1], ("undecided",))[0]
 
             # No button label cut on any page.
-            for link, ready in (("Galleries", "Hardest: highest"), ("Class pairs", "Accept all"),
+            for link, ready in (("Galleries", "Hardest: highest"), ("Class pairs", "Untick any"),
                                 ("Duplicates", "Undo last duplicates action"),
                                 ("Review queue", "Undo last action"), ("Run", "What next"),
                                 ("Trajectories", "Samples per side"), ("Export", "Download CSV"),
