@@ -25,6 +25,26 @@ HANG_SECONDS = 1800
 torch.set_num_threads(1)
 
 
+CHROMIUM = "/usr/bin/chromium"   # Debian's Chromium: the browser tests never download one of their own
+
+
+@pytest.fixture()
+def chromium():
+    """Headless Chromium driven by Playwright, closed after the test; the test is skipped where Playwright or
+    Debian's Chromium is missing."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture(autouse=True)
 def _keep_main_module():
     """Streamlit's AppTest runs a page as ``__main__`` in this process and leaves it there; a process pool

@@ -55,16 +55,8 @@ def long_names_runs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def browser(chromium):
+    return chromium
 
 
 def _boxes_overlap(a: dict, b: dict) -> bool:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .suggest import per_class_rows
+
 
 @dataclass(frozen=True)
 class NoiseEstimate:
@@ -36,11 +38,7 @@ def estimate_label_noise(labels: np.ndarray, probabilities: np.ndarray) -> Noise
     sample counts towards the true class ``j`` with the highest probability among the classes whose
     threshold it reaches. The counts are calibrated so that each row sums to its label's frequency.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or len(probabilities) != len(labels):
-        raise ValueError(f"probabilities must be (samples, classes) with one row per label ({len(labels)}), "
-                         f"got shape {probabilities.shape}")
+    probabilities, labels = per_class_rows(probabilities, labels, "probabilities")
     n, num_classes = probabilities.shape
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")

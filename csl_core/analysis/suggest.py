@@ -53,16 +53,23 @@ def class_evidence(probabilities: np.ndarray, neighbour_labels: np.ndarray | Non
     return (1.0 - vote_weight) * probabilities + vote_weight * vote
 
 
+def per_class_rows(values: np.ndarray, labels: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` as a float64 ``(samples, classes)`` matrix with one row per label and ``labels`` as int64;
+    a ValueError naming ``name`` and the shapes otherwise."""
+    values = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if values.ndim != 2 or len(values) != len(labels):
+        raise ValueError(f"{name} must be (samples, classes) with one row per label ({len(labels)}), "
+                         f"got shape {values.shape}")
+    return values, labels
+
+
 def suggest(evidence: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The suggested label of each sample, ``(N,)`` int: the class with the most ``evidence`` (``(N, C)``)
     other than its given label (``labels`` ``(N,)``), and the suggestion's confidence, ``(N,)`` in [0, 1]:
     that class's share of the evidence. With a single class there is nothing else to suggest: the given
     label, confidence 0."""
-    evidence = np.asarray(evidence, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if evidence.ndim != 2 or len(evidence) != len(labels):
-        raise ValueError(f"evidence must be (samples, classes) with one row per label ({len(labels)}), "
-                         f"got shape {evidence.shape}")
+    evidence, labels = per_class_rows(evidence, labels, "evidence")
     n, num_classes = evidence.shape
     if num_classes < 2:
         return labels.copy(), np.zeros(n)
