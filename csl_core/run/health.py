@@ -16,6 +16,7 @@ import numpy as np
 from .errors import RunError
 from .layout import ARRAYS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES
 from .logfile import DECISIONS_FILE, log_problem
+from .schema import npy_header
 from .tables import read_sample_table
 
 #: ``report.json`` past this size is not read (a run's report lists skipped files: megabytes at most).
@@ -101,21 +102,15 @@ def _report_problems(file: Path) -> list[str]:
 
 def _npy_problems(file: Path, fits: Callable, *, missing_ok: bool = True, what: str = "its shape") -> list[str]:
     try:
-        with open(file, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(f)
-            size, offset = os.fstat(f.fileno()).st_size, f.tell()
+        shape, fortran, dtype, missing = npy_header(file)
     except FileNotFoundError:
         return [] if missing_ok else [f"{file} is missing; the run is damaged"]
     except (OSError, ValueError) as e:
         return [f"{file} is damaged: its .npy header cannot be read ({e})"]
-    dtype = np.dtype(dtype)
-    if dtype.hasobject or fortran or not fits(tuple(shape), dtype):
-        return [f"{file} is damaged: {what} ({dtype} {tuple(shape)}) do not fit this run"]
-    if size != offset + int(np.prod(shape, dtype=object)) * dtype.itemsize:
-        return [f"{file} is damaged: {size} bytes on disk, not what its header promises (truncated or padded)"]
+    if dtype.hasobject or fortran or not fits(shape, dtype):
+        return [f"{file} is damaged: {what} ({dtype} {shape}) do not fit this run"]
+    if missing:
+        return [f"{file} is damaged: its size on disk is not what its header promises (truncated or padded)"]
     return []
 
 

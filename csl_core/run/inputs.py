@@ -4,7 +4,6 @@ promises no more than the file holds, long tables without gaps, one value kind p
 and not repeated. Each refusal names the file and the sample, line or class."""
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .schema import check_losses
+from .schema import check_losses, npy_header
 
 #: Characters a class name may not hold: it becomes a line of ``classes.txt``, a folder name and page text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
@@ -22,20 +21,15 @@ def load_npy(file: Path) -> np.ndarray:
     """A ``.npy`` file's array, after checking that the file holds the bytes its header declares: a header
     promising a huge shape is refused before anything is allocated. Never unpickles."""
     try:
-        with open(file, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, dtype = read_header(f)
-            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+        shape, _, dtype, missing = npy_header(file)
     except (OSError, ValueError) as e:
         raise ValueError(f"{file}: not a plain numeric .npy array ({e})") from None
-    if np.dtype(dtype).hasobject:
+    if dtype.hasobject:
         raise ValueError(f"{file}: holds Python objects, which are never loaded; save plain numbers")
-    needed = offset + int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
-    if needed != size:
-        raise ValueError(f"{file}: its header declares shape {shape} of {np.dtype(dtype)} ({needed} bytes) but the "
-                         f"file holds {size} bytes; it is truncated or not what it says")
+    if missing:
+        raise ValueError(f"{file}: its header declares shape {shape} of {dtype}, {abs(missing)} bytes "
+                         f"{'more' if missing > 0 else 'less'} than the file holds; it is truncated or not what "
+                         "it says")
     return np.array(np.load(file, mmap_mode="r", allow_pickle=False))
 
 

@@ -2,6 +2,9 @@
 derives them from another framework's probabilities) and the store."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 EPOCH_FIELDS = ("loss", "correct", "margin", "p_given", "p_max")
@@ -36,3 +39,17 @@ def epoch_fields(logits, targets, probabilities=None) -> dict:
     margin = logits.gather(-1, given).squeeze(-1) - logits.scatter(-1, given, float("-inf")).amax(dim=-1)
     return {"correct": logits.argmax(dim=-1) == targets, "margin": margin,
             "p_given": probabilities.gather(-1, given).squeeze(-1), "p_max": probabilities.amax(dim=-1)}
+
+
+def npy_header(file: Path) -> tuple[tuple, bool, np.dtype, int]:
+    """A ``.npy`` file's ``(shape, fortran_order, dtype, missing)`` from its header alone (nothing is loaded or
+    unpickled): ``missing`` is how many bytes the header promises beyond what the file holds (negative: more
+    bytes than promised; 0: the sizes agree). Raises OSError (FileNotFoundError when absent) or ValueError."""
+    with open(file, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(f)
+        offset, size = f.tell(), os.fstat(f.fileno()).st_size
+    dtype = np.dtype(dtype)
+    return tuple(shape), fortran_order, dtype, offset + int(np.prod(shape, dtype=object)) * dtype.itemsize - size

@@ -15,6 +15,7 @@ import pandas as pd
 from .errors import RunError
 from .files import atomic_write_json
 from .layout import FORMAT_VERSION
+from .schema import npy_header
 
 
 class RowChunks:
@@ -166,25 +167,18 @@ def check_array_file(file: Path, rows: int, min_columns: int) -> None:
     """Raise :class:`RunError` naming ``file`` unless it is a ``(rows, >= min_columns)`` .npy whose size on
     disk is what its header promises (a truncated file would read as zeros through a read-write map)."""
     try:
-        with open(file, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran_order, dtype = read_header(f)
-            offset = f.tell()
-            size = os.fstat(f.fileno()).st_size
+        shape, fortran_order, dtype, missing = npy_header(file)
     except FileNotFoundError as e:
         raise RunError(f"{file} is missing; the run is damaged") from e
     except (OSError, ValueError) as e:
         raise RunError(f"{file} is damaged: its .npy header cannot be read ({e})") from e
     if fortran_order or len(shape) != 2 or shape[0] != rows or shape[1] < min_columns:
         raise RunError(f"{file} is damaged: shape {shape}, expected ({rows}, >= {min_columns})")
-    if np.dtype(dtype).hasobject:
+    if dtype.hasobject:
         raise RunError(f"{file} is damaged: it holds Python objects, which are never loaded")
-    expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if size != expected:
-        raise RunError(f"{file} is damaged: {size} bytes on disk, {expected} expected (truncated or padded); "
-                       "restore it or train the run again")
+    if missing:
+        raise RunError(f"{file} is damaged: {abs(missing)} bytes {'fewer' if missing > 0 else 'more'} on disk than "
+                       "its header promises (truncated or padded); restore it or train the run again")
 
 
 def column_digest(values: np.ndarray) -> str:
