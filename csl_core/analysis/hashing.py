@@ -50,7 +50,7 @@ def thumbnails(images: np.ndarray, *, size: int = THUMBNAIL_SIZE, chunk: int = 4
     luma = torch.tensor([0.299, 0.587, 0.114])
     out = np.empty((len(images), size * size), dtype=np.float32)
     for start in range(0, len(images), chunk):
-        block = torch.from_numpy(np.asarray(images[start:start + chunk])).float()
+        block = torch.from_numpy(np.array(images[start:start + chunk])).float()
         if block.ndim == 4:
             block = block[..., 0] if block.shape[-1] == 1 else block[..., :3] @ luma
         out[start:start + len(block)] = F.adaptive_avg_pool2d(block[:, None], size).flatten(1).numpy()
