@@ -17,7 +17,8 @@ from tests._page_checks import CUT_TEXT, same_origin
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")]
 
 # Each page of the menu and what shows once it has drawn.
 PAGES = [("Run", "What next"), ("Trajectories", "Samples per side"), ("Galleries", "Hardest: highest"),
