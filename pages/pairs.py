@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.scores import SCORES, available_scores
+from csl_core.analysis.scores import SCORES, available_scores, default_score
 from csl_core.run.decisions import UNDECIDED
 from pages._common import (
     decision_text,
@@ -87,8 +87,9 @@ given = scores["label"].to_numpy(np.int64)
 suggested = scores["suggested_label"].to_numpy(np.int64)
 controls = st.columns([3, 2, 2])
 with controls[0]:
-    method = st.selectbox("Suspects by", available_scores(scores), key="pair_score",
-                          format_func=short_score_name)
+    names = available_scores(scores)
+    method = st.selectbox("Suspects by", names, index=names.index(default_score(scores)), key="pair_score",
+                          format_func=short_score_name)   # the default ranking, as on every review page
 with controls[1]:
     top = st.number_input("Most suspicious", 1, len(scores), min(len(scores), max(50, len(scores) // 20)),
                           step=50, key="pair_top", help="How many samples from the top of the ranking count as "

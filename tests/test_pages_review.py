@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from csl_core.analysis.scores import default_score, suspicion
 from csl_core.data import DataError
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.store import RunStore
@@ -115,8 +116,9 @@ def test_a_class_pair_cell_lists_its_members_and_relabels_only_the_ticked_ones(r
     at = app()
     at.switch_page("pages/pairs.py").run()
     no_errors(at)
+    assert at.selectbox(key="pair_score").value == default_score(scores)   # the default ranking, as everywhere
     top = int(at.number_input(key="pair_top").value)
-    order = np.argsort(-scores["csl"].to_numpy(), kind="stable")[:top]
+    order = np.argsort(-suspicion(scores, default_score(scores)), kind="stable")[:top]
     given, suggested = scores["label"].to_numpy(), scores["suggested_label"].to_numpy()
     suspects = order[suggested[order] != given[order]]
     cells = {}
