@@ -118,13 +118,20 @@ def _cell_clicked() -> None:
             ss["pair_cell"] = f"{g}>{s}"
 
 
+def _header_width(name: str) -> int:
+    """Pixels for a matrix column headed ``name``: the whole name readable (the grid scrolls sideways when
+    the classes do not fit), never narrower than a count."""
+    return max(36, 8 * len(name) + 20)
+
+
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.caption(f"{len(members):,} suspects among the top {int(top):,} by {SCORES[method].label}. Click a cell.")
     shown = matrix.astype(str).replace("0", "")
     shown.columns = [str(c) for c in shown.columns]
     st.dataframe(shown, key="pair_table", on_select=_cell_clicked, selection_mode="single-cell",
-                 column_config={str(c): st.column_config.TextColumn(str(c), width=36) for c in classes})
+                 column_config={str(c): st.column_config.TextColumn(str(c), width=_header_width(str(c)), help=str(c))
+                                for c in classes})
 with right:
     pinned = ss.get("pair_pinned") or {}
     context = [method, int(top), bool(undecided_only)]
