@@ -155,3 +155,37 @@ def test_a_model_name_that_is_a_path_is_refused_before_anything_is_written(tmp_p
         RealNoiseBenchmark(RealNoiseConfig(labels=str(root / "labels.csv"), columns=("noisy_label",),
                                            model="../../elsewhere"), tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_cleanings_chooses_the_retrains_and_the_trusted_run_comes_first(tmp_path):
+    root, _ = _make(tmp_path, n=24)
+    out = tmp_path / "bench"
+    base = ["bench-real", "--labels", str(root / "labels.csv"), "--columns", "noisy_label", "--epochs", "2",
+            "--no-recipe", "--model", "small-cnn", "--test", str(root / "test.csv"), "--clean", "--out", str(out),
+            "--quiet"]
+    assert main(base + ["--cleanings", "drop"]) == 0
+    (cell,) = json.loads((out / "results.json").read_text())["cells"]
+    assert set(cell["cleaning"]) == {"noisy", "trusted", "drop"}  # no suggested retrain asked, none trained
+    runs = out / "runs"
+    trusted = runs / "clean_label-e2-noaug-small-cnn-seed1" / "meta.json"
+    dropped = runs / cell["cleaning"]["drop"]["run"] / "meta.json"
+    assert trusted.stat().st_mtime_ns < dropped.stat().st_mtime_ns  # trusted first: every share needs it
+    assert not any("clean-suggested" in p.name for p in runs.iterdir())
+    mtime = dropped.stat().st_mtime_ns
+    assert main(base + ["--cleanings", "suggested,drop"]) == 0  # the rest later; finished retrains reused
+    (cell,) = json.loads((out / "results.json").read_text())["cells"]
+    assert set(cell["cleaning"]) == {"noisy", "trusted", "suggested", "drop"}
+    assert dropped.stat().st_mtime_ns == mtime
+
+
+def test_an_unknown_cleaning_is_named_on_the_command_line(tmp_path, capsys):
+    root, _ = _make(tmp_path, n=6)
+    assert main(["bench-real", "--labels", str(root / "labels.csv"), "--columns", "noisy_label", "--clean",
+                 "--cleanings", "relabel-all", "--out", str(tmp_path / "o"), "--quiet"]) != 0
+    assert "relabel-all" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_an_unknown_cleaning_is_refused_with_the_ones_there_are(tmp_path):
+    root, _ = _make(tmp_path, n=6)
+    with pytest.raises(ValueError, match="suggested, drop"):
+        RealNoiseConfig(labels=str(root / "labels.csv"), cleanings=("relabel-all",))

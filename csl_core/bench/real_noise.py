@@ -56,7 +56,13 @@ class RealNoiseConfig:
     cleanlab: bool = False
     folds: int = 3
     clean: bool = False
+    cleanings: tuple[str, ...] = CLEANINGS  # which plans --clean retrains on (the trusted run always)
     device: str = "auto"
+
+    def __post_init__(self):
+        unknown = [c for c in self.cleanings if c not in CLEANINGS]
+        if unknown or not self.cleanings:
+            raise ValueError(f"cleanings {list(unknown) or '(none)'}: choose among {', '.join(CLEANINGS)}")
 
 
 def read_label_columns(labels: str | Path, columns: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -250,14 +256,16 @@ class RealNoiseBenchmark:
         def retrain(cleaned: TrainingSet, run_name: str) -> float | None:
             return self._train(plain, cleaned, run_name)[1]
 
-        plans = cleaning_plans(scores, cell["estimated_noise"])
-        out = {"noisy": cell["test_accuracy"],
-               **retrain_cleanings(retrain, training_set, plans, name, log=self._log)}
+        # the trusted run first: every recovered share needs it, and it is shared by every noisy column
         truth_config = TrainConfig(**{**asdict(self._train_config(self.config.truth, config.seed, epochs)),
                                       "compute_embeddings": False})
         truth_name = self.config.truth + name[len(column):]
         self._log(f"{truth_name}: training on the trusted labels")
-        out["trusted"] = self._train(truth_config, self._training_set(truth_config), truth_name)[1]
+        trusted = self._train(truth_config, self._training_set(truth_config), truth_name)[1]
+        plans = {c: plan for c, plan in cleaning_plans(scores, cell["estimated_noise"]).items()
+                 if c in self.config.cleanings}
+        out = {"noisy": cell["test_accuracy"], "trusted": trusted,
+               **retrain_cleanings(retrain, training_set, plans, name, log=self._log)}
         for cleaning in plans:
             out[cleaning]["recovered"] = recovered(out[cleaning]["test_accuracy"], out["noisy"], out["trusted"])
         return out

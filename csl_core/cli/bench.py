@@ -35,7 +35,7 @@ def cmd_bench_real(args) -> int:
                              truth=args.truth, seeds=args.seeds, epochs=args.epochs, recipe=args.recipe,
                              model=args.model, lr=args.lr, batch_size=args.batch_size, recipe_epochs=args.recipe_epochs,
                              subset=args.subset, test=args.test, cleanlab=args.cleanlab, folds=args.folds,
-                             clean=args.clean, device=args.device)
+                             clean=args.clean, cleanings=args.cleanings, device=args.device)
     RealNoiseBenchmark(config, args.out, quiet=args.quiet).run()
     print(f"results: {Path(args.out) / 'results.md'}, {Path(args.out) / 'results.json'}")
     return 0

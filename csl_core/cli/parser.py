@@ -40,6 +40,10 @@ def _fractions(text: str) -> tuple[float, ...]:
     return tuple(_fraction(part) for part in text.split(",") if part.strip())
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _integers(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
@@ -301,6 +305,9 @@ def add_bench_real(sub) -> None:
     r.add_argument("--folds", type=int, default=3)
     r.add_argument("--clean", action="store_true",
                    help="retrain after dropping / relabelling the top of the default ranking (needs --test)")
+    r.add_argument("--cleanings", type=_names, default=("suggested", "drop"),
+                   help="comma-separated plans --clean retrains on: suggested (relabel where the suggestion is "
+                        "sure, drop where not), drop (drop every suspect)")
     r.add_argument("--device", default="auto")
     r.add_argument("--out", required=True, help="output folder (outside the data; reruns reuse finished runs)")
     r.add_argument("--quiet", action="store_true")
