@@ -54,8 +54,11 @@ def test_a_noisy_column_is_trained_through_csv_and_scored_against_the_trusted_on
     assert all(0 <= m["auroc"] <= 1 for m in cell["methods"].values())
     assert cell["test_accuracy"] is not None
     cleaning = cell["cleaning"]
-    assert set(cleaning) == {"noisy", "trusted", "suggested", "drop"}
+    assert set(cleaning) == {"noisy", "trusted", "suggested", "outweighs", "drop"}
     assert cleaning["noisy"] == cell["test_accuracy"] and 0 <= cleaning["trusted"] <= 1
+    scores = RunStore(cell["run"]).scores()
+    outweighs = scores["suggested_confidence"] > scores["label_evidence"]
+    assert cleaning["outweighs"]["budget"] == outweighs.sum()  # a per-sample rule, not the count
     for name in ("suggested", "drop"):      # each cleaning retrained on its own plan, within the count
         assert cleaning[name]["budget"] == cell["estimated_noise"]
         assert cleaning[name]["relabel"] + cleaning[name]["drop"] == cleaning[name]["budget"]

@@ -17,9 +17,10 @@ from ..analysis.scores import default_score, suspicion
 from ..data import TrainingSet
 from .surgery import relabel, select_rows
 
-# The cleanings a retrain measures: the suggested one (relabel where sure, drop where unsure) and confident
-# learning's prune-and-retrain (drop every suspect of the same budget).
-CLEANINGS = ("suggested", "drop")
+# The cleanings a retrain measures: the suggested one (relabel where sure, drop where unsure, within the
+# count), the same actions on every sample whose suggestion outweighs its label (no count: a per-sample
+# rule), and confident learning's prune-and-retrain (drop every suspect of the count).
+CLEANINGS = ("suggested", "outweighs", "drop")
 TOP_SHARE = 0.02  # "the top of the queue" where suggestion accuracy is measured: its first 2%
 
 
@@ -30,7 +31,10 @@ def cleaning_plans(scores: pd.DataFrame, budget: int, *, relabel_at: float = REL
     given = scores["label"].to_numpy(np.int64)
     suggested = scores["suggested_label"].to_numpy(np.int64)
     confidence = scores["suggested_confidence"].to_numpy(np.float64)
+    outweighs = confidence > np.nan_to_num(scores["label_evidence"].to_numpy(np.float64), nan=np.inf)
     return {"suggested": plan_cleaning(ranking, given, suggested, confidence, budget, relabel_at=relabel_at),
+            "outweighs": plan_cleaning(ranking, given, suggested, confidence, int(outweighs.sum()),
+                                       relabel_at=relabel_at, eligible=outweighs),
             "drop": plan_cleaning(ranking, given, suggested, confidence, budget, drop_only=True)}
 
 

@@ -305,9 +305,10 @@ def add_bench_real(sub) -> None:
     r.add_argument("--folds", type=int, default=3)
     r.add_argument("--clean", action="store_true",
                    help="retrain after dropping / relabelling the top of the default ranking (needs --test)")
-    r.add_argument("--cleanings", type=_names, default=("suggested", "drop"),
-                   help="comma-separated plans --clean retrains on: suggested (relabel where the suggestion is "
-                        "sure, drop where not), drop (drop every suspect)")
+    r.add_argument("--cleanings", type=_names, default=("suggested", "outweighs", "drop"),
+                   help="comma-separated plans --clean retrains on: suggested (within the count of wrong labels, "
+                        "relabel where the suggestion is sure, drop where not), outweighs (the same on every "
+                        "sample whose suggestion outweighs its label), drop (drop the count's suspects)")
     r.add_argument("--device", default="auto")
     r.add_argument("--out", required=True, help="output folder (outside the data; reruns reuse finished runs)")
     r.add_argument("--quiet", action="store_true")
