@@ -190,5 +190,5 @@ def test_an_unknown_cleaning_is_named_on_the_command_line(tmp_path, capsys):
 
 def test_an_unknown_cleaning_is_refused_with_the_ones_there_are(tmp_path):
     root, _ = _make(tmp_path, n=6)
-    with pytest.raises(ValueError, match="suggested, drop"):
+    with pytest.raises(ValueError, match="suggested, outweighs, drop"):
         RealNoiseConfig(labels=str(root / "labels.csv"), cleanings=("relabel-all",))
