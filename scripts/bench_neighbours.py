@@ -8,7 +8,9 @@ class's random centre plus variation in a 32-dimensional subspace shared by all 
 noise, after a ReLU): the nearest neighbours of a sample are of its class (cosine ~0.94 for the first,
 ~0.91 for the 30th). Fingerprints: 8 x 8 thumbnails (64 floats) made from those of the CIFAR-10N
 training images (each a real one plus noise, 0.1 per dimension after normalising), with 10,000 planted
-near copies (noise 0.005: cosine ~0.999) whose recall is counted. Each stage runs in a fresh process,
+near copies (noise 0.005: cosine ~0.999) whose recall is counted. ``aligned``: the product's duplicate
+search (20 candidates by thumbnail, verified by the aligned 16 x 16 fine fingerprints, :func:`aligned_set`),
+e.g. ``--stages aligned --samples 200000``. Each stage runs in a fresh process,
 so its peak memory is its own; the results are written to ``--out`` after each stage, and a stage
 already there is skipped.
 """
@@ -121,6 +123,60 @@ def _fingerprints(samples: int, probes: int, queue) -> None:
                "peak_mib": round(_peak_mib(), 1)})
 
 
+def aligned_set(samples: int, planted: int, seed: int = 0):
+    """``(thumbnails (N, 64) float32, fine fingerprints (N, 16, 16) uint8, pairs (planted, 2))`` from the
+    CIFAR-10N images: each sample a random real one, its thumbnail plus noise as in :func:`fingerprint_set`
+    and its fine fingerprint plus noise (8 grey levels); a planted copy is its original plus a little
+    (0.005 per thumbnail dimension, 1 grey level)."""
+    import numpy as np
+
+    from csl_core.analysis.hashing import fine_prints, thumbnails
+    from csl_core.analysis.neighbours import normalise
+    from csl_core.bench.duplicates import load_images
+
+    rng = np.random.default_rng(seed)
+    images = load_images("cifar10n", 25000)
+    base, base_fine = normalise(thumbnails(images)), fine_prints(images).astype(np.float32)
+    prints = np.empty((samples, base.shape[1]), dtype=np.float32)
+    fine = np.empty((samples, *base_fine.shape[1:]), dtype=np.uint8)
+    for start in range(0, samples, 65536):
+        stop = min(start + 65536, samples)
+        chosen = rng.integers(0, len(base), stop - start)
+        prints[start:stop] = base[chosen] + 0.1 * rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32)
+        noisy = base_fine[chosen] + 8 * rng.standard_normal((stop - start, *base_fine.shape[1:]), dtype=np.float32)
+        fine[start:stop] = np.clip(np.rint(noisy), 0, 255)
+    prints = normalise(prints)
+    a = rng.choice(samples, planted, replace=False)
+    b = rng.choice(np.setdiff1d(np.arange(samples), a), planted, replace=False)
+    prints[b] = normalise(prints[a] + 0.005 * rng.standard_normal((planted, prints.shape[1]), dtype=np.float32))
+    noisy = fine[a].astype(np.float32) + rng.standard_normal((planted, *fine.shape[1:]), dtype=np.float32)
+    fine[b] = np.clip(np.rint(noisy), 0, 255)
+    return prints, fine, np.stack([a, b], axis=1)
+
+
+def _aligned(samples: int, probes: int, queue) -> None:
+    """The product's duplicate search: 20 candidates by thumbnail, verified by the aligned fine prints."""
+
+    from csl_core.analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD, near_duplicate_groups
+    from csl_core.analysis.hashing import ALIGNED_MAX_DISTANCE, CANDIDATES, verified_neighbours
+    from csl_core.analysis.neighbours import nearest_neighbours
+
+    prints, fine, pairs = aligned_set(samples, max(1, samples // 128))
+    began, cpu = time.perf_counter(), time.process_time()
+    candidates, _ = nearest_neighbours(prints, k=CANDIDATES, probes=probes, progress=True)
+    search, search_cpu = time.perf_counter() - began, time.process_time() - cpu
+    indices, sims = verified_neighbours(fine, candidates, keep=DEFAULT_NEIGHBOURS)
+    groups = near_duplicate_groups(indices, sims, threshold=DEFAULT_THRESHOLD, max_distance=ALIGNED_MAX_DISTANCE)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    a, b = pairs[:, 0], pairs[:, 1]
+    found = float(((groups[a] >= 0) & (groups[a] == groups[b])).mean())
+    queue.put({"fingerprints": samples, "candidates": CANDIDATES, "kept": DEFAULT_NEIGHBOURS, "probes": probes,
+               "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+               "candidate_search_seconds": round(search, 1), "candidate_search_cpu_seconds": round(search_cpu, 1),
+               "planted_pairs": len(pairs), "planted_pairs_grouped": round(found, 4),
+               "samples_grouped": int((groups >= 0).sum()), "peak_mib": round(_peak_mib(), 1)})
+
+
 def _in_child(target, *args) -> dict:
     context = mp.get_context("spawn")
     queue = context.Queue()
@@ -150,6 +206,7 @@ def main() -> None:
     report = json.loads(out.read_text()) if out.is_file() else {}
     stages = {"recall": (_recall, args.recall_samples, args.dim, args.k, args.queries, probes),
               "fingerprints": (_fingerprints, args.samples, probes),
+              "aligned": (_aligned, args.samples, probes),
               "scale": (_scale, args.samples, args.dim, args.k, probes)}
     for name in args.stages.split(","):
         if name in report:
