@@ -102,7 +102,7 @@ def not_duplicates(members: list[int]) -> None:
 
 st.title("Duplicates")
 st.caption("The same picture twice, or nearly: exact copies (same pixels) and near copies (re-encoded, resized or "
-           "re-exposed: each picture's 8 x 8 thumbnail is much closer to its copy than to anything else). Groups "
+           "re-exposed: each picture, aligned with its copy, is much closer to it than to anything else). Groups "
            "whose members carry different labels are flagged; groups are ranked by the highest CSL inside them.")
 store = require_scored_run()
 classes = store.classes
@@ -114,8 +114,9 @@ filters = st.columns([2.6, 1.9, 1.7, 1.1, 1.1])
 with filters[0]:
     threshold = st.slider("Closeness ratio", 0.0, 0.5, DEFAULT_THRESHOLD, step=0.005, format="%.3f",
                           key="dup_threshold",
-                          help="Two pictures are near duplicates when the distance between their thumbnails is "
-                               "at most this share of the distance to their 10th most similar picture. Higher "
+                          help="Two pictures are near duplicates when the distance between them (aligned: one "
+                               "may be blurred or cropped) is at most this share of the distance to their 10th "
+                               "most similar picture. Higher "
                                f"finds more groups (and more false ones); {DEFAULT_THRESHOLD} keeps false groups "
                                "under 0.5% on Fashion-MNIST and CIFAR-10N (docs/bench/duplicates.md). Exact "
                                "copies are always grouped.")

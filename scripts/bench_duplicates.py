@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-THRESHOLDS = {"thumbnail": [0.05, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3],
+THRESHOLDS = {"aligned": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4], "aligned-loose": [0.1, 0.15, 0.2, 0.25, 0.3],
+              "thumbnail": [0.05, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3],
               "phash": [0, 2, 4, 6, 8, 10, 12], "dhash": [0, 2, 4, 6, 8, 10, 12],
               "pdq": [0, 8, 16, 24, 32, 40, 48]}
+PRODUCT = "aligned"  # the product's method: its rows pick the default ratio
 SHORT = {"recall_copy": "copy", "recall_jpeg": "jpeg", "recall_resize": "resize", "recall_crop": "crop",
          "recall_exposure": "exposure", "recall_text": "text"}
 
@@ -71,7 +73,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10000, help="images drawn from each set")
     parser.add_argument("--per-kind", type=int, default=100, help="planted copies of each kind")
     parser.add_argument("--sets", default="fashion-mnist,cifar10n")
-    parser.add_argument("--methods", default="thumbnail,phash,dhash,pdq")
+    parser.add_argument("--methods", default="aligned,aligned-loose,thumbnail,phash,dhash,pdq")
     parser.add_argument("--out", default="bench-results/duplicates")
     args = parser.parse_args()
     out = Path(args.out)
@@ -95,12 +97,12 @@ def main() -> None:
             meta["seconds"][f"{name}/{method}"] = round(time.perf_counter() - began, 1)
             table.insert(0, "set", name)
             tables.append(table)
-            if method == "thumbnail":
+            if method == PRODUCT:
                 kept[name] = (images, pairs, groups, known)
             print(name, method, meta["seconds"][f"{name}/{method}"], "s", flush=True)
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(out / "table.csv", index=False)
-    picked = pick_threshold(table[table["method"] == "thumbnail"])
+    picked = pick_threshold(table[table["method"] == PRODUCT])
     meta["picked_ratio"] = picked
     meta["reference_ratio"] = REFERENCE_RATIO
     for name, (images, pairs, groups, known) in kept.items():

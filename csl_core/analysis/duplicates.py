@@ -6,11 +6,12 @@ the edge that reads a run folder and caches the expensive part (``fingerprints.n
 
 - Exact duplicates: a BLAKE2 hash of each sample's decoded uint8 pixels (shape included), so the same
   image saved twice, or re-encoded losslessly, hashes alike.
-- Near duplicates: each image's thumbnail fingerprint (:mod:`csl_core.analysis.hashing`: grey, 8 x 8,
-  mean removed) and its nearest thumbnails by cosine similarity (the one neighbour search,
-  :mod:`csl_core.analysis.neighbours`). Two samples are linked when their distance is at most
-  ``threshold`` (a ratio, :data:`DEFAULT_THRESHOLD`) times the distance to their 10th nearest
-  thumbnail: a re-encoded, resized or re-exposed copy is far closer to its original than anything else,
+- Near duplicates: each image's 20 nearest thumbnails (:mod:`csl_core.analysis.hashing`: grey, 8 x 8,
+  mean removed, by cosine similarity through the one neighbour search,
+  :mod:`csl_core.analysis.neighbours`), re-ranked by the aligned correlation of finer 16 x 16
+  fingerprints (resized or lightly cropped copies line up). Two samples are linked when their distance
+  is at most ``threshold`` (a ratio, :data:`DEFAULT_THRESHOLD`) times the distance to their 10th best
+  candidate: a re-encoded, resized or re-exposed copy is far closer to its original than anything else,
   while in a crowd of look-alikes nothing is. Not the trained model's embeddings: a classifier maps every
   picture of a class to nearly one point (cosine > 0.999 between different trousers), so those group
   a class, not a picture. The table that picks the fingerprint and the ratio: docs/bench/duplicates.md.
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..progress import progress_bar
-from .hashing import DEFAULT_RATIO, FINGERPRINT_NEIGHBOURS, ratio_links
+from .hashing import DEFAULT_RATIO, FINGERPRINT_NEIGHBOURS, MAX_DISTANCE, ratio_links
 from .neighbours import DEFAULT_BLOCK_BYTES, nearest_neighbours, normalise  # noqa: F401  (one search)
 
 if TYPE_CHECKING:  # pandas (and scipy) load where a table is made, not at import: `csl-clean --help` stays fast
@@ -91,18 +92,23 @@ def group_labels(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarr
 
 
 def near_duplicate_groups(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
-                          threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None) -> np.ndarray:
-    """The duplicate group of every sample (``-1`` alone) from its nearest thumbnails: linked when the
-    ratio of :func:`~csl_core.analysis.hashing.ratio_links` is at most ``threshold``, or exact copies."""
+                          threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None,
+                          max_distance: float = MAX_DISTANCE) -> np.ndarray:
+    """The duplicate group of every sample (``-1`` alone) from its nearest neighbours (thumbnails, or
+    candidates re-ranked by aligned similarity with ``max_distance`` =
+    :data:`~csl_core.analysis.hashing.ALIGNED_MAX_DISTANCE`): linked when the ratio of
+    :func:`~csl_core.analysis.hashing.ratio_links` is at most ``threshold``, or exact copies."""
     if not 0 <= threshold:
         raise ValueError(f"the threshold is a ratio of distances, at least 0; got {threshold}")
-    ratios = ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities))
+    ratios = ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities), max_distance=max_distance)
     return group_labels(neighbour_indices, -ratios, threshold=-threshold, exact_of=exact_of)
 
 
-def link_closeness(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray) -> np.ndarray:
+def link_closeness(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
+                   max_distance: float = MAX_DISTANCE) -> np.ndarray:
     """``1 - ratio`` of each link, clipped to [0, 1]: 1 for a copy, 0 at or beyond the local scale."""
-    return np.clip(1.0 - ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities)), 0.0, 1.0)
+    ratios = ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities), max_distance=max_distance)
+    return np.clip(1.0 - ratios, 0.0, 1.0)
 
 
 def _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of) -> np.ndarray:
@@ -254,12 +260,22 @@ def injected_pair_recall(groups: np.ndarray, duplicate_of: np.ndarray, group_tab
 class NeighbourIndex:
     """What :func:`find_duplicates` caches in the run folder: everything but the threshold."""
 
-    indices: np.ndarray            # (N, k) int64: nearest thumbnails, most similar first
-    similarities: np.ndarray       # (N, k) float32: their cosine similarity
+    indices: np.ndarray            # (N, k) int64: nearest pictures, most similar first
+    similarities: np.ndarray       # (N, k) float32: their aligned similarity (or thumbnail cosine)
     hashes: np.ndarray | None      # (N,) S16 content hashes, None when the images could not be loaded
     seconds: float = 0.0
     embedding_indices: np.ndarray | None = None        # (N, k) nearest by the run's embeddings (focus page)
     embedding_similarities: np.ndarray | None = None
+    # True: candidates re-ranked by aligned similarity of the fine fingerprints; False: thumbnails only
+    # (a run whose fine fingerprints cannot be made: its images are gone and fingerprints.npz is older).
+    aligned: bool = False
+
+    @property
+    def max_distance(self) -> float:
+        """The absolute limit of a link for these similarities."""
+        from .hashing import ALIGNED_MAX_DISTANCE
+
+        return ALIGNED_MAX_DISTANCE if self.aligned else MAX_DISTANCE
 
     @property
     def exact_of(self) -> np.ndarray | None:

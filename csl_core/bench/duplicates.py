@@ -16,7 +16,16 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.duplicates import content_hashes, exact_duplicate_of, group_labels
-from ..analysis.hashing import FINGERPRINT_NEIGHBOURS, hash_neighbours, perceptual_hashes, ratio_links, thumbnails
+from ..analysis.hashing import (
+    ALIGNED_MAX_DISTANCE,
+    FINGERPRINT_NEIGHBOURS,
+    aligned_neighbours,
+    fine_prints,
+    hash_neighbours,
+    perceptual_hashes,
+    ratio_links,
+    thumbnails,
+)
 from ..analysis.neighbours import nearest_neighbours
 
 CIFAR10N_TRAIN = Path("/work/data/cifar10n/train")
@@ -164,15 +173,25 @@ def _components(source: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
 
 
 def links(images: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample's neighbours and how far each link is, lower = closer: ``thumbnail`` gives the ratio
-    of :func:`~csl_core.analysis.hashing.ratio_links`, a hash (``phash``, ``dhash``, ``pdq``) its
-    Hamming distance in bits."""
+    """Each sample's neighbours and how far each link is, lower = closer. ``aligned`` (the product's: the
+    thumbnails' 20 nearest re-ranked by the aligned fine fingerprints), ``aligned-loose`` (the same with
+    the absolute limit :data:`LOOSE_MAX_DISTANCE`) and ``thumbnail`` (the thumbnails' 10 nearest alone)
+    give the ratio of :func:`~csl_core.analysis.hashing.ratio_links`; a hash (``phash``, ``dhash``,
+    ``pdq``) its Hamming distance in bits."""
+    if method in ("aligned", "aligned-loose"):
+        indices, similarities = aligned_neighbours(thumbnails(images), fine_prints(images))
+        limit = ALIGNED_MAX_DISTANCE if method == "aligned" else LOOSE_MAX_DISTANCE
+        return indices, ratio_links(indices, similarities, max_distance=limit)
     if method == "thumbnail":
         indices, similarities = nearest_neighbours(thumbnails(images), k=FINGERPRINT_NEIGHBOURS)
         return indices, ratio_links(indices, similarities)
     indices, distances = hash_neighbours(perceptual_hashes(images, method=method))
     return indices, distances.astype(np.float64)
 
+
+# ``aligned-loose``: the aligned search with a looser absolute limit, measured to show what finding crops
+# costs (docs/bench/duplicates.md); the product uses ALIGNED_MAX_DISTANCE.
+LOOSE_MAX_DISTANCE = 0.024
 
 # The set's own near-duplicates, taken as real: the groups at this ratio, every one of them looked at
 # (docs/bench/duplicates.md: the same picture, re-encoded or recoloured, in Fashion-MNIST and CIFAR-10).

@@ -162,8 +162,9 @@ def add_duplicates(sub) -> None:
     d = sub.add_parser("duplicates", help="exact and near-duplicate groups, label conflicts flagged, ranked by CSL")
     d.add_argument("run", help="run folder")
     d.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"two pictures are near duplicates when their thumbnails' distance is at most this share "
-                        f"of the distance to their 10th nearest (default {DEFAULT_THRESHOLD}, picked by "
+                   help=f"two pictures are near duplicates when their distance (aligned: one may be blurred or "
+                        f"cropped) is at most this share of the distance to their 10th nearest "
+                        f"(default {DEFAULT_THRESHOLD}, picked by "
                         "docs/bench/duplicates.md); exact copies are always grouped")
     d.add_argument("--csv", default=None, help="write one row per grouped sample to this CSV file")
     d.add_argument("--top", type=int, default=10, help="groups to print")

@@ -1,7 +1,12 @@
-"""Duplicates of a run folder: the images' fingerprints (content hashes and thumbnails, ``fingerprints.npz``,
-written when a run is made, or here for an older run), the neighbour searches over them and over the
-embeddings (``neighbours.npz``), grouped at a threshold by the pure functions of
-:mod:`csl_core.analysis.duplicates`."""
+"""Duplicates of a run folder: the images' fingerprints (content hashes, 8 x 8 thumbnails and 16 x 16 fine
+fingerprints, ``fingerprints.npz``, written when a run is made, or here for an older run), the neighbour
+searches over them and over the embeddings (``neighbours.npz``), grouped at a threshold by the pure
+functions of :mod:`csl_core.analysis.duplicates`.
+
+Near duplicates: each picture's :data:`~csl_core.analysis.hashing.CANDIDATES` nearest thumbnails,
+re-ranked by the aligned similarity of the fine fingerprints (the best 10 kept). A run whose fine
+fingerprints cannot be made (an older ``fingerprints.npz`` without them, and the images gone) falls back
+to the thumbnails' own 10 nearest and their limits."""
 from __future__ import annotations
 
 import os
@@ -24,7 +29,7 @@ from ..analysis.duplicates import (
     member_similarity,
     near_duplicate_groups,
 )
-from ..analysis.hashing import THUMBNAIL_SIZE, thumbnails
+from ..analysis.hashing import FINE_SIZE, THUMBNAIL_SIZE, aligned_neighbours, fine_prints, thumbnails
 from ..analysis.neighbours import nearest_neighbours
 from .files import atomic_file
 from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS
@@ -32,7 +37,7 @@ from .store import RunError, RunStore, check_array_file
 
 NEIGHBOURS_FILE = NEIGHBOURS
 FINGERPRINTS_FILE = FINGERPRINTS
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: neighbours re-ranked by aligned similarity (the `aligned` flag)
 
 
 def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_THRESHOLD,
@@ -53,9 +58,10 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
     index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
     labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of
-    groups = near_duplicate_groups(index.indices, index.similarities, threshold=threshold, exact_of=exact_of)
+    groups = near_duplicate_groups(index.indices, index.similarities, threshold=threshold, exact_of=exact_of,
+                                   max_distance=index.max_distance)
     similarity = member_similarity(groups, index.indices, index.similarities, exact_of=exact_of)
-    closeness = link_closeness(index.indices, index.similarities)
+    closeness = link_closeness(index.indices, index.similarities, max_distance=index.max_distance)
     csl = np.asarray(csl, dtype=np.float64) if csl is not None else _csl(store)
     table = duplicate_groups(groups, labels, csl, similarity=similarity, exact_of=exact_of)
     per_sample = pd.DataFrame({
@@ -81,19 +87,27 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
     if cached is not None and (not wanted or cached.embedding_indices.shape[1]):
         if cached.hashes is None:
             notes.append(_NO_IMAGES)
+        elif not cached.aligned and cached.indices.shape[1]:
+            notes.append(_THUMBNAILS_ONLY)
         return cached, notes
     began = time.perf_counter()
     if cached is not None:
         hashes, indices, similarities = cached.hashes, cached.indices, cached.similarities
+        aligned = cached.aligned
     else:
-        hashes, fingerprints = image_fingerprints(store, recompute=recompute, progress=progress)
+        hashes, fingerprints, fine = run_fingerprints(store, recompute=recompute, progress=progress)
+        aligned = fine is not None
         if fingerprints is None:
             indices = np.empty((store.num_samples, 0), dtype=np.int64)
             similarities = np.empty((store.num_samples, 0), dtype=np.float32)
+        elif aligned:  # candidates by the thumbnail, verified and re-ranked by the aligned fine fingerprints
+            indices, similarities = aligned_neighbours(fingerprints, fine, keep=k, progress=progress)
         else:
             indices, similarities = nearest_neighbours(fingerprints, k=k, progress=progress)
     if hashes is None:
         notes.append(_NO_IMAGES)
+    elif not aligned and indices.shape[1]:
+        notes.append(_THUMBNAILS_ONLY)
     embedding_indices = np.empty((store.num_samples, 0), dtype=np.int64)
     embedding_similarities = np.empty((store.num_samples, 0), dtype=np.float32)
     if wanted:
@@ -104,7 +118,8 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
                            "delete it and run the training's last step again (--resume)")
         embedding_indices, embedding_similarities = nearest_neighbours(features, k=k, progress=progress)
     index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began,
-                           embedding_indices=embedding_indices, embedding_similarities=embedding_similarities)
+                           embedding_indices=embedding_indices, embedding_similarities=embedding_similarities,
+                           aligned=aligned)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
         _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
     return index, notes
@@ -117,17 +132,19 @@ def cached_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS) -> NeighbourIn
 
 def write_fingerprints(store: RunStore, images: np.ndarray, rows: np.ndarray | None = None, *,
                        chunk: int = 16384) -> None:
-    """Save the content hash and thumbnail of every training image, ``images[rows]`` (all of ``images``
-    without ``rows``), into the run folder (``fingerprints.npz``), ``chunk`` images at a time: done when
-    a run is made, so that its duplicates are found even after the data source has moved."""
+    """Save the content hash, thumbnail and fine fingerprint of every training image, ``images[rows]`` (all
+    of ``images`` without ``rows``), into the run folder (``fingerprints.npz``), ``chunk`` images at a
+    time: done when a run is made, so that its duplicates are found even after the data source has moved."""
     rows = np.arange(len(images)) if rows is None else np.asarray(rows)
     hashes = np.empty(len(rows), dtype=f"S{HASH_BYTES}")
     prints = np.empty((len(rows), THUMBNAIL_SIZE ** 2), dtype=np.float32)
+    fine = np.empty((len(rows), FINE_SIZE, FINE_SIZE), dtype=np.uint8)
     for start in range(0, len(rows), chunk):
         block = np.asarray(images[rows[start:start + chunk]])
         hashes[start:start + len(block)] = content_hashes(block)
         prints[start:start + len(block)] = thumbnails(block)
-    _save_fingerprints(store, hashes, prints)
+        fine[start:start + len(block)] = fine_prints(block)
+    _save_fingerprints(store, hashes, prints, fine)
 
 
 def image_fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = False
@@ -135,35 +152,60 @@ def image_fingerprints(store: RunStore, *, recompute: bool = False, progress: bo
     """``(content hashes (N,) S16, thumbnails (N, 64) float32)`` of a run's images, from
     ``fingerprints.npz``, else computed from the decoded images and saved; ``(None, None)`` when the
     images cannot be loaded."""
+    hashes, prints, _ = run_fingerprints(store, recompute=recompute, progress=progress)
+    return hashes, prints
+
+
+def run_fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = False
+                     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``(content hashes (N,) S16, thumbnails (N, 64) float32, fine fingerprints (N, 16, 16) uint8)``
+    of a run's images, from ``fingerprints.npz``, else computed from the decoded images and saved. A file
+    written before the fine fingerprints existed keeps its hashes and thumbnails and gets the fine
+    fingerprints from the images; where those cannot be loaded, the fine fingerprints are ``None``.
+    ``(None, None, None)`` without a file and without the images."""
     file = store.path / FINGERPRINTS_FILE
+    stored = None
     if not recompute:
         try:
             with np.load(file, allow_pickle=False) as data:
                 hashes, prints = data["hashes"], data["thumbnails"]
+                fine = data["fine"] if "fine" in data.files else None
             if (len(hashes) == len(prints) == store.num_samples and hashes.dtype == np.dtype(f"S{HASH_BYTES}")
                     and prints.ndim == 2 and prints.dtype == np.float32 and np.isfinite(prints).all()):
-                return hashes, prints
+                if (fine is not None and fine.shape == (store.num_samples, FINE_SIZE, FINE_SIZE)
+                        and fine.dtype == np.uint8):
+                    return hashes, prints, fine
+                stored = hashes, prints
         except (FileNotFoundError, KeyError, ValueError, OSError):
             pass
     images = run_images(store, progress=progress)
     if images is None:
-        return None, None
-    hashes, prints = content_hashes(images, progress=progress), thumbnails(images)
+        return (*stored, None) if stored is not None else (None, None, None)
+    if stored is not None:  # an older file: only the fine fingerprints are added
+        hashes, prints = stored
+    else:
+        hashes, prints = content_hashes(images, progress=progress), thumbnails(images)
+    fine = fine_prints(images)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
         try:
-            _save_fingerprints(store, hashes, prints)
+            _save_fingerprints(store, hashes, prints, fine)
         except OSError:
             pass  # a folder that cannot be written: computed again next time
-    return hashes, prints
+    return hashes, prints, fine
 
 
-def _save_fingerprints(store: RunStore, hashes: np.ndarray, prints: np.ndarray) -> None:
+def _save_fingerprints(store: RunStore, hashes: np.ndarray, prints: np.ndarray, fine: np.ndarray) -> None:
     with atomic_file(store.path / FINGERPRINTS_FILE, suffix=".tmp.npz") as tmp:
-        np.savez(tmp, hashes=hashes, thumbnails=prints)
+        np.savez(tmp, hashes=hashes, thumbnails=prints, fine=fine)
 
 
 _NO_IMAGES = ("the run's images could not be loaded, so duplicates cannot be searched; make its data "
               "source available where it was when the run was trained")
+
+
+_THUMBNAILS_ONLY = ("near duplicates come from the 8 x 8 thumbnails alone: this run's fingerprints file predates "
+                    "the fine fingerprints and its images cannot be loaded to add them; resized copies are found "
+                    "less often (docs/bench/duplicates.md: the thumbnails' own default ratio is 0.2)")
 
 
 FOREIGN_IMAGE_SIZE = 64  # runs from other training: their files are decoded at this size for content hashes
@@ -232,7 +274,8 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
             if hashes is not None and len(hashes) != num_samples:
                 return None
             return NeighbourIndex(arrays["indices"], arrays["similarities"], hashes, float(data["seconds"]),
-                                  arrays["embedding_indices"], arrays["embedding_similarities"])
+                                  arrays["embedding_indices"], arrays["embedding_similarities"],
+                                  aligned=bool(data["aligned"]))
     except (FileNotFoundError, KeyError, ValueError, OSError):
         return None
 
@@ -243,4 +286,4 @@ def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
                  indices=index.indices, similarities=index.similarities,
                  hashes=index.hashes if index.hashes is not None else np.empty(0, dtype=f"S{HASH_BYTES}"),
                  seconds=index.seconds, embedding_indices=index.embedding_indices,
-                 embedding_similarities=index.embedding_similarities)
+                 embedding_similarities=index.embedding_similarities, aligned=bool(index.aligned))

@@ -69,10 +69,12 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
             "unreadable: computed again", "every score's detection metrics against the injected truth"),
     RunFile(NEIGHBOURS, "run.duplicates.neighbour_index", ".npz (no pickle)",
             "stamped with the embeddings' size and time, k and the sample count; indices range-checked",
-            "nearest thumbnails (duplicates) and nearest embeddings (focus page), content hashes"),
+            "nearest pictures by aligned fingerprints (duplicates; `aligned` says whether the fine fingerprints "
+            "were used) and nearest embeddings (focus page), content hashes"),
     RunFile(FINGERPRINTS, "run.duplicates.write_fingerprints (trainer, when a run is made), image_fingerprints",
-            ".npz (no pickle)", "row count, dtypes and finite values; else computed again from the images",
-            "each image's content hash and 8 x 8 thumbnail (near-duplicates)"),
+            ".npz (no pickle)", "row count, dtypes and finite values; else computed again from the images (a file "
+            "without `fine`, from before it existed, gets it added)",
+            "each image's content hash, 8 x 8 thumbnail and 16 x 16 grey fine fingerprint (near-duplicates)"),
     RunFile(DECISIONS, "run.decisions.DecisionLog", "SQLite (WAL), append-only", "schema version",
             "the person's keep / relabel / drop / undo decisions"),
     RunFile(LOCK, "run.folders.run_lock, RunWriter", "flock'd JSON (pid, host, owner)", "-",
