@@ -89,7 +89,8 @@ EXTRA_BLURS = (0.5, 1.0)
 CROPS = ((0.95, (-0.05, 0.0, 0.05)), (0.90, (-0.1, -0.05, 0.0, 0.05, 0.1)))
 # Two aligned fingerprints this far apart (1 - correlation) are never linked (the thumbnail's
 # MAX_DISTANCE for the aligned search): in folders of 300 Fashion-MNIST images, where the 10th candidate
-# is far, the closest different garments sit at 0.005-0.0074; most x0.5-x2 resized copies within 0.002.
+# is far, the closest different garments sit at 0.005-0.0074; 90% of x0.5-x2 resized copies within 0.0022
+# (Fashion-MNIST) / 0.0013 (CIFAR-10N), crops at a median of 0.0085 (docs/bench/duplicates.md).
 ALIGNED_MAX_DISTANCE = 0.004
 # A fine fingerprint whose grey levels vary less than this (standard deviation) is flat: similar to nothing.
 FINE_FLAT = 0.25
