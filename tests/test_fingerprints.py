@@ -76,6 +76,20 @@ def test_each_planted_kind_on_real_images():
     assert np.mean(near) >= 0.9
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_aligned_similarities_are_the_same_on_a_cuda_device():
+    from csl_core.analysis.hashing import aligned_similarities
+
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 256, (300, 16, 16), dtype=np.uint8)
+    fine[150:] = np.clip(fine[:150].astype(int) + rng.integers(-3, 4, (150, 16, 16)), 0, 255)  # near copies
+    indices = np.stack([rng.choice(np.delete(np.arange(300), i), 12, replace=False) for i in range(300)])
+    indices[:150, 0], indices[150:, 0] = np.arange(150, 300), np.arange(150)
+    on_cpu = aligned_similarities(fine, indices, device="cpu")
+    on_gpu = aligned_similarities(fine, indices, device="cuda")
+    assert np.abs(on_cpu - on_gpu).max() < 1e-4 and (on_gpu[:, 0] > 0.99).all()
+
+
 @needs_fashion
 def test_perceptual_hashes_are_measured_beside_the_thumbnail():
     images = fashion(20)

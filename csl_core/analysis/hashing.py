@@ -158,14 +158,17 @@ def _unit_rows(x):
 
 
 def aligned_similarities(fine: np.ndarray, indices: np.ndarray, *, alignments: bool = True,
-                         budget: int = 2**24) -> np.ndarray:
+                         budget: int = 2**24, device: str | None = None) -> np.ndarray:
     """The best correlation of each candidate pair over the alignments (``(N, k)`` float32, like
     ``indices``): either picture blurred more (:data:`EXTRA_BLURS`) or zoomed in and shifted
     (:data:`CROPS`), against the other as it is, after both are blurred by :data:`FINE_BLUR`; both
     ways. Mean removed and normalised, so brightness and contrast do not count. A flat fingerprint is
     similar to nothing (0). ``alignments=False``: in place only (the plain correlation). ``budget``: floats
-    held at once for one block of pictures."""
+    held at once for one block of pictures. ``device``: torch's, by default a CUDA device where one is
+    present (as the neighbour search), else the CPU."""
     import torch
+
+    from .neighbours import _cuda_available
 
     fine = np.asarray(fine)
     indices = np.asarray(indices)
@@ -191,13 +194,15 @@ def aligned_similarities(fine: np.ndarray, indices: np.ndarray, *, alignments: b
     partners[source[inside], k + rank[inside]] = target[inside]
     size = fine.shape[1]
     d = size * size
-    plain_map, aligned_map = _operators(size, alignments)
+    device = device or ("cuda" if _cuda_available() else "cpu")
+    plain_map, aligned_map = (m.to(device) for m in _operators(size, alignments))
     count = aligned_map.shape[1] // d
     raw = fine.reshape(n, d)
-    plain = torch.empty((n, d), dtype=torch.float32)
+    plain = torch.empty((n, d), dtype=torch.float32, device=device)
     step = max(1, budget // d)
     for start in range(0, n, step):
-        plain[start:start + step] = torch.from_numpy(raw[start:start + step].astype(np.float32)) @ plain_map
+        block = torch.from_numpy(raw[start:start + step].astype(np.float32)).to(device)
+        plain[start:start + step] = block @ plain_map
     norms = plain.norm(dim=1)
     flat = norms < FINE_FLAT * size  # the norm of the mean-removed picture: the grey levels' spread times size
     plain = _unit_rows(plain)
@@ -206,14 +211,14 @@ def aligned_similarities(fine: np.ndarray, indices: np.ndarray, *, alignments: b
     step = max(1, budget // (count * d))
     for start in range(0, n, step):
         stop = min(n, start + step)
-        block = torch.from_numpy(raw[start:stop].astype(np.float32))
+        block = torch.from_numpy(raw[start:stop].astype(np.float32)).to(device)
         aligned = _unit_rows((block @ aligned_map).view(stop - start, count, d))  # (B, A, D)
         aligned[flat[start:stop]] = 0.0
-        found = torch.from_numpy(partners[start:stop])
+        found = torch.from_numpy(partners[start:stop]).to(device)
         others = plain[found.clamp_min(0)]  # (B, 2k, D)
         sims = torch.bmm(aligned, others.transpose(1, 2)).amax(dim=1)  # (B, 2k)
         sims[found < 0] = 0.0
-        best[start:stop] = sims.numpy()
+        best[start:stop] = sims.cpu().numpy()
     # A pair's similarity: the larger of its two sides (each side aligns its own picture).
     valid = partners >= 0
     keys = (np.arange(n)[:, None] * n + partners)[valid]
