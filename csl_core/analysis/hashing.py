@@ -168,7 +168,7 @@ def aligned_similarities(fine: np.ndarray, indices: np.ndarray, *, alignments: b
     present (as the neighbour search), else the CPU."""
     import torch
 
-    from .neighbours import _cuda_available
+    from .neighbours import cuda_available
 
     fine = np.asarray(fine)
     indices = np.asarray(indices)
@@ -194,7 +194,7 @@ def aligned_similarities(fine: np.ndarray, indices: np.ndarray, *, alignments: b
     partners[source[inside], k + rank[inside]] = target[inside]
     size = fine.shape[1]
     d = size * size
-    device = device or ("cuda" if _cuda_available() else "cpu")
+    device = device or ("cuda" if cuda_available() else "cpu")
     plain_map, aligned_map = (m.to(device) for m in _operators(size, alignments))
     count = aligned_map.shape[1] // d
     raw = fine.reshape(n, d)

@@ -41,7 +41,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 def choose_backend(num_samples: int, *, cuda: bool | None = None) -> str:
     """``exact`` on a CUDA device or up to :data:`EXACT_MAX_SAMPLES` samples, else ``faiss``."""
     if cuda is None:
-        cuda = _cuda_available()
+        cuda = cuda_available()
     return "exact" if cuda or num_samples <= EXACT_MAX_SAMPLES else "faiss"
 
 
@@ -90,7 +90,7 @@ def nearest_neighbours(vectors: np.ndarray, *, k: int, backend: str = "auto", pr
     return indices, similarities
 
 
-def _cuda_available() -> bool:
+def cuda_available() -> bool:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -104,7 +104,7 @@ def _exact(unit: np.ndarray, rows: np.ndarray, k: int, block_bytes: int, progres
     import torch  # imported here so that the dashboard need not load it
 
     n = len(unit)
-    device = "cuda" if _cuda_available() else "cpu"
+    device = "cuda" if cuda_available() else "cpu"
     everything = torch.from_numpy(unit).to(device)
     indices = np.empty((len(rows), k), dtype=np.int64)
     similarities = np.empty((len(rows), k), dtype=np.float32)
