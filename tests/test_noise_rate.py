@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from csl_core.analysis.noise_rate import estimate_label_noise, memorised, review_budget
+from csl_core.analysis.noise_rate import estimate_label_noise, memorised, noise_count, review_budget
 
 
 def _case(rate: float, seed: int = 0, n: int = 6000, classes: int = 10):
@@ -79,3 +79,9 @@ def test_run_page_and_info_say_where_the_run_stands(demo_run, tmp_path, monkeypa
     assert main(["info", str(root / "demo")]) == 0
     printed = capsys.readouterr().out
     assert f"train acc  {accuracy:.4f}" in printed and "are likely mislabeled" in printed
+    # the count's ceiling: every sample whose suggestion outweighs its label, never below the count
+    scores = RunStore(root / "demo").scores()
+    ceiling = int((scores["suggested_confidence"] > scores["label_evidence"]).sum())
+    assert ceiling >= noise_count(scores).count
+    assert f"at most about {ceiling} (" in printed
+    assert any(f"at most about **{ceiling:,}**" in m.value for m in at.markdown)

@@ -215,8 +215,8 @@ def _print_standing(store: RunStore, scores, truth) -> None:
     ranking = default_score(scores)
     where = standing(scores, suspicion(scores, ranking), accuracy, truth)
     line = (f"noise      about {where['estimated_count']} images ({where['estimated_rate']:.1%}) are likely "
-            f"mislabeled ({where['basis']}); the top {where['k']} by {ranking} hold {where['flagged_in_top_k']} "
-            "of those")
+            f"mislabeled ({where['basis']}), at most about {where['ceiling']} (those whose suggestion outweighs "
+            f"their label); the top {where['k']} by {ranking} hold {where['flagged_in_top_k']} of those")
     if truth is not None:
         line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
     print(line)
