@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.cleaning import RELABEL_CONFIDENCE, CleaningPlan, plan_cleaning, plan_digest
+from ..analysis.noise_rate import noise_count
 from ..analysis.scores import default_score, suspicion
 from ..data import TrainingSet
 from .surgery import relabel, select_rows
@@ -31,7 +32,7 @@ def cleaning_plans(scores: pd.DataFrame, budget: int, *, relabel_at: float = REL
     given = scores["label"].to_numpy(np.int64)
     suggested = scores["suggested_label"].to_numpy(np.int64)
     confidence = scores["suggested_confidence"].to_numpy(np.float64)
-    outweighs = confidence > np.nan_to_num(scores["label_evidence"].to_numpy(np.float64), nan=np.inf)
+    outweighs = noise_count(scores).flagged  # the count's own flags: the suggestion outweighs the label
     return {"suggested": plan_cleaning(ranking, given, suggested, confidence, budget, relabel_at=relabel_at),
             "outweighs": plan_cleaning(ranking, given, suggested, confidence, int(outweighs.sum()),
                                        relabel_at=relabel_at, eligible=outweighs),
