@@ -69,6 +69,8 @@ def recipe_for(store: RunStore) -> dict:
               "in_channels": int(meta["image_shape"][0]), "num_classes": len(meta["classes"])}
     if size:  # a fine-tuned backbone's input size, as the trainer resized to it
         recipe["size"] = int(size)
+    if config.amp is not None:  # the run's own precision setting (default: the trainer's for the device)
+        recipe["amp"] = bool(config.amp)
     return recipe
 
 
@@ -206,20 +208,41 @@ def train_subset_model(images: np.ndarray, image_index: np.ndarray, labels: np.n
     ``labels[i]``. Returns bool ``(N,)`` whether the model predicts the given label and float32 ``(N,)``
     its softmax probability of the given label.
     """
+    probabilities = subset_model_probabilities(images, image_index, labels, in_training, recipe, device=device,
+                                               seed=seed)
+    given = np.asarray(labels, dtype=np.int64)
+    p_given = probabilities[np.arange(len(given)), given]
+    return probabilities.argmax(1) == given, p_given.astype(np.float32)
+
+
+def subset_model_probabilities(images: np.ndarray, image_index: np.ndarray, labels: np.ndarray,
+                               in_training: np.ndarray, recipe: dict, *, device: str = "cpu", seed: int = 0,
+                               predict_rows: np.ndarray | None = None) -> np.ndarray:
+    """Train one model with ``recipe`` on the samples where ``in_training`` (as :func:`train_subset_model`)
+    and return its softmax, float32 ``(N, C)``, on every sample (or only on ``predict_rows``, the other rows
+    left 0)."""
     import torch
 
     from ..data import IndexedDataset
+    from .allocator import keep_freed_memory
     from .models import build_model
     from .preprocess import Preprocess
-    from .runtime import build_optimizer, make_loader, resolve_device
+    from .runtime import autocast_dtype, build_optimizer, make_loader, resolve_device
     from .step import predict, train_step
 
     torch_device = resolve_device(device)
+    if torch_device.type == "cpu":
+        keep_freed_memory()
+    # the trainer's precision and memory layout for this device (bf16 where a CPU has the units for it)
+    amp_dtype = autocast_dtype(torch_device, recipe.get("amp"))
+    channels_last = torch_device.type == "cuda" or amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     torch.manual_seed(seed)
-    model = build_model(recipe["model"], in_channels=recipe["in_channels"],
-                        num_classes=recipe["num_classes"]).to(torch_device)
+    model = build_model(recipe["model"], in_channels=recipe["in_channels"], num_classes=recipe["num_classes"])
+    model = model.to(torch_device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     preprocess = Preprocess(recipe["mean"], recipe["std"], augment=recipe["augment"], flip=recipe["flip"],
-                            pad=recipe["pad"], device=torch_device, channels_last=False, size=recipe.get("size"))
+                            pad=recipe["pad"], device=torch_device, channels_last=channels_last,
+                            size=recipe.get("size"))
     rows = np.flatnonzero(in_training)
     subset = IndexedDataset(images, image_index[rows], labels[rows])
     config = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"], lr=recipe["lr"],
@@ -231,12 +254,15 @@ def train_subset_model(images: np.ndarray, image_index: np.ndarray, labels: np.n
         model.train()
         for x, y, _ in make_loader(subset, batch_size=config.batch_size, shuffle=True, seed=epoch_seed):
             x = preprocess(x.to(torch_device, non_blocking=True), train=True)
-            train_step(model, x, y.to(torch_device, non_blocking=True), optimizer, scheduler)
-    everyone = IndexedDataset(images, image_index, labels)
-    logits = torch.from_numpy(predict(model, everyone, preprocess, torch_device))
-    given = torch.tensor(np.asarray(labels), dtype=torch.long)
-    p_given = torch.softmax(logits, dim=1).gather(1, given[:, None])[:, 0]
-    return (logits.argmax(1) == given).numpy(), p_given.numpy().astype(np.float32)
+            train_step(model, x, y.to(torch_device, non_blocking=True), optimizer, scheduler, scaler=scaler,
+                       amp_dtype=amp_dtype)
+    labels = np.asarray(labels)
+    rows = np.arange(len(labels)) if predict_rows is None else np.asarray(predict_rows, dtype=np.int64)
+    logits = torch.from_numpy(predict(model, IndexedDataset(images, image_index[rows], labels[rows]), preprocess,
+                                      torch_device))
+    probabilities = np.zeros((len(labels), recipe["num_classes"]), dtype=np.float32)
+    probabilities[rows] = torch.softmax(logits.double(), dim=1).numpy()
+    return probabilities
 
 
 def _summarise(store: RunStore, folder: MemorizationFolder, models: int, recipe: dict) -> dict:
