@@ -137,7 +137,7 @@ def standing(scores: pd.DataFrame, ranking: np.ndarray, train_accuracy: float | 
     estimate = noise_count(scores)
     budget = review_budget(estimate, ranking)
     # the count's own ceiling: every sample whose suggestion outweighs its label (measured: the truth lay
-    # within 20% of [count, ceiling] on all seven cases of docs/bench/cleaning.md)
+    # within 20% of [count, ceiling] on all eight cases of docs/bench/cleaning.md)
     out = {"estimated_count": estimate.count, "estimated_rate": estimate.rate, "basis": estimate.basis,
            "ceiling": int(estimate.flagged.sum()), **budget,
            "train_accuracy": train_accuracy,
