@@ -22,9 +22,7 @@ from csl_core.analysis.noise_rate import estimate_label_noise, wrong_label_weigh
 from csl_core.analysis.scores import KNN_NEIGHBOURS, default_score, nearest_neighbour_indices, suspicion
 from csl_core.analysis.suggest import neighbour_vote, suggest
 from csl_core.run.store import RunStore
-
-HIGH = 0.7
-TOP_SHARE = 0.02
+from scripts.bench_suggestions import HIGH, TOP_SHARE, evaluate
 
 
 def fold_assignment(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -61,13 +59,8 @@ def held_out(store: RunStore, out: Path, folds: int, seed: int) -> np.ndarray:
 
 
 def right_share(suggested, confidence, given, true, order) -> str:
-    wrong = given != true
-    right = suggested == true
-    top = order[: max(1, int(round(TOP_SHARE * len(order))))]
-    top = top[wrong[top]]
-    sure = wrong & (confidence >= HIGH)
-    high = right[sure].mean() if sure.any() else float("nan")
-    return f"{right[top].mean():.3f} / {right[wrong].mean():.3f} / {high:.3f} ({sure.mean() / wrong.mean():.0%})"
+    c = evaluate(suggested, confidence, given, true, order)
+    return f"{c['top']:.3f} / {c['all']:.3f} / {c['high']:.3f} ({c['coverage']:.0%})"
 
 
 def one_run(path: str, out: Path, folds: int, seed: int) -> list[str]:
