@@ -175,7 +175,6 @@ _ARRAYS = ("images", "image_index", "labels")
 def _start_worker(job: dict) -> None:
     import torch
 
-    from .allocator import keep_freed_memory
 
     _job.clear()
     _job.update(job)
@@ -183,8 +182,6 @@ def _start_worker(job: dict) -> None:
         with np.load(job["arrays"], allow_pickle=False) as arrays:
             _job.update({name: arrays[name] for name in _ARRAYS})
     torch.set_num_threads(job["threads"])
-    if job["device"] == "cpu":
-        keep_freed_memory()
 
 
 def _train_one(k: int) -> None:
@@ -227,7 +224,7 @@ def subset_model_probabilities(images: np.ndarray, image_index: np.ndarray, labe
     from .allocator import keep_freed_memory
     from .models import build_model
     from .preprocess import Preprocess
-    from .runtime import autocast_dtype, build_optimizer, make_loader, resolve_device
+    from .runtime import autocast_dtype, build_optimizer, make_loader, resolve_device, use_channels_last
     from .step import predict, train_step
 
     torch_device = resolve_device(device)
@@ -235,7 +232,7 @@ def subset_model_probabilities(images: np.ndarray, image_index: np.ndarray, labe
         keep_freed_memory()
     # the trainer's precision and memory layout for this device (bf16 where a CPU has the units for it)
     amp_dtype = autocast_dtype(torch_device, recipe.get("amp"))
-    channels_last = torch_device.type == "cuda" or amp_dtype is not None
+    channels_last = use_channels_last(torch_device, amp_dtype)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     torch.manual_seed(seed)
     model = build_model(recipe["model"], in_channels=recipe["in_channels"], num_classes=recipe["num_classes"])
@@ -260,8 +257,11 @@ def subset_model_probabilities(images: np.ndarray, image_index: np.ndarray, labe
     rows = np.arange(len(labels)) if predict_rows is None else np.asarray(predict_rows, dtype=np.int64)
     logits = torch.from_numpy(predict(model, IndexedDataset(images, image_index[rows], labels[rows]), preprocess,
                                       torch_device))
+    predicted = torch.softmax(logits, dim=1).numpy()
+    if predict_rows is None:
+        return predicted
     probabilities = np.zeros((len(labels), recipe["num_classes"]), dtype=np.float32)
-    probabilities[rows] = torch.softmax(logits.double(), dim=1).numpy()
+    probabilities[rows] = predicted
     return probabilities
 
 

