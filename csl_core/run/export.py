@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
 from .decisions import DecisionLog
+from .export_marker import MARK, not_written_by_export, write_manifest
 from .files import O_NOFOLLOW, atomic_write_bytes, csv_safe
 from .layout import EXPORT
 from .store import RunStore
@@ -26,8 +28,6 @@ from .store import RunStore
 EXPORT_DIR = EXPORT
 CSV_NAME = "cleaned_labels.csv"
 TREE_NAME = "imagefolder"
-#: The file that marks a tree as written by an export (only such a tree is ever replaced).
-MARK = ".csl-export"
 CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_rank", "suggested_label",
                "suggested_confidence"]
 
@@ -131,11 +131,12 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
     effective = DecisionLog(store.path).effective(len(scores), labels)
     out = Path(out_dir) if out_dir is not None else store.path / EXPORT_DIR
     if out.is_symlink():
-        raise ValueError(f"{out} is a symbolic link; an export writes only into a real folder, so remove "
+        raise DataError(f"{out} is a symbolic link; an export writes only into a real folder, so remove "
                          "the link or pass another output folder")
+    remove_export_leftovers(out / TREE_NAME)   # a tree moved aside by a killed export is put back, CSV only too
     if imagefolder:  # refused before anything is written
         if "path" not in scores.columns:
-            raise ValueError(f"{store.path}: this run's images are not files on disk (source "
+            raise DataError(f"{store.path}: this run's images are not files on disk (source "
                              f"{store.meta.get('source')!r}), so there is no ImageFolder tree to build; "
                              "export the CSV instead")
         _check_replaceable(out / TREE_NAME, scores["path"].astype(str).to_numpy())
@@ -175,16 +176,13 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.parent.is_symlink():
-        raise ValueError(f"{target.parent} is a symbolic link; an export writes only into a real folder, "
+        raise DataError(f"{target.parent} is a symbolic link; an export writes only into a real folder, "
                          "so remove the link or choose another output folder")
     remove_export_leftovers(target)
     _check_replaceable(target, paths)
     building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"))
     made = {"symlink": 0, "hardlink": 0, "copy": 0}
     try:
-        fd = os.open(building / MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write("written by csl-clean export; the next export replaces this folder whole\n")
         folders = _folder_names(sorted({str(label) for label in labels}))
         used: dict[str, set[str]] = {}
         for order, (source, label) in enumerate(zip(paths, labels)):
@@ -196,6 +194,7 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
             folder = building / folder_name
             folder.mkdir(exist_ok=True)
             made[_link(source.resolve(), folder / name)] += 1
+        write_manifest(building)
         old = None
         if target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -215,19 +214,26 @@ def write_imagefolder(paths: np.ndarray, labels: np.ndarray, target: str | Path)
 
 
 def _check_replaceable(target: Path, paths) -> None:
-    """Raise ``ValueError`` unless ``target`` is absent or a tree an export wrote that holds none of
-    ``paths`` (the originals the new tree links to)."""
+    """Raise :class:`DataError` (a ``ValueError``) unless ``target`` is absent or a tree an export wrote that
+    holds nothing but what the export wrote (its manifest, :data:`MARK`, lists every entry with its kind and
+    inode) and none of ``paths`` (the originals the new tree links to). A copy of an export (``cp -rL``),
+    or an export's tree a person added a file to, is never deleted."""
     if not (target.exists() or target.is_symlink()):
         return
     mark = target / MARK
     if target.is_symlink() or not target.is_dir() or mark.is_symlink() or not mark.is_file():
-        raise ValueError(f"{target} exists and was not written by an export (it has no {MARK} file); an "
-                         "export never replaces a folder it did not write. Choose another output folder, or "
-                         "move that one away")
+        raise DataError(f"{target} exists and was not written by an export (it has no {MARK} file); an "
+                        "export never replaces a folder it did not write. Choose another output folder, or "
+                        "move that one away")
     inside = _first_inside(paths, target)
     if inside is not None:
-        raise ValueError(f"{target} holds {inside}, an image of this run: replacing the tree would delete it. "
-                         "Export into another folder")
+        raise DataError(f"{target} holds {inside}, an image of this run: replacing the tree would delete it. "
+                        "Export into another folder")
+    foreign = not_written_by_export(target)
+    if foreign is not None:
+        raise DataError(f"{target} holds {foreign}, which no export wrote there (a copy of an export, or a file "
+                        "added to it): an export never deletes a folder holding anything it did not write. "
+                        "Move that file (or the folder) away, or export into another folder")
 
 
 def _first_inside(paths, folder: Path) -> str | None:
