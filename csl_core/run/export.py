@@ -22,7 +22,7 @@ from ..errors import DataError
 from .decisions import DecisionLog
 from .export_marker import MARK, not_written_by_export, write_manifest
 from .files import O_NOFOLLOW, atomic_write_bytes, csv_safe
-from .layout import EXPORT
+from .layout import EXPORT, META
 from .store import RunStore
 
 EXPORT_DIR = EXPORT
@@ -105,6 +105,16 @@ def class_summary(original_labels: np.ndarray, effective: pd.DataFrame, classes:
     return summary
 
 
+def refuse_run_folder(out: str | Path) -> None:
+    """Raise :class:`DataError` when ``out`` is a run folder (it holds ``meta.json``): an export writes its
+    ``samples.csv``, arrays and label files beside a run, never over one's own files (the run would be
+    damaged for good)."""
+    out = Path(out)
+    if (out / META).exists() or (out / META).is_symlink():
+        raise DataError(f"{out} is a run folder; an export never writes into one (it would replace the run's "
+                        f"own files). Choose another output folder, such as {out / EXPORT}")
+
+
 def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolder: bool = False,
                scores: pd.DataFrame | None = None, out_dir: str | Path | None = None) -> ExportResult:
     """Write the cleaned label CSV (and optionally the ImageFolder tree) for a run.
@@ -130,6 +140,7 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
     labels = scores["label"].to_numpy(np.int64)
     effective = DecisionLog(store.path).effective(len(scores), labels)
     out = Path(out_dir) if out_dir is not None else store.path / EXPORT_DIR
+    refuse_run_folder(out)
     if out.is_symlink():
         raise DataError(f"{out} is a symbolic link; an export writes only into a real folder, so remove "
                          "the link or pass another output folder")

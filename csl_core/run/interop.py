@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..analysis.scores import default_score, rank_descending, suspicion
 from .decisions import DecisionLog
+from .export import refuse_run_folder
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv, csv_safe, csv_unsafe
 from .inputs import (
     check_class_names,
@@ -102,6 +103,7 @@ def export_interop(run_path: str | Path, out_dir: str | Path, *, label_issue_tab
     """Write the chosen files of ``run_path`` into ``out_dir``; returns the paths written."""
     store = RunStore(run_path)
     out = Path(out_dir)
+    refuse_run_folder(out)
     written: list[Path] = []
     if label_issue_table or fiftyone:
         scores = store.scores()
@@ -125,6 +127,7 @@ def export_arrays(store: RunStore, out_dir: str | Path) -> list[Path]:
     from .duplicates import run_images
 
     out = Path(out_dir)
+    refuse_run_folder(out)
     (out / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
     written = []
     for name, values in store.arrays().items():
