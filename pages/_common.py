@@ -124,9 +124,7 @@ def is_read_only(path: str | Path) -> bool:
 
 def view_store(path: str | Path) -> RunStore:
     """The run ``path`` as the pages read it: its derived results are not kept when it is read-only."""
-    store = RunStore(path)
-    store.read_only = is_read_only(path)
-    return store
+    return RunStore(path, read_only=is_read_only(path))
 
 
 def open_store() -> RunStore | None:
@@ -163,16 +161,19 @@ def require_scored_run() -> RunStore:
 
 # ---------------------------------------------------------------- cached reads
 
-@st.cache_resource(max_entries=6, show_spinner="Scoring samples...")
 def load_scores(run_path: str, finished_epochs: int, read_only: bool = False) -> pd.DataFrame:
-    """Every score of every sample, recomputed only when an epoch finishes.
+    """Every score of every sample, recomputed only when an epoch finishes; for a run shown read-only
+    (:func:`is_read_only`, whatever ``read_only`` says) nothing is kept in its folder: viewing never writes.
 
     One frame shared by every session and rerun, never copied (at 1.28M samples a copy per rerun
     costs seconds and hundreds of MB): treat it as read-only.
     """
-    store = RunStore(run_path)
-    store.read_only = read_only
-    return store.scores()
+    return _scores(str(run_path), int(finished_epochs), bool(read_only) or is_read_only(run_path))
+
+
+@st.cache_resource(max_entries=6, show_spinner="Scoring samples...")
+def _scores(run_path: str, finished_epochs: int, read_only: bool) -> pd.DataFrame:
+    return RunStore(run_path, read_only=read_only).scores()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -222,8 +223,7 @@ def loss_rows(run_path: str, finished_epochs: int, rows: tuple[int, ...]) -> np.
 def class_mean_losses(run_path: str, finished_epochs: int) -> np.ndarray:
     """Every class's mean loss per epoch, ``(classes, epochs)``; kept in the folder of a completed run
     (by the trainer: a page never writes it)."""
-    store = RunStore(run_path)
-    store.read_only = True
+    store = RunStore(run_path, read_only=True)
     return store.class_mean_loss()[:, :finished_epochs]
 
 
@@ -360,18 +360,23 @@ def _open_run_from_url() -> str | None:
     path = st.query_params.get(URL_RUN)
     if not path:
         return None
-    job = job_registry().get(path)
-    if job is None:
+    # Every address goes through the same check and gate, a run training on this server included.
+    try:
         root = runs_root().resolve()
         where = Path(path).resolve()
-        if where == root or not where.is_relative_to(root):  # a link could name any folder on the server
-            return (f"The address names {path}, which is not a run under the runs folder {runs_root()}; only runs "
-                    "there open from an address. Open another folder on the Run page (Open a run by path)")
+        outside = where == root or not where.is_relative_to(root)  # a link could name any folder on the server
+    except (OSError, ValueError):   # a NUL byte, a name too long for the file system
+        return (f"The address names {plain(path[:80])!r}, which is not a folder this dashboard can open; pick a "
+                "run in the sidebar")
+    if outside:
+        return (f"The address names {path}, which is not a run under the runs folder {runs_root()}; only runs "
+                "there open from an address. Open another folder on the Run page (Open a run by path)")
+    if job_registry().get(path) is None:    # a run still being prepared has no meta.json yet
         try:
             RunStore(path)
         except RunError as e:
             return f"The run in the address cannot be opened: {e}"
-        st.session_state.setdefault(READ_ONLY_KEY, set()).add(str(path))   # viewing never writes
+    st.session_state.setdefault(READ_ONLY_KEY, set()).add(str(path))   # viewing never writes
     select_run(path)
     return None
 

@@ -56,8 +56,7 @@ def load_report(run_path: str, finished_epochs: int, embeddings_stamp: float, th
     """The groups at ``threshold``; the neighbour search behind them is cached in the run folder (unless the
     run is shown read-only)."""
     scores = load_scores(run_path, finished_epochs, read_only)  # labels and CSL already in memory
-    store = RunStore(run_path)
-    store.read_only = read_only
+    store = RunStore(run_path, read_only=read_only)
     return find_duplicates(store, threshold=threshold, labels=scores["label"].to_numpy(),
                            csl=scores["csl"].to_numpy())
 

@@ -25,8 +25,7 @@ def errors_found_curve(run_path: str, finished_epochs: int, truth_column: str, m
 def evaluate_scores(run_path: str, finished_epochs: int, truth_column: str) -> tuple[pd.DataFrame, dict]:
     """AUROC, AUPR and precision at k for every available score, and a thinned ROC curve of each
     (kept in the folder of a completed run by its trainer: a page never writes it)."""
-    store = RunStore(run_path)
-    store.read_only = True
+    store = RunStore(run_path, read_only=True)
     result = store.evaluation(truth_column, scores=load_scores(run_path, finished_epochs))
     table = pd.DataFrame(result["scores"]).rename(columns={
         "auroc": "AUROC", "aupr": "AUPR", "precision_at_k": "precision at k"})[

@@ -53,8 +53,7 @@ def large_image(run_path: str, created: float, index: int) -> str | None:
 @st.cache_resource(max_entries=4, show_spinner="Finding every sample's nearest neighbours...")
 def neighbours(run_path: str, finished_epochs: int) -> tuple[np.ndarray, np.ndarray] | None:
     """``(indices, similarities)``, ``(N, k)`` most similar first, or ``None`` when not searched."""
-    store = RunStore(run_path)
-    store.read_only = True   # a page never writes the search's cache (the Duplicates page may, when allowed)
+    store = RunStore(run_path, read_only=True)   # a page never writes the search's cache (Duplicates may, when allowed)
     if not (store.path / EMBEDDINGS).exists():
         return None
     if store.num_samples > NEIGHBOURS_SEARCH_LIMIT:

@@ -70,14 +70,15 @@ class RunStore(KeptResults):
     """A run folder on disk. Cheap to open: nothing large is read until asked for. What a completed run
     keeps (scores, class-average losses, evaluations) comes from :class:`~csl_core.run.kept.KeptResults`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
         self.path = Path(path)
         if not (self.path / META).is_file():
             raise RunError(f"{self.path} is not a run folder (no meta.json); train one with "
                            "`python -m csl_core train --out PATH`")
         self._samples: pd.DataFrame | None = None
         self._samples_mtime = None
-        self.read_only = False  # True: derived results are computed, never kept (a run only viewed)
+        # True: derived results are computed, never kept (a run only viewed, or a folder this process cannot write)
+        self.read_only = bool(read_only) or not os.access(self.path, os.W_OK)
         self.meta  # read once on opening: a damaged meta.json is said here, with the file's name
 
     # ------------------------------------------------------------ creation

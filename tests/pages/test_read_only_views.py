@@ -1,0 +1,96 @@
+"""#29 (3): a view never writes. Every page of a run opened read-only (from the address, or a folder that is
+not writable) leaves every file of the run as it was, even where a writable view would keep something (scores
+kept under an older score table's version); ``?run=`` naming a run that trains on this server goes through
+the same runs-folder check and read-only gate as any other."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if not p.name.startswith("_"))
+pytestmark = pytest.mark.usefixtures("no_magic")
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            out[str(p.relative_to(folder))] = (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
+                                               and not p.is_symlink() else "dir")
+    return out
+
+
+def _app(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+@pytest.fixture()
+def stale_run(runs_dir, demo_run) -> Path:
+    """The demo run, its kept files named after an older score table: a writable view would keep new ones
+    and delete these."""
+    path = runs_dir / "stale"
+    shutil.copytree(demo_run, path)
+    for kept in [*path.glob("scores-*.parquet"), *path.glob("evaluation-*.json")]:
+        epochs = kept.name.split("-")[1]
+        kept.rename(kept.with_name(f"{kept.name.split('-')[0]}-{epochs}-000000000000{kept.suffix}"))
+    for leftover in path.glob("decisions.sqlite*"):
+        leftover.unlink()
+    return path
+
+
+def test_every_page_of_a_run_opened_from_the_address_leaves_the_run_unchanged(stale_run):
+    before = _digest(stale_run)
+    at = _app(run=str(stale_run))
+    assert any("read-only" in i.value for i in at.sidebar.info)
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert _digest(stale_run) == before, page
+
+
+def test_the_address_of_a_run_training_here_goes_through_the_check_and_the_gate(runs_dir, demo_run, tmp_path):
+    from pages._common import _key, job_registry
+
+    outside = tmp_path / "elsewhere" / "run"
+    shutil.copytree(demo_run, outside)
+    inside = runs_dir / "training"
+    shutil.copytree(demo_run, inside)
+
+    class Training:   # a job of this server, as the registry holds it
+        def __init__(self, run_dir):
+            self.run_dir = Path(run_dir)
+
+        def status(self):
+            return type("Status", (), {"active": False, "state": "done"})()
+
+    registry = job_registry()
+    try:
+        for path in (outside, inside):
+            registry._jobs[_key(path)] = Training(path)
+        at = _app(run=str(outside))
+        assert at.session_state.get("run_path") != str(outside)
+        assert any("not a run under the runs folder" in w.value for w in at.sidebar.warning)
+        at = _app(run=str(inside))
+        assert at.session_state["run_path"] == str(inside)
+        assert str(inside) in at.session_state["read_only_runs"]
+    finally:
+        for path in (outside, inside):
+            registry._jobs.pop(_key(path), None)
+
+
+@pytest.mark.parametrize("address", ["runs/a\x00b", "x" * 300])
+def test_an_address_that_names_no_folder_says_so_and_the_page_draws(runs_dir, address):
+    at = _app(run=address)
+    assert not at.exception
+    assert any("not" in w.value for w in at.sidebar.warning)
+    assert not any("damaged" in e.value for e in at.error)
