@@ -110,16 +110,23 @@ def select_run(path: str | Path) -> None:
     st.session_state[RUN_KEY] = path
 
 
-READ_ONLY_KEY = "read_only_runs"   # runs this session shows read-only (opened from the address)
-
-
 def is_read_only(path: str | Path) -> bool:
-    """Whether the run ``path`` is shown read-only: opened from the address (until the person allows changes)
-    or a folder this process cannot write. Viewing never writes; a read-only run takes no decision,
-    export or training either."""
-    if str(path) in st.session_state.get(READ_ONLY_KEY, ()):
-        return True
+    """Whether the run ``path`` is shown read-only: a folder this process cannot write. Viewing never writes;
+    a read-only run takes no decision, export or training either. A run opened from the address is writable
+    exactly as from the sidebar (the address opens only runs under the runs folder)."""
     return not os.access(path, os.W_OK)
+
+
+def read_only_reason(path: str | Path) -> str | None:
+    """Why the run ``path`` is read-only and the one thing that makes it writable (plain text), or ``None``."""
+    if not is_read_only(path):
+        return None
+    try:
+        owner = Path(path).owner()
+    except (KeyError, OSError):
+        owner = "its owner"
+    return (f"This run is read-only: its folder {path} is not writable by the dashboard, so no decision, export "
+            f"or training is saved. To make it writable, run  chmod -R u+w {path}  as {owner}, then reload the page.")
 
 
 def view_store(path: str | Path) -> RunStore:
@@ -376,7 +383,6 @@ def _open_run_from_url() -> str | None:
             RunStore(path)
         except RunError as e:
             return f"The run in the address cannot be opened: {e}"
-    st.session_state.setdefault(READ_ONLY_KEY, set()).add(str(path))   # viewing never writes
     select_run(path)
     return None
 
@@ -392,22 +398,12 @@ def show_failure(error: Exception) -> None:
              "Pick another run in the sidebar, or train this one again.")
 
 
-def allow_changes(path: str) -> None:
-    st.session_state.setdefault(READ_ONLY_KEY, set()).discard(str(path))
-
-
 def _read_only_notice() -> None:
-    """Say that the open run is read-only, and why; a run opened from the address can be made writable."""
+    """Say that the open run is read-only, why, and what makes it writable."""
     path = st.session_state.get(RUN_KEY)
-    if not path or not Path(path).is_dir() or not is_read_only(path):
-        return
-    if str(path) in st.session_state.get(READ_ONLY_KEY, ()):
-        st.info("This run was opened from the address, so it is shown read-only: no decision, export or "
-                "training writes to it.")
-        st.button("Allow changes to this run", key="allow_changes", on_click=allow_changes, args=(path,))
-    else:
-        st.info("This run's folder is not writable, so it is shown read-only: decisions, exports and training "
-                "are off.")
+    reason = read_only_reason(path) if path and Path(path).is_dir() else None
+    if reason:
+        st.info(plain(reason, 600))
 
 
 def _sidebar_job_state() -> None:

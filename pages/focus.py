@@ -24,13 +24,14 @@ from pages._common import (
     effective_for,
     likely_mislabeled,
     loss_rows,
+    read_only_reason,
     require_scored_run,
     scores_for,
     thumb_url,
 )
 from pages._components import focus_view
 from pages._filters import likely_end, names_for, ranking, sample_filters
-from pages._text import plain_list
+from pages._text import plain, plain_list
 
 VIEW_KEY = "foc_view"
 BEHIND, AHEAD = 8, 32          # samples sent either side of the cursor (the ahead ones are preloaded)
@@ -113,6 +114,9 @@ st.caption("One image at a time, most suspicious first. Keys: **A** accept the s
            "**D** drop, **0-9** relabel to that class, **→ / L** next, **← / J** previous, **U** undo. "
            "Every decision is saved at once.")
 store = require_scored_run()
+read_only = read_only_reason(store.path)
+if read_only:   # the keys would decide nothing: said before the first one is pressed
+    st.warning(plain(read_only, 600), icon=":material/lock:")
 scores = scores_for(store)
 effective = effective_for(store)
 with st.expander("Queue: which samples, in which order", icon=":material/filter_list:"):
@@ -193,10 +197,12 @@ def review() -> None:
         near = neighbours(run_path, store.finished_epochs)
         loss = loss_rows(run_path, store.finished_epochs, rows) if rows else np.zeros((0, 0))
         class_loss = class_mean_losses(run_path, store.finished_epochs)
-        decided = int((state["action"][queue] != "undecided").sum()) if len(queue) else 0
+        decided = state["action"] != "undecided"
         data = {
             "queue": ss["foc_queue_id"], "cursor": cursor, "ack": ss.get("foc_ack", 0), "total": len(queue),
-            "decided": decided, "likely": likely_marker(),
+            "decided": int(decided[queue].sum()) if len(queue) else 0,   # this queue's progress
+            "run_decided": int(decided.sum()), "samples": int(store.num_samples),   # the run's decision log
+            "read_only": read_only or "", "likely": likely_marker(),
             "classes": plain_list(classes), "score_label": SCORES[method].label, "error": error,
             "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
                                "has not searched it yet)." if near is None else "",

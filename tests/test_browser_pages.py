@@ -76,7 +76,6 @@ def test_every_page_with_real_class_names_reads_in_full_and_stays_local(long_nam
         page.on("websocket", lambda w: requests.append(w.url))
         page.goto(f"{url}/?run={long_names_runs / 'clothes'}")
         page.get_by_text("Open run").wait_for(timeout=TIMEOUT_MS)
-        page.get_by_role("button", name="Allow changes to this run").click()   # opened from the address: read-only
         cut: dict[str, list[str]] = {}
         for link, ready in PAGES:
             page.get_by_role("link", name=link, exact=True).click()
@@ -134,10 +133,8 @@ def test_every_page_with_real_class_names_reads_in_full_and_stays_local(long_nam
         expect(view.locator(".status")).to_contain_text("undid: kept")
         expect(view.locator(".where")).to_contain_text("0 decided")
 
-        # A stopped run: its Resume button reads in full (opened from the address, the run is read-only until
-        # the person allows changes).
+        # A stopped run, opened from its address: its Resume button reads in full.
         page.goto(f"{url}/?run={long_names_runs / 'clothes-stopped'}")
-        page.get_by_role("button", name="Allow changes to this run").click()
         page.get_by_role("button", name=re.compile("Resume")).wait_for(timeout=TIMEOUT_MS)
         page.wait_for_load_state("networkidle")
         assert page.evaluate(CUT_TEXT) == []

@@ -208,20 +208,6 @@ def test_a_huge_meta_json_is_refused_unread(run_copy, monkeypatch):
 
 # ---------------------------------------------------------------- 5. viewing never writes
 
-def test_a_run_opened_from_the_address_is_shown_read_only_and_never_written(run_copy):
-    for leftover in run_copy.glob("decisions.sqlite*"):
-        leftover.unlink()
-    before = tree_digest(run_copy)
-    at = app(run=str(run_copy))
-    assert at.session_state["run_path"] == str(run_copy)
-    assert any("read-only" in i.value for i in at.sidebar.info)
-    every_page(at)
-    at.switch_page("pages/galleries.py").run()
-    assert tree_digest(run_copy) == before and not (run_copy / "decisions.sqlite").exists()
-    with pytest.raises(RunError, match="read-only"):
-        DecisionLog(run_copy, read_only=True).record([0], "drop")
-
-
 def test_the_address_opens_only_runs_under_the_runs_folder(runs_dir, demo_run, tmp_path):
     outside = tmp_path / "elsewhere" / "x"
     shutil.copytree(demo_run, outside)

@@ -83,14 +83,27 @@ function drawTrajectory(svg, loss, classLoss) {
     vector-effect="non-scaling-stroke"/>`;
 }
 
-// Decided in this queue: Python's count, with this view's decisions that are still on their way.
-function decidedCount(state) {
-  let count = state.data.decided || 0;
+// What this view's decisions still on their way change in the counts Python sent (each changes both the
+// run's count and the queue's).
+function pendingChange(state) {
+  let change = 0;
   for (const [pos, local] of state.local) {
     const item = state.cache.get(pos);
-    if (item) count += (local.action !== "undecided") - (item.action !== "undecided");
+    if (item) change += (local.action !== "undecided") - (item.action !== "undecided");
   }
-  return Math.max(0, count);
+  return change;
+}
+
+// "N of M decided": the run's decisions (its decision log, every page and tab), then where this view is in
+// its queue and how many of the queue are decided.
+function whereText(state) {
+  const data = state.data;
+  const change = pendingChange(state);
+  const run = `${Math.max(0, (data.run_decided || 0) + change).toLocaleString()} of ` +
+              `${(data.samples || 0).toLocaleString()} decided in this run`;
+  if (!data.total) return `${run} · the queue is empty: change the filters above.`;
+  return `${run} · this queue: ${(state.pos + 1).toLocaleString()} of ${data.total.toLocaleString()}, ` +
+         `${Math.max(0, (data.decided || 0) + change).toLocaleString()} decided`;
 }
 
 // Where the likely mislabeled ones (the run's own estimate) end in this queue, and which side of it this is.
@@ -113,9 +126,8 @@ function show(state) {
   const item = state.cache.get(state.pos);
   const image = root.querySelector("img.big");
   const loading = root.querySelector(".loading");
-  root.querySelector(".where").textContent = data.total
-    ? `${state.pos + 1} of ${data.total.toLocaleString()} in this queue · ${decidedCount(state).toLocaleString()} decided`
-    : "The queue is empty: change the filters above.";
+  root.querySelector(".where").textContent = whereText(state);
+  root.classList.toggle("read-only", Boolean(data.read_only));
   const [side, text] = likelyText(state);
   const likely = root.querySelector(".likely");
   likely.textContent = text;
@@ -203,9 +215,16 @@ function move(state, step) {
   return true;
 }
 
+// A read-only run takes no decision: the key neither records nor advances, and the status says why.
+function refused(state) {
+  if (!state.data.read_only) return false;
+  state.message = state.data.read_only;
+  return true;
+}
+
 function decide(state, action, label) {
   const item = state.cache.get(state.pos);
-  if (!item) return;
+  if (!item || refused(state)) return;
   const classes = state.data.classes;
   let text = action === "keep" ? "kept" : "dropped";
   if (action === "relabel") {
@@ -245,7 +264,9 @@ function onKey(state, event) {
       decide(state, "relabel", label);
     }
   } else if (key === "u" || key === "U") {
-    if (!state.history.length) {
+    if (refused(state)) {
+      // nothing to take back: nothing was recorded
+    } else if (!state.history.length) {
       state.message = "Nothing to undo from this view.";
     } else {
       state.pos = state.history.pop();
