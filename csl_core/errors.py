@@ -25,3 +25,8 @@ class RunLockedError(RunError):
 
 class ImageUnavailable(CSLError, LookupError):
     """A run's image cannot be shown: no source knows the run, or its source changed."""
+
+
+class DecisionsChanged(RunError):
+    """A bulk decision computed from a state of the decision log that has changed since (another tab
+    decided or undid on its samples): refused, so that it is looked at again before it is applied."""

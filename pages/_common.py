@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from csl_core.engine.jobs import Job, JobStatus
+from csl_core.errors import CSLError
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.folders import list_runs
 from csl_core.run.images import thumbnail, thumbnail_data_url
@@ -298,11 +299,13 @@ def batch_text(store: RunStore, batch: int) -> str:
     return describe_batch(decision_log(store).batch(batch), store.classes)
 
 
-def record(store: RunStore, indices, action: str, *, label=None, source: str) -> None:
-    """Append a decision and say what it did in a toast; a bad request is shown, never raised."""
+def record(store: RunStore, indices, action: str, *, label=None, source: str, computed_at: int | None = None) -> None:
+    """Append a decision and say what it did in a toast; a bad request is shown, never raised. ``computed_at``:
+    the log's revision the page drew the samples from (a bulk action, refused if they were decided since)."""
     try:
-        batch = decision_log(store).record(indices, action, label=label, source=source, tab=tab_id())
-    except (ValueError, RunError) as e:   # a bad request, or a run shown read-only
+        batch = decision_log(store).record(indices, action, label=label, source=source, tab=tab_id(),
+                                           computed_at=computed_at)
+    except (ValueError, CSLError) as e:   # a bad request, a run shown read-only, decisions changed since
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"

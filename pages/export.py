@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from csl_core.analysis.cleaning import RELABEL_CONFIDENCE, suggested_cleaning
+from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
 from csl_core.run.interop import FIFTYONE_NAME, ISSUES_NAME, fiftyone_fields, label_issues
@@ -31,20 +32,22 @@ st.title("Export")
 store = require_scored_run()
 scores = scores_for(store)
 classes = store.classes
+drawn_at = decision_log(store).revision()   # what the plan below is computed from (read before it)
 effective = effective_for(store)
 has_files = "path" in scores.columns
 show_decision_feedback()
 
 
-def _accept_cleaning(relabel_rows: list[int], labels: list[int], drop_rows: list[int]) -> None:
-    """Record the suggested cleaning as one batch (relabels and drops together: one Undo takes it back)."""
+def _accept_cleaning(relabel_rows: list[int], labels: list[int], drop_rows: list[int], computed_at: int) -> None:
+    """Record the suggested cleaning as one batch (relabels and drops together: one Undo takes it back), unless
+    its samples were decided since the plan was computed (another tab, an undo): then it is drawn again."""
     decisions = [Decision(relabel_rows, "relabel", labels)] if relabel_rows else []
     decisions += [Decision(drop_rows, "drop")] if drop_rows else []
     if not decisions:
         return
     try:
-        decision_log(store).record_batch(decisions, source=SOURCE, tab=tab_id())
-    except ValueError as e:
+        decision_log(store).record_batch(decisions, source=SOURCE, tab=tab_id(), computed_at=computed_at)
+    except (ValueError, CSLError) as e:   # read-only, or the decisions changed: the plan is computed again
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = (f"suggested cleaning · {len(relabel_rows)} relabeled, "
@@ -88,7 +91,8 @@ def suggested_cleaning_section() -> None:
     buttons = st.container(horizontal=True)
     buttons.button(f"Accept the suggested cleaning: relabel {counts['relabel']:,}, drop {counts['drop']:,}",
                    key="clean_accept", type="primary", disabled=not len(acted), on_click=_accept_cleaning,
-                   args=(relabel_rows.tolist(), plan.label[relabel_rows].tolist(), plan.rows("drop").tolist()),
+                   args=(relabel_rows.tolist(), plan.label[relabel_rows].tolist(), plan.rows("drop").tolist(),
+                         drawn_at),
                    icon=":material/cleaning_services:")
     buttons.button("Undo", key="clean_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
                    icon=":material/undo:", help="Takes back the last suggested cleaning applied in this tab.")

@@ -10,6 +10,7 @@ import streamlit as st
 from csl_core.analysis.scores import SCORES, available_scores, default_score
 from csl_core.run.decisions import UNDECIDED
 from pages._common import (
+    decision_log,
     decision_text,
     effective_for,
     record,
@@ -80,6 +81,7 @@ classes = store.classes
 if "suggested_label" not in scores:
     st.info("This run has no suggested labels (its mean probabilities were not kept), so there is no matrix.")
     st.stop()
+drawn_at = decision_log(store).revision()   # the ticks below are drawn from it (read before it)
 effective = effective_for(store)
 show_decision_feedback()
 
@@ -180,7 +182,7 @@ with right:
     buttons.button(f"Relabel the {len(chosen)} ticked to {plain(classes[s], 40)}", key="pair_accept",
                    type="primary",
                    on_click=record, args=(store, chosen, "relabel"), disabled=not chosen,
-                   kwargs={"label": s, "source": SOURCE}, icon=":material/done_all:",
+                   kwargs={"label": s, "source": SOURCE, "computed_at": drawn_at}, icon=":material/done_all:",
                    help="One decision for the ticked samples still undecided; Undo takes it back at once.")
     buttons.button("Undo", key="pair_undo", on_click=undo, args=(store,), kwargs={"source": SOURCE},
                    icon=":material/undo:", help="Cancels the last action of this page.")

@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import DecisionsChanged
 from .errors import RunError
 from .layout import META
 from .logfile import (  # noqa: F401  (DECISIONS_FILE, SCHEMA_VERSION, log_problem: importers take them from here)
     BUSY_TIMEOUT_MS,
     DECISIONS_FILE,
     SCHEMA_VERSION,
+    changed_since,
     connect,
     damaged,
     file_key,
@@ -87,20 +89,26 @@ class DecisionLog:
 
     # ------------------------------------------------------------ writing
     def record(self, indices: Iterable[int], action: str, *, label: int | Sequence[int] | None = None,
-               source: str = "", note: str = "", tab: str = "") -> int:
+               source: str = "", note: str = "", tab: str = "", computed_at: int | None = None) -> int:
         """Append one batch: ``action`` on every sample in ``indices``; returns the batch id.
 
         ``label`` is required for ``relabel``: one class index for all samples, or one per sample
         (accepting each sample's suggested label). It is ignored by the other actions. ``tab`` names
-        the browser tab (dashboard session) that made the batch, so that its undo stays in that tab.
+        the browser tab (dashboard session) that made the batch, so that its undo stays in that tab;
+        ``computed_at``: see :meth:`record_batch`.
         """
-        return self.record_batch([Decision(indices, action, label)], source=source, note=note, tab=tab)
+        return self.record_batch([Decision(indices, action, label)], source=source, note=note, tab=tab,
+                                 computed_at=computed_at)
 
-    def record_batch(self, decisions: Sequence[Decision], *, source: str = "", note: str = "", tab: str = "") -> int:
+    def record_batch(self, decisions: Sequence[Decision], *, source: str = "", note: str = "", tab: str = "",
+                     computed_at: int | None = None) -> int:
         """Append several actions as one batch (one click), undone together; returns the batch id.
 
         Where two decisions name the same sample, the later one is its effective action. Every
         decision is checked before anything is written: a bad one leaves the log unchanged.
+        ``computed_at``, the :meth:`revision` a bulk action was computed from (a suggested cleaning, ticks on
+        a page), makes it conditional: in the transaction that would append it, a batch recorded since that
+        decides on (or undoes a decision on) any of its samples refuses it with :class:`DecisionsChanged`.
         """
         if not decisions:
             raise ValueError("no decisions given: a batch needs at least one action")
@@ -110,6 +118,12 @@ class DecisionLog:
             rows += [(s, lab, decision.action) for s, lab in zip(samples.tolist(), labels)]
         actions = list(dict.fromkeys(d.action for d in decisions))
         with self._write() as db:
+            changed = None if computed_at is None else changed_since(db, int(computed_at), (r[0] for r in rows))
+            if changed is not None:
+                raise DecisionsChanged(
+                    f"nothing was applied: the decisions changed since this was computed (batch {changed[0]} is "
+                    "newer" + (f" and decides on sample {changed[1]}" if changed[1] is not None else "") +
+                    ", from another tab or an undo). Look at it again as it is now, and apply it again if you want")
             cursor = db.execute("INSERT INTO batches(action, source, note, created, tab) VALUES (?, ?, ?, ?, ?)",
                                 ("+".join(actions), source, note, time.time(), str(tab)))
             batch = int(cursor.lastrowid)

@@ -162,3 +162,24 @@ def file_key(path: Path) -> tuple[str, int, int] | None:
     except FileNotFoundError:
         return None
     return str(path.resolve()), stat.st_dev, stat.st_ino
+
+
+def changed_since(db: sqlite3.Connection, revision: int, samples) -> tuple[int, int | None] | None:
+    """``(newest batch, a sample)`` when a batch recorded after batch ``revision`` decides on one of
+    ``samples`` or undoes a batch that did (the sample is ``None`` when the log is older than ``revision``:
+    replaced), else ``None``. Run inside the write transaction that appends the batch checked."""
+    newest = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
+    if newest == revision:
+        return None
+    if newest < revision:
+        return newest, None
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS checked_samples(sample INTEGER PRIMARY KEY)")
+    db.execute("DELETE FROM checked_samples")
+    db.executemany("INSERT OR IGNORE INTO checked_samples VALUES (?)", ((int(s),) for s in samples))
+    row = db.execute("SELECT d.sample FROM decisions d JOIN checked_samples c ON c.sample = d.sample "
+                     "WHERE d.batch > ? LIMIT 1", (revision,)).fetchone()
+    if row is None:
+        row = db.execute("SELECT d.sample FROM batches u JOIN decisions d ON d.batch = u.undoes "
+                         "JOIN checked_samples c ON c.sample = d.sample WHERE u.id > ? LIMIT 1",
+                         (revision,)).fetchone()
+    return None if row is None else (newest, int(row[0]))
