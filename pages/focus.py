@@ -67,6 +67,13 @@ def neighbours(run_path: str, finished_epochs: int) -> tuple[np.ndarray, np.ndar
     return (found, index.embedding_similarities) if found is not None and found.shape[1] else None
 
 
+def digit_keys(classes: list[str]) -> str:
+    """Which class each digit key relabels to (Markdown), in the run's class order, where the keys are used."""
+    keys = " · ".join(f"**{c}** {plain(name, 40)}" for c, name in enumerate(classes[:10]))
+    more = f"; classes 10 to {len(classes) - 1}: the *relabel to* box" if len(classes) > 10 else ""
+    return f"Digit keys relabel to: {keys}{more}."
+
+
 def session_source() -> str:
     """This tab's decision source, so that U undoes only this view's own decisions in this tab."""
     return ss.setdefault("foc_source", f"focus-{uuid.uuid4().hex[:8]}")
@@ -111,9 +118,10 @@ def apply_events(store: RunStore, queue: np.ndarray, payload) -> str | None:
 
 st.title("Focused review")
 st.caption("One image at a time, most suspicious first. Keys: **A** accept the suggested label, **K** keep, "
-           "**D** drop, **0-9** relabel to that class, **→ / L** next, **← / J** previous, **U** undo. "
+           "**D** drop, **0-9** relabel to that class (below), **→ / L** next, **← / J** previous, **U** undo. "
            "Every decision is saved at once.")
 store = require_scored_run()
+st.caption(digit_keys(store.classes))
 read_only = read_only_reason(store.path)
 if read_only:   # the keys would decide nothing: said before the first one is pressed
     st.warning(plain(read_only, 600), icon=":material/lock:")

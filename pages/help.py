@@ -1,11 +1,16 @@
 """Help: the project's documentation (README.md and docs/*.md), read from the files installed beside the
-dashboard, so it works offline. Images are served by the app; links between the documents open them here."""
+dashboard, so it works offline. Images are served by the app; links between the documents open them here, in
+the same tab."""
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
+
+from pages._common import RUN_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 # The documents, in the order a newcomer reads them: file -> title in the picker.
@@ -33,6 +38,22 @@ def document_key(target: str, source: str) -> str | None:
     return key if key in DOCUMENTS else None
 
 
+def document_address(key: str) -> str:
+    """The address of document ``key`` on this page, with the open run (a link reloads the app in this tab)."""
+    query = {"doc": key}
+    run = st.session_state.get(RUN_KEY)
+    if run:
+        query["run"] = run
+    return "/documentation?" + urlencode(query)
+
+
+def _no_html(line: str) -> str:
+    """A line of a document with every ``<`` outside code spans shown as text: the page renders the links it
+    makes as HTML (to open them in this tab), never what a document says."""
+    parts = line.split("`")
+    return "`".join(part.replace("<", "&lt;") if i % 2 == 0 else part for i, part in enumerate(parts))
+
+
 def render(source: str) -> None:
     """Draw ``source`` (a ``DOCUMENTS`` key): its markdown, its images from disk, its links to the other
     documents as links to this page."""
@@ -48,8 +69,8 @@ def render(source: str) -> None:
         if re.match(r"[a-z]+:|#", target):   # a web address or a place in this document: as written
             return match.group(0)
         key = document_key(target.split("#")[0], source)
-        if key:
-            return f"[{text}](/documentation?doc={key})"
+        if key:   # opens here, in this tab, the open run kept
+            return f'<a href="{html.escape(document_address(key), quote=True)}" target="_self">{text}</a>'
         shown = (ROOT / source).parent.joinpath(target).resolve()
         where = shown.relative_to(ROOT).as_posix() if shown.is_relative_to(ROOT) else target
         if text.strip("`").rstrip("/") == where.rstrip("/"):
@@ -62,14 +83,14 @@ def render(source: str) -> None:
         in_code ^= line.lstrip().startswith("```")
         image = None if in_code else IMAGE.match(line)
         if image:
-            st.markdown("\n".join(chunk))
+            st.markdown("\n".join(chunk), unsafe_allow_html=True)
             chunk = []
             picture = (path.parent / image.group(2)).resolve()
             if picture.is_file() and picture.is_relative_to(ROOT):
                 st.image(str(picture), caption=image.group(1))
             continue
-        chunk.append(line if in_code else LINK.sub(relink, line))
-    st.markdown("\n".join(chunk))
+        chunk.append(line if in_code else LINK.sub(relink, _no_html(line)))
+    st.markdown("\n".join(chunk), unsafe_allow_html=True)   # the documents' own text is never HTML: _no_html
 
 
 st.title("Help")

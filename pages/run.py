@@ -385,8 +385,9 @@ def what_next(live: bool) -> None:
         return
     with st.container(border=True):
         st.markdown("#### What next")
-        st.markdown(f"Review the top **{where['k']:,}** of the queue (the count above), or accept the suggested "
-                    "cleaning on the Export page after looking at what it does.")
+        st.markdown(f"Review the top **{where['k']:,}** of the queue (as many as the run's count of likely "
+                    "mislabeled images), or accept the suggested cleaning on the Export page after looking at what "
+                    "it does.")
         st.page_link("pages/focus.py", label="Review them one by one, most suspicious first (keyboard)",
                      icon=":material/keyboard:")
         st.page_link("pages/pairs.py", label="See which classes they are confused with", icon=":material/grid_on:")

@@ -140,7 +140,12 @@ def add_train(sub) -> None:
 
 def add_scores(sub) -> None:
     """The ``scores`` command's options."""
-    s = sub.add_parser("scores", help="rank a run's samples by a score")
+    s = sub.add_parser("scores", help="rank a run's samples by a score",
+                       description="Rank a run's samples by a score, most suspicious first. Where the run's labels "
+                                   "were flipped on purpose (--inject-noise, a benchmark's known noisy labels), the "
+                                   "column injected_mislabeled says whether each sample's label was one of them "
+                                   "(the truth the detection is measured against); runs of one's own data have no "
+                                   "such column.")
     s.add_argument("run", help="run folder")
     s.add_argument("--by", default=None, metavar="SCORE",
                    help="score to rank by (default: " + " if the run has it, else ".join(DEFAULT_RANKING)

@@ -85,6 +85,9 @@ def cmd_train(args) -> int:
     return 0
 
 
+INJECTED = "injected_mislabeled"   # the scores table's name for the injected truth (docs/formats.md)
+
+
 def cmd_scores(args) -> int:
     """``scores``: print the top samples by a score (highest suspicion first), optionally every
     sample to a CSV file.
@@ -96,6 +99,12 @@ def cmd_scores(args) -> int:
     args.by = args.by or default_score(scores)
     order = np.argsort(-suspicion(scores, args.by), kind="stable")
     ranked = scores.iloc[order]
+    # The injected truth (a label flipped on purpose, --inject-noise or a benchmark's known noisy labels) is
+    # shown under a name that says so, and only where some label was flipped: elsewhere it means nothing.
+    if "is_mislabeled" in ranked:
+        injected = ranked["is_mislabeled"].to_numpy(bool).any()
+        ranked = (ranked.rename(columns={"is_mislabeled": INJECTED}) if injected
+                  else ranked.drop(columns="is_mislabeled"))
     if "suggested_label" in ranked:   # as the dashboard shows it: the class name beside its index
         ranked = ranked.assign(suggested_class=np.asarray(store.classes, dtype=object)[
             ranked["suggested_label"].to_numpy(np.int64)])
@@ -105,7 +114,7 @@ def cmd_scores(args) -> int:
         atomic_write_csv(path, written.reset_index())
         print(f"wrote {len(written)} rows to {path}")
     columns = [c for c in ("sample_id", "class_name", "csl", "csl_rank", args.by, "suggested_class",
-                           "suggested_confidence", "is_mislabeled") if c in ranked.columns]
+                           "suggested_confidence", INJECTED) if c in ranked.columns]
     columns = list(dict.fromkeys(columns))
     print(ranked[columns].head(20 if args.top is None else args.top).to_string())
     return 0
@@ -221,6 +230,13 @@ def _print_standing(store: RunStore, scores, truth) -> None:
         line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
     print(line)
     if where["memorised"]:
-        print(f"warning    training accuracy {accuracy:.1%}: the network has memorised its labels, wrong ones "
-              "included, so their last-epoch loss is low and stops separating them; rank by csl or fused "
-              "(summed over training), not final_loss. The noise estimate above is a floor on such a run.")
+        _print_field("warning", f"training accuracy {accuracy:.1%}: the network has memorised its labels, wrong "
+                     "ones included, so their last-epoch loss is low and stops separating them. Rank by csl or "
+                     "fused (summed over training), not final_loss. The noise estimate above is a floor here.")
+
+
+def _print_field(name: str, text: str, width: int = 100) -> None:
+    """One ``info`` field, its text wrapped under itself (a terminal line, never a 400-character one)."""
+    import textwrap
+
+    print(textwrap.fill(text, width, initial_indent=f"{name:<11}", subsequent_indent=" " * 11))
