@@ -1,14 +1,21 @@
-"""Near-duplicate precision and recall: planted copies of known kinds in real images, every fingerprint,
-every candidate threshold; the table that picks the default.
+"""Near-duplicate precision and recall: planted copies of known kinds in real images, every fingerprint
+and peer, every candidate threshold; the table that picks the defaults.
 
-    nohup nice -n 5 python scripts/bench_duplicates.py --images 10000 --per-kind 100 \
+    CSL_CIFAR10N_TRAIN=/path/to/cifar10n/train IMMACULATE_PYTHON=/path/to/py312-venv/bin/python \
+        nohup nice -n 10 python scripts/bench_duplicates.py --images 5000 --per-kind 100 \
         --out bench-results/duplicates &
 
-For each image set (Fashion-MNIST from Debian's files, the CIFAR-10N training JPEGs) it draws
-``--images`` images, plants ``--per-kind`` copies of each kind (csl_core/bench/duplicates.py), and
-groups them with each fingerprint at each threshold: recall per kind, pairs found, and the samples
-grouped with something that is not their planted partner. Writes ``table.csv``, ``table.md`` and, for
-the picked threshold, ``false-<set>.png``: every false group, one row each, to look at.
+For each image set (Fashion-MNIST from Debian's files, the CIFAR-10N training JPEGs, and the same JPEGs
+upsampled to 160 px: a photo-sized set) it draws ``--images`` images, plants ``--per-kind`` copies of
+each kind (csl_core/bench/duplicates.py), and groups them with each method at each threshold: recall
+per kind, pairs found, the samples grouped with something that is not their planted partner, and the
+time. Methods: ours (``crops``: the product, the crop tier at each limit; ``aligned``: without the crop
+tier, at each ratio; ``thumbnail``), imagehash's hashes (``phash``, ``dhash``, ``ahash``), ``pdq``
+(pdqhash, where installed) and Immaculate (``immaculate-pdq``, ``-phash``, ``-sscd``,
+``-sscd_distilled``, its own fixed thresholds; it needs Python >= 3.12, so it runs in its own virtual
+environment, ``--immaculate-python``, on the images written as PNG files: a benchmark tool only, never a
+dependency of the package). Writes ``table.csv``, ``table.md`` and, for the picked defaults,
+``false-<set>.png``: every false group, one row each, to look at.
 """
 from __future__ import annotations
 
@@ -16,17 +23,23 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-THRESHOLDS = {"aligned": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4], "aligned-loose": [0.1, 0.15, 0.2, 0.25, 0.3],
-              "thumbnail": [0.05, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3],
-              "phash": [0, 2, 4, 6, 8, 10, 12], "dhash": [0, 2, 4, 6, 8, 10, 12],
+THRESHOLDS = {"crops": [0, 0.002, 0.003, 0.004, 0.005, 0.006],
+              "aligned": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4], "aligned-loose": [0.1, 0.15, 0.2, 0.25, 0.3],
+              "thumbnail": [0.1, 0.2, 0.3],
+              "phash": [0, 2, 4, 6, 8, 10], "dhash": [0, 2, 4, 6, 8, 10], "ahash": [0, 2, 4, 6, 8],
               "pdq": [0, 8, 16, 24, 32, 40, 48]}
-PRODUCT = "aligned"  # the product's method: its rows pick the default ratio
+IMMACULATE = ("immaculate-pdq", "immaculate-phash", "immaculate-sscd_distilled", "immaculate-sscd")
+RATIO_METHOD = "aligned"  # its rows pick the default ratio (the crop tier left out)
+PRODUCT = "crops"  # the product's method: its rows pick the crop tier's limit
+SMALL_SETS = ("fashion-mnist", "cifar10n")  # the defaults are picked on these (the photo set is shown beside)
 SHORT = {"recall_copy": "copy", "recall_jpeg": "jpeg", "recall_resize": "resize", "recall_crop": "crop",
          "recall_exposure": "exposure", "recall_text": "text"}
 
@@ -49,6 +62,31 @@ def false_sheet(images: np.ndarray, groups: np.ndarray, false: np.ndarray, file:
     return len(bad)
 
 
+def immaculate_groups(images: np.ndarray, method: str, python: str, folder: Path) -> np.ndarray:
+    """Immaculate's groups (``-1`` alone) over ``images`` written as PNG files into ``folder`` (once), by its
+    command in the Python 3.12 environment ``python``: exact and near sets joined."""
+    from PIL import Image
+
+    from csl_core.bench.duplicates import _components
+
+    if not any(folder.glob("*.png")):
+        for i, image in enumerate(images):
+            Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(
+                folder / f"{i:07d}.png")
+    code = ("import json, sys; from immaculate import find_duplicates; r = find_duplicates(sys.argv[1], sys.argv[2]); "
+            "print(json.dumps([[p.name for p in s] for s in r.exact + r.near]))")
+    done = subprocess.run([python, "-c", code, str(folder), method.removeprefix("immaculate-")], check=True,
+                          capture_output=True, text=True)
+    source, target = [np.arange(len(images))], [np.arange(len(images))]
+    for members in json.loads(done.stdout):
+        ids = np.array([int(Path(m).stem) for m in members])
+        source.append(ids[:-1])
+        target.append(ids[1:])
+    component = _components(np.concatenate(source), np.concatenate(target), len(images))
+    sizes = np.bincount(component)
+    return np.where(sizes[component] > 1, component, -1)
+
+
 def markdown(table: pd.DataFrame) -> str:
     def cell(value) -> str:
         return f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -67,55 +105,82 @@ def main() -> None:
         load_images,
         pick_threshold,
         plant,
+        score_groups,
     )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=10000, help="images drawn from each set")
+    parser.add_argument("--images", type=int, default=5000, help="images drawn from each set")
     parser.add_argument("--per-kind", type=int, default=100, help="planted copies of each kind")
-    parser.add_argument("--sets", default="fashion-mnist,cifar10n")
-    parser.add_argument("--methods", default="aligned,aligned-loose,thumbnail,phash,dhash,pdq")
+    parser.add_argument("--sets", default="fashion-mnist,cifar10n,cifar10n-photo")
+    parser.add_argument("--methods", default=",".join(["crops", "aligned", "thumbnail", "phash", "dhash", "ahash",
+                                                       "pdq", *IMMACULATE]))
+    parser.add_argument("--cifar10n", default=None, help="folder of the CIFAR-10N training JPEGs "
+                                                          "(default $CSL_CIFAR10N_TRAIN)")
+    parser.add_argument("--immaculate-python", default=os.environ.get("IMMACULATE_PYTHON"),
+                        help="the Python (>= 3.12) of a virtual environment with immaculate[sscd] installed "
+                             "(default $IMMACULATE_PYTHON; without it Immaculate is left out)")
     parser.add_argument("--out", default="bench-results/duplicates")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tables, meta = [], {"load_average_at_start": os.getloadavg()[0], "images": args.images,
-                        "per_kind": args.per_kind, "seconds": {}}
+                        "per_kind": args.per_kind, "seconds": {}, "load": {}}
     kept = {}
     for name in args.sets.split(","):
-        images, pairs = plant(load_images(name, args.images), args.per_kind)
+        images, pairs = plant(load_images(name, args.images, folder=args.cifar10n), args.per_kind)
         known = known_duplicates(images)
-        planted = np.zeros(len(images), bool)
-        planted[pairs["original"]] = planted[pairs["copy"]] = True
         sheet = false_grouping(known, pairs)
         meta[f"own_duplicate_groups_{name}"] = false_sheet(images, known, sheet, out / f"own-{name}.png", limit=200)
-        for method in args.methods.split(","):
-            if method == "pdq" and importlib.util.find_spec("pdqhash") is None:
-                print("pdq left out: pip install pdqhash to measure it", flush=True)
-                continue
-            began = time.perf_counter()
-            table, groups = evaluate(images, pairs, method=method, thresholds=THRESHOLDS[method], known=known)
-            meta["seconds"][f"{name}/{method}"] = round(time.perf_counter() - began, 1)
-            table.insert(0, "set", name)
-            tables.append(table)
-            if method == PRODUCT:
-                kept[name] = (images, pairs, groups, known)
-            print(name, method, meta["seconds"][f"{name}/{method}"], "s", flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"dup-{name}-") as folder:
+            for method in args.methods.split(","):
+                if method == "pdq" and importlib.util.find_spec("pdqhash") is None:
+                    print("pdq left out: pip install pdqhash to measure it", flush=True)
+                    continue
+                if method.startswith("immaculate-") and not args.immaculate_python:
+                    print(f"{method} left out: no --immaculate-python", flush=True)
+                    continue
+                began = time.perf_counter()
+                if method.startswith("immaculate-"):
+                    groups = immaculate_groups(images, method, args.immaculate_python, Path(folder))
+                    table = pd.DataFrame([score_groups(groups, pairs, method=method, threshold="fixed", known=known)])
+                else:
+                    table, groups = evaluate(images, pairs, method=method, thresholds=THRESHOLDS[method], known=known)
+                seconds = round(time.perf_counter() - began, 1)
+                meta["seconds"][f"{name}/{method}"] = seconds
+                meta["load"][f"{name}/{method}"] = round(os.getloadavg()[0], 1)
+                table.insert(0, "set", name)
+                table["seconds"] = seconds
+                tables.append(table)
+                if method == PRODUCT:
+                    kept[name] = (images, pairs, groups, known)
+                print(name, method, seconds, "s", flush=True)
+                pd.concat(tables, ignore_index=True).to_csv(out / "table.csv", index=False)  # as it goes
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(out / "table.csv", index=False)
-    picked = pick_threshold(table[table["method"] == PRODUCT])
-    meta["picked_ratio"] = picked
+    small = table[table["set"].isin(SMALL_SETS)]
+    if (small["method"] == RATIO_METHOD).any():
+        meta["picked_ratio"] = pick_threshold(small[small["method"] == RATIO_METHOD])
+    if (small["method"] == PRODUCT).any():
+        meta["picked_crop_limit"] = pick_threshold(small[small["method"] == PRODUCT])
     meta["reference_ratio"] = REFERENCE_RATIO
     for name, (images, pairs, groups, known) in kept.items():
-        false = false_grouping(groups[picked], pairs, known)
-        meta[f"false_groups_{name}"] = false_sheet(images, groups[picked], false, out / f"false-{name}.png")
+        if "picked_crop_limit" in meta:
+            false = false_grouping(groups[meta["picked_crop_limit"]], pairs, known)
+            meta[f"false_groups_{name}"] = false_sheet(images, groups[meta["picked_crop_limit"]], false,
+                                                       out / f"false-{name}.png")
     shown = table.rename(columns=SHORT).assign(
         false_share=lambda t: (100 * t["false_share"]).round(2),
         false_share_not_known=lambda t: (100 * t["false_share_not_known"]).round(2))
+    if "false_share_crop_tier" in shown:
+        shown["false_share_crop_tier"] = (100 * shown["false_share_crop_tier"]).round(2)
     shown = shown.rename(columns={"false_share": "false % (all)", "pairs_found": "found",
-                                  "false_share_not_known": "false % (own duplicates left out)"})
+                                  "false_share_not_known": "false % (own duplicates left out)",
+                                  "false_share_crop_tier": "of it crop tier %", "seconds": "time s"})
     columns = ["set", "method", "threshold", *SHORT.values(), "found", "pairs", "false % (all)",
-               "false % (own duplicates left out)", "largest_group"]
-    (out / "table.md").write_text(markdown(shown[columns]))
+               "false % (own duplicates left out)", "of it crop tier %", "largest_group", "time s"]
+    shown = shown[[c for c in columns if c in shown.columns]].fillna("")
+    (out / "table.md").write_text("".join(f"\n#### {name}\n\n" + markdown(shown[shown["set"] == name])
+                                          for name in shown["set"].unique()))
     meta["load_average_at_end"] = os.getloadavg()[0]
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(meta, indent=2))

@@ -3,6 +3,7 @@ from the benchmark table, a folder of different Fashion-MNIST images that groups
 whose fingerprints file predates the fine fingerprints."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,10 +22,12 @@ from csl_core.analysis.hashing import (
     thumbnails,
 )
 from csl_core.analysis.neighbours import nearest_neighbours
-from csl_core.bench.duplicates import CIFAR10N_TRAIN, KINDS, false_grouping, pick_threshold, plant
+from csl_core.bench.duplicates import CIFAR10N_ENV, KINDS, false_grouping, pick_threshold, plant
 from csl_core.data.builtin import DEBIAN_FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
+# The CIFAR-10N training JPEGs: $CSL_CIFAR10N_TRAIN, else where this project's machines unpack them.
+CIFAR10N_TRAIN = Path(os.environ.get(CIFAR10N_ENV) or "/work/data/cifar10n/train")
 needs_fashion = pytest.mark.skipif(not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
                                    reason="Debian's Fashion-MNIST files are not installed")
 needs_cifar = pytest.mark.skipif(not CIFAR10N_TRAIN.is_dir(), reason="the CIFAR-10N JPEGs are not unpacked")

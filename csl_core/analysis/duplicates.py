@@ -24,7 +24,7 @@ the edge that reads a run folder and caches the expensive part (``fingerprints.n
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,12 +73,14 @@ def exact_duplicate_of(hashes: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- groups and scores (pure)
 
 def group_labels(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
-                 threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None) -> np.ndarray:
+                 threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None,
+                 extra_pairs: np.ndarray | None = None) -> np.ndarray:
     """The duplicate group of every sample: ``-1`` for a sample alone, else a group number.
 
-    Samples are joined when one is among the other's neighbours with similarity ``>= threshold``, or
-    when they are exact copies (``exact_of``, from :func:`exact_duplicate_of`); groups are the
-    connected components of those links. Group numbers follow the smallest member index.
+    Samples are joined when one is among the other's neighbours with similarity ``>= threshold``, when
+    they are exact copies (``exact_of``, from :func:`exact_duplicate_of`), or when they are one of
+    ``extra_pairs`` (``(M, 2)`` indices: the crop tier's pairs within its limit); groups are the connected
+    components of those links. Group numbers follow the smallest member index.
     """
     neighbour_indices = np.asarray(neighbour_indices)
     neighbour_similarities = np.asarray(neighbour_similarities)
@@ -88,20 +90,30 @@ def group_labels(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarr
     n = len(neighbour_indices)
     if exact_of is not None and len(exact_of) != n:
         raise ValueError(f"exact_of has {len(exact_of)} entries for {n} samples")
-    return _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of)
+    return _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of, extra_pairs)
 
 
 def near_duplicate_groups(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
                           threshold: float = DEFAULT_THRESHOLD, exact_of: np.ndarray | None = None,
-                          max_distance: float = MAX_DISTANCE) -> np.ndarray:
+                          max_distance: float = MAX_DISTANCE, crop_pairs: np.ndarray | None = None) -> np.ndarray:
     """The duplicate group of every sample (``-1`` alone) from its nearest neighbours (thumbnails, or
     candidates re-ranked by aligned similarity with ``max_distance`` =
     :data:`~csl_core.analysis.hashing.ALIGNED_MAX_DISTANCE`): linked when the ratio of
-    :func:`~csl_core.analysis.hashing.ratio_links` is at most ``threshold``, or exact copies."""
+    :func:`~csl_core.analysis.hashing.ratio_links` is at most ``threshold``, exact copies, or one of
+    ``crop_pairs`` (the crop tier's pairs within its limit, :func:`crop_links`)."""
     if not 0 <= threshold:
         raise ValueError(f"the threshold is a ratio of distances, at least 0; got {threshold}")
     ratios = ratio_links(np.asarray(neighbour_indices), np.asarray(neighbour_similarities), max_distance=max_distance)
-    return group_labels(neighbour_indices, -ratios, threshold=-threshold, exact_of=exact_of)
+    return group_labels(neighbour_indices, -ratios, threshold=-threshold, exact_of=exact_of, extra_pairs=crop_pairs)
+
+
+def crop_links(pairs: np.ndarray, similarities: np.ndarray, *, max_distance: float) -> np.ndarray:
+    """The crop tier's pairs (``(M, 2)``) whose aligned distance (1 - similarity) is at most ``max_distance``
+    (0: none)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    if max_distance <= 0:
+        return pairs[:0]
+    return pairs[(1.0 - np.asarray(similarities, dtype=np.float64)) <= max_distance]
 
 
 def link_closeness(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,
@@ -111,10 +123,14 @@ def link_closeness(neighbour_indices: np.ndarray, neighbour_similarities: np.nda
     return np.clip(1.0 - ratios, 0.0, 1.0)
 
 
-def _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of) -> np.ndarray:
+def _group_labels(neighbour_indices, neighbour_similarities, threshold, exact_of, extra_pairs=None) -> np.ndarray:
     n = len(neighbour_indices)
     rows, cols = np.nonzero(neighbour_similarities >= threshold)
     source, target = [rows], [neighbour_indices[rows, cols]]
+    if extra_pairs is not None and len(extra_pairs):
+        extra_pairs = np.asarray(extra_pairs, dtype=np.int64).reshape(-1, 2)
+        source.append(extra_pairs[:, 0])
+        target.append(extra_pairs[:, 1])
     if exact_of is not None:
         copies = np.flatnonzero(np.asarray(exact_of) != np.arange(n))
         source.append(copies)
@@ -269,6 +285,11 @@ class NeighbourIndex:
     # True: candidates re-ranked by aligned similarity of the fine fingerprints; False: thumbnails only
     # (a run whose fine fingerprints cannot be made: its images are gone and fingerprints.npz is older).
     aligned: bool = False
+    # The crop tier (csl_core.analysis.crops): pairs aligned continuously, (M, 2) int64, and their
+    # similarity (M,) float32; crop_tier False where the crop fingerprints could not be made.
+    crop_pairs: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
+    crop_similarities: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    crop_tier: bool = False
 
     @property
     def max_distance(self) -> float:
@@ -292,6 +313,7 @@ class DuplicateReport:
     groups: pd.DataFrame           # one row per group (see duplicate_groups)
     samples: pd.DataFrame          # one row per sample: group, similarity, duplicate_score, exact_of
     notes: list[str]
+    crop_limit: float = 0.0        # the crop tier's limit the groups were made at (0: crops left out)
 
 
 def member_table(report: DuplicateReport, samples: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ distance to the 10th best verified candidate (the larger of the two samples'), a
 (Fashion-MNIST's trousers) nothing is, however high the similarities run. A run whose fine
 fingerprints cannot be made uses the thumbnails' own 10 nearest with :data:`MAX_DISTANCE`.
 
-Perceptual hashes from ``imagehash`` (pHash, dHash, 64 bits) and ``pdqhash`` (PDQ,
+Perceptual hashes from ``imagehash`` (pHash, dHash, aHash, 64 bits) and ``pdqhash`` (PDQ,
 256 bits, where installed) were measured beside it and lose on precision (docs/bench/duplicates.md,
 whose table picks the fingerprint and :data:`DEFAULT_RATIO`); they stay here for the benchmark.
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from ..progress import progress_bar
 
-METHODS = ("phash", "dhash", "pdq")
+METHODS = ("phash", "dhash", "ahash", "pdq")
 HASH_NEIGHBOURS = 10
 THUMBNAIL_SIZE = 8
 FINGERPRINT_NEIGHBOURS = 10
@@ -57,7 +57,7 @@ def thumbnails(images: np.ndarray, *, size: int = THUMBNAIL_SIZE, chunk: int = 4
     import torch
     import torch.nn.functional as F
 
-    images = _check_images(images)
+    images = check_images(images)
     luma = torch.tensor([0.299, 0.587, 0.114])
     out = np.empty((len(images), size * size), dtype=np.float32)
     for start in range(0, len(images), chunk):
@@ -102,7 +102,7 @@ def fine_prints(images: np.ndarray, *, size: int = FINE_SIZE, chunk: int = 4096)
     import torch
     import torch.nn.functional as F
 
-    images = _check_images(images)
+    images = check_images(images)
     luma = torch.tensor([0.299, 0.587, 0.114])
     out = np.empty((len(images), size, size), dtype=np.uint8)
     for start in range(0, len(images), chunk):
@@ -114,7 +114,7 @@ def fine_prints(images: np.ndarray, *, size: int = FINE_SIZE, chunk: int = 4096)
     return out
 
 
-def _blur(x, sigma: float):
+def gaussian_blur(x, sigma: float):
     """A separable Gaussian blur of ``(B, 1, S, S)``, edges replicated."""
     import torch
     import torch.nn.functional as F
@@ -137,10 +137,10 @@ def _operators(size: int, alignments: bool):
     import torch.nn.functional as F
 
     d = size * size
-    basis = _blur(torch.eye(d).view(d, 1, size, size), FINE_BLUR)
+    basis = gaussian_blur(torch.eye(d).view(d, 1, size, size), FINE_BLUR)
     variants = [basis]
     if alignments:
-        variants += [_blur(basis, sigma) for sigma in EXTRA_BLURS]
+        variants += [gaussian_blur(basis, sigma) for sigma in EXTRA_BLURS]
         thetas = [[[scale, 0.0, tx], [0.0, scale, ty]] for scale, shifts in CROPS for tx in shifts for ty in shifts]
         if thetas:
             theta = torch.tensor(thetas, dtype=basis.dtype)
@@ -270,7 +270,7 @@ def ratio_links(indices: np.ndarray, similarities: np.ndarray, *, max_distance: 
     return np.where(distance <= ALWAYS_LINKED, 0.0, ratio)
 
 
-def _check_images(images: np.ndarray) -> np.ndarray:
+def check_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(f"image fingerprints are taken over decoded uint8 pixels, got {images.dtype}")
@@ -288,7 +288,7 @@ def perceptual_hashes(images: np.ndarray, *, method: str = "phash", progress: bo
 
     ``images`` is uint8 ``(N, H, W)`` or ``(N, H, W, C)`` with C in 1, 3 or 4.
     """
-    images = _check_images(images)
+    images = check_images(images)
     if method not in METHODS:
         raise ValueError(f"unknown perceptual hash {method!r}; choose one of {', '.join(METHODS)}")
     one = _hasher(method)
@@ -312,7 +312,7 @@ def _hasher(method: str):
     import imagehash
     from PIL import Image
 
-    function = imagehash.phash if method == "phash" else imagehash.dhash
+    function = {"phash": imagehash.phash, "dhash": imagehash.dhash, "ahash": imagehash.average_hash}[method]
 
     def pil_hash(image: np.ndarray) -> np.ndarray:
         return function(Image.fromarray(_grey_or_rgb(image))).hash.ravel()

@@ -10,14 +10,17 @@ a crop of 2-10% of the width and of the height, resized back; brightness and con
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..analysis.crops import crop_prints, duplicate_search
 from ..analysis.duplicates import content_hashes, exact_duplicate_of, group_labels
 from ..analysis.hashing import (
     ALIGNED_MAX_DISTANCE,
+    DEFAULT_RATIO,
     FINGERPRINT_NEIGHBOURS,
     aligned_neighbours,
     fine_prints,
@@ -27,8 +30,24 @@ from ..analysis.hashing import (
     thumbnails,
 )
 from ..analysis.neighbours import nearest_neighbours
+from ..errors import DataError
 
-CIFAR10N_TRAIN = Path("/work/data/cifar10n/train")
+# Where the CIFAR-10N training JPEGs are unpacked: the ``folder`` given, else this environment variable.
+CIFAR10N_ENV = "CSL_CIFAR10N_TRAIN"
+
+
+def cifar10n_folder(folder: str | Path | None = None) -> Path:
+    """The folder of CIFAR-10N training JPEGs: ``folder``, else ``$CSL_CIFAR10N_TRAIN``; a
+    :class:`~csl_core.errors.DataError` naming both when neither is a folder."""
+    chosen = folder or os.environ.get(CIFAR10N_ENV)
+    if not chosen:
+        raise DataError(f"where are the CIFAR-10N training JPEGs? pass their folder (--cifar10n) or set "
+                        f"${CIFAR10N_ENV}")
+    path = Path(chosen).expanduser()
+    if not path.is_dir() or next(path.glob("*.jpg"), None) is None:
+        raise DataError(f"{path} holds no .jpg files: the CIFAR-10N training JPEGs are expected there "
+                        f"(--cifar10n or ${CIFAR10N_ENV})")
+    return path
 
 
 def _pil(image: np.ndarray):
@@ -101,9 +120,11 @@ def text(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 KINDS = {"copy": copy, "jpeg": jpeg, "resize": resize, "crop": crop, "exposure": exposure, "text": text}
 
 
-def load_images(name: str, count: int, *, seed: int = 0) -> np.ndarray:
-    """``count`` decoded uint8 images of a real set: ``fashion-mnist`` (Debian's files, ``(N, 28, 28)``)
-    or ``cifar10n`` (the CIFAR-10N training JPEGs, ``(N, 32, 32, 3)``), a random choice in file order."""
+def load_images(name: str, count: int, *, seed: int = 0, folder: str | Path | None = None) -> np.ndarray:
+    """``count`` decoded uint8 images of a real set: ``fashion-mnist`` (Debian's files, ``(N, 28, 28)``),
+    ``cifar10n`` (the CIFAR-10N training JPEGs in ``folder`` or ``$CSL_CIFAR10N_TRAIN``, ``(N, 32, 32, 3)``)
+    or ``cifar10n-photo`` (the same, upsampled to :data:`PHOTO_SIZE` px by bicubic interpolation: a
+    photo-sized set), a random choice in file order."""
     rng = np.random.default_rng(seed)
     if name == "fashion-mnist":
         from ..data.builtin import load_fashion_mnist
@@ -111,13 +132,24 @@ def load_images(name: str, count: int, *, seed: int = 0) -> np.ndarray:
         train, _ = load_fashion_mnist()
         chosen = np.sort(rng.choice(len(train.images), min(count, len(train.images)), replace=False))
         return np.asarray(train.images[chosen])
-    if name == "cifar10n":
+    if name in ("cifar10n", "cifar10n-photo"):
         from PIL import Image
 
-        files = sorted(CIFAR10N_TRAIN.glob("*.jpg"))
+        files = sorted(cifar10n_folder(folder).glob("*.jpg"))
         chosen = np.sort(rng.choice(len(files), min(count, len(files)), replace=False))
-        return np.stack([np.asarray(Image.open(files[i]).convert("RGB")) for i in chosen])
-    raise ValueError(f"unknown image set {name!r}; choose fashion-mnist or cifar10n")
+        size = PHOTO_SIZE if name == "cifar10n-photo" else None
+        return np.stack([np.asarray(_opened(Image.open(files[i]).convert("RGB"), size)) for i in chosen])
+    raise ValueError(f"unknown image set {name!r}; choose fashion-mnist, cifar10n or cifar10n-photo")
+
+
+# The photo-sized set: CIFAR-10N's 32 px pictures upsampled to this size before copies are planted.
+PHOTO_SIZE = 160
+
+
+def _opened(picture, size: int | None):
+    from PIL import Image
+
+    return picture if size is None else picture.resize((size, size), Image.BICUBIC)
 
 
 def plant(images: np.ndarray, per_kind: int, *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
@@ -172,21 +204,27 @@ def _components(source: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
-def links(images: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample's neighbours and how far each link is, lower = closer. ``aligned`` (the product's: the
-    thumbnails' 20 nearest re-ranked by the aligned fine fingerprints), ``aligned-loose`` (the same with
-    the absolute limit :data:`LOOSE_MAX_DISTANCE`) and ``thumbnail`` (the thumbnails' 10 nearest alone)
-    give the ratio of :func:`~csl_core.analysis.hashing.ratio_links`; a hash (``phash``, ``dhash``,
-    ``pdq``) its Hamming distance in bits."""
+def links(images: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """Each sample's neighbours and how far each link is, lower = closer, and for ``crops`` the crop tier's
+    pairs and their distances. ``aligned`` (the thumbnails' 20 nearest re-ranked by the aligned fine
+    fingerprints), ``aligned-loose`` (the same with the absolute limit :data:`LOOSE_MAX_DISTANCE`),
+    ``crops`` (the product's: ``aligned`` plus the crop tier, :mod:`csl_core.analysis.crops`) and
+    ``thumbnail`` (the thumbnails' 10 nearest alone) give the ratio of
+    :func:`~csl_core.analysis.hashing.ratio_links`; a hash (``phash``, ``dhash``, ``pdq``) its Hamming
+    distance in bits."""
+    if method == "crops":
+        indices, similarities, pairs, sims = duplicate_search(thumbnails(images), fine_prints(images),
+                                                              crop_prints(images))
+        return indices, ratio_links(indices, similarities, max_distance=ALIGNED_MAX_DISTANCE), (pairs, 1.0 - sims)
     if method in ("aligned", "aligned-loose"):
         indices, similarities = aligned_neighbours(thumbnails(images), fine_prints(images))
         limit = ALIGNED_MAX_DISTANCE if method == "aligned" else LOOSE_MAX_DISTANCE
-        return indices, ratio_links(indices, similarities, max_distance=limit)
+        return indices, ratio_links(indices, similarities, max_distance=limit), None
     if method == "thumbnail":
         indices, similarities = nearest_neighbours(thumbnails(images), k=FINGERPRINT_NEIGHBOURS)
-        return indices, ratio_links(indices, similarities)
+        return indices, ratio_links(indices, similarities), None
     indices, distances = hash_neighbours(perceptual_hashes(images, method=method))
-    return indices, distances.astype(np.float64)
+    return indices, distances.astype(np.float64), None
 
 
 # ``aligned-loose``: the aligned search with a looser absolute limit, measured to show what finding crops
@@ -203,31 +241,52 @@ def evaluate(images: np.ndarray, pairs: pd.DataFrame, *, method: str, thresholds
     """One row per threshold: recall per kind, pairs found, samples falsely grouped (count and share; with
     ``known``, the set's own near-duplicates, also the count after leaving those out), the largest group.
     Exact copies (same pixels) are always grouped, as in the product."""
-    indices, distance = links(images, method)
+    indices, distance, crops = links(images, method)
     exact_of = exact_duplicate_of(content_hashes(images))
     rows, groups_at = [], {}
+    base_false = None
+    if crops is not None:  # the samples falsely grouped without the crop tier: what the tier adds is apart
+        base = group_labels(indices, -distance, threshold=-DEFAULT_RATIO, exact_of=exact_of)
+        base_false = false_grouping(base, pairs, known)
     for threshold in thresholds:
-        groups = group_labels(indices, -distance, threshold=-threshold, exact_of=exact_of)
-        together = (groups[pairs["original"]] >= 0) & (groups[pairs["original"]] == groups[pairs["copy"]])
-        false = false_grouping(groups, pairs)
-        row = {"method": method, "threshold": threshold}
-        for kind in KINDS:
-            row[f"recall_{kind}"] = float(together[pairs["kind"].to_numpy() == kind].mean())
-        row.update({"pairs_found": int(together.sum()), "pairs": len(pairs), "false_grouped": int(false.sum()),
-                    "false_share": float(false.mean())})
-        if known is not None:
-            real = false_grouping(groups, pairs, known)
-            row.update({"false_grouped_not_known": int(real.sum()), "false_share_not_known": float(real.mean())})
-        row["largest_group"] = int(np.bincount(groups[groups >= 0]).max()) if (groups >= 0).any() else 0
-        rows.append(row)
+        if crops is None:
+            groups = group_labels(indices, -distance, threshold=-threshold, exact_of=exact_of)
+        else:  # the ratio at its default, the threshold the crop tier's limit
+            pairs_within = crops[0][crops[1] <= threshold]
+            groups = group_labels(indices, -distance, threshold=-DEFAULT_RATIO, exact_of=exact_of,
+                                  extra_pairs=pairs_within)
+        rows.append(score_groups(groups, pairs, method=method, threshold=threshold, known=known,
+                                 base_false=base_false))
         groups_at[threshold] = groups
     return pd.DataFrame(rows), groups_at
+
+
+def score_groups(groups: np.ndarray, pairs: pd.DataFrame, *, method: str, threshold, known: np.ndarray | None = None,
+                 base_false: np.ndarray | None = None) -> dict:
+    """One row of the table for one grouping: recall per kind, pairs found, samples falsely grouped (count
+    and share; with ``known``, also after leaving the set's own near-duplicates out; with ``base_false``,
+    the samples falsely grouped without the crop tier, what the crop tier adds), the largest group."""
+    together = (groups[pairs["original"]] >= 0) & (groups[pairs["original"]] == groups[pairs["copy"]])
+    false = false_grouping(groups, pairs)
+    row = {"method": method, "threshold": threshold}
+    for kind in KINDS:
+        row[f"recall_{kind}"] = float(together[pairs["kind"].to_numpy() == kind].mean())
+    row.update({"pairs_found": int(together.sum()), "pairs": len(pairs), "false_grouped": int(false.sum()),
+                "false_share": float(false.mean())})
+    if known is not None:
+        real = false_grouping(groups, pairs, known)
+        row.update({"false_grouped_not_known": int(real.sum()), "false_share_not_known": float(real.mean())})
+        if base_false is not None:
+            added = real & ~base_false
+            row.update({"false_grouped_crop_tier": int(added.sum()), "false_share_crop_tier": float(added.mean())})
+    row["largest_group"] = int(np.bincount(groups[groups >= 0]).max()) if (groups >= 0).any() else 0
+    return row
 
 
 def known_duplicates(images: np.ndarray) -> np.ndarray:
     """The groups of ``images`` at :data:`REFERENCE_RATIO` by the thumbnail: the set's own near-duplicates
     (planted copies included), to be looked at before they are taken as real."""
-    indices, distance = links(images, "thumbnail")
+    indices, distance, _ = links(images, "thumbnail")
     return group_labels(indices, -distance, threshold=-REFERENCE_RATIO,
                         exact_of=exact_duplicate_of(content_hashes(images)))
 

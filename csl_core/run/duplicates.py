@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.crops import CROP_MAX_DISTANCE, CROP_SIZE, crop_prints, duplicate_search
+from ..analysis.duplicate_choice import group_kinds
 from ..analysis.duplicates import (
     DEFAULT_NEIGHBOURS,
     DEFAULT_THRESHOLD,
@@ -23,6 +25,7 @@ from ..analysis.duplicates import (
     DuplicateReport,
     NeighbourIndex,
     content_hashes,
+    crop_links,
     duplicate_groups,
     duplicate_score,
     link_closeness,
@@ -37,13 +40,15 @@ from .store import RunError, RunStore, check_array_file
 
 NEIGHBOURS_FILE = NEIGHBOURS
 FINGERPRINTS_FILE = FINGERPRINTS
-CACHE_VERSION = 3  # 3: neighbours re-ranked by aligned similarity (the `aligned` flag)
+CACHE_VERSION = 4  # 3: neighbours re-ranked by aligned similarity (the `aligned` flag); 4: the crop tier
 
 
 def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_THRESHOLD,
-                    k: int = DEFAULT_NEIGHBOURS, recompute: bool = False, progress: bool = False,
-                    labels: np.ndarray | None = None, csl: np.ndarray | None = None) -> DuplicateReport:
-    """Duplicate groups of ``run`` at ``threshold``; the neighbour search is cached in ``neighbours.npz``.
+                    crop_limit: float = CROP_MAX_DISTANCE, k: int = DEFAULT_NEIGHBOURS, recompute: bool = False,
+                    progress: bool = False, labels: np.ndarray | None = None,
+                    csl: np.ndarray | None = None) -> DuplicateReport:
+    """Duplicate groups of ``run`` at ``threshold`` (the ratio test) and ``crop_limit`` (the crop tier's
+    aligned distance; 0 leaves crops out); the neighbour search is cached in ``neighbours.npz``.
 
     ``labels`` and ``csl`` (one per sample) are read from the run unless given, e.g. by a caller that
     already holds its scores (reading a 1.28M-row sample table takes seconds).
@@ -52,18 +57,30 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"the threshold is a ratio of distances in [0, 1] (default {DEFAULT_THRESHOLD}), "
                          f"got {threshold}")
+    if not 0.0 <= crop_limit <= 0.1:
+        raise ValueError(f"the crop limit is a distance (1 - correlation) in [0, 0.1] (default "
+                         f"{CROP_MAX_DISTANCE}; 0 leaves crops out), got {crop_limit}")
     for name, given in (("labels", labels), ("csl", csl)):
         if given is not None and len(given) != store.num_samples:
             raise ValueError(f"{name} has {len(given)} values for the run's {store.num_samples} samples")
     index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
     labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of
-    groups = near_duplicate_groups(index.indices, index.similarities, threshold=threshold, exact_of=exact_of,
-                                   max_distance=index.max_distance)
+    without_crops = near_duplicate_groups(index.indices, index.similarities, threshold=threshold, exact_of=exact_of,
+                                          max_distance=index.max_distance)
+    crops = crop_links(index.crop_pairs, index.crop_similarities, max_distance=crop_limit)
+    groups = without_crops if not len(crops) else near_duplicate_groups(
+        index.indices, index.similarities, threshold=threshold, exact_of=exact_of,
+        max_distance=index.max_distance, crop_pairs=crops)
     similarity = member_similarity(groups, index.indices, index.similarities, exact_of=exact_of)
+    if len(crops):  # a member joined by a crop link: that link's similarity where it is its best
+        similarity = _with_crop_similarity(similarity, crops, index, crop_limit)
     closeness = link_closeness(index.indices, index.similarities, max_distance=index.max_distance)
     csl = np.asarray(csl, dtype=np.float64) if csl is not None else _csl(store)
     table = duplicate_groups(groups, labels, csl, similarity=similarity, exact_of=exact_of)
+    kinds = group_kinds(groups, without_crops, exact_of, crops)
+    table.insert(table.columns.get_loc("exact") + 1, "kinds",
+                 [", ".join(kinds.get(int(g), ())) for g in table["group"]] if len(table) else [])
     per_sample = pd.DataFrame({
         "group": groups,
         "similarity": similarity,
@@ -71,7 +88,21 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
         "exact_of": exact_of if exact_of is not None else np.arange(len(labels)),
         "csl": csl,
     }, index=pd.RangeIndex(len(labels), name="index"))
-    return DuplicateReport(threshold=threshold, groups=table, samples=per_sample, notes=notes)
+    if index.aligned and not index.crop_tier and crop_limit > 0:
+        notes.append(_NO_CROPS)
+    return DuplicateReport(threshold=threshold, groups=table, samples=per_sample, notes=notes,
+                           crop_limit=crop_limit)
+
+
+def _with_crop_similarity(similarity: np.ndarray, crops: np.ndarray, index: NeighbourIndex,
+                          crop_limit: float) -> np.ndarray:
+    """Members' best similarity within their group, the crop links (within ``crop_limit``) included."""
+    within = (1.0 - index.crop_similarities.astype(np.float64)) <= crop_limit
+    values = index.crop_similarities[within].astype(np.float64)
+    best = np.where(np.isnan(similarity), -np.inf, similarity)
+    np.maximum.at(best, crops[:, 0], values)
+    np.maximum.at(best, crops[:, 1], values)
+    return np.where(np.isfinite(best), best, np.nan)
 
 
 def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: bool = False,
@@ -91,15 +122,20 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
             notes.append(_THUMBNAILS_ONLY)
         return cached, notes
     began = time.perf_counter()
+    crop_pairs, crop_similarities = np.empty((0, 2), np.int64), np.empty(0, np.float32)
     if cached is not None:
         hashes, indices, similarities = cached.hashes, cached.indices, cached.similarities
-        aligned = cached.aligned
+        aligned, crop_tier = cached.aligned, cached.crop_tier
+        crop_pairs, crop_similarities = cached.crop_pairs, cached.crop_similarities
     else:
-        hashes, fingerprints, fine = run_fingerprints(store, recompute=recompute, progress=progress)
-        aligned = fine is not None
+        hashes, fingerprints, fine, crop = _fingerprints(store, recompute=recompute, progress=progress)
+        aligned, crop_tier = fine is not None, fine is not None and crop is not None
         if fingerprints is None:
             indices = np.empty((store.num_samples, 0), dtype=np.int64)
             similarities = np.empty((store.num_samples, 0), dtype=np.float32)
+        elif crop_tier:  # thumbnails' candidates verified by the aligned fine fingerprints, and the crop tier
+            indices, similarities, crop_pairs, crop_similarities = duplicate_search(
+                fingerprints, fine, crop, keep=k, progress=progress)
         elif aligned:  # candidates by the thumbnail, verified and re-ranked by the aligned fine fingerprints
             indices, similarities = aligned_neighbours(fingerprints, fine, keep=k, progress=progress)
         else:
@@ -119,7 +155,8 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
         embedding_indices, embedding_similarities = nearest_neighbours(features, k=k, progress=progress)
     index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began,
                            embedding_indices=embedding_indices, embedding_similarities=embedding_similarities,
-                           aligned=aligned)
+                           aligned=aligned, crop_pairs=crop_pairs, crop_similarities=crop_similarities,
+                           crop_tier=crop_tier)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
         _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
     return index, notes
@@ -139,12 +176,14 @@ def write_fingerprints(store: RunStore, images: np.ndarray, rows: np.ndarray | N
     hashes = np.empty(len(rows), dtype=f"S{HASH_BYTES}")
     prints = np.empty((len(rows), THUMBNAIL_SIZE ** 2), dtype=np.float32)
     fine = np.empty((len(rows), FINE_SIZE, FINE_SIZE), dtype=np.uint8)
+    crop = np.empty((len(rows), CROP_SIZE, CROP_SIZE), dtype=np.uint8)
     for start in range(0, len(rows), chunk):
         block = np.asarray(images[rows[start:start + chunk]])
         hashes[start:start + len(block)] = content_hashes(block)
         prints[start:start + len(block)] = thumbnails(block)
         fine[start:start + len(block)] = fine_prints(block)
-    _save_fingerprints(store, hashes, prints, fine)
+        crop[start:start + len(block)] = crop_prints(block)
+    _save_fingerprints(store, hashes, prints, fine, crop)
 
 
 def image_fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = False
@@ -163,44 +202,61 @@ def run_fingerprints(store: RunStore, *, recompute: bool = False, progress: bool
     written before the fine fingerprints existed keeps its hashes and thumbnails and gets the fine
     fingerprints from the images; where those cannot be loaded, the fine fingerprints are ``None``.
     ``(None, None, None)`` without a file and without the images."""
+    return _fingerprints(store, recompute=recompute, progress=progress)[:3]
+
+
+def _fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = False) -> tuple:
+    """:func:`run_fingerprints` and the crop fingerprints ``(N, 32, 32)`` uint8 (``None`` where neither the
+    file nor the images have them)."""
     file = store.path / FINGERPRINTS_FILE
     stored = None
+    n = store.num_samples
     if not recompute:
         try:
             with np.load(file, allow_pickle=False) as data:
                 hashes, prints = data["hashes"], data["thumbnails"]
                 fine = data["fine"] if "fine" in data.files else None
-            if (len(hashes) == len(prints) == store.num_samples and hashes.dtype == np.dtype(f"S{HASH_BYTES}")
+                crop = data["crop"] if "crop" in data.files else None
+            if (len(hashes) == len(prints) == n and hashes.dtype == np.dtype(f"S{HASH_BYTES}")
                     and prints.ndim == 2 and prints.dtype == np.float32 and np.isfinite(prints).all()):
-                if (fine is not None and fine.shape == (store.num_samples, FINE_SIZE, FINE_SIZE)
-                        and fine.dtype == np.uint8):
-                    return hashes, prints, fine
-                stored = hashes, prints
+                fine = fine if fine is not None and fine.shape == (n, FINE_SIZE, FINE_SIZE) \
+                    and fine.dtype == np.uint8 else None
+                crop = crop if crop is not None and crop.shape == (n, CROP_SIZE, CROP_SIZE) \
+                    and crop.dtype == np.uint8 else None
+                if fine is not None and crop is not None:
+                    return hashes, prints, fine, crop
+                stored = hashes, prints, fine
         except (FileNotFoundError, KeyError, ValueError, OSError):
             pass
     images = run_images(store, progress=progress)
     if images is None:
-        return (*stored, None) if stored is not None else (None, None, None)
-    if stored is not None:  # an older file: only the fine fingerprints are added
-        hashes, prints = stored
+        return (*stored, None) if stored is not None else (None, None, None, None)
+    if stored is not None:  # an older file: the fingerprints it lacks are added
+        hashes, prints, fine = stored
     else:
-        hashes, prints = content_hashes(images, progress=progress), thumbnails(images)
-    fine = fine_prints(images)
+        hashes, prints, fine = content_hashes(images, progress=progress), thumbnails(images), None
+    fine = fine_prints(images) if fine is None else fine
+    crop = crop_prints(images)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
         try:
-            _save_fingerprints(store, hashes, prints, fine)
+            _save_fingerprints(store, hashes, prints, fine, crop)
         except OSError:
             pass  # a folder that cannot be written: computed again next time
-    return hashes, prints, fine
+    return hashes, prints, fine, crop
 
 
-def _save_fingerprints(store: RunStore, hashes: np.ndarray, prints: np.ndarray, fine: np.ndarray) -> None:
+def _save_fingerprints(store: RunStore, hashes: np.ndarray, prints: np.ndarray, fine: np.ndarray,
+                       crop: np.ndarray) -> None:
     with atomic_file(store.path / FINGERPRINTS_FILE, suffix=".tmp.npz") as tmp:
-        np.savez(tmp, hashes=hashes, thumbnails=prints, fine=fine)
+        np.savez(tmp, hashes=hashes, thumbnails=prints, fine=fine, crop=crop)
 
 
 _NO_IMAGES = ("the run's images could not be loaded, so duplicates cannot be searched; make its data "
               "source available where it was when the run was trained")
+
+
+_NO_CROPS = ("crops are not searched: this run's fingerprints file predates the crop fingerprints and its images "
+             "cannot be loaded to add them")
 
 
 _THUMBNAILS_ONLY = ("near duplicates come from the 8 x 8 thumbnails alone: this run's fingerprints file predates "
@@ -273,9 +329,14 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
             hashes = data["hashes"] if data["hashes"].size else None
             if hashes is not None and len(hashes) != num_samples:
                 return None
+            crop_pairs, crop_similarities = data["crop_pairs"], data["crop_similarities"]
+            if (crop_pairs.ndim != 2 or crop_pairs.shape[1] != 2 or len(crop_similarities) != len(crop_pairs)
+                    or (crop_pairs.size and (crop_pairs.min() < 0 or crop_pairs.max() >= num_samples))):
+                return None
             return NeighbourIndex(arrays["indices"], arrays["similarities"], hashes, float(data["seconds"]),
                                   arrays["embedding_indices"], arrays["embedding_similarities"],
-                                  aligned=bool(data["aligned"]))
+                                  aligned=bool(data["aligned"]), crop_pairs=crop_pairs,
+                                  crop_similarities=crop_similarities, crop_tier=bool(data["crop_tier"]))
     except (FileNotFoundError, KeyError, ValueError, OSError):
         return None
 
@@ -286,4 +347,6 @@ def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
                  indices=index.indices, similarities=index.similarities,
                  hashes=index.hashes if index.hashes is not None else np.empty(0, dtype=f"S{HASH_BYTES}"),
                  seconds=index.seconds, embedding_indices=index.embedding_indices,
-                 embedding_similarities=index.embedding_similarities, aligned=bool(index.aligned))
+                 embedding_similarities=index.embedding_similarities, aligned=bool(index.aligned),
+                 crop_pairs=index.crop_pairs, crop_similarities=index.crop_similarities,
+                 crop_tier=bool(index.crop_tier))
