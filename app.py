@@ -13,8 +13,8 @@ with st.spinner("Starting the dashboard: loading its libraries..."):
     import plotly.graph_objects  # noqa: F401  (the pages' charts)
 
     import pages._components  # noqa: F401  (the focused review and the thumbnail grid)
-    from pages._common import show_failure, sidebar
     from pages._filters import sample_filters  # noqa: F401
+    from pages._sidebar import show_failure, sidebar
 
 # One entry per page, in menu order; a new page is one more line here. Each url_path differs from its
 # file name on purpose: Streamlit still knows the old automatic `pages/` folder, and a URL equal to a

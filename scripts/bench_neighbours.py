@@ -48,7 +48,7 @@ def mixture(samples: int, dim: int, *, classes: int = 1000, seed: int = 0):
 def _recall(samples: int, dim: int, k: int, queries: int, probes: int, queue) -> None:
     import numpy as np
 
-    from csl_core.analysis.neighbours import _exact, nearest_neighbours, normalise
+    from csl_core.analysis.neighbours import exact_search, nearest_neighbours, normalise
 
     x = mixture(samples, dim)
     began, cpu = time.perf_counter(), time.process_time()
@@ -56,7 +56,7 @@ def _recall(samples: int, dim: int, k: int, queries: int, probes: int, queue) ->
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     rows = np.sort(np.random.default_rng(1).choice(samples, queries, replace=False))
     began = time.perf_counter()
-    exact, sims = _exact(normalise(x), rows, k, 64 * 2**20, False)
+    exact, sims = exact_search(normalise(x), rows, k, 64 * 2**20, False)
     exact_seconds = time.perf_counter() - began
     recall = float(np.mean([len(set(indices[r]) & set(exact[i])) / k for i, r in enumerate(rows)]))
     queue.put({"samples": samples, "dim": dim, "k": k, "probes": probes, "faiss_seconds": round(seconds, 1),

@@ -14,11 +14,9 @@ import pytest
 import torch
 
 from csl_core.engine.train import TrainConfig, train
+from tests.support import ROOT
 
 DEMO_EPOCHS = 4
-# How long a test waits for a training or a page before calling it hung: long enough for a machine under
-# any load (tests wait on events, not on the clock), short enough that a hang ends the run.
-HANG_SECONDS = 1800
 
 # The tests train on tiny data, where a second thread gains nothing and, on a shared 2-core machine,
 # waits at every parallel region for a descheduled sibling: one thread keeps the suite fast and steady.
@@ -62,7 +60,6 @@ def demo_run(tmp_path_factory) -> Path:
     return out
 
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager

@@ -83,7 +83,7 @@ def nearest_neighbours(vectors: np.ndarray, *, k: int, backend: str = "auto", pr
     if backend == "auto":
         backend = choose_backend(n)
     if backend == "exact":
-        indices, similarities = _exact(normalise(vectors), np.arange(n), k, block_bytes, progress)
+        indices, similarities = exact_search(normalise(vectors), np.arange(n), k, block_bytes, progress)
     else:  # the normalised copy is handed over, so that it is freed once sorted by cell
         indices, similarities = _partitioned(normalise(vectors), k, probes, block_bytes, seed, progress)
     np.clip(similarities, -1.0, 1.0, out=similarities)
@@ -98,7 +98,7 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _exact(unit: np.ndarray, rows: np.ndarray, k: int, block_bytes: int, progress: bool
+def exact_search(unit: np.ndarray, rows: np.ndarray, k: int, block_bytes: int, progress: bool
            ) -> tuple[np.ndarray, np.ndarray]:
     """The exact ``k`` nearest neighbours of ``unit[rows]`` among all of ``unit``."""
     import torch  # imported here so that the dashboard need not load it
@@ -166,7 +166,7 @@ def _partitioned(unit: np.ndarray, k: int, probes: int, block_bytes: int, seed: 
     found_sorted, best_sorted = found.numpy(), best.numpy()
     short = np.flatnonzero((found_sorted < 0).any(axis=1))  # probed cells held fewer than k others
     if len(short):
-        found_sorted[short], best_sorted[short] = _exact(xs, short, k, block_bytes, False)
+        found_sorted[short], best_sorted[short] = exact_search(xs, short, k, block_bytes, False)
     indices = np.empty((n, k), dtype=np.int64)
     similarities = np.empty((n, k), dtype=np.float32)
     indices[order] = order[found_sorted]

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..run.store import RunError
 
 
 @dataclass
@@ -146,3 +147,49 @@ class Job:
     def should_stop(self) -> bool:
         """Polled by ``train`` after every batch: whether :meth:`stop` was asked."""
         return self._stop.is_set()
+
+
+class JobRegistry:
+    """The training jobs of one process, by run folder: the dashboard keeps one (``st.cache_resource``),
+    shared by every session and tab."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+
+    def get(self, run_path: str | Path | None) -> Job | None:
+        if run_path is None:
+            return None
+        with self._lock:
+            return self._jobs.get(_key(run_path))
+
+    def start(self, job: Job, *, alone: bool = False) -> Job:
+        """Start ``job``; refused while its run folder trains, and with ``alone`` while any job trains (the
+        New run form: a second click on Start, or a second tab, never starts a second training)."""
+        with self._lock:
+            current = self._jobs.get(_key(job.run_dir))
+            if current is not None and current.status().active:
+                raise RunError(f"{job.run_dir} is already training; stop it first")
+            busy = [other for other in self._jobs.values() if other.status().active]
+            if alone and busy:
+                raise RunError(f"{busy[0].run_dir.name} is training; stop it first, or wait until it finishes")
+            self._jobs[_key(job.run_dir)] = job
+            return job.start()   # under the lock: "preparing" before any other start can look
+
+    def discard(self, run_path: str | Path) -> None:
+        """Forget the job of ``run_path`` if it has ended (a failed job stays listed until then)."""
+        with self._lock:
+            job = self._jobs.get(_key(run_path))
+            if job is not None and not job.status().active:
+                del self._jobs[_key(run_path)]
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def active(self) -> list[Job]:
+        return [job for job in self.all() if job.status().active]
+
+
+def _key(run_path: str | Path) -> str:
+    return str(Path(run_path).resolve())
