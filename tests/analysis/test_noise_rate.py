@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from csl_core.analysis.noise_rate import estimate_label_noise, memorised, noise_count, review_budget
+from tests.support import ROOT
 
 
 def _case(rate: float, seed: int = 0, n: int = 6000, classes: int = 10):
@@ -68,7 +69,7 @@ def test_run_page_and_info_say_where_the_run_stands(demo_run, tmp_path, monkeypa
     root = tmp_path / "runs"
     shutil.copytree(demo_run, root / "demo")
     monkeypatch.setenv("CSL_RUNS_DIR", str(root))
-    at = AppTest.from_file("../app.py", default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     at.sidebar.selectbox(key="run_path").set_value(str(root / "demo")).run()
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}
