@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.support import HANG_SECONDS
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if not p.name.startswith("_"))
 pytestmark = pytest.mark.usefixtures("no_magic")
@@ -62,24 +64,20 @@ def test_every_page_of_a_read_only_run_opened_from_the_address_leaves_the_run_un
 
 
 def test_the_address_of_a_run_training_here_goes_through_the_check_and_the_gate(runs_dir, demo_run, tmp_path):
-    from pages._common import _key, job_registry
+    from csl_core.engine.jobs import Job
+    from csl_core.engine.train import TrainConfig
+    from pages._common import job_registry
 
     outside = tmp_path / "elsewhere" / "run"
     shutil.copytree(demo_run, outside)
     inside = runs_dir / "training"
     shutil.copytree(demo_run, inside)
 
-    class Training:   # a job of this server, as the registry holds it
-        def __init__(self, run_dir):
-            self.run_dir = Path(run_dir)
-
-        def status(self):
-            return type("Status", (), {"active": False, "state": "done"})()
-
     registry = job_registry()
     try:
-        for path in (outside, inside):
-            registry._jobs[_key(path)] = Training(path)
+        for path in (outside, inside):   # a job of this server for each (one that ended: its data is missing)
+            job = registry.start(Job(TrainConfig(data=f"imagefolder:{tmp_path / 'nowhere'}"), path))
+            assert job.wait(timeout=HANG_SECONDS).state == "failed"
         at = _app(run=str(outside))
         assert at.session_state.get("run_path") != str(outside)
         assert any("not a run under the runs folder" in w.value for w in at.sidebar.warning)
@@ -88,7 +86,7 @@ def test_the_address_of_a_run_training_here_goes_through_the_check_and_the_gate(
         assert not any("read-only" in i.value for i in at.sidebar.info)   # #31: as every run under the folder
     finally:
         for path in (outside, inside):
-            registry._jobs.pop(_key(path), None)
+            registry.discard(path)
 
 
 @pytest.mark.parametrize("address", ["runs/a\x00b", "x" * 300])
