@@ -67,7 +67,7 @@ def immaculate_groups(images: np.ndarray, method: str, python: str, folder: Path
     command in the Python 3.12 environment ``python``: exact and near sets joined."""
     from PIL import Image
 
-    from csl_core.bench.duplicates import _components
+    from csl_core.bench.duplicates import pair_components
 
     if not any(folder.glob("*.png")):
         for i, image in enumerate(images):
@@ -82,7 +82,7 @@ def immaculate_groups(images: np.ndarray, method: str, python: str, folder: Path
         ids = np.array([int(Path(m).stem) for m in members])
         source.append(ids[:-1])
         target.append(ids[1:])
-    component = _components(np.concatenate(source), np.concatenate(target), len(images))
+    component = pair_components(np.concatenate(source), np.concatenate(target), len(images))
     sizes = np.bincount(component)
     return np.where(sizes[component] > 1, component, -1)
 

@@ -184,7 +184,7 @@ def false_grouping(groups: np.ndarray, pairs: pd.DataFrame, known: np.ndarray | 
         np.maximum.at(first, known[grouped], grouped)
         source.append(grouped)
         target.append(first[known[grouped]])
-    reference = _components(np.concatenate(source), np.concatenate(target), n)
+    reference = pair_components(np.concatenate(source), np.concatenate(target), n)
     grouped = groups >= 0
     # a group is false where its members come from more than one reference component
     key = np.where(grouped, groups, -1 - np.arange(n))
@@ -196,7 +196,8 @@ def false_grouping(groups: np.ndarray, pairs: pd.DataFrame, known: np.ndarray | 
     return grouped & (lowest[group_index] != highest[group_index])
 
 
-def _components(source: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+def pair_components(source: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+    """The connected component of each of ``n`` images, given the pairs ``(source[i], target[i])``."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
