@@ -34,6 +34,17 @@ def isolated(text: object, limit: int | None = None) -> str:
     return text
 
 
+def middle(text: object, limit: int) -> str:
+    """``text`` (a file path, a sample id) at most ``limit`` characters on one line, shortened in the middle
+    (``ab…yz``) so that both its start (the folder) and its end (the file name) stay readable; plain text,
+    :func:`isolated`. Show the whole text on hover (a ``help=`` or ``title``)."""
+    text = _CONTROL.sub(" ", _BIDI.sub("", str(text)))
+    if len(text) > limit:
+        tail = max(1, (limit - 1) * 3 // 5)   # the file name matters most: more of the end is kept
+        text = text[: max(1, limit - 1 - tail)] + "…" + text[-tail:]
+    return isolated(text)
+
+
 def plain(text: object, limit: int | None = None) -> str:
     """``text`` for a Markdown place, shown exactly as written: every character that formats, links or embeds
     escaped, a zero-width space after a ``:`` that starts a word (no emoji shortcode, ``:red[...]`` or

@@ -316,14 +316,18 @@ class DuplicateReport:
     crop_limit: float = 0.0        # the crop tier's limit the groups were made at (0: crops left out)
 
 
-def member_table(report: DuplicateReport, samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per grouped sample, groups in rank order and members by CSL: what ``--csv`` writes."""
+def member_table(report: DuplicateReport, samples: pd.DataFrame, kept: dict[int, int] | None = None) -> pd.DataFrame:
+    """One row per grouped sample, groups in rank order and members by CSL: what ``--csv`` writes. ``kept``
+    (group -> the member to keep, :func:`~csl_core.run.duplicates.kept_members`) adds a ``keep`` column."""
     import pandas as pd
 
-    rows = [(g.rank, g.group, g.size, g.label_conflict, g.exact, m)
-            for g in report.groups.itertuples(index=False) for m in g.members]
-    frame = pd.DataFrame(rows, columns=["rank", "group", "size", "label_conflict", "exact", "index"])
+    kinds = report.groups["kinds"] if "kinds" in report.groups else [""] * len(report.groups)
+    rows = [(g.rank, g.group, g.size, g.label_conflict, g.exact, kind, m)
+            for g, kind in zip(report.groups.itertuples(index=False), kinds) for m in g.members]
+    frame = pd.DataFrame(rows, columns=["rank", "group", "size", "label_conflict", "exact", "kinds", "index"])
     members = frame["index"].to_numpy(np.int64)
+    if kept is not None:
+        frame["keep"] = [kept.get(int(g)) == int(m) for g, m in zip(frame["group"], frame["index"])]
     for column in ("sample_id", "label", "class_name", "path", "true_label", "is_duplicate", "duplicate_of"):
         if column in samples.columns:
             frame[column] = samples[column].to_numpy()[members]

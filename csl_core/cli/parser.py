@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..analysis.crops import CROP_MAX_DISTANCE
+from ..analysis.duplicate_choice import DEFAULT_KEEP, KEEP_POLICIES
 from ..analysis.duplicates import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 from ..analysis.scores import DEFAULT_RANKING, SCORES
 from ..bench.planning import BASELINE_SETS, BenchConfig
@@ -171,6 +173,14 @@ def add_duplicates(sub) -> None:
                         f"cropped) is at most this share of the distance to their 10th nearest "
                         f"(default {DEFAULT_THRESHOLD}, picked by "
                         "docs/bench/duplicates.md); exact copies are always grouped")
+    d.add_argument("--crop-limit", type=float, default=CROP_MAX_DISTANCE,
+                   help="the crop tier: two pictures, one a crop of the other once aligned (zoom and shift), are "
+                        "grouped as a possible crop when their distance (1 - correlation) is at most this "
+                        f"(default {CROP_MAX_DISTANCE}, picked by docs/bench/duplicates.md; 0: crops left out)")
+    d.add_argument("--keep", choices=KEEP_POLICIES, default=DEFAULT_KEEP,
+                   help=f"which copy of each group the keep column marks: the lowest CSL (the model agreed with it), "
+                        f"the highest resolution or the largest file (read from the run's files), or the first "
+                        f"(default {DEFAULT_KEEP})")
     d.add_argument("--csv", default=None, help="write one row per grouped sample to this CSV file")
     d.add_argument("--top", type=int, default=10, help="groups to print")
     d.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,

@@ -131,25 +131,28 @@ def cmd_duplicates(args) -> int:
     where duplicates were injected, how many were found.
     """
     from ..analysis.duplicates import injected_pair_recall, member_table
-    from ..run.duplicates import find_duplicates
+    from ..run.duplicates import find_duplicates, kept_members
 
     store = RunStore(args.run)
     if args.embedding_neighbours:
         from ..run.duplicates import neighbour_index
 
         neighbour_index(store, k=args.neighbours, embeddings=True, progress=True)
-    report = find_duplicates(store, threshold=args.threshold, k=args.neighbours, progress=True)
+    report = find_duplicates(store, threshold=args.threshold, crop_limit=args.crop_limit, k=args.neighbours,
+                             progress=True)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     groups = report.groups
     samples = store.samples()
-    members = member_table(report, samples)
+    members = member_table(report, samples, kept_members(report, samples, args.keep))
     if args.csv:
         atomic_write_csv(Path(args.csv), members)
         print(f"wrote {len(members)} rows to {Path(args.csv).resolve()}")
-    print(f"{len(groups)} duplicate groups at threshold {args.threshold} ({int(groups['exact'].sum())} exact, "
-          f"{int(groups['label_conflict'].sum())} with conflicting labels), {len(members)} samples")
-    columns = ["rank", "size", "label_conflict", "exact", "csl", "similarity", "sample_id", "class_name"]
+    crops = int(groups["kinds"].str.contains("crop").sum()) if len(groups) else 0
+    print(f"{len(groups)} duplicate groups at threshold {args.threshold} and crop limit {args.crop_limit} "
+          f"({int(groups['exact'].sum())} exact, {crops} possible crop, {int(groups['label_conflict'].sum())} with "
+          f"conflicting labels), {len(members)} samples; keep: {args.keep}")
+    columns = ["rank", "size", "label_conflict", "kinds", "keep", "csl", "similarity", "sample_id", "class_name"]
     shown = members[members["rank"] <= args.top]
     if len(shown):
         print(shown[columns].to_string(index=False))
