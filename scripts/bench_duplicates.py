@@ -119,6 +119,9 @@ def main() -> None:
     parser.add_argument("--immaculate-python", default=os.environ.get("IMMACULATE_PYTHON"),
                         help="the Python (>= 3.12) of a virtual environment with immaculate[sscd] installed "
                              "(default $IMMACULATE_PYTHON; without it Immaculate is left out)")
+    parser.add_argument("--rows-from", default=None,
+                        help="a table.csv of an earlier run on the same sets: its rows of the methods not run now "
+                             "are kept (e.g. Immaculate's, which take minutes)")
     parser.add_argument("--out", default="bench-results/duplicates")
     args = parser.parse_args()
     out = Path(args.out)
@@ -156,6 +159,13 @@ def main() -> None:
                 print(name, method, seconds, "s", flush=True)
                 pd.concat(tables, ignore_index=True).to_csv(out / "table.csv", index=False)  # as it goes
     table = pd.concat(tables, ignore_index=True)
+    if args.rows_from:
+        earlier = pd.read_csv(args.rows_from)
+        earlier = earlier[~earlier["method"].isin(table["method"].unique())
+                          & earlier["set"].isin(table["set"].unique())]
+        table = pd.concat([table, earlier], ignore_index=True)
+        table["order"] = table["set"].map({name: i for i, name in enumerate(args.sets.split(","))})
+        table = table.sort_values("order", kind="stable").drop(columns="order").reset_index(drop=True)
     table.to_csv(out / "table.csv", index=False)
     small = table[table["set"].isin(SMALL_SETS)]
     if (small["method"] == RATIO_METHOD).any():

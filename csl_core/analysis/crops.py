@@ -84,7 +84,7 @@ def centred_thumbnails(prints: np.ndarray, *, size: int = CENTRED_SIZE, span: fl
 
 
 def crop_similarities(prints: np.ndarray, first: np.ndarray, second: np.ndarray, *, steps: int = STEPS,
-                      chunk: int = 8192, device: str | None = None) -> np.ndarray:
+                      chunk: int = 1024, device: str | None = None) -> np.ndarray:
     """The best correlation of each pair ``(first[i], second[i])`` of crop fingerprints over a continuous
     zoom (x and y apart, within :data:`ZOOM_RANGE`) and shift of either picture: ``(P,)`` float32. Mean
     removed and normalised, so brightness and contrast do not count; a flat picture is similar to
@@ -130,45 +130,72 @@ def _unit(x):
     return x / norms.clamp_min(1e-6).view(-1, 1, 1), norms
 
 
+def _blur_matrix(size: int, sigma: float, device: str):
+    """``(S, S)``: a Gaussian blur of one axis as a matrix (edges repeated), so ``G @ X @ G.T`` blurs X."""
+    import torch
+
+    radius = max(1, int(np.ceil(2 * sigma)))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    rows = torch.arange(size)[:, None] + taps.long()[None, :]
+    matrix = torch.zeros(size, size)
+    matrix.scatter_add_(1, rows.clamp(0, size - 1), kernel.expand(size, -1).contiguous())
+    return matrix.to(device)
+
+
 def _align(moving: np.ndarray, fixed: np.ndarray, steps: int, device: str) -> np.ndarray:
     """Warp each ``moving`` picture (zoom x / y, shift x / y) to best match ``fixed`` (gain and offset
-    free) by Gauss-Newton; the correlation at the end, ``(P,)``."""
+    free) by Gauss-Newton; the correlation at the end, ``(P,)``. The blur and the warp are matrices on
+    either side of the picture (``Ry G A G' Rx'``), so each step is a few small matrix products."""
     import torch
-    import torch.nn.functional as F
 
-    from .hashing import FINE_FLAT, gaussian_blur
+    from .hashing import FINE_FLAT
 
     size = moving.shape[-1]
-    a = gaussian_blur(torch.from_numpy(moving).float().to(device)[:, None], CROP_BLUR)[:, 0]
-    b = gaussian_blur(torch.from_numpy(fixed).float().to(device)[:, None], CROP_BLUR)[:, 0]
+    blur = _blur_matrix(size, CROP_BLUR, device)
+    a = blur @ torch.from_numpy(moving).float().to(device) @ blur.T
+    b = blur @ torch.from_numpy(fixed).float().to(device) @ blur.T
     count = len(a)
     centre = (size - 1) / 2
     offsets = torch.arange(size, dtype=torch.float32, device=device) - centre  # pixel j - centre
     zoom = torch.full((count, 2), START_ZOOM, device=device)  # x, y
     shift = torch.zeros((count, 2), device=device)  # pixels
-    target = b.flatten(1)
+    target = b.reshape(count, -1)
     target_c = target - target.mean(1, keepdim=True)
     limit = SHIFT_RANGE * size / 2
+    u = offsets.expand(size, size).reshape(-1)  # x - centre of each pixel, row-major
+    v = offsets[:, None].expand(size, size).reshape(-1)
+    ridge = 1e-3 * torch.eye(5, device=device)
+    jac = torch.empty((count, 5, size * size), device=device)  # (P, 5, D): one column of the Jacobian a row
     for step in range(steps + 1):
         rx = _interpolation(centre + zoom[:, :1] * offsets + shift[:, :1], size)  # (P, S_out, S_in)
         ry = _interpolation(centre + zoom[:, 1:] * offsets + shift[:, 1:], size)
         w = ry @ a @ rx.transpose(-1, -2)  # (P, S, S)
         if step == steps:
             break
-        # the picture's slope at the sampled points: the warped picture's, over the zoom
-        wx = F.pad((w[:, :, 2:] - w[:, :, :-2]) / 2, (1, 1), mode="replicate") / zoom[:, 0, None, None]
-        wy = F.pad(((w[:, 2:, :] - w[:, :-2, :]) / 2)[:, None], (0, 0, 1, 1), mode="replicate")[:, 0]
-        wy = wy / zoom[:, 1, None, None]
-        flat = w.flatten(1)
+        # the picture's slope at the sampled points: the warped picture's (central differences), over the zoom
+        wx = torch.empty_like(w)
+        wx[:, :, 1:-1] = (w[:, :, 2:] - w[:, :, :-2]) / 2
+        wx[:, :, 0], wx[:, :, -1] = wx[:, :, 1], wx[:, :, -2]
+        wy = torch.empty_like(w)
+        wy[:, 1:-1] = (w[:, 2:] - w[:, :-2]) / 2
+        wy[:, 0], wy[:, -1] = wy[:, 1], wy[:, -2]
+        wx = wx.reshape(count, -1) / zoom[:, :1]
+        wy = wy.reshape(count, -1) / zoom[:, 1:]
+        flat = w.reshape(count, -1)
         flat_c = flat - flat.mean(1, keepdim=True)
         gain = (flat_c * target_c).sum(1) / (flat_c * flat_c).sum(1).clamp_min(1e-6)
         residual = target_c - gain[:, None] * flat_c
-        # d warped / d (zoom x, zoom y, shift x, shift y), times the gain; gain and offset fitted jointly
-        jac = torch.stack([wx * offsets, wy * offsets[:, None], wx, wy], -1).flatten(1, 2) * gain[:, None, None]
-        jac = torch.cat([jac, flat_c[..., None]], -1)
-        jac = jac - jac.mean(1, keepdim=True)  # the offset: every column's mean removed
-        hessian = jac.transpose(1, 2) @ jac + 1e-3 * torch.eye(5, device=device)
-        delta = torch.linalg.solve(hessian, (jac.transpose(1, 2) @ residual[..., None]))[..., 0]
+        # d warped / d (zoom x, zoom y, shift x, shift y), times the gain; the gain and an offset fitted jointly
+        torch.mul(wx, u, out=jac[:, 0])
+        torch.mul(wy, v, out=jac[:, 1])
+        jac[:, 2], jac[:, 3] = wx, wy
+        jac[:, :4] *= gain[:, None, None]
+        jac[:, :4] -= jac[:, :4].mean(2, keepdim=True)
+        jac[:, 4] = flat_c
+        hessian = jac @ jac.transpose(1, 2) + ridge
+        delta = torch.linalg.solve(hessian, jac @ residual[..., None])[..., 0]
         zoom = (zoom + delta[:, :2]).clamp(*ZOOM_RANGE)
         shift = (shift + delta[:, 2:4]).clamp(-limit, limit)
     unit_w, _ = _unit(w)
@@ -184,14 +211,16 @@ def _align(moving: np.ndarray, fixed: np.ndarray, steps: int, device: str) -> np
 # The centred thumbnails' nearest, added to the plain thumbnails' candidates (a crop of Fashion-MNIST is
 # among its original's 20 nearest plain thumbnails 38% of the time at 25,000 images).
 CROP_CANDIDATES = 10
-# Each picture's best candidates by the 16 x 16 aligned similarity that are aligned continuously, if within
-# CROP_GATE of it (1 - aligned correlation): a crop is its original's best candidate 86% of the time.
-CROP_PAIRS = 2
+# Each picture's best candidate by the 16 x 16 aligned similarity is aligned continuously, if within CROP_GATE
+# (1 - aligned correlation): a Fashion-MNIST crop is its original's best candidate (one way or the other) 86%
+# of the time at 5,000 images, 87% among the best two (which cost 1.5 times the pairs).
+CROP_PAIRS = 1
 CROP_GATE = 0.05
 # Two crop fingerprints this close once aligned (1 - correlation) are a "possible crop" pair; picked by the
-# benchmark (docs/bench/duplicates.md): the largest limit whose false grouping stays within 0.5% of the
-# samples on Fashion-MNIST and CIFAR-10N.
-CROP_MAX_DISTANCE = 0.002
+# benchmark (docs/bench/duplicates.md, its `crops` rows): the largest limit whose false grouping stays within
+# 0.5% of the samples on Fashion-MNIST and CIFAR-10N (planted crops at a median of 0.0009 / 0.0001, 90% within
+# 0.003 / 0.0005; the nearest different garment of 1% of the images within 0.006).
+CROP_MAX_DISTANCE = 0.004
 
 
 def crop_candidates(crop: np.ndarray, *, k: int = CROP_CANDIDATES, progress: bool = False) -> np.ndarray:

@@ -14,7 +14,7 @@ from csl_core.analysis.crops import CROP_MAX_DISTANCE, crop_prints, crop_similar
 from csl_core.analysis.duplicate_choice import group_kinds, keep_member
 from csl_core.analysis.duplicates import content_hashes, crop_links, exact_duplicate_of, near_duplicate_groups
 from csl_core.analysis.hashing import ALIGNED_MAX_DISTANCE, DEFAULT_RATIO, fine_prints, thumbnails
-from csl_core.bench.duplicates import CIFAR10N_ENV, KINDS, false_grouping
+from csl_core.bench.duplicates import CIFAR10N_ENV, KINDS, false_grouping, known_duplicates
 from csl_core.data.builtin import DEBIAN_FASHION_MNIST
 
 CIFAR10N_TRAIN = Path(os.environ.get(CIFAR10N_ENV) or "/work/data/cifar10n/train")
@@ -74,9 +74,14 @@ def test_a_planted_crop_is_found_and_shown_as_a_possible_crop():
 def test_crops_of_fashion_mnist_are_found_among_look_alikes():
     images, _ = fashion(2000)
     images, pairs = with_crops(images, 30, seed=2)
-    groups, _ = groups_of(images)
-    assert together(groups, pairs).mean() >= 0.7  # crops on plain black, 0.5-3 px of 28 cut
-    assert false_grouping(groups, pairs).sum() <= 0.005 * len(images)
+    groups, without = groups_of(images)
+    assert together(groups, pairs).mean() >= 0.8  # crops on plain black, 0.5-3 px of 28 cut
+    assert together(without, pairs).mean() <= 0.2
+    # what the crop tier adds to the false grouping (the set's own near-duplicates left out, as in the
+    # benchmark table): 2 of these 2,030 samples (the ratio test alone: 9)
+    known = known_duplicates(images)
+    added = false_grouping(groups, pairs, known) & ~false_grouping(without, pairs, known)
+    assert added.sum() <= 0.002 * len(images)
 
 
 @needs_fashion
