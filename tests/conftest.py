@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,10 +11,13 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from csl_core.engine.train import TrainConfig, train
+from csl_core.run.store import RunStore
 from tests.support import ROOT
 
 DEMO_EPOCHS = 4
@@ -60,6 +64,70 @@ def demo_run(tmp_path_factory) -> Path:
     return out
 
 
+
+
+@pytest.fixture()
+def demo_copy(runs_dir, copy_demo) -> Path:
+    """A copy of the session's demo run that the test may write to, listed in the dashboard's runs folder
+    (``runs_dir/demo``)."""
+    return copy_demo(runs_dir / "demo")
+
+
+@pytest.fixture(scope="session")
+def copy_demo(demo_run):
+    """``copy_demo(path)``: a copy of the session's demo run at ``path`` (anywhere: outside the runs folder,
+    a second run beside the first); returns ``path``."""
+    return lambda path: Path(shutil.copytree(demo_run, path))
+
+
+def build_run(path: Path, *, n: int = 6, classes=("a", "b"), labels=None, id_format: str = "s{}", paths=None,
+              epochs: int = 2, finished: int | None = None, config: dict | None = {"data": "demo"},  # noqa: B006
+              loss=None, epoch_record=None, probabilities=None, image_index: bool = True) -> RunStore:
+    """A run folder built by hand, without training: ``n`` samples (ids ``id_format.format(i)``, or the files
+    ``paths``), labels ``i % len(classes)`` unless given, ``epochs`` planned and ``finished`` (all by default)
+    written: loss ``1 + epoch`` for every sample unless ``loss(epoch)`` says otherwise, the other fields
+    neutral unless ``epoch_record(epoch)`` gives some; ``probabilities`` go with every epoch written."""
+    if paths is not None:
+        n = len(paths)
+    labels = np.asarray(labels if labels is not None else np.arange(n) % len(classes))
+    samples = pd.DataFrame({"index": range(n),
+                            "sample_id": list(paths) if paths is not None else [id_format.format(i) for i in range(n)],
+                            "label": labels, "class_name": [classes[c] for c in labels]})
+    if image_index:
+        samples["image_index"] = range(n)
+    if paths is not None:
+        samples["path"] = list(paths)
+    meta = {"classes": list(classes), "source": "test", **({"config": config} if config is not None else {})}
+    store = RunStore.create(path, meta=meta, samples=samples, epochs=epochs)
+    for epoch in range(epochs if finished is None else finished):
+        record = {"loss": np.full(n, 1.0 + epoch, np.float32) if loss is None else np.asarray(loss(epoch), np.float32),
+                  "correct": np.ones(n, bool), "margin": np.zeros(n, np.float32),
+                  "p_given": np.full(n, .5, np.float32), "p_max": np.full(n, .5, np.float32),
+                  **(epoch_record(epoch) if epoch_record else {})}
+        store.write_epoch(epoch, record, probabilities=probabilities)
+    return store
+
+
+@pytest.fixture()
+def make_run():
+    """The one run builder (:func:`build_run`): ``make_run(tmp_path / "run", n=..., epochs=..., ...)``."""
+    return build_run
+
+
+def _open_app(**query):
+    """``app.py`` run once in Streamlit's AppTest (no browser), with ``query`` as the address's parameters."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+@pytest.fixture()
+def open_app():
+    """The one app launcher for page tests: ``at = open_app(run=str(path))``."""
+    return _open_app
 
 
 @contextmanager

@@ -23,11 +23,9 @@ from csl_core.run.duplicates import NEIGHBOURS_FILE, find_duplicates
 
 
 @pytest.fixture(scope="module")
-def run_copy(demo_run, tmp_path_factory):
+def run_copy(copy_demo, tmp_path_factory):
     """The session's demo run, copied: the duplicate search writes its cache into the run folder."""
-    target = tmp_path_factory.mktemp("dups") / "demo"
-    shutil.copytree(demo_run, target)
-    return target
+    return copy_demo(tmp_path_factory.mktemp("dups") / "demo")
 
 
 def brute_force_neighbours(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

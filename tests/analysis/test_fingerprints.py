@@ -187,15 +187,14 @@ def test_fingerprints_are_written_when_a_run_is_made(demo_run):
         assert data["fine"].shape == (store.num_samples, 16, 16) and data["fine"].dtype == np.uint8
 
 
-def test_a_fingerprints_file_from_before_the_fine_fingerprints_still_works(demo_run, tmp_path, monkeypatch):
-    import shutil
+def test_a_fingerprints_file_from_before_the_fine_fingerprints_still_works(demo_run, tmp_path, monkeypatch, copy_demo):
 
     from csl_core.run import duplicates as run_duplicates
     from csl_core.run.duplicates import FINGERPRINTS_FILE, NEIGHBOURS_FILE, find_duplicates, run_fingerprints
     from csl_core.run.store import RunStore
 
     old = tmp_path / "old"
-    shutil.copytree(demo_run, old)
+    copy_demo(old)
     with np.load(old / FINGERPRINTS_FILE) as data:
         hashes, prints, fine = data["hashes"], data["thumbnails"], data["fine"]
     np.savez(old / FINGERPRINTS_FILE, hashes=hashes, thumbnails=prints)  # the format before the fine prints

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from csl_core.analysis.noise_rate import estimate_label_noise, memorised, noise_count, review_budget
-from tests.support import ROOT
 
 
 def _case(rate: float, seed: int = 0, n: int = 6000, classes: int = 10):
@@ -57,19 +56,17 @@ def test_memorised_and_review_budget():
     assert budget["k"] == estimate.count and 0 < budget["flagged_in_top_k"] <= budget["k"]
 
 
-def test_run_page_and_info_say_where_the_run_stands(demo_run, tmp_path, monkeypatch, capsys):
+def test_run_page_and_info_say_where_the_run_stands(demo_run, tmp_path, monkeypatch, capsys, copy_demo, open_app):
     """The Run page and `info` show the training accuracy, the estimate and the budget it implies."""
-    import shutil
 
-    from streamlit.testing.v1 import AppTest
 
     from csl_core.cli import main
     from csl_core.run.store import RunStore
 
     root = tmp_path / "runs"
-    shutil.copytree(demo_run, root / "demo")
+    copy_demo(root / "demo")
     monkeypatch.setenv("CSL_RUNS_DIR", str(root))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = open_app()
     at.sidebar.selectbox(key="run_path").set_value(str(root / "demo")).run()
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}

@@ -4,7 +4,6 @@ beside them; on a read-only run the keys decide nothing, do not advance, and the
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -74,12 +73,12 @@ def effective_actions(run: Path) -> np.ndarray:
     return DecisionLog(run).effective(store.num_samples, store.samples()["label"])["action"].to_numpy()
 
 
-def test_a_bookmark_after_a_restart_saves_decisions_by_keyboard(demo_run, chromium, tmp_path):
+def test_a_bookmark_after_a_restart_saves_decisions_by_keyboard(demo_run, chromium, tmp_path, copy_demo):
     from playwright.sync_api import expect
 
     runs = tmp_path / "runs"
     run = runs / "demo"
-    shutil.copytree(demo_run, run)
+    copy_demo(run)
     store = RunStore(run)
     scores = store.scores()
     queue = np.argsort(-suspicion(scores, default_score(scores)), kind="stable")
@@ -111,12 +110,12 @@ def test_a_bookmark_after_a_restart_saves_decisions_by_keyboard(demo_run, chromi
         assert (effective_actions(run) != "undecided").sum() == 4
 
 
-def test_on_a_read_only_run_the_keys_decide_nothing_and_the_page_says_why(demo_run, chromium, tmp_path):
+def test_on_a_read_only_run_the_keys_decide_nothing_and_the_page_says_why(demo_run, chromium, tmp_path, copy_demo):
     from playwright.sync_api import expect
 
     runs = tmp_path / "runs"
     run = runs / "demo"
-    shutil.copytree(demo_run, run)
+    copy_demo(run)
     page = chromium.new_page(viewport={"width": 1280, "height": 800})
     with dashboard(runs, tmp_path / "server.log", read_only=run) as url:
         page.goto(f"{url}/focused-review?run={run}")

@@ -4,7 +4,6 @@ label truncated on the review pages."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -30,10 +29,10 @@ KEYS = ["a", "k", "d", "3", "ArrowRight", "a", "u", "k", "7", "l", "d", "a", "k"
 
 
 @pytest.fixture()
-def demo_served(tmp_path, demo_run, serve_dashboard):
+def demo_served(tmp_path, demo_run, serve_dashboard, copy_demo):
     """``streamlit run app.py`` over a runs folder holding a copy of the demo run."""
     runs = tmp_path / "runs"
-    shutil.copytree(demo_run, runs / "demo")
+    copy_demo(runs / "demo")
     with serve_dashboard(tmp_path, runs) as url:
         yield url, runs / "demo"
 

@@ -7,8 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.runs import small_run
-
 
 @pytest.mark.parametrize("damage, words", [
     ("truncate-meta", "meta.json is damaged"),
@@ -19,11 +17,11 @@ from tests.support.runs import small_run
     ("truncate-probabilities", "probabilities.npy is damaged"),
     ("truncate-embeddings", "embeddings.npy is damaged"),
 ])
-def test_the_cli_names_the_damaged_file_without_a_traceback(tmp_path, capsys, damage, words):
+def test_the_cli_names_the_damaged_file_without_a_traceback(tmp_path, capsys, damage, words, make_run):
     from csl_core.cli import main
     from csl_core.run.files import atomic_save_npy
 
-    store = small_run(tmp_path / "run", n=40)
+    store = make_run(tmp_path / "run", n=40)
     meta = store.path / "meta.json"
     if damage == "truncate-meta":
         meta.write_text(meta.read_text()[:30])

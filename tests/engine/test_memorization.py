@@ -288,8 +288,7 @@ def test_the_command_estimates_and_prints_the_comparison(demo_run, tmp_path, cap
 
 @pytest.mark.slow
 def test_the_page_shows_the_estimate_the_comparison_and_the_most_memorised(known_run, known_estimate, tmp_path,
-                                                                          monkeypatch):
-    from streamlit.testing.v1 import AppTest
+                                                                          monkeypatch, open_app):
 
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -297,8 +296,7 @@ def test_the_page_shows_the_estimate_the_comparison_and_the_most_memorised(known
     bare = _copy(known_run[0], runs, "bare")
     estimated = _copy(known_estimate[0], runs, "estimated")
     _, training_set, result = known_estimate
-    app = str(Path(__file__).resolve().parents[2] / "app.py")
-    at = AppTest.from_file(app, default_timeout=120).run()
+    at = open_app()
     at.session_state["run_path"] = str(bare)
     at.switch_page("pages/memorization.py").run()
     assert not at.exception, [e.value for e in at.exception]

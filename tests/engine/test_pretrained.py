@@ -117,14 +117,12 @@ def test_an_unknown_backbone_lists_the_known_ones(photos, tmp_path, capsys):
 
 @pytest.mark.usefixtures("no_magic")
 def test_the_run_page_fine_tunes_a_backbone_from_a_weights_file(runs_dir, torch_home, resnet18_state, photos,
-                                                                  tmp_path):
-    from pathlib import Path
+                                                                  tmp_path, open_app):
 
-    from streamlit.testing.v1 import AppTest
 
     from pages._common import job_registry
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=120).run()
+    at = open_app()
     at.selectbox(key="run_source").set_value("imagefolder").run()
     at.text_input(key="run_location").input(str(photos)).run()
     assert at.number_input(key="run_epochs").value == 20  # the from-scratch recipe of one's own files

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from csl_core.engine.tracker import CSLTracker
 from csl_core.run.store import RunStore
@@ -28,13 +27,13 @@ def example(name: str):
     return module
 
 
-def opens_in_every_page(run: Path, monkeypatch) -> None:
+def opens_in_every_page(run: Path, monkeypatch, open_app) -> None:
     from streamlit import config
 
     monkeypatch.setenv("CSL_RUNS_DIR", str(run.parent))
     config.set_option("runner.magicEnabled", False)  # as in test_pages.py
     try:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        at = open_app()
         at.sidebar.selectbox(key="run_path").set_value(str(run)).run()
         for page in PAGES:
             at.switch_page(page).run()
@@ -46,7 +45,7 @@ def opens_in_every_page(run: Path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_lightning_example_writes_a_run_with_the_trackers_csl(tmp_path, monkeypatch):
+def test_lightning_example_writes_a_run_with_the_trackers_csl(tmp_path, monkeypatch, open_app):
     pytest.importorskip("pytorch_lightning" if importlib.util.find_spec("lightning") is None else "lightning")
     lightning_demo = example("lightning_demo")
     run = lightning_demo.main(["--out", str(tmp_path / "runs" / "lightning"), "--epochs", "2", "--seed", "3",
@@ -79,7 +78,7 @@ def test_lightning_example_writes_a_run_with_the_trackers_csl(tmp_path, monkeypa
     csl_auroc = {row["score"]: row["auroc"] for row in store.evaluation("is_mislabeled")["scores"]}["csl"]
     assert csl_auroc > 0.8
 
-    opens_in_every_page(run, monkeypatch)
+    opens_in_every_page(run, monkeypatch, open_app)
 
 
 @pytest.mark.slow
@@ -98,7 +97,7 @@ def test_lightning_under_ddp_records_every_sample_once_per_epoch(tmp_path):
 
 
 @pytest.mark.slow
-def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkeypatch):
+def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkeypatch, open_app):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     run = example("huggingface_demo").main(["--out", str(tmp_path / "runs" / "hf"), "--epochs", "2", "--cpu"])
@@ -108,7 +107,7 @@ def test_huggingface_example_writes_a_run_that_opens_everywhere(tmp_path, monkey
     assert not np.isnan(loss).any()                              # the index reached the tracker for every sample
     assert np.all(loss[:, 1].mean() < loss[:, 0].mean())         # it trained
     assert store.probabilities().shape == (store.num_samples, 10)
-    opens_in_every_page(run, monkeypatch)
+    opens_in_every_page(run, monkeypatch, open_app)
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ decisions they were drawn from: a second tab that drew the same page cannot appl
 meanwhile in another tab is never overridden, and Undo restores every sample."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,16 @@ pytestmark = pytest.mark.usefixtures("no_magic")
 
 
 @pytest.fixture()
-def run(runs_dir, demo_run) -> Path:
+def run(runs_dir, demo_run, copy_demo) -> Path:
     path = runs_dir / "tabs"
-    shutil.copytree(demo_run, path)
+    copy_demo(path)
     for leftover in path.glob("decisions.sqlite*"):
         leftover.unlink()
     return path
 
 
-def _tab(run: Path, page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+def _tab(run: Path, page: str, open_app) -> AppTest:
+    at = open_app()
     at.sidebar.selectbox(key="run_path").set_value(str(run)).run()
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -39,8 +38,8 @@ def _undecided(run: Path) -> np.ndarray:
     return (DecisionLog(run).effective(store.num_samples, store.samples()["label"])["action"] == "undecided").to_numpy()
 
 
-def test_a_second_tab_cannot_apply_the_suggested_cleaning_again_and_undo_restores(run):
-    first, second = _tab(run, "pages/export.py"), _tab(run, "pages/export.py")
+def test_a_second_tab_cannot_apply_the_suggested_cleaning_again_and_undo_restores(run, open_app):
+    first, second = _tab(run, "pages/export.py", open_app), _tab(run, "pages/export.py", open_app)
     assert not first.button(key="clean_accept").disabled
     first.button(key="clean_accept").click().run()
     assert not _undecided(run).all()
@@ -52,8 +51,8 @@ def test_a_second_tab_cannot_apply_the_suggested_cleaning_again_and_undo_restore
     assert _undecided(run).all()
 
 
-def test_the_cleaning_never_overrides_a_decision_made_meanwhile_in_another_tab(run):
-    page = _tab(run, "pages/export.py")
+def test_the_cleaning_never_overrides_a_decision_made_meanwhile_in_another_tab(run, open_app):
+    page = _tab(run, "pages/export.py", open_app)
     n = RunStore(run).num_samples
     DecisionLog(run).record(range(n), "keep", source="elsewhere", tab="other")   # every sample, the plan's too
     page.button(key="clean_accept").click().run()
@@ -64,8 +63,8 @@ def test_the_cleaning_never_overrides_a_decision_made_meanwhile_in_another_tab(r
     assert (effective["action"] == "keep").all() and len(DecisionLog(run).batches()) == 1
 
 
-def test_class_pair_ticks_are_not_applied_over_a_decision_made_meanwhile(run):
-    page = _tab(run, "pages/pairs.py")
+def test_class_pair_ticks_are_not_applied_over_a_decision_made_meanwhile(run, open_app):
+    page = _tab(run, "pages/pairs.py", open_app)
     button = page.button(key="pair_accept")
     assert not button.disabled, "the demo run has a confusion cell with undecided suspects"
     n = RunStore(run).num_samples

@@ -5,7 +5,6 @@ install path is, and what to do when the CPU index cannot be reached."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,8 @@ pytestmark = pytest.mark.usefixtures("no_magic")
 
 
 @pytest.fixture()
-def opened(runs_dir, demo_run) -> AppTest:
-    shutil.copytree(demo_run, runs_dir / "demo")
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params["run"] = str(runs_dir / "demo")
-    return at.run()
+def opened(demo_copy, open_app) -> AppTest:
+    return open_app(run=str(demo_copy))
 
 
 def test_what_next_names_the_count_without_placing_it(opened):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -19,10 +18,6 @@ from csl_core.run.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TRAINING_TIMEOUT = 240
-
-
-def app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=120).run()
 
 
 def progress_texts(at: AppTest) -> list[str]:
@@ -61,12 +56,12 @@ def no_errors(at: AppTest) -> None:
 
 
 @pytest.mark.slow
-def test_a_person_cleans_the_demo(runs_dir):
+def test_a_person_cleans_the_demo(runs_dir, open_app):
     # ---- Run page: the demo is preselected; train, stop after the first epoch, resume, finish.
     # Enough epochs that the Stop button is still there when the page looks (a demo epoch can take
     # well under a second on idle cores).
     epochs = 30
-    at = app()
+    at = open_app()
     no_errors(at)
     assert at.selectbox(key="run_source").value == "demo"
     at.number_input(key="run_epochs").set_value(epochs)
@@ -195,8 +190,8 @@ def test_a_person_cleans_the_demo(runs_dir):
     assert DecisionLog(run_path).batches()["undone"].sum() == 1
 
 
-def test_pages_without_a_run_explain_what_to_do(runs_dir):
-    at = app()
+def test_pages_without_a_run_explain_what_to_do(runs_dir, open_app):
+    at = open_app()
     no_errors(at)
     for page in ("pages/trajectories.py", "pages/galleries.py", "pages/review.py", "pages/export.py",
                  "pages/evaluate.py"):
@@ -205,9 +200,9 @@ def test_pages_without_a_run_explain_what_to_do(runs_dir):
         assert any("No run is open" in i.value for i in at.info), page
 
 
-def test_a_failed_job_shows_its_error_and_offers_resume(runs_dir, demo_run):
+def test_a_failed_job_shows_its_error_and_offers_resume(runs_dir, demo_run, open_app, copy_demo):
     run_path = runs_dir / "interrupted"
-    shutil.copytree(demo_run, run_path)
+    copy_demo(run_path)
     meta = json.loads((run_path / "meta.json").read_text())
     meta["completed"] = False
     (run_path / "meta.json").write_text(json.dumps(meta))
@@ -217,17 +212,17 @@ def test_a_failed_job_shows_its_error_and_offers_resume(runs_dir, demo_run):
     job = job_registry().start(Job(TrainConfig.from_dict(meta["config"]), run_path, resume=True))
     status = job.wait(timeout=120)
     assert status.state == "failed" and status.error
-    at = app()
+    at = open_app()
     at.sidebar.selectbox(key="run_path").set_value(str(run_path)).run()
     shown = [e.value.replace("\\", "").replace("\u200b", "") for e in at.error]   # as text, not Markdown
     assert any(status.error in e for e in shown), (status.error, shown)
     assert "run_resume" in [b.key for b in at.button]
 
 
-def test_a_run_from_elsewhere_opens_by_path(runs_dir, demo_run, tmp_path):
+def test_a_run_from_elsewhere_opens_by_path(runs_dir, demo_run, tmp_path, open_app, copy_demo):
     elsewhere = tmp_path / "gpu-box-run"
-    shutil.copytree(demo_run, elsewhere)
-    at = app()
+    copy_demo(elsewhere)
+    at = open_app()
     at.text_input(key="run_open_path").input(str(elsewhere))
     at.button(key="run_open").click().run()
     no_errors(at)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 import sys
 from pathlib import Path
@@ -27,13 +26,6 @@ PAGES = ["pages/run.py", "pages/trajectories.py", "pages/galleries.py", "pages/r
 pytestmark = pytest.mark.usefixtures("no_magic")
 
 
-def app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in query.items():
-        at.query_params[name] = value
-    return at.run()
-
-
 def every_page(at: AppTest) -> list[str]:
     """Visit every page; the error texts shown (an exception fails the test)."""
     shown = []
@@ -42,13 +34,6 @@ def every_page(at: AppTest) -> list[str]:
         assert not at.exception, (page, [e.value for e in at.exception])
         shown += [e.value for e in at.error]
     return shown
-
-
-@pytest.fixture()
-def run_copy(runs_dir, demo_run) -> Path:
-    path = runs_dir / "crafted"
-    shutil.copytree(demo_run, path)
-    return path
 
 
 # ---------------------------------------------------------------- 8. crafted runs: the shared damage check
@@ -154,93 +139,93 @@ CRAFTED = ["classes-shorter-than-labels", "one-class", "class-not-text", "source
 
 
 @pytest.mark.parametrize("kind", CRAFTED)
-def test_a_crafted_run_is_named_damaged_by_the_shared_check(kind, run_copy):
-    fragment = _craft(kind, run_copy)
-    problems = run_problems(run_copy)
+def test_a_crafted_run_is_named_damaged_by_the_shared_check(kind, demo_copy):
+    fragment = _craft(kind, demo_copy)
+    problems = run_problems(demo_copy)
     assert any(fragment in p for p in problems), problems
 
 
 @pytest.mark.parametrize("kind", ["classes-shorter-than-labels", "report-a-list", "decisions-truncated",
                                   "probabilities-other-classes"])
-def test_every_page_shows_a_crafted_run_as_damaged(kind, run_copy):
-    _craft(kind, run_copy)
-    at = app()
-    at.sidebar.selectbox(key="run_path").set_value(str(run_copy)).run()
+def test_every_page_shows_a_crafted_run_as_damaged(kind, demo_copy, open_app):
+    _craft(kind, demo_copy)
+    at = open_app()
+    at.sidebar.selectbox(key="run_path").set_value(str(demo_copy)).run()
     assert not at.exception
     shown = every_page(at)
     assert shown and all("damaged" in e for e in shown), shown
 
 
 @pytest.mark.parametrize("value", [np.inf, -3.0])
-def test_losses_no_ranking_can_use_are_damage_on_every_page(value, run_copy):
+def test_losses_no_ranking_can_use_are_damage_on_every_page(value, demo_copy, open_app):
     """inf crashed Galleries (a slider up to inf), NaN Evaluate; a negative loss inverts the ranking."""
-    loss = np.load(run_copy / "arrays" / "loss.npy")
+    loss = np.load(demo_copy / "arrays" / "loss.npy")
     loss[5, 1] = value
-    for leftover in run_copy.glob("scores-*.parquet"):
+    for leftover in demo_copy.glob("scores-*.parquet"):
         leftover.unlink()
-    np.save(run_copy / "arrays" / "loss.npy", loss)
+    np.save(demo_copy / "arrays" / "loss.npy", loss)
     with pytest.raises(RunError, match="sample 5"):
-        RunStore(run_copy).scores()
-    at = app()
-    at.sidebar.selectbox(key="run_path").set_value(str(run_copy)).run()
+        RunStore(demo_copy).scores()
+    at = open_app()
+    at.sidebar.selectbox(key="run_path").set_value(str(demo_copy)).run()
     shown = every_page(at)
     assert any("damaged" in e and "sample 5" in e for e in shown), shown
 
 
-def test_a_short_cached_scores_file_is_computed_again_not_shown(run_copy):
-    cache = next(run_copy.glob("scores-*.parquet"))
+def test_a_short_cached_scores_file_is_computed_again_not_shown(demo_copy):
+    cache = next(demo_copy.glob("scores-*.parquet"))
     full = pd.read_parquet(cache)
     full.iloc[:10].to_parquet(cache)                               # a crafted short cache
-    scores = RunStore(run_copy).scores()
+    scores = RunStore(demo_copy).scores()
     assert len(scores) == len(full)
     np.testing.assert_allclose(scores["csl"], full["csl"])
 
 
 # ---------------------------------------------------------------- 9. meta.json read with a size cap
 
-def test_a_huge_meta_json_is_refused_unread(run_copy, monkeypatch):
-    _craft("meta-huge", run_copy)
+def test_a_huge_meta_json_is_refused_unread(demo_copy, monkeypatch):
+    _craft("meta-huge", demo_copy)
     read = []
     monkeypatch.setattr(json, "load", lambda *a, **k: read.append(1) or {})
     with pytest.raises(RunError, match="more than any run's meta.json"):
-        RunStore(run_copy)
+        RunStore(demo_copy)
     assert read == []
 
 
 # ---------------------------------------------------------------- 5. viewing never writes
 
-def test_the_address_opens_only_runs_under_the_runs_folder(runs_dir, demo_run, tmp_path):
+def test_the_address_opens_only_runs_under_the_runs_folder(runs_dir, demo_run, tmp_path, open_app, copy_demo):
     outside = tmp_path / "elsewhere" / "x"
-    shutil.copytree(demo_run, outside)
+    copy_demo(outside)
     before = tree_digest(outside)
-    at = app(run=str(outside))
+    at = open_app(run=str(outside))
     assert at.session_state.get("run_path") != str(outside)
     assert any("not a run under the runs folder" in w.value for w in at.sidebar.warning)
-    relative = app(run="../elsewhere/x")                     # relative to the server's working directory
+    relative = open_app(run="../elsewhere/x")                     # relative to the server's working directory
     assert relative.session_state.get("run_path") != "../elsewhere/x"
     assert tree_digest(outside) == before
 
 
-def test_a_read_only_run_folder_shows_every_page_and_takes_no_decision(run_copy, monkeypatch):
-    DecisionLog(run_copy).record([1], "drop")
-    with sqlite3.connect(run_copy / "decisions.sqlite") as db:
+def test_a_read_only_run_folder_shows_every_page_and_takes_no_decision(demo_copy, monkeypatch, open_app):
+    DecisionLog(demo_copy).record([1], "drop")
+    with sqlite3.connect(demo_copy / "decisions.sqlite") as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    for leftover in run_copy.glob("decisions.sqlite-*"):
+    for leftover in demo_copy.glob("decisions.sqlite-*"):
         leftover.unlink()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if (mode & os.W_OK and str(run_copy) in str(p))
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if (mode & os.W_OK and str(demo_copy) in str(p))
                         else real_access(p, mode, **kw))            # as a folder of another user (tests run as root)
-    before = tree_digest(run_copy)
-    at = app()
-    at.sidebar.selectbox(key="run_path").set_value(str(run_copy)).run()
+    before = tree_digest(demo_copy)
+    at = open_app()
+    at.sidebar.selectbox(key="run_path").set_value(str(demo_copy)).run()
     assert any("not writable" in i.value for i in at.sidebar.info)
     assert every_page(at) == []
-    log = DecisionLog(run_copy)
-    assert log.read_only and log.effective(RunStore(run_copy).num_samples,
-                                           RunStore(run_copy).samples()["label"]).loc[1, "action"] == "drop"
+    log = DecisionLog(demo_copy)
+    assert log.read_only and log.effective(RunStore(demo_copy).num_samples,
+                                           RunStore(demo_copy).samples()["label"]).loc[1, "action"] == "drop"
     with pytest.raises(RunError, match="read-only"):
         log.record([2], "drop")
-    assert tree_digest(run_copy) == before
+    assert tree_digest(demo_copy) == before
 
 
 # ---------------------------------------------------------------- 13. text from a run is never Markdown
@@ -263,7 +248,7 @@ def test_names_are_plain_text_isolated_and_shortened():
     assert plain("digits-1300") == "digits-1300"                  # ordinary names are left as they are
 
 
-def test_hostile_class_names_render_as_text_on_every_page(runs_dir, tmp_path):
+def test_hostile_class_names_render_as_text_on_every_page(runs_dir, tmp_path, open_app):
     from csl_core.run.interop import import_run
     from csl_core.run.writer import IMAGES_FILE  # noqa: F401  (the run gets images below)
 
@@ -279,7 +264,7 @@ def test_hostile_class_names_render_as_text_on_every_page(runs_dir, tmp_path):
     np.save(tmp_path / "i.npy", rng.integers(0, 255, (n, 8, 8), dtype=np.uint8))
     import_run(runs_dir / "hostile", samples_file=tmp_path / "s.csv", losses_file=tmp_path / "l.npy",
                probabilities_file=tmp_path / "p.npy", images_file=tmp_path / "i.npy", classes=classes)
-    at = app()
+    at = open_app()
     assert at.session_state["run_path"] == str(runs_dir / "hostile")
     every_page(at)
     for page in PAGES:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +14,10 @@ PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "duplicates.py")
 
 
 @pytest.fixture(scope="module")
-def run(demo_run, tmp_path_factory) -> Path:
+def run(demo_run, tmp_path_factory, copy_demo) -> Path:
     """The demo run, copied: the page writes decisions and the neighbour cache into it."""
     target = tmp_path_factory.mktemp("dup-page") / "demo"
-    shutil.copytree(demo_run, target)
+    copy_demo(target)
     return target
 
 
@@ -105,7 +104,7 @@ def test_undo_takes_back_the_whole_last_click(run, conflict_groups):
 
 
 @pytest.fixture(scope="module")
-def large_group_run(demo_run, tmp_path_factory) -> Path:
+def large_group_run(demo_run, tmp_path_factory, copy_demo) -> Path:
     """The demo run with its first 12 pictures made exact copies of one another (one group of 12)."""
     import numpy as np
 
@@ -113,7 +112,7 @@ def large_group_run(demo_run, tmp_path_factory) -> Path:
     from csl_core.run.store import RunStore
 
     target = tmp_path_factory.mktemp("dup-page-large") / "demo"
-    shutil.copytree(demo_run, target)
+    copy_demo(target)
     hashes, prints = image_fingerprints(RunStore(target))
     hashes[:12] = hashes[0]
     np.savez(target / FINGERPRINTS_FILE, hashes=hashes, thumbnails=prints)

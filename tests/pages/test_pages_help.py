@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -13,8 +12,8 @@ APP = str(ROOT / "app.py")
 pytestmark = pytest.mark.usefixtures("no_magic")
 
 
-def test_the_sidebar_menu_leads_to_the_documentation(runs_dir):
-    at = AppTest.from_file(APP, default_timeout=60).run()
+def test_the_sidebar_menu_leads_to_the_documentation(runs_dir, open_app):
+    at = open_app()
     assert not at.exception
     at.switch_page("pages/help.py").run()
     assert not at.exception, [e.value for e in at.exception]

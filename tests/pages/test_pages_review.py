@@ -18,31 +18,16 @@ from tests.support import HANG_SECONDS
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
-@pytest.fixture()
-def demo_copy(runs_dir, demo_run) -> Path:
-    """The session's demo run copied under the runs folder (the test may write decisions into it)."""
-    path = runs_dir / "demo"
-    shutil.copytree(demo_run, path)
-    return path
-
-
-def app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in query.items():
-        at.query_params[name] = value
-    return at.run()
-
-
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
 
 
-def test_a_bad_data_path_is_a_message_and_starts_nothing(runs_dir, tmp_path):
+def test_a_bad_data_path_is_a_message_and_starts_nothing(runs_dir, tmp_path, open_app):
     from pages._common import job_registry
 
     jobs_before = len(job_registry().all())
-    at = app()
+    at = open_app()
     at.selectbox(key="run_source").set_value("imagefolder").run()
     at.text_input(key="run_location").input(str(tmp_path / "no-such-folder")).run()
     assert any("does not exist" in w.value for w in at.warning), "no message while typing the path"
@@ -65,8 +50,8 @@ def test_a_bad_data_path_is_a_message_and_starts_nothing(runs_dir, tmp_path):
     assert list(runs_dir.iterdir()) == []
 
 
-def test_the_run_name_follows_the_source(runs_dir, tmp_path):
-    at = app()
+def test_the_run_name_follows_the_source(runs_dir, tmp_path, open_app):
+    at = open_app()
     assert at.text_input(key="run_name").value.startswith("demo-")
     at.selectbox(key="run_source").set_value("imagefolder").run()
     assert at.text_input(key="run_name").value.startswith("imagefolder-")
@@ -78,29 +63,29 @@ def test_the_run_name_follows_the_source(runs_dir, tmp_path):
     assert at.text_input(key="run_name").value == "my-name"     # typed by the person: kept
 
 
-def test_the_open_run_is_in_the_address_and_a_reload_keeps_it(runs_dir, demo_copy, tmp_path):
+def test_the_open_run_is_in_the_address_and_a_reload_keeps_it(runs_dir, demo_copy, tmp_path, open_app):
     newer = runs_dir / "newer"
     shutil.copytree(demo_copy, newer)        # listed first (newest), so the default of a fresh session
     elsewhere = tmp_path / "elsewhere" / "gpu-run"
     shutil.copytree(demo_copy, elsewhere)
-    at = app()
+    at = open_app()
     at.text_input(key="run_open_path").input(str(elsewhere))
     at.button(key="run_open").click().run()
     no_errors(at)
     assert at.query_params["run"] == str(elsewhere)
     # A new session with the same address (a reload, a bookmark, a link someone sent) opens only a run under
     # the runs folder, writable as from the sidebar.
-    outside = app(run=str(elsewhere))
+    outside = open_app(run=str(elsewhere))
     no_errors(outside)
     assert outside.session_state["run_path"] != str(elsewhere)
     assert any("not a run under the runs folder" in w.value for w in outside.sidebar.warning)
-    reloaded = app(run=str(newer))
+    reloaded = open_app(run=str(newer))
     no_errors(reloaded)
     assert reloaded.sidebar.selectbox(key="run_path").value == str(newer)
     assert not any("read-only" in i.value for i in reloaded.sidebar.info)
-    fresh = app()
+    fresh = open_app()
     assert fresh.sidebar.selectbox(key="run_path").value != str(elsewhere)
-    broken = app(run=str(runs_dir / "not-a-run"))
+    broken = open_app(run=str(runs_dir / "not-a-run"))
     assert any("cannot be opened" in w.value for w in broken.sidebar.warning)
 
 
@@ -109,10 +94,10 @@ def member_table(at: AppTest):
     return next(d.value for d in at.dataframe if "file" in d.value.columns)
 
 
-def test_a_class_pair_cell_lists_its_members_and_relabels_only_the_ticked_ones(runs_dir, demo_copy):
+def test_a_class_pair_cell_lists_its_members_and_relabels_only_the_ticked_ones(runs_dir, demo_copy, open_app):
     store = RunStore(demo_copy)
     scores = store.scores()
-    at = app()
+    at = open_app()
     at.switch_page("pages/pairs.py").run()
     no_errors(at)
     assert at.selectbox(key="pair_score").value == default_score(scores)   # the default ranking, as everywhere
@@ -182,10 +167,10 @@ def test_a_batch_is_described_as_a_person_says_it():
                                                  "and 1 other class")
 
 
-def test_the_focused_review_and_the_filters_open(runs_dir, demo_copy):
+def test_the_focused_review_and_the_filters_open(runs_dir, demo_copy, open_app):
     store = RunStore(demo_copy)
     scores = store.scores()
-    at = app()
+    at = open_app()
     at.switch_page("pages/focus.py").run()
     no_errors(at)
     queue = at.session_state["foc_queue"]
@@ -204,7 +189,7 @@ def test_the_focused_review_and_the_filters_open(runs_dir, demo_copy):
     assert list(narrowed) == sorted(narrowed, key=lambda i: (-scores.at[i, "csl"], i))   # most suspicious first
 
 
-def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy):
+def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy, open_app):
     from csl_core.engine.jobs import Job
     from csl_core.engine.train import TrainConfig
     from pages._common import job_registry
@@ -213,7 +198,7 @@ def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy):
     job = job_registry().start(Job(TrainConfig(data="imagefolder:/nowhere"), failed))
     assert job.wait(timeout=HANG_SECONDS).state == "failed"       # before its folder exists
     try:
-        at = app()
+        at = open_app()
         picker = at.sidebar.selectbox(key="run_path")
         assert picker.value == str(demo_copy)
         assert picker.options[-1] == failed.name          # still listed, so that its error can be read
@@ -221,7 +206,7 @@ def test_a_failed_run_is_listed_last_and_never_the_default(runs_dir, demo_copy):
         job_registry().discard(failed)
 
 
-def test_a_new_source_kind_is_one_entry_of_the_sources_table(runs_dir, monkeypatch):
+def test_a_new_source_kind_is_one_entry_of_the_sources_table(runs_dir, monkeypatch, open_app):
     """Where a change goes (docs/architecture.md): a source kind added to SOURCES alone loads, is checked
     before a job starts, and is offered by the Run page with its label and path prompt."""
     from csl_core.data import SourceKind, build_training_set, check_source, load_demo, load_source, sources
@@ -235,14 +220,14 @@ def test_a_new_source_kind_is_one_entry_of_the_sources_table(runs_dir, monkeypat
     with pytest.raises(DataError, match="toy: '/no/such/dir' does not exist"):
         check_source("toy:/no/such/dir")
     assert len(build_training_set("toy", subset=50)) == 50
-    at = app()
+    at = open_app()
     assert "Toy digits from a folder" in at.selectbox(key="run_source").options
     at.selectbox(key="run_source").set_value("toy").run()
     assert not at.exception
     assert at.text_input(key="run_location").label == "Toy folder"
 
 
-def test_the_suggested_cleaning_shows_what_it_does_then_applies_as_one_undoable_batch(runs_dir, demo_copy):
+def test_the_suggested_cleaning_shows_what_it_does_then_applies_as_one_undoable_batch(runs_dir, demo_copy, open_app):
     from csl_core.analysis.cleaning import suggested_cleaning
     from csl_core.analysis.noise_rate import noise_count
 
@@ -253,7 +238,7 @@ def test_the_suggested_cleaning_shows_what_it_does_then_applies_as_one_undoable_
     plan = suggested_cleaning(scores)
     person = int(np.flatnonzero(plan.action == "relabel")[0])   # a person has already kept one suspect
     log.record([person], "keep")
-    at = app()
+    at = open_app()
     at.switch_page("pages/export.py").run()
     no_errors(at)
     plan = suggested_cleaning(scores, log.effective(store.num_samples, given)["action"].to_numpy(object))
@@ -281,12 +266,12 @@ def test_the_suggested_cleaning_shows_what_it_does_then_applies_as_one_undoable_
     assert effective.at[person, "action"] == "keep" and (effective.drop(index=person)["action"] == "undecided").all()
 
 
-def test_the_run_page_and_info_give_one_count(runs_dir, demo_copy, capsys):
+def test_the_run_page_and_info_give_one_count(runs_dir, demo_copy, capsys, open_app):
     from csl_core.analysis.noise_rate import noise_count
     from csl_core.cli import main
 
     count = noise_count(RunStore(demo_copy).scores()).count
-    at = app()
+    at = open_app()
     at.sidebar.selectbox(key="run_path").set_value(str(demo_copy)).run()
     no_errors(at)
     metrics = {m.label: m.value for m in at.metric}

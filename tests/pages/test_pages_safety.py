@@ -6,7 +6,6 @@ import os
 import sys
 
 from tests.support import ROOT
-from tests.support.runs import small_run
 
 
 def test_the_dashboard_listens_on_localhost_only_and_sends_no_statistics():
@@ -27,13 +26,13 @@ def test_the_dashboard_listens_on_localhost_only_and_sends_no_statistics():
     assert "--server.address" in body and "127.0.0.1" in body
 
 
-def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_damaged(tmp_path, monkeypatch):
+def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_damaged(tmp_path, monkeypatch, make_run,
+                                                                                       open_app):
     from streamlit import config as st_config
-    from streamlit.testing.v1 import AppTest
 
     runs = tmp_path / "runs"
-    good = small_run(runs / "good")
-    bad = small_run(runs / "bad")
+    good = make_run(runs / "good")
+    bad = make_run(runs / "bad")
     text = (bad.path / "meta.json").read_text()
     (bad.path / "meta.json").write_text(text[:40])                   # truncated: the newest run
     os.utime(good.path / "meta.json", (1, 1))
@@ -44,7 +43,7 @@ def test_the_dashboard_opens_the_newest_healthy_run_and_shows_a_damaged_one_as_d
     job_registry.clear()          # jobs of earlier tests in this process would be listed first
     st_config.set_option("runner.magicEnabled", False)
     try:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        at = open_app()
         assert not at.exception
         assert at.session_state["run_path"] == str(good.path)
         picker = at.sidebar.selectbox[0]

@@ -12,19 +12,15 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 pytestmark = pytest.mark.usefixtures("no_magic")
 
 
-def _tab() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=120).run()
-
-
 def _order(at: AppTest) -> list[str]:
     """The main area's elements in page order (nested ones after their container), by kind and label."""
     return [f"{node.type}:{getattr(node, 'label', '') or getattr(node, 'value', '')}" for node in at.main]
 
 
-def test_two_clicks_on_start_train_one_run(runs_dir):
+def test_two_clicks_on_start_train_one_run(runs_dir, open_app):
     from pages._common import job_registry
 
-    first, second = _tab(), _tab()                     # two tabs, both showing Start
+    first, second = open_app(), open_app()                     # two tabs, both showing Start
     for tab, name in ((first, "demo-first"), (second, "demo-second")):
         tab.number_input(key="run_epochs").set_value(200)   # long enough to be training when the second click comes
         tab.text_input(key="run_name").input(name)

@@ -10,15 +10,14 @@ import torch
 from csl_core.config import TrainConfig
 from csl_core.engine.train import train
 from csl_core.run.store import RunError, RunStore, run_problems
-from tests.support.runs import run_over_files, small_run
 
 # ---------------------------------------------------------------- damaged runs
 
-def test_a_truncated_meta_json_names_the_file_and_the_dashboard_skips_the_run(tmp_path):
+def test_a_truncated_meta_json_names_the_file_and_the_dashboard_skips_the_run(tmp_path, make_run):
     from csl_core.run.folders import list_runs
 
-    good = small_run(tmp_path / "runs" / "good")
-    bad = small_run(tmp_path / "runs" / "bad")
+    good = make_run(tmp_path / "runs" / "good")
+    bad = make_run(tmp_path / "runs" / "bad")
     text = (bad.path / "meta.json").read_text()
     (bad.path / "meta.json").write_text(text[: len(text) // 3])
     with pytest.raises(RunError, match="meta.json is damaged"):
@@ -29,8 +28,8 @@ def test_a_truncated_meta_json_names_the_file_and_the_dashboard_skips_the_run(tm
     assert "meta.json" in run_problems(bad.path)[0]
 
 
-def test_a_truncated_array_is_refused_not_zero_padded(tmp_path):
-    store = small_run(tmp_path / "run", n=40, epochs=3, finished=2)
+def test_a_truncated_array_is_refused_not_zero_padded(tmp_path, make_run):
+    store = make_run(tmp_path / "run", n=40, epochs=3, finished=2)
     loss = store.path / "arrays" / "loss.npy"
     size = loss.stat().st_size
     with open(loss, "r+b") as f:
@@ -48,8 +47,8 @@ def test_a_truncated_array_is_refused_not_zero_padded(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_a_damaged_checkpoint_is_refused_before_resume(tmp_path, damage):
-    store = small_run(tmp_path / "run", n=6, epochs=3, finished=1)
+def test_a_damaged_checkpoint_is_refused_before_resume(tmp_path, damage, make_run):
+    store = make_run(tmp_path / "run", n=6, epochs=3, finished=1)
     store.save_checkpoint({"epoch": 1, "model": {"w": torch.arange(4096, dtype=torch.float32)}})
     assert store.load_checkpoint()["epoch"] == 1
     file = store.path / "checkpoint.pt"
@@ -68,8 +67,8 @@ def test_a_damaged_checkpoint_is_refused_before_resume(tmp_path, damage):
         train(TrainConfig(device="cpu"), store.path, resume=True)
 
 
-def test_a_truncated_checkpoint_without_a_recorded_checksum_is_a_clear_error(tmp_path):
-    store = small_run(tmp_path / "run", finished=1)
+def test_a_truncated_checkpoint_without_a_recorded_checksum_is_a_clear_error(tmp_path, make_run):
+    store = make_run(tmp_path / "run", finished=1)
     torch.save({"epoch": 1, "model": {"w": torch.zeros(2048)}}, store.path / "checkpoint.pt")  # older run
     data = (store.path / "checkpoint.pt").read_bytes()
     (store.path / "checkpoint.pt").write_bytes(data[:1000])
@@ -80,13 +79,14 @@ def test_a_truncated_checkpoint_without_a_recorded_checksum_is_a_clear_error(tmp
 
 
 
-def test_a_sample_table_naming_a_pipe_or_a_device_opens_neither(tmp_path):
+def test_a_sample_table_naming_a_pipe_or_a_device_opens_neither(tmp_path, make_run):
     from csl_core.run.images import sample_image
 
     pipe = tmp_path / "pipe.png"
     os.mkfifo(pipe)
     paths = [str(pipe), "/dev/zero"]
-    store = run_over_files(tmp_path / "run", paths, [0, 0], ["a"])
+    store = make_run(tmp_path / "run", paths=paths, labels=[0, 0], classes=["a"],
+                     epochs=1, config={}, loss=lambda epoch: np.linspace(0, 1, 2))
     for index in range(2):
         with pytest.raises(FileNotFoundError, match="is not a file"):
             sample_image(store.path, index)                  # would block on the pipe, or read forever

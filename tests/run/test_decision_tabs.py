@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from csl_core.run.decisions import DecisionLog
-from tests.support.runs import small_run
 
 
-def test_undo_in_one_tab_never_undoes_another_tabs_batch(tmp_path):
-    store = small_run(tmp_path / "run")
+def test_undo_in_one_tab_never_undoes_another_tabs_batch(tmp_path, make_run):
+    store = make_run(tmp_path / "run")
     log = DecisionLog(store.path)
     first = log.record([0], "drop", source="galleries", tab="tab-1")
     log.record([1], "drop", source="galleries", tab="tab-2")   # the other tab acts last
@@ -19,10 +18,10 @@ def test_undo_in_one_tab_never_undoes_another_tabs_batch(tmp_path):
     assert set(log.batches()["tab"]) == {"tab-1", "tab-2"}
 
 
-def test_an_older_decision_log_gets_the_tab_column(tmp_path):
+def test_an_older_decision_log_gets_the_tab_column(tmp_path, make_run):
     import sqlite3
 
-    store = small_run(tmp_path / "run")
+    store = make_run(tmp_path / "run")
     with sqlite3.connect(store.path / "decisions.sqlite") as db:
         db.executescript("CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, action TEXT NOT NULL, "
                          "source TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '', created REAL NOT NULL, "

@@ -1,7 +1,6 @@
 """The decision log: append-only, undo as a row, effective state, concurrent writers."""
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 
@@ -14,15 +13,9 @@ from csl_core.run.decisions import Decision, DecisionLog
 
 
 @pytest.fixture()
-def run_dir(tmp_path):
-    return _make_run(tmp_path)
-
-
-def _make_run(path):
-    """A run folder's ``meta.json`` as the decision log reads it: 10 samples, 3 classes."""
-    path.mkdir(exist_ok=True)
-    (path / "meta.json").write_text(json.dumps({"num_samples": 10, "classes": list("abc")}))
-    return path
+def run_dir(tmp_path, make_run):
+    """A run folder as the decision log reads it: 10 samples, 3 classes."""
+    return make_run(tmp_path / "run", n=10, classes=("a", "b", "c"), finished=0).path
 
 
 def _in_tabs(tab, tabs: int) -> list[Exception]:
@@ -143,11 +136,11 @@ def test_two_tabs_at_once(run_dir):
     assert log.history()["batch"].is_unique
 
 
-def test_tabs_opening_a_new_log_together(tmp_path):
+def test_tabs_opening_a_new_log_together(tmp_path, make_run):
     """Several tabs opening a run's log for the first time at the same moment all get it: creating the
     file and switching it to WAL is the step SQLite refuses at once ("database is locked")."""
     for trial in range(40):
-        run = _make_run(tmp_path / f"run{trial}")
+        run = make_run(tmp_path / f"run{trial}", n=10, classes=("a", "b", "c"), finished=0).path
         start = threading.Barrier(4)
 
         def tab(k, run=run, start=start):   # this trial's folder, bound now

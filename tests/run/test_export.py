@@ -8,46 +8,40 @@ from PIL import Image
 
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.export import CSV_COLUMNS, class_summary, cleaned_labels, export_run, write_imagefolder
-from csl_core.run.store import RunStore
 
 CLASSES = ["cat", "dog", "fox"]
 
 
-def make_run(path, *, num_samples=9, epochs=3, files_root=None):
-    """A finished run folder with hand-made arrays; with ``files_root``, a file source on disk."""
-    labels = np.arange(num_samples) % len(CLASSES)
-    samples = pd.DataFrame({"index": np.arange(num_samples),
-                            "sample_id": [f"s{i}" for i in range(num_samples)],
-                            "label": labels, "class_name": [CLASSES[c] for c in labels],
-                            "image_index": np.arange(num_samples)})
-    if files_root is not None:
-        paths = []
-        for i, c in enumerate(labels):
-            folder = files_root / CLASSES[c]
-            folder.mkdir(parents=True, exist_ok=True)
-            file = folder / f"img{i % 2}.png"     # repeated names inside a class on purpose
-            if file.exists():
-                file = folder / f"img{i}.png"
-            Image.new("L", (4, 4), color=i * 20).save(file)
-            paths.append(str(file))
-        samples["sample_id"] = paths
-        samples["path"] = paths
-    store = RunStore.create(path, meta={"source": "test", "classes": CLASSES, "config": {}},
-                            samples=samples, epochs=epochs)
-    rng = np.random.default_rng(0)
-    for epoch in range(epochs):
-        loss = (np.arange(num_samples) + 1.0) / num_samples   # sample i: CSL rank num_samples - i
-        store.write_epoch(epoch, {"loss": loss.astype(np.float32),
-                                  "correct": np.ones(num_samples, bool),
-                                  "margin": rng.normal(size=num_samples).astype(np.float32),
-                                  "p_given": np.full(num_samples, 0.8, np.float32),
-                                  "p_max": np.full(num_samples, 0.9, np.float32)},
-                          probabilities=np.eye(len(CLASSES), dtype=np.float32)[(labels + 1) % 3])
-    return store
+@pytest.fixture()
+def three_class_run(make_run):
+    """``three_class_run(path, num_samples=9, epochs=3, files_root=None)``: a finished run of cat, dog and fox,
+    sample i at CSL rank ``num_samples - i``, each suggested the next class; with ``files_root``, a file source
+    on disk (names repeated inside a class on purpose)."""
+    def make(path, *, num_samples=9, epochs=3, files_root=None):
+        labels = np.arange(num_samples) % len(CLASSES)
+        paths = None
+        if files_root is not None:
+            paths = []
+            for i, c in enumerate(labels):
+                folder = files_root / CLASSES[c]
+                folder.mkdir(parents=True, exist_ok=True)
+                file = folder / f"img{i % 2}.png"
+                if file.exists():
+                    file = folder / f"img{i}.png"
+                Image.new("L", (4, 4), color=i * 20).save(file)
+                paths.append(str(file))
+        rng = np.random.default_rng(0)
+        return make_run(path, n=num_samples, classes=CLASSES, labels=labels, paths=paths, epochs=epochs, config={},
+                        loss=lambda epoch: (np.arange(num_samples) + 1.0) / num_samples,
+                        epoch_record=lambda epoch: {"margin": rng.normal(size=num_samples).astype(np.float32),
+                                                    "p_given": np.full(num_samples, 0.8, np.float32),
+                                                    "p_max": np.full(num_samples, 0.9, np.float32)},
+                        probabilities=np.eye(len(CLASSES), dtype=np.float32)[(labels + 1) % 3])
+    return make
 
 
-def test_cleaned_labels_columns_and_rows(tmp_path):
-    store = make_run(tmp_path / "run")
+def test_cleaned_labels_columns_and_rows(tmp_path, three_class_run):
+    store = three_class_run(tmp_path / "run")
     log = DecisionLog(store.path)
     log.record([0], "relabel", label=2)
     log.record([1], "drop")
@@ -73,8 +67,8 @@ def test_class_summary():
     assert summary.loc["all", "samples"] == 4
 
 
-def test_export_is_atomic_and_idempotent(tmp_path):
-    store = make_run(tmp_path / "run")
+def test_export_is_atomic_and_idempotent(tmp_path, three_class_run):
+    store = three_class_run(tmp_path / "run")
     DecisionLog(store.path).record([4, 5], "drop")
     first = export_run(store.path, include_dropped=False)
     content = first.csv_path.read_bytes()
@@ -86,8 +80,8 @@ def test_export_is_atomic_and_idempotent(tmp_path):
     assert first.summary.set_index("class").loc["all", "dropped"] == 2
 
 
-def test_imagefolder_tree(tmp_path):
-    store = make_run(tmp_path / "run", files_root=tmp_path / "images")
+def test_imagefolder_tree(tmp_path, three_class_run):
+    store = three_class_run(tmp_path / "run", files_root=tmp_path / "images")
     log = DecisionLog(store.path)
     log.record([0], "relabel", label=1)      # cat -> dog
     log.record([4], "drop")                  # a dog
@@ -104,8 +98,8 @@ def test_imagefolder_tree(tmp_path):
     assert [p.name for p in tree.parent.iterdir() if p.name.startswith(".")] == []
 
 
-def test_imagefolder_needs_files(tmp_path):
-    store = make_run(tmp_path / "run")
+def test_imagefolder_needs_files(tmp_path, three_class_run):
+    store = three_class_run(tmp_path / "run")
     with pytest.raises(ValueError, match="not files on disk"):
         export_run(store.path, imagefolder=True)
 

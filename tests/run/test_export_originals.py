@@ -15,12 +15,11 @@ from csl_core.run.decisions import DecisionLog
 from csl_core.run.export import MARK as MARK_NAME
 from csl_core.run.export import export_run, remove_export_leftovers, write_imagefolder
 from tests.support.files import png, tree_digest
-from tests.support.runs import run_over_files
 
 # ---------------------------------------------------------------- the export never touches the originals
 
 @pytest.mark.parametrize("links", ["symlink", "copy"])
-def test_export_with_clashing_names_and_links_changes_no_byte_outside_export(tmp_path, monkeypatch, links):
+def test_export_with_clashing_names_and_links_changes_no_byte_outside_export(tmp_path, monkeypatch, links, make_run):
     src = tmp_path / "src"
     # Two classes that make one folder name, one file name repeated, a real file named like a generated
     # one (img__2.png), a name differing only in case, and a symlink among the originals.
@@ -30,7 +29,8 @@ def test_export_with_clashing_names_and_links_changes_no_byte_outside_export(tmp
     files.append(src / "v" / "link.png")
     classes = ["sandal/boot", "sandal_boot", "Sandal_boot"]
     labels = [0, 1, 0, 0, 1, 0]
-    store = run_over_files(tmp_path / "run", [str(f) for f in files], labels, classes)
+    store = make_run(tmp_path / "run", paths=[str(f) for f in files], labels=labels, classes=classes,
+                     epochs=1, config={}, loss=lambda epoch: np.linspace(0, 1, len(labels)))
     DecisionLog(store.path).record([3], "relabel", label=2)
     before = tree_digest(src)
     run_before = {k: v for k, v in tree_digest(store.path).items() if not k.startswith("export")}
@@ -94,8 +94,9 @@ def test_leftovers_of_killed_exports_are_removed(tmp_path):
     assert remove_export_leftovers(export / "imagefolder") == []
 
 
-def test_an_export_folder_that_is_a_link_is_refused(tmp_path):
-    store = run_over_files(tmp_path / "run", [str(png(tmp_path / "a.png"))], [0], ["a"])
+def test_an_export_folder_that_is_a_link_is_refused(tmp_path, make_run):
+    store = make_run(tmp_path / "run", paths=[str(png(tmp_path / "a.png"))], labels=[0], classes=["a"],
+                     epochs=1, config={}, loss=lambda epoch: np.linspace(0, 1, 1))
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", store.path / "export")
     with pytest.raises(ValueError, match="symbolic link"):

@@ -19,7 +19,6 @@ from csl_core.run.folders import run_lock
 from csl_core.run.store import RunError, RunStore
 from tests.support import ROOT
 from tests.support.files import folder_of_classes, png, tree_digest
-from tests.support.runs import run_over_files, small_run
 
 
 def victim(tmp_path: Path, name: str = "victim.txt", data: bytes = b"a user's file\n") -> Path:
@@ -35,11 +34,12 @@ def digest(path: Path) -> str:
 
 # ---------------------------------------------------------------- 1. export --out over the original images
 
-def test_an_export_never_replaces_a_tree_it_did_not_write(tmp_path):
+def test_an_export_never_replaces_a_tree_it_did_not_write(tmp_path, make_run):
     data = tmp_path / "data"
     folder_of_classes(data / "imagefolder", classes=("a", "b"))
     files = sorted(str(p) for p in (data / "imagefolder").rglob("*.png"))
-    store = run_over_files(tmp_path / "run", files, [0, 0, 1, 1], ["a", "b"])
+    store = make_run(tmp_path / "run", paths=files, labels=[0, 0, 1, 1], classes=["a", "b"],
+                     epochs=1, config={}, loss=lambda epoch: np.linspace(0, 1, 4))
     before = tree_digest(data)
     with pytest.raises(ValueError, match="not written by an export"):
         export_run(store.path, imagefolder=True, out_dir=data)      # the person's own images
@@ -57,10 +57,10 @@ def test_an_export_never_replaces_a_tree_it_did_not_write(tmp_path):
 # ---------------------------------------------------------------- 2. the lock never follows a link
 
 @pytest.mark.parametrize("where", ["lock", "memorization/lock"])
-def test_a_lock_that_is_a_link_is_refused_and_its_target_untouched(tmp_path, where):
+def test_a_lock_that_is_a_link_is_refused_and_its_target_untouched(tmp_path, where, make_run):
     from csl_core.run.memorization import MemorizationFolder
 
-    store = small_run(tmp_path / "run")
+    store = make_run(tmp_path / "run")
     target = victim(tmp_path)
     before = digest(target)
     (store.path / where).parent.mkdir(exist_ok=True)
@@ -96,10 +96,10 @@ def test_the_run_package_imports_without_fcntl():
 
 # ---------------------------------------------------------------- 3. the estimator's job file
 
-def test_the_memorisation_job_file_is_never_written_through_a_link(tmp_path, monkeypatch):
+def test_the_memorisation_job_file_is_never_written_through_a_link(tmp_path, monkeypatch, make_run):
     from csl_core.engine import memorization
 
-    store = small_run(tmp_path / "run")
+    store = make_run(tmp_path / "run")
     target = victim(tmp_path)
     before = digest(target)
     (store.path / "memorization").mkdir()
@@ -120,9 +120,10 @@ def test_the_memorisation_job_file_is_never_written_through_a_link(tmp_path, mon
 
 # ---------------------------------------------------------------- 4. an export killed between its renames
 
-def test_an_export_killed_between_its_renames_gets_its_tree_back(tmp_path, monkeypatch):
+def test_an_export_killed_between_its_renames_gets_its_tree_back(tmp_path, monkeypatch, make_run):
     files = [str(png(tmp_path / "src" / f"{i}.png", 10 * i)) for i in range(4)]
-    store = run_over_files(tmp_path / "run", files, [0, 1, 0, 1], ["a", "b"])
+    store = make_run(tmp_path / "run", paths=files, labels=[0, 1, 0, 1], classes=["a", "b"],
+                     epochs=1, config={}, loss=lambda epoch: np.linspace(0, 1, 4))
     first = export_run(store.path, imagefolder=True).tree_path
     kept = tree_digest(first)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -147,8 +148,8 @@ def test_an_export_killed_between_its_renames_gets_its_tree_back(tmp_path, monke
 
 # ---------------------------------------------------------------- arrays and the decision log in place
 
-def test_an_array_written_in_place_is_never_a_link(tmp_path):
-    store = small_run(tmp_path / "run", n=6, epochs=3, finished=2)
+def test_an_array_written_in_place_is_never_a_link(tmp_path, make_run):
+    store = make_run(tmp_path / "run", n=6, epochs=3, finished=2)
     loss = store.path / "arrays" / "loss.npy"
     outside = tmp_path / "home" / "mine.npy"
     outside.parent.mkdir()
@@ -163,8 +164,8 @@ def test_an_array_written_in_place_is_never_a_link(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["decisions.sqlite", "decisions.sqlite-wal", "decisions.sqlite-journal"])
-def test_the_decision_log_is_never_opened_through_a_link(tmp_path, name):
-    store = small_run(tmp_path / "run")
+def test_the_decision_log_is_never_opened_through_a_link(tmp_path, name, make_run):
+    store = make_run(tmp_path / "run")
     target = victim(tmp_path, data=b"")                         # empty: SQLite would make it a database
     os.symlink(target, store.path / name)
     with pytest.raises(RunError, match="symbolic link"):
@@ -187,7 +188,7 @@ def test_a_link_back_to_the_root_is_reported_and_the_rest_trains(tmp_path):
 
 # ---------------------------------------------------------------- 15. the estimator rebuilds data checked
 
-def test_the_estimator_never_downloads_what_a_run_folder_asks_for(tmp_path, monkeypatch):
+def test_the_estimator_never_downloads_what_a_run_folder_asks_for(tmp_path, monkeypatch, make_run):
     import torchvision
 
     from csl_core.engine.memorization import estimate_memorization
@@ -199,7 +200,7 @@ def test_the_estimator_never_downloads_what_a_run_folder_asks_for(tmp_path, monk
         raise RuntimeError("no network in this test")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", fetch)
-    store = small_run(tmp_path / "run", config={"data": f"cifar10:{tmp_path / 'into'}", "download": True})
+    store = make_run(tmp_path / "run", config={"data": f"cifar10:{tmp_path / 'into'}", "download": True})
     store.update_meta(completed=True)
     with pytest.raises(Exception, match="not found|allow downloading") as caught:
         estimate_memorization(store.path, models=2)
@@ -209,11 +210,10 @@ def test_the_estimator_never_downloads_what_a_run_folder_asks_for(tmp_path, monk
 
 # ---------------------------------------------------------------- a deliberately shared run folder
 
-def test_a_shared_run_folder_with_links_at_every_file_changes_nothing_outside_it(tmp_path, monkeypatch):
+def test_a_shared_run_folder_with_links_at_every_file_changes_nothing_outside_it(tmp_path, monkeypatch, open_app):
     """Links to a user's files planted at every file the project writes in a run folder (the table of
     run/layout.py, the memorisation folder, the export), through train, resume, memorisation, export and
     every dashboard page: each file outside the run folder keeps its bytes (checksummed before and after)."""
-    from streamlit.testing.v1 import AppTest
 
     from csl_core.engine.memorization import estimate_memorization
     from csl_core.run import layout
@@ -315,7 +315,7 @@ def test_a_shared_run_folder_with_links_at_every_file_changes_nothing_outside_it
     before = tree_digest(home)
     monkeypatch.setenv("CSL_RUNS_DIR", str(run.parent))
     sys.path.insert(0, str(ROOT))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at = open_app()
     for page in ["pages/run.py", "pages/trajectories.py", "pages/galleries.py", "pages/review.py",
                  "pages/focus.py", "pages/pairs.py", "pages/duplicates.py", "pages/export.py", "pages/evaluate.py",
                  "pages/memorization.py"]:

@@ -3,7 +3,6 @@ cleanlab and FiftyOne users load; export then import gives the same scores."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -172,9 +171,9 @@ def test_bad_label_files_say_which_line(tmp_path, capsys):
     assert "labels.csv, line 5" in capsys.readouterr().err
 
 
-def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path):
+def test_export_writes_cleanlab_columns_and_a_fiftyone_file(demo_run, tmp_path, copy_demo):
     run = tmp_path / "run"
-    shutil.copytree(demo_run, run)
+    copy_demo(run)
     scores = RunStore(run).scores()
     ranking = suspicion(scores, default_score(scores))   # the default ranking (fused), not CSL alone
     top = int(np.argmax(ranking))

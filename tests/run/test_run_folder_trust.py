@@ -12,16 +12,15 @@ from csl_core.data import DataError
 from csl_core.engine.train import train
 from csl_core.run.store import RunError, RunStore
 from tests.support.files import MARKER, Payload, malicious_cifar
-from tests.support.runs import small_run
 
 # ---------------------------------------------------------------- a run folder never runs code
 
-def test_a_run_folder_naming_a_malicious_cifar_folder_runs_no_code(tmp_path):
+def test_a_run_folder_naming_a_malicious_cifar_folder_runs_no_code(tmp_path, make_run):
     from csl_core.run.duplicates import run_images
     from csl_core.run.images import sample_image
 
     marker = malicious_cifar(tmp_path / "data")
-    store = small_run(tmp_path / "run", config={"data": f"cifar10:{tmp_path / 'data'}", "download": True})
+    store = make_run(tmp_path / "run", config={"data": f"cifar10:{tmp_path / 'data'}", "download": True})
     with pytest.raises(DataError, match="refers to posix.system"):
         sample_image(store.path, 0)                            # the Galleries page's image lookup
     assert run_images(store) is None                           # the duplicate finder's
@@ -53,8 +52,8 @@ def test_every_config_field_a_run_stores_is_read_back_checked(tmp_path):
         TrainConfig.from_run({**stored, "noise_map": ["__import__('os')"]}, where)
 
 
-def test_a_field_name_cannot_lead_out_of_the_run_folder(tmp_path):
-    store = small_run(tmp_path / "run")
+def test_a_field_name_cannot_lead_out_of_the_run_folder(tmp_path, make_run):
+    store = make_run(tmp_path / "run")
     meta = json.loads((store.path / "meta.json").read_text())
     meta["fields"] = ["loss", "../../victim"]
     (store.path / "meta.json").write_text(json.dumps(meta))
@@ -62,8 +61,8 @@ def test_a_field_name_cannot_lead_out_of_the_run_folder(tmp_path):
         RunStore(store.path)
 
 
-def test_checkpoints_load_weights_only(tmp_path):
-    store = small_run(tmp_path / "run")
+def test_checkpoints_load_weights_only(tmp_path, make_run):
+    store = make_run(tmp_path / "run")
     marker = tmp_path / MARKER
     torch.save({"epoch": 1, "evil": Payload(marker)}, store.path / "checkpoint.pt")
     with pytest.raises(RunError, match="cannot be read") as caught:

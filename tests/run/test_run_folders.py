@@ -15,7 +15,6 @@ from csl_core.run.files import lock_file
 from csl_core.run.folders import remove_leftovers, run_folder_for, run_lock
 from csl_core.run.store import RunError, RunLockedError, RunStore
 from tests.support import ROOT
-from tests.support.runs import small_run
 
 # ---------------------------------------------------------------- two trainings into one folder
 
@@ -82,8 +81,8 @@ def test_a_run_name_cannot_leave_the_runs_folder(tmp_path):
     assert run_folder_for(tmp_path / "runs", "demo-1") == tmp_path / "runs" / "demo-1"
 
 
-def test_orphan_temporary_files_are_removed_when_the_trainer_takes_the_run(tmp_path):
-    store = small_run(tmp_path / "run")
+def test_orphan_temporary_files_are_removed_when_the_trainer_takes_the_run(tmp_path, make_run):
+    store = make_run(tmp_path / "run")
     orphans = [store.path / ".checkpoint.pt.abc123.tmp", store.path / ".embeddings.npy.x9.tmp",
                store.path / "arrays" / ".loss.npy.tmp"]
     for file in orphans:

@@ -20,11 +20,14 @@ from csl_core.run.folders import list_runs
 from csl_core.run.store import RunError, RunLockedError, RunStore
 
 
-def make_store(path, n=6, epochs=3) -> RunStore:
-    samples = pd.DataFrame({"index": range(n), "sample_id": [f"{i:03d}" for i in range(n)],
-                            "label": [i % 2 for i in range(n)], "class_name": ["NA", "null"] * (n // 2)})
-    return RunStore.create(path, meta={"classes": ["NA", "null"], "source": "test"}, samples=samples,
-                           epochs=epochs)
+@pytest.fixture()
+def make_store(make_run):
+    """``make_store(path, n=6, epochs=3)``: a new run, no epoch written, ids "000".., classes "NA" and "null"
+    (text a CSV reader would take for missing)."""
+    def make(path, n=6, epochs=3) -> RunStore:
+        return make_run(path, n=n, epochs=epochs, finished=0, classes=("NA", "null"), id_format="{:03d}",
+                        config=None, image_index=False)
+    return make
 
 
 def epoch_record(n: int, value: float) -> dict:
@@ -33,7 +36,7 @@ def epoch_record(n: int, value: float) -> dict:
             "p_max": np.full(n, 0.5, np.float32)}
 
 
-def test_create_lays_out_a_run_folder(tmp_path):
+def test_create_lays_out_a_run_folder(tmp_path, make_store):
     store = make_store(tmp_path / "run")
     meta = store.meta
     assert meta["num_samples"] == 6 and meta["epochs"] == 3 and meta["finished_epochs"] == 0
@@ -49,7 +52,7 @@ def test_create_lays_out_a_run_folder(tmp_path):
         RunStore(tmp_path)
 
 
-def test_epochs_are_written_in_order_and_only_finished_ones_are_read(tmp_path):
+def test_epochs_are_written_in_order_and_only_finished_ones_are_read(tmp_path, make_store):
     store = make_store(tmp_path / "run")
     store.write_epoch(0, epoch_record(6, 1.0), probabilities=np.full((6, 2), 0.5), timing={"seconds": 1.5})
     with pytest.raises(RunError, match="out of order"):
@@ -65,7 +68,7 @@ def test_epochs_are_written_in_order_and_only_finished_ones_are_read(tmp_path):
     assert scores["csl"].tolist() == [3.0] * 6 and scores["sample_id"].iloc[0] == "000"
 
 
-def test_writing_past_the_planned_epochs_grows_the_arrays(tmp_path):
+def test_writing_past_the_planned_epochs_grows_the_arrays(tmp_path, make_store):
     store = make_store(tmp_path / "run", epochs=1)
     store.write_epoch(0, epoch_record(6, 1.0))
     store.write_epoch(1, epoch_record(6, 2.0))
@@ -74,12 +77,12 @@ def test_writing_past_the_planned_epochs_grows_the_arrays(tmp_path):
     assert store.array("loss")[:, 1].tolist() == [2.0] * 6
 
 
-def test_no_scores_before_the_first_epoch(tmp_path):
+def test_no_scores_before_the_first_epoch(tmp_path, make_store):
     with pytest.raises(RunError, match="no finished epoch"):
         make_store(tmp_path / "run").scores()
 
 
-def test_checkpoint_round_trip_with_weights_only(tmp_path):
+def test_checkpoint_round_trip_with_weights_only(tmp_path, make_store):
     store = make_store(tmp_path / "run")
     assert store.load_checkpoint() is None
     model = torch.nn.Linear(3, 2)
@@ -134,7 +137,7 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path):
+def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path, make_store):
     store = make_store(tmp_path / "run", n=20000, epochs=12)
     done = threading.Event()
     read_once = threading.Event()
@@ -165,7 +168,7 @@ def test_a_reader_of_the_run_sees_only_whole_epochs(tmp_path):
     assert len(seen - {0, 12}) >= 3   # the reads did happen while the run was half written
 
 
-def test_second_trainer_on_the_same_run_is_refused(tmp_path):
+def test_second_trainer_on_the_same_run_is_refused(tmp_path, make_store):
     store = make_store(tmp_path / "run")
     with store.lock():
         assert store.is_locked()
@@ -179,7 +182,7 @@ def test_second_trainer_on_the_same_run_is_refused(tmp_path):
     assert not (tmp_path / "run" / "lock").exists()  # a crash releases the lock
 
 
-def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path, make_store):
     store = make_store(tmp_path / "run")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -191,14 +194,14 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
         assert holder["pid"] == os.getpid()
 
 
-def test_list_runs_finds_run_folders_only(tmp_path):
+def test_list_runs_finds_run_folders_only(tmp_path, make_store):
     make_store(tmp_path / "a")
     (tmp_path / "not-a-run").mkdir()
     assert [p.name for p in list_runs(tmp_path)] == ["a"]
     assert list_runs(tmp_path / "missing") == []
 
 
-def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_path):
+def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_path, make_store):
     store = make_store(tmp_path / "run", epochs=2)
     store.write_epoch(0, epoch_record(6, 1.0))
     first = store.scores()
@@ -219,7 +222,7 @@ def test_a_completed_run_keeps_its_scores_and_a_run_in_progress_does_not(tmp_pat
     assert store.scores()["csl"].tolist() == pytest.approx([3.0] * 6)
 
 
-def test_a_score_added_to_the_table_appears_in_a_run_finished_before(tmp_path, monkeypatch):
+def test_a_score_added_to_the_table_appears_in_a_run_finished_before(tmp_path, monkeypatch, make_store):
     from csl_core.analysis import scores as scores_module
 
     store = make_store(tmp_path / "run", epochs=2)
@@ -241,7 +244,7 @@ def test_a_score_added_to_the_table_appears_in_a_run_finished_before(tmp_path, m
     assert "loss_spread" in pd.read_parquet(store.path / after[0]).columns
 
 
-def test_files_written_atomically_get_ordinary_permissions(tmp_path):
+def test_files_written_atomically_get_ordinary_permissions(tmp_path, make_store):
     store = make_store(tmp_path / "run")
     umask = os.umask(0)
     os.umask(umask)
@@ -249,7 +252,7 @@ def test_files_written_atomically_get_ordinary_permissions(tmp_path):
         assert (store.path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
-def test_class_mean_loss_per_class_and_epoch_kept_once_the_run_completes(tmp_path):
+def test_class_mean_loss_per_class_and_epoch_kept_once_the_run_completes(tmp_path, make_store):
     store = make_store(tmp_path / "run", n=6, epochs=2)
     loss = np.array([1.0, 10.0, 3.0, 20.0, np.nan, 30.0], np.float32)  # labels alternate 0, 1
     store.write_epoch(0, {**epoch_record(6, 0.0), "loss": loss})
@@ -278,7 +281,7 @@ def test_sample_table_keeps_ids_names_and_paths_as_written(tmp_path):
     assert read["label"].dtype == np.int64
 
 
-def test_a_completed_run_keeps_what_the_dashboard_reads(tmp_path):
+def test_a_completed_run_keeps_what_the_dashboard_reads(tmp_path, make_store):
     store = make_store(tmp_path / "run", n=6, epochs=2)
     samples = store.samples().assign(is_mislabeled=[True, False, False, False, False, False])
     atomic_write_csv(store.path / "samples.csv", samples)
@@ -316,7 +319,7 @@ def test_atomic_file_leaves_the_target_as_it_was_when_writing_fails(tmp_path):
     assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"]
 
 
-def test_meta_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
+def test_meta_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch, make_store):
     from csl_core.run import tables
 
     parses = []
@@ -334,8 +337,7 @@ def test_meta_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
     assert len(parses) == 3
 
 
-def test_training_set_rebuilds_the_runs_data_and_refuses_a_changed_source(demo_run, tmp_path):
-    import shutil
+def test_training_set_rebuilds_the_runs_data_and_refuses_a_changed_source(demo_run, tmp_path, copy_demo):
 
     from csl_core.run.duplicates import run_images
     from csl_core.run.images import sample_image
@@ -348,7 +350,7 @@ def test_training_set_rebuilds_the_runs_data_and_refuses_a_changed_source(demo_r
     assert run_images(store).shape[0] == store.num_samples
 
     changed = tmp_path / "changed"
-    shutil.copytree(demo_run, changed)
+    copy_demo(changed)
     samples = pd.read_csv(changed / "samples.csv", keep_default_na=False)
     samples.loc[[3, 4], "sample_id"] = samples.loc[[4, 3], "sample_id"].to_numpy()  # the source reordered
     atomic_write_csv(changed / "samples.csv", samples)
@@ -360,7 +362,7 @@ def test_training_set_rebuilds_the_runs_data_and_refuses_a_changed_source(demo_r
     assert run_images(moved) is None
 
 
-def test_a_run_of_a_newer_format_is_refused_with_a_clear_message(tmp_path, capsys):
+def test_a_run_of_a_newer_format_is_refused_with_a_clear_message(tmp_path, capsys, make_store):
     from csl_core.cli import main
     from csl_core.run.layout import FORMAT_VERSION, META
 
@@ -380,10 +382,9 @@ def test_a_run_of_a_newer_format_is_refused_with_a_clear_message(tmp_path, capsy
     assert RunStore(store.path).num_samples == 6
 
 
-def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_path):
+def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_path, copy_demo):
     """A file a writer adds to a run folder without an entry in run/layout.py's table fails here."""
     import fnmatch
-    import shutil
 
     from csl_core.run.decisions import DecisionLog
     from csl_core.run.duplicates import find_duplicates
@@ -391,7 +392,7 @@ def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_pat
     from csl_core.run.layout import RUN_FILES
 
     run = tmp_path / "run"
-    shutil.copytree(demo_run, run)
+    copy_demo(run)
     DecisionLog(run).record([0], "drop")   # the decision log, the duplicate cache and an export too
     find_duplicates(run)
     export_run(run)
@@ -406,7 +407,7 @@ def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_pat
         assert name in found or any(f.startswith(name) for f in found), name
 
 
-def test_the_writer_and_the_trainer_finish_a_run_the_same_way(tmp_path):
+def test_the_writer_and_the_trainer_finish_a_run_the_same_way(tmp_path, make_store):
     from csl_core.run.writer import RunWriter
 
     writer = RunWriter(tmp_path / "written", labels=[0, 1, 0, 1, 0, 1], classes=["a", "b"], epochs=5)
