@@ -20,7 +20,7 @@ from .. import __version__
 from ..config import TrainConfig, training_set_for
 from ..data import DataError, TrainingSet
 from ..run.duplicates import write_fingerprints
-from ..run.folders import remove_leftovers, run_lock
+from ..run.folders import run_lock
 from ..run.layout import META
 from ..run.store import RunError, RunStore
 from .allocator import keep_freed_memory
@@ -166,8 +166,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, callbac
     if distributed is None:
         # The lock comes first: two trainings started into one folder at once must not both write it.
         with run_lock(out) if not resume else RunStore(out).lock():
-            if resume:
-                remove_leftovers(out)  # a killed trainer's temporary files; no one else writes them now
             store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
                                                       training_set=training_set)
             return _train_locked(config, store, training_set, callbacks)
@@ -184,8 +182,6 @@ def _train_distributed(config: TrainConfig, out: str | Path, distributed: Distri
     the other ranks reopen it once it exists, as a resume would, which also checks they see the same data."""
     with run_lock(out) if distributed.is_main else nullcontext():
         if distributed.is_main:
-            if resume:
-                remove_leftovers(out)
             store, training_set, config = prepare_run(config, out, resume=resume, progress=progress,
                                                       training_set=training_set)
         distributed.barrier()

@@ -57,9 +57,15 @@ def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """A temporary file in ``path``'s folder (same file system, so ``os.replace`` is atomic), with
     the permissions an ordinary new file gets rather than mkstemp's owner-only ones."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)   # see temp_glob
     os.fchmod(fd, 0o666 & ~_UMASK)
     return fd, tmp
+
+
+def temp_glob(name: str) -> str:
+    """The glob of the temporary files :func:`temp_file_beside` (so :func:`atomic_file`) makes for a file called
+    ``name`` (itself a glob or not): ``.loss.npy.k3j9x_.tmp``, ``.fingerprints.npz.a8b2.tmp.npz``."""
+    return f".{name}.*.tmp*"
 
 
 @contextmanager

@@ -1,13 +1,14 @@
 """Run folders as places on disk: where a run of a given name goes, the lock a trainer holds while it
-writes one, the runs under a root, and the temporary files a killed trainer leaves behind."""
+writes one (taking it removes the temporary files a killed writer left behind), the runs under a root."""
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import RunLockedError
-from .files import lock_file
-from .layout import ARRAYS, CHECKPOINT, EMBEDDINGS, LOCK, META, PROBABILITIES
+from .files import lock_file, temp_glob
+from .layout import LOCK, META, RUN_FILES
 
 LOCK_NAME = LOCK
 
@@ -18,7 +19,8 @@ def run_lock(path: str | Path, owner: str = "trainer"):
 
     Taken before anything of a new run is written, so that two trainings started into the same folder
     at once cannot both write it. The kernel releases it when the holder dies; a second holder gets a
-    :class:`RunLockedError` that names the first."""
+    :class:`RunLockedError` that names the first. Once held, the temporary files a killed writer left are
+    removed (:func:`remove_leftovers`): no one else can be writing them then."""
     path = Path(path)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
@@ -30,6 +32,7 @@ def run_lock(path: str | Path, owner: str = "trainer"):
                        if holder else "another process")
                 raise RunLockedError(f"{path} is being trained by {who}; stop it first (the lock is released "
                                      "as soon as that process ends)")
+            remove_leftovers(path)
             yield
     finally:
         if created:  # a run that failed before writing anything leaves no empty folder behind
@@ -51,17 +54,17 @@ def run_folder_for(root: str | Path, name: str) -> Path:
     return Path(root) / name
 
 
-# Files only the trainer writes, so that their temporary files are orphans once it holds the lock.
-_TRAINER_FILES = (CHECKPOINT, EMBEDDINGS, PROBABILITIES)
-
-
 def remove_leftovers(path: str | Path) -> list[Path]:
-    """Delete the temporary files a trainer killed midway left in the run folder ``path``
-    (``.checkpoint.pt.*.tmp``, ``.embeddings.npy.*.tmp``, half-grown arrays, ...). Call it only while
-    holding the run's lock: no other trainer can be writing them then. Returns what was removed."""
+    """Delete the temporary files that writers killed midway left in the run folder ``path``: those of every
+    file of :data:`RUN_FILES` that only the lock holder writes (arrays, checkpoint, embeddings,
+    probabilities, images), named as :func:`~csl_core.run.files.temp_glob` says. Call it only while holding
+    the run's lock (:func:`run_lock` does). Returns what was removed."""
     path = Path(path)
-    found = [p for name in _TRAINER_FILES for p in path.glob(f".{name}.*.tmp")]
-    found += list((path / ARRAYS).glob(".*.npy.tmp")) + list((path / ARRAYS).glob("*.grow.npy"))
+    found = []
+    for entry in RUN_FILES.values():
+        if entry.locked_writer:
+            folder, _, name = re.sub(r"<[^>]+>", "*", entry.name).rpartition("/")
+            found += (path / folder).glob(temp_glob(name))
     removed = []
     for file in found:
         if file.is_file() and not file.is_symlink():

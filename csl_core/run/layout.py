@@ -39,6 +39,9 @@ class RunFile:
     format: str
     checksum: str
     holds: str
+    #: Written only by the process holding the run's lock (trainer, RunWriter): a temporary file of it left
+    #: by a killed writer is removed when the lock is next taken (``run.folders.remove_leftovers``).
+    locked_writer: bool = False
 
 
 RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
@@ -49,15 +52,17 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
             "index, sample id (or path), given label, class name, image index, injected truth"),
     RunFile(f"{ARRAYS}/<field>.npy", "RunStore.create (preallocated), RunStore.write_epoch (in place)",
             ".npy (samples x epochs), memory-mapped", "header and size against meta.json (tables.check_array_file)",
-            "per-epoch loss, correct, margin, p_given, p_max, eval_loss"),
+            "per-epoch loss, correct, margin, p_given, p_max, eval_loss", locked_writer=True),
     RunFile(PROBABILITIES, "RunStore.write_epoch, RunStore.finish", ".npy float32 (samples x classes)",
-            "shape against meta.json", "mean softmax per sample (the suggested label)"),
+            "shape against meta.json", "mean softmax per sample (the suggested label)", locked_writer=True),
     RunFile(EMBEDDINGS, "RunStore.finish (trainer, RunWriter)", ".npy float32 (samples x features)",
-            "shape and dtype on reading", "penultimate-layer features after training (kNN score, duplicates)"),
+            "shape and dtype on reading", "penultimate-layer features after training (kNN score, duplicates)",
+            locked_writer=True),
     RunFile(IMAGES, "RunWriter, import", ".npy uint8 (samples x H x W x C)", "shape and dtype on reading",
-            "the images of a run written from an in-memory array"),
+            "the images of a run written from an in-memory array", locked_writer=True),
     RunFile(CHECKPOINT, "RunStore.save_checkpoint", "torch.save, read with weights_only=True",
-            "size and SHA-256 in meta.json (this and the previous one)", "model, optimiser, schedule, tracker"),
+            "size and SHA-256 in meta.json (this and the previous one)", "model, optimiser, schedule, tracker",
+            locked_writer=True),
     RunFile(REPORT, "RunStore.create, write_epoch, update_report, finish", "JSON", "whole JSON",
             "skipped inputs, per-epoch timings, test accuracy"),
     RunFile("scores-<epochs>-<score set>.parquet", "KeptResults.scores (completed runs)", "Parquet",

@@ -27,6 +27,7 @@ import pandas as pd
 
 from .. import __version__
 from .files import atomic_save_npy, lock_file
+from .folders import remove_leftovers
 from .layout import IMAGES, LOCK, META
 from .schema import EPOCH_FIELDS
 from .store import RunError, RunLockedError, RunStore
@@ -144,6 +145,7 @@ class RunWriter:
         if holder is not None:
             self._exit.close()
             raise RunLockedError(f"{self.path} is being written by process {holder.get('pid')}; choose another folder")
+        remove_leftovers(self.path)   # a killed writer's temporary files: no one else writes them now
         self._epoch_began = time.perf_counter()
         self.closed = False
         if resume_epoch is not None:

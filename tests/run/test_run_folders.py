@@ -82,12 +82,28 @@ def test_a_run_name_cannot_leave_the_runs_folder(tmp_path):
 
 
 def test_orphan_temporary_files_are_removed_when_the_trainer_takes_the_run(tmp_path, make_run):
+    """The temporary files as the writers name them (temp_file_beside, so atomic_file): those of files only the
+    lock holder writes go when the lock is taken; those of files others write while it trains stay."""
+    import os
+    from pathlib import Path
+
+    from csl_core.run.files import temp_file_beside
+
     store = make_run(tmp_path / "run")
-    orphans = [store.path / ".checkpoint.pt.abc123.tmp", store.path / ".embeddings.npy.x9.tmp",
-               store.path / "arrays" / ".loss.npy.tmp"]
-    for file in orphans:
-        file.write_bytes(b"half")
+
+    def planted(path: Path, suffix: str = ".tmp") -> Path:
+        fd, name = temp_file_beside(path, suffix=suffix)
+        os.write(fd, b"half")
+        os.close(fd)
+        return Path(name)
+
+    orphans = [planted(store.path / name) for name in ("checkpoint.pt", "embeddings.npy", "probabilities.npy",
+                                                       "images.npy", "arrays/loss.npy", "arrays/eval_loss.npy")]
+    others = [planted(store.path / "meta.json"), planted(store.path / "scores-2-abc.parquet"),
+              planted(store.path / "fingerprints.npz", ".tmp.npz")]   # a page may be writing these now
     keep = store.path / "notes.txt"
     keep.write_text("mine")
-    assert sorted(remove_leftovers(store.path)) == sorted(orphans)
-    assert keep.read_text() == "mine" and not any(p.exists() for p in orphans)
+    with run_lock(store.path):
+        assert not any(p.exists() for p in orphans)
+    assert all(p.exists() for p in others) and keep.read_text() == "mine"
+    assert remove_leftovers(store.path) == []
