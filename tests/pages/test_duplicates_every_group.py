@@ -4,7 +4,6 @@ shows each member's file on one line, shortened in the middle, the whole of it o
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,9 @@ PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "duplicates.py")
 
 
 @pytest.fixture(scope="module")
-def run(demo_run, tmp_path_factory) -> Path:
+def run(copy_demo, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("dup-every-group") / "demo"
-    shutil.copytree(demo_run, target)
+    copy_demo(target)
     return target
 
 
