@@ -19,7 +19,7 @@ from csl_core.run.folders import list_runs
 from csl_core.run.images import thumbnail, thumbnail_data_url
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore, run_problems
-from pages._text import isolated, plain
+from pages._text import isolated, middle, plain
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
 RUNS_DIR_KEY = "runs_dir"     # the sidebar's runs folder setting
@@ -292,8 +292,12 @@ def show_decision_feedback() -> None:
         st.error(plain(error))
 
 
+CLASS_PICKER_CHARS = 20
+
+
 def pick_class(classes: list[str], key: str, *, label: str = "Class", all_option: bool = False) -> int | None:
-    """A class picker returning the class index (``None`` for "all classes")."""
+    """A class picker returning the class index (``None`` for "all classes"); a long name shortened in the middle
+    (the page names the class whole)."""
     options = ([None] if all_option else []) + list(range(len(classes)))
-    return st.selectbox(label, options, key=key,
-                        format_func=lambda c: "All classes" if c is None else f"{c}: {isolated(classes[c], 60)}")
+    return st.selectbox(label, options, key=key, format_func=lambda c: "All classes" if c is None
+                        else f"{c}: {middle(classes[c], CLASS_PICKER_CHARS)}")

@@ -36,7 +36,8 @@ from pages._common import (
     tab_id,
     undo,
 )
-from pages._text import isolated, middle, plain
+from pages._layout import middle_html
+from pages._text import isolated, plain
 
 SOURCE = "duplicates"
 SHOWN_PER_GROUP = 8
@@ -44,8 +45,6 @@ SHOWN_PER_GROUP = 8
 SMALL_GROUP = SHOWN_PER_GROUP
 # Relabelling more members than fit on a screen asks to tick a box naming the count first.
 SCREENFUL = SHOWN_PER_GROUP
-# A member's file on one line under its picture: this many characters, shortened in the middle.
-PATH_CHARACTERS = 22
 KEEP_TEXT = {"lowest-score": "lowest CSL", "highest-resolution": "highest resolution", "largest-file": "largest file",
              "first": "first"}
 
@@ -225,7 +224,7 @@ for group in groups.iloc[(page - 1) * per_page: page * per_page].itertuples(inde
                 show_thumbnail(store, index)
                 # the file on one line, shortened in the middle (the whole of it on hover), then the label
                 whole = paths[index] if paths is not None else sample_ids[index]
-                st.markdown(plain(middle(whole, PATH_CHARACTERS)), help=plain(whole))
+                st.markdown(middle_html(whole), unsafe_allow_html=True, help=plain(whole))   # as wide as the cell
                 lines = [plain(classes[labels[index]], 40), f"CSL {csl[index]:.2f} · sim {similarity[index]:.3f}"]
                 if not undecided[index]:
                     decision = decision_text(effective.at[index, "action"], int(effective.at[index, "label"]), classes)

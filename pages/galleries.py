@@ -26,7 +26,7 @@ st.caption(f"Lowest {name} (learned at once) beside highest {name} (fought the m
 classes = store.classes
 effective = effective_for(store)
 
-controls = st.columns([2, 3, 1.2, 1.2, 2])
+controls = st.columns([3, 3, 1.2, 1.2, 2])   # the class picker wide enough for a 20-character name
 with controls[0]:
     label = pick_class(classes, "gal_class")
 members = np.flatnonzero(scores["label"].to_numpy() == label)

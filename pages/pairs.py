@@ -22,11 +22,14 @@ from pages._common import (
 )
 from pages._filters import names_for, ranking, short_score_name
 from pages._grid import show_grid
-from pages._text import isolated, plain
+from pages._layout import column_px
+from pages._text import isolated, middle, plain
 
 SOURCE = "class-pairs"
 GALLERY_LIMIT = 120
 TABLE_LIMIT = 500
+PATH_CHARS = 48   # a longer file path is shortened in the middle
+HEADER_CHARS = 24
 ss = st.session_state
 
 
@@ -57,7 +60,7 @@ def member_table(store, scores: pd.DataFrame, effective: pd.DataFrame, in_cell: 
     return pd.DataFrame({
         "relabel": actions == UNDECIDED,
         "image": [thumb_url(store, i) for i in in_cell],
-        "file": names_for(store)[in_cell].astype(str),
+        "file": [middle(n, PATH_CHARS) for n in names_for(store)[in_cell]],
         "given": names[scores["label"].to_numpy(np.int64)[in_cell]],
         "suggested": names[scores["suggested_label"].to_numpy(np.int64)[in_cell]],
         "confidence": confidence,
@@ -110,31 +113,35 @@ cells.sort(key=lambda c: -matrix.iat[c])
 options = [f"{g}>{s}" for g, s in cells]
 
 
+# Column headers: a class name whole up to HEADER_CHARS characters, a longer one shortened in the middle (whole on
+# hover), so that more than one column of 40-character names fits; the row labels are whole.
+headers = [middle(c, HEADER_CHARS) for c in classes]
+if len(set(headers)) < len(headers):
+    headers = [isolated(c) for c in classes]
+
+
 def _cell_clicked() -> None:
     selection = ss.get("pair_table")
     chosen = selection.selection.cells if selection is not None else []
     if chosen:
         row, column = chosen[0]
-        g, s = int(row), [str(c) for c in classes].index(str(column))
+        g, s = int(row), headers.index(str(column))
         if f"{g}>{s}" in options:
             ss["pair_cell"] = f"{g}>{s}"
 
 
-def _header_width(name: str) -> int:
-    """Pixels for a matrix column headed ``name``: the whole name readable (the grid scrolls sideways when
-    the classes do not fit), never narrower than a count."""
-    return max(36, 8 * len(name) + 20)
-
-
-left, right = st.columns([3, 2], gap="large")
-with left:
-    st.caption(f"{len(members):,} suspects among the top {int(top):,} by {SCORES[method].label}. Click a cell.")
-    shown = matrix.astype(str).replace("0", "")
-    shown.columns = [str(c) for c in shown.columns]
-    st.dataframe(shown, key="pair_table", on_select=_cell_clicked, selection_mode="single-cell",
-                 column_config={str(c): st.column_config.TextColumn(str(c), width=_header_width(str(c)), help=str(c))
-                                for c in classes})
-with right:
+# The matrix across the page (it scrolls sideways where the classes do not fit, the given labels staying in view),
+# every header whole or shortened in the middle (whole on hover), never cut; the chosen cell's samples below it.
+st.caption(f"{len(members):,} suspects among the top {int(top):,} by {SCORES[method].label}. Click a cell.")
+shown = matrix.astype(str).replace("0", "")
+shown.index = [isolated(c) for c in classes]
+shown.index.name = "given"
+shown.columns = headers
+config = {"_index": st.column_config.TextColumn("given", pinned=True, width=column_px("given", shown.index))}
+for header, name in zip(headers, classes):
+    config[header] = st.column_config.TextColumn(header, width=column_px(header, shown[header]), help=isolated(name))
+st.dataframe(shown, key="pair_table", on_select=_cell_clicked, selection_mode="single-cell", column_config=config)
+with st.container():
     pinned = ss.get("pair_pinned") or {}
     context = [method, int(top), bool(undecided_only)]
     if pinned.get("context") != context:
@@ -166,9 +173,14 @@ with right:
         shown, key=f"pair_members_{g}_{s}", hide_index=True, disabled=[c for c in shown.columns if c != "relabel"],
         row_height=56, height=min(38 + 56 * len(shown), 38 + 56 * 10),
         column_config={
-            "relabel": st.column_config.CheckboxColumn("relabel", help="Ticked: relabeled by the button below"),
-            "image": st.column_config.ImageColumn("image", width="small"),
-            "file": st.column_config.TextColumn("file", width="large"),
+            "relabel": st.column_config.CheckboxColumn("relabel", help="Ticked: relabeled by the button below",
+                                                       pinned=True),
+            "image": st.column_config.ImageColumn("image", width="small", pinned=True),
+            "file": st.column_config.TextColumn("file", width=column_px("file", shown["file"]),
+                                                help="Relative to the data root; a long path is shortened in the "
+                                                     "middle"),
+            **{name: st.column_config.TextColumn(name, width=column_px(name, shown[name].map(isolated)))
+               for name in ("given", "suggested", "decision")},
             "confidence": st.column_config.ProgressColumn(
                 "confidence", min_value=0.0, max_value=1.0, format="percent",
                 help="How sure the suggestion is: the share of the evidence (the model's predictions over training "

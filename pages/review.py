@@ -19,9 +19,11 @@ from pages._common import (
     undo,
 )
 from pages._filters import names_for, ranking, sample_filters
-from pages._text import isolated
+from pages._layout import column_px, select_px
+from pages._text import isolated, middle
 
 SOURCE = "review"
+PATH_CHARS = 48   # a longer file path is shortened in the middle
 
 
 st.title("Review queue")
@@ -53,7 +55,7 @@ names = np.asarray(classes, dtype=object)
 table = pd.DataFrame({
     "image": [thumb_url(store, i) for i in shown],
     "rank": rank_of[shown],
-    "sample": names_for(store)[shown],   # paths relative to the data root
+    "sample": [middle(n, PATH_CHARS) for n in names_for(store)[shown]],   # relative to the data root
     "given": names[scores["label"].to_numpy()[shown]],
     "suggested": names[suggested[shown]] if suggested is not None else "",
     "confidence": scores["suggested_confidence"].to_numpy()[shown] if suggested is not None else np.nan,
@@ -64,12 +66,22 @@ table = pd.DataFrame({
 if method == "csl":
     table = table.drop(columns="score")
 st.caption(f"{len(queue):,} samples in the queue; page {page} of {pages}.")
+class_names = [isolated(c) for c in classes]
 event = st.dataframe(
     table, key="rev_table", hide_index=True, on_select="rerun", selection_mode="multi-row", row_height=56,
     height=min(38 + 56 * len(table), 38 + 56 * 12),   # a dozen rows in view, not six
+    # Every header and value whole: the table scrolls sideways where it is wider than the page, the image and
+    # rank staying in view.
     column_config={
-        "image": st.column_config.ImageColumn("image", width="small"),
-        "rank": st.column_config.NumberColumn("rank", help=f"Rank by {SCORES[method].label}"),
+        "image": st.column_config.ImageColumn("image", width="small", pinned=True),
+        "rank": st.column_config.NumberColumn("rank", help=f"Rank by {SCORES[method].label}", pinned=True,
+                                              width=column_px("rank", [f"{len(order):,}"])),
+        "sample": st.column_config.TextColumn("sample", width=column_px("sample", table["sample"]),
+                                              help="The file, relative to the data root (a long path is shortened "
+                                                   "in the middle; the file name contains filter finds it whole)"),
+        "given": st.column_config.TextColumn("given", width=column_px("given", class_names)),
+        "suggested": st.column_config.TextColumn("suggested", width=column_px("suggested", class_names)),
+        "decision": st.column_config.TextColumn("decision", width=column_px("decision", table["decision"])),
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent",
                                                       help="How sure the suggestion is: its share of the evidence "
                                                            "(mean softmax and neighbours' labels)"),
@@ -99,7 +111,8 @@ if suggested is not None:
                    kwargs={"label": suggested[targets].tolist(), "source": SOURCE},
                    help="Relabel each sample to its suggested label (the likeliest other class; the "
                         "confidence column says how sure each suggestion is).")
-relabel_to = actions.selectbox("Relabel to", list(range(len(classes))), key="rev_relabel_to", width=220,
+relabel_to = actions.selectbox("Relabel to", list(range(len(classes))), key="rev_relabel_to",
+                               width=select_px(f"relabel to {isolated(c, 40)}" for c in classes),
                                format_func=lambda c: f"relabel to {isolated(classes[c], 40)}",
                                label_visibility="collapsed")
 actions.button("Relabel", key="rev_relabel", disabled=none, on_click=record,

@@ -182,7 +182,8 @@ function show(state) {
   neighbours.innerHTML = "";
   if (!(item.neighbours || []).length) neighbours.textContent = data.neighbours_note;
   for (const n of item.neighbours || []) {
-    const caption = element("figcaption", { text: classes[n.label], class: n.label !== item.given ? "differs" : "" });
+    const caption = element("figcaption", { text: classes[n.label], title: classes[n.label],   // whole on hover
+                                            class: n.label !== item.given ? "differs" : "" });
     neighbours.appendChild(element("figure", { title: `similarity ${n.similarity.toFixed(3)}` },
                                    [element("img", { src: n.image, alt: classes[n.label] }), caption]));
   }

@@ -79,4 +79,6 @@ def test_each_file_is_one_line_shortened_in_the_middle_with_the_whole_on_hover(r
     assert middle("a.png", 22) == "a.png"
     at = open_page(run)
     hovered = [m for m in at.markdown if m.help]
-    assert hovered and all("\n" not in m.value and len(m.value.replace("\\", "")) <= 40 for m in hovered)
+    # one line as wide as its cell, the start shortened with "…" where narrower, the whole in its title (#31)
+    assert hovered and all("\n" not in m.value and f'title="{m.help.replace(chr(92), "")}"' in m.value
+                           for m in hovered)
