@@ -66,11 +66,8 @@ def names_for(store: RunStore) -> np.ndarray:
 
 
 def short_score_name(method: str) -> str:
-    """A score's label without its explanation in brackets ("kNN label disagreement"), unless another score's
-    would read the same ("CSL (training pass)", "CSL (eval pass)")."""
-    short = SCORES[method].label.split(" (")[0]
-    same = [m for m in SCORES if SCORES[m].label.split(" (")[0] == short]
-    return short if len(same) == 1 else SCORES[method].label
+    """How a person calls a score where space is short ("kNN label disagreement"): its ``short`` name."""
+    return SCORES[method].short
 
 
 def sample_filters(store: RunStore, scores: pd.DataFrame, effective: pd.DataFrame, key: str, *,

@@ -1,36 +1,16 @@
 """Scores: pure functions of the per-epoch arrays. No files, threads or clocks in here.
 
 Each array is ``(samples, epochs)``; memory-mapped arrays are read in row chunks, so a run of a
-million samples is scored without loading it whole. Definitions follow the literature:
-
-============================  ===================================================================
-``csl``                       cumulative sample loss: the loss summed over epochs
-``mean_loss``                 the loss averaged over the epochs in which the sample was seen
-``final_loss``                the loss in the last epoch
-``in_confidence``             1 - max softmax probability in the last epoch
-``in_confidence_given``       1 - softmax probability of the given label in the last epoch
-``learning_time``             first epoch from which the sample stays correct (never: #epochs)
-``forgetting_events``         correct -> incorrect transitions between consecutive epochs
-``aum``                       area under the margin: mean over epochs of (given logit - best other)
-``datamaps_confidence``       mean probability of the given label over epochs
-``datamaps_variability``      its standard deviation over epochs
-``suggested_label``           the likeliest class other than the given label, by the class evidence:
-                              the mean softmax over training mixed with the neighbours' labels
-                              (:mod:`csl_core.analysis.suggest`)
-``suggested_confidence``      that class's share of the evidence (how sure the suggestion is)
-``label_evidence``            the given label's share of the evidence
-``knn_disagreement``          share of the k nearest neighbours (penultimate embeddings after
-                              training, cosine) that carry another label
-``fused``                     rank fusion: the mean of the normalised ranks of ``csl``, ``aum``
-                              (low = suspicious) and ``knn_disagreement``
-============================  ===================================================================
+million samples is scored without loading it whole. :data:`SCORES` and :data:`COLUMNS` are the one table
+of scores (each with its parameters, short name and description); docs/api.md says what each means and is
+tested against them.
 """
 from __future__ import annotations
 
 import hashlib
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-clean --help` stays fast
     import pandas as pd
 
-from .suggest import class_evidence, suggest
+from .suggest import VOTE_WEIGHT, class_evidence, suggest
 
 CHUNK_ROWS = 65536
 # Neighbours of the kNN score; the search is exact up to 20k samples on a CPU and faiss above
@@ -72,17 +52,34 @@ class Score:
     exactly like ``csl``); ``headline`` scores are the few shown where not every one fits (``info``'s
     AUROCs, the Evaluate page's first curves). Raise ``version`` when a computation changes: a completed
     run's kept scores are named after the table's version (:func:`score_set_version`), so it recomputes.
+
+    ``short`` is how a person calls it where space is short ("kNN label disagreement"), ``description`` what
+    it means in a few words; ``label`` is both. ``params`` are the settings it is computed with (the number
+    of neighbours, the fused components, the vote weight): ``compute`` receives them as keyword arguments
+    and reads no other, and they are part of :func:`score_set_version`, so a changed or added setting never
+    serves scores computed with the old one.
     """
 
     name: str
-    label: str
-    compute: Callable[[Inputs], np.ndarray | float | None]
+    short: str
+    compute: Callable[..., np.ndarray | float | None]
     needs: tuple[str, ...] = ("loss",)
     suspicious_when_high: bool = True
     benchmarked: bool = True
     headline: bool = False
     rowwise: bool = True
     version: int = 1
+    description: str = ""
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The short name with its description: "kNN label disagreement (neighbours with another label)"."""
+        return f"{self.short} ({self.description})" if self.description else self.short
+
+    def __call__(self, inputs: Inputs) -> np.ndarray | float | None:
+        """The score of ``inputs``, computed with its ``params``."""
+        return self.compute(inputs, **self.params)
 
 
 def _last_seen(values: np.ndarray) -> np.ndarray:
@@ -106,23 +103,38 @@ def _row_stat(stat, field: str):
     return lambda x: stat(x[field], axis=1) if x[field].shape[1] else np.nan
 
 
-def _knn(x: Inputs) -> np.ndarray:
-    """The share of the neighbours (``neighbour_labels``, their given labels) that carry another label."""
-    return (x["neighbour_labels"] != x["labels"][:, None]).mean(axis=1)
+def _knn(x: Inputs, *, neighbours: int) -> np.ndarray:
+    """The share of the ``neighbours`` nearest (``neighbour_labels``, their given labels) that carry another
+    label."""
+    return (x["neighbour_labels"][:, :neighbours] != x["labels"][:, None]).mean(axis=1)
 
 
-def _evidence(x: Inputs) -> np.ndarray:
-    """The class evidence of a slice of rows: mean softmax, mixed with the neighbours' vote where kept."""
-    return class_evidence(x["probabilities"], x.get("neighbour_labels"))
+def _evidence(x: Inputs, *, neighbours: int, vote_weight: float) -> np.ndarray:
+    """The class evidence of a slice of rows: mean softmax, mixed with the vote of the ``neighbours`` nearest
+    at ``vote_weight`` where they are kept."""
+    near = x.get("neighbour_labels")
+    return class_evidence(x["probabilities"], None if near is None else near[:, :neighbours], vote_weight=vote_weight)
 
 
-def _suggestion(x: Inputs) -> tuple[np.ndarray, np.ndarray]:
-    return suggest(_evidence(x), x["labels"])
+def _suggested(x: Inputs, **params) -> np.ndarray:
+    return suggest(_evidence(x, **params), x["labels"])[0]
 
 
-def _fused(x: Inputs) -> np.ndarray:
+def _suggested_confidence(x: Inputs, **params) -> np.ndarray:
+    return suggest(_evidence(x, **params), x["labels"])[1]
+
+
+def _label_evidence(x: Inputs, **params) -> np.ndarray:
+    return _evidence(x, **params)[np.arange(len(x["labels"])), x["labels"]]
+
+
+def _fused(x: Inputs, *, components: tuple[str, ...]) -> np.ndarray:
     return rank_fusion(*[x[name] if SCORES[name].suspicious_when_high else -x[name]
-                         for name in FUSED_COMPONENTS if name in x])
+                         for name in components if name in x])
+
+
+# The settings of the class evidence: the neighbours' vote mixed into the mean softmax.
+_EVIDENCE = {"neighbours": KNN_NEIGHBOURS, "vote_weight": VOTE_WEIGHT}
 
 
 # The one table of scores: the CLI, every page, the bench, interop and the memorisation comparison read it.
@@ -131,39 +143,42 @@ SCORES: dict[str, Score] = {s.name: s for s in (
     Score("eval_csl", "CSL (eval pass)", lambda x: np.nansum(x["eval_loss"], axis=1), ("eval_loss",)),
     Score("mean_loss", "mean loss", _mean_loss, benchmarked=False),
     Score("final_loss", "final-epoch loss", lambda x: _last_seen(x["loss"]), headline=True),
-    Score("in_confidence", "in-confidence (1 - max probability)", lambda x: 1.0 - _last_seen(x["p_max"]),
-          ("p_max",)),
+    Score("in_confidence", "in-confidence", lambda x: 1.0 - _last_seen(x["p_max"]), ("p_max",),
+          description="1 - max probability"),
     Score("in_confidence_given", "1 - probability of the given label", lambda x: 1.0 - _last_seen(x["p_given"]),
           ("p_given",)),
     Score("learning_time", "learning time", lambda x: learning_time(x["correct"]), ("correct",)),
     Score("forgetting_events", "forgetting events", lambda x: forgetting_events(x["correct"]), ("correct",)),
-    Score("aum", "area under the margin (low = suspicious)", _row_stat(np.nanmean, "margin"), ("margin",),
-          suspicious_when_high=False, headline=True),
-    Score("datamaps_confidence", "Data Maps confidence (low = suspicious)", _row_stat(np.nanmean, "p_given"),
-          ("p_given",), suspicious_when_high=False),
+    Score("aum", "area under the margin", _row_stat(np.nanmean, "margin"), ("margin",),
+          suspicious_when_high=False, headline=True, description="low = suspicious"),
+    Score("datamaps_confidence", "Data Maps confidence", _row_stat(np.nanmean, "p_given"),
+          ("p_given",), suspicious_when_high=False, description="low = suspicious"),
     Score("datamaps_variability", "Data Maps variability", _row_stat(np.nanstd, "p_given"), ("p_given",)),
-    Score("knn_disagreement", "kNN label disagreement (neighbours with another label)", _knn,
-          ("neighbour_labels", "labels"), headline=True),
-    Score("fused", "fused: CSL + AUM + kNN disagreement (rank average)", _fused, ("csl", "knn_disagreement"),
-          headline=True, rowwise=False),
+    Score("knn_disagreement", "kNN label disagreement", _knn, ("neighbour_labels", "labels"), headline=True,
+          description="neighbours with another label", params={"neighbours": KNN_NEIGHBOURS}),
+    Score("fused", "fused: CSL + AUM + kNN disagreement", _fused, ("csl", "knn_disagreement"),
+          headline=True, rowwise=False, description="rank average", params={"components": FUSED_COMPONENTS}),
 )}
 
 # Per-sample columns beside the scores, computed the same way; they rank nothing.
 COLUMNS: dict[str, Score] = {s.name: s for s in (
-    Score("suggested_label", "suggested label (the likeliest class other than the given one)",
-          lambda x: _suggestion(x)[0], ("probabilities", "labels"), version=2),
-    Score("suggested_confidence", "confidence of the suggestion (its share of the class evidence)",
-          lambda x: _suggestion(x)[1], ("probabilities", "labels"), version=2),
-    Score("label_evidence", "the given label's share of the class evidence",
-          lambda x: _evidence(x)[np.arange(len(x["labels"])), x["labels"]], ("probabilities", "labels")),
-    Score("csl_rank", "CSL rank (1 = highest)", lambda x: rank_descending(x["csl"]), ("csl",), rowwise=False),
+    Score("suggested_label", "suggested label", _suggested, ("probabilities", "labels"), version=2,
+          description="the likeliest class other than the given one", params=_EVIDENCE),
+    Score("suggested_confidence", "confidence of the suggestion", _suggested_confidence, ("probabilities", "labels"),
+          version=2, description="its share of the class evidence", params=_EVIDENCE),
+    Score("label_evidence", "the given label's share of the class evidence", _label_evidence,
+          ("probabilities", "labels"), params=_EVIDENCE),
+    Score("csl_rank", "CSL rank", lambda x: rank_descending(x["csl"]), ("csl",), rowwise=False,
+          description="1 = highest"),
 )}
 
 
 def score_set_version() -> str:
-    """A short fingerprint of :data:`SCORES` and :data:`COLUMNS` (names, versions, needs): a completed run
-    keeps its scores under it, so a score added or changed is computed for runs finished before."""
-    entries = [(s.name, s.version, s.needs, s.rowwise) for s in (*SCORES.values(), *COLUMNS.values())]
+    """A short fingerprint of :data:`SCORES` and :data:`COLUMNS` (names, versions, needs, parameters): a
+    completed run keeps its scores under it, so a score added or changed, or a parameter added or changed,
+    is computed again for runs finished before."""
+    entries = [(s.name, s.version, s.needs, s.rowwise, sorted(s.params.items()))
+               for s in (*SCORES.values(), *COLUMNS.values())]
     return hashlib.sha256(repr(entries).encode()).hexdigest()[:8]
 
 
@@ -297,7 +312,8 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
         rows["labels"] = np.asarray(labels, dtype=np.int64)
         if embeddings is not None and n > 1:
             # one neighbour search for the kNN score and the suggestion's vote; sliced with the rows
-            rows["neighbour_labels"] = rows["labels"][nearest_neighbour_indices(embeddings)]
+            k = max(s.params.get("neighbours", 0) for s in entries)   # each score reads its first ones
+            rows["neighbour_labels"] = rows["labels"][nearest_neighbour_indices(embeddings, k=k)]
     parts: dict[str, list[np.ndarray]] = {}
     # A sample never seen (a row of NaN) scores NaN; numpy would warn about each such row.
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
@@ -308,14 +324,14 @@ def compute_scores(arrays: Mapping[str, np.ndarray], *, samples: pd.DataFrame | 
                      for name, arr in rows.items()}
             for score in entries:
                 if score.rowwise and all(need in chunk for need in score.needs):
-                    values = score.compute(chunk)
+                    values = score(chunk)
                     if values is not None:
                         parts.setdefault(score.name, []).append(np.broadcast_to(values, (len(chunk["loss"]),)))
         columns = {name: np.concatenate(vals) if vals else np.empty(0) for name, vals in parts.items()}
         whole = {**rows, **({"embeddings": embeddings} if embeddings is not None else {})}
         for score in entries:
             if not score.rowwise and all(need in whole or need in columns for need in score.needs):
-                values = score.compute({**whole, **columns})
+                values = score({**whole, **columns})
                 if values is not None:
                     columns[score.name] = np.array(np.broadcast_to(values, (n,)))
     import pandas as pd
