@@ -93,6 +93,12 @@ def _last_seen(values: np.ndarray) -> np.ndarray:
     return np.where(has, out, np.nan)
 
 
+def _sum_seen(values: np.ndarray) -> np.ndarray:
+    """Each row's sum over the epochs it was seen; NaN for a sample never seen (a ``drop_last`` loader): its
+    CSL is unknown, ranked after every sample seen, never 0 (the cleanest)."""
+    return np.where((~np.isnan(values)).any(axis=1), np.nansum(values, axis=1), np.nan)
+
+
 def _mean_loss(x: Inputs) -> np.ndarray:
     seen = (~np.isnan(x["loss"])).sum(axis=1)
     return np.where(seen > 0, np.nansum(x["loss"], axis=1) / np.maximum(seen, 1), np.nan)
@@ -139,8 +145,8 @@ _EVIDENCE = {"neighbours": KNN_NEIGHBOURS, "vote_weight": VOTE_WEIGHT}
 
 # The one table of scores: the CLI, every page, the bench, interop and the memorisation comparison read it.
 SCORES: dict[str, Score] = {s.name: s for s in (
-    Score("csl", "CSL (training pass)", lambda x: np.nansum(x["loss"], axis=1), headline=True),
-    Score("eval_csl", "CSL (eval pass)", lambda x: np.nansum(x["eval_loss"], axis=1), ("eval_loss",)),
+    Score("csl", "CSL (training pass)", lambda x: _sum_seen(x["loss"]), headline=True, version=2),
+    Score("eval_csl", "CSL (eval pass)", lambda x: _sum_seen(x["eval_loss"]), ("eval_loss",), version=2),
     Score("mean_loss", "mean loss", _mean_loss, benchmarked=False),
     Score("final_loss", "final-epoch loss", lambda x: _last_seen(x["loss"]), headline=True),
     Score("in_confidence", "in-confidence", lambda x: 1.0 - _last_seen(x["p_max"]), ("p_max",),

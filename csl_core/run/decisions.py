@@ -266,6 +266,11 @@ class DecisionLog:
             acts = last["action"].to_numpy(object)
             new_labels = last["label"].to_numpy(np.float64)
             relabel = acts == "relabel"
+            wrong = relabel & ~((new_labels >= 0) & (new_labels < (self.num_classes or np.inf)))   # NaN: NULL
+            if wrong.any():
+                raise RunError(f"{self.path} is damaged: it relabels sample {int(where[wrong][0])} to "
+                               f"{new_labels[wrong][0]!r}, not one of the run's {self.num_classes} classes; move "
+                               "the file away (the run's scores stay readable) or restore it from a backup")
             label[where[relabel]] = new_labels[relabel].astype(np.int64)
             same = relabel & (label[where] == original[where])
             acts = np.where(same, "keep", acts)

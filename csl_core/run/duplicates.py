@@ -35,7 +35,8 @@ from ..analysis.duplicates import (
 from ..analysis.hashing import FINE_SIZE, THUMBNAIL_SIZE, aligned_neighbours, fine_prints, thumbnails
 from ..analysis.neighbours import nearest_neighbours
 from .files import atomic_file
-from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS
+from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS, max_bytes
+from .npzfile import read_npz
 from .store import RunError, RunStore, check_array_file
 
 NEIGHBOURS_FILE = NEIGHBOURS
@@ -190,7 +191,10 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
                            aligned=aligned, crop_pairs=crop_pairs, crop_similarities=crop_similarities,
                            crop_tier=crop_tier)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
-        _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
+        try:
+            _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
+        except OSError:
+            pass  # a folder that cannot be written: searched again next time
     return index, notes
 
 
@@ -245,21 +249,19 @@ def _fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = 
     n = store.num_samples
     if not recompute:
         try:
-            with np.load(file, allow_pickle=False) as data:
-                hashes, prints = data["hashes"], data["thumbnails"]
-                fine = data["fine"] if "fine" in data.files else None
-                crop = data["crop"] if "crop" in data.files else None
-            if (len(hashes) == len(prints) == n and hashes.dtype == np.dtype(f"S{HASH_BYTES}")
-                    and prints.ndim == 2 and prints.dtype == np.float32 and np.isfinite(prints).all()):
-                fine = fine if fine is not None and fine.shape == (n, FINE_SIZE, FINE_SIZE) \
-                    and fine.dtype == np.uint8 else None
-                crop = crop if crop is not None and crop.shape == (n, CROP_SIZE, CROP_SIZE) \
-                    and crop.dtype == np.uint8 else None
+            data = read_npz(file, max_bytes(FINGERPRINTS, {"num_samples": n}), {
+                "hashes": lambda shape, dtype: shape == (n,) and dtype == np.dtype(f"S{HASH_BYTES}"),
+                "thumbnails": lambda shape, dtype: len(shape) == 2 and shape[0] == n and dtype == np.float32,
+                "fine": lambda shape, dtype: shape == (n, FINE_SIZE, FINE_SIZE) and dtype == np.uint8,
+                "crop": lambda shape, dtype: shape == (n, CROP_SIZE, CROP_SIZE) and dtype == np.uint8},
+                optional=("fine", "crop"))
+            if np.isfinite(data["thumbnails"]).all():
+                fine, crop = data.get("fine"), data.get("crop")
                 if fine is not None and crop is not None:
-                    return hashes, prints, fine, crop
-                stored = hashes, prints, fine
-        except (FileNotFoundError, KeyError, ValueError, OSError):
-            pass
+                    return data["hashes"], data["thumbnails"], fine, crop
+                stored = data["hashes"], data["thumbnails"], fine
+        except (FileNotFoundError, RunError):
+            pass  # absent, or not this run's: computed again from the images
     images = run_images(store, progress=progress)
     if images is None:
         return (*stored, None) if stored is not None else (None, None, None, None)
@@ -345,32 +347,43 @@ def _stamp(file: Path) -> tuple[int, int] | None:
 
 
 def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex | None:
+    """The saved searches when they are this run's (shapes, types and indices checked before use), else ``None``
+    (searched again; a FIFO or link in the file's place is never waited on or followed)."""
+    n = num_samples
+    scalar = lambda kinds: lambda shape, dtype: shape == () and dtype.kind in kinds  # noqa: E731
+    fits = {"version": scalar("iu"), "k": scalar("iu"), "seconds": scalar("fiu"), "aligned": scalar("b"),
+            "crop_tier": scalar("b"), "crop_pairs": lambda shape, dtype: len(shape) == 2 and shape[1] == 2
+            and dtype.kind in "iu", "crop_similarities": lambda shape, dtype: len(shape) == 1 and dtype.kind == "f",
+            "embeddings_stamp": lambda shape, dtype: shape == (2,) and dtype.kind in "iu",
+            "hashes": lambda shape, dtype: shape in ((n,), (0,)) and dtype == np.dtype(f"S{HASH_BYTES}")}
+    for name in ("indices", "embedding_indices"):
+        fits[name] = lambda shape, dtype: len(shape) == 2 and shape[0] == n and dtype.kind in "iu"
+    for name in ("similarities", "embedding_similarities"):
+        fits[name] = lambda shape, dtype: len(shape) == 2 and shape[0] == n and dtype.kind == "f"
     try:
-        with np.load(file, allow_pickle=False) as data:
-            if int(data["version"]) != CACHE_VERSION or int(data["k"]) != k:
-                return None
-            if tuple(data["embeddings_stamp"].tolist()) != (tuple(stamp) if stamp else (-1, -1)):
-                return None
-            arrays = {name: data[name] for name in ("indices", "similarities", "embedding_indices",
-                                                    "embedding_similarities")}
-            if any(len(a) != num_samples or a.ndim != 2 for a in arrays.values()):
-                return None
-            for name in ("indices", "embedding_indices"):
-                if arrays[name].size and (arrays[name].min() < 0 or arrays[name].max() >= num_samples):
-                    return None  # never index with what a file names without checking it
-            hashes = data["hashes"] if data["hashes"].size else None
-            if hashes is not None and len(hashes) != num_samples:
-                return None
-            crop_pairs, crop_similarities = data["crop_pairs"], data["crop_similarities"]
-            if (crop_pairs.ndim != 2 or crop_pairs.shape[1] != 2 or len(crop_similarities) != len(crop_pairs)
-                    or (crop_pairs.size and (crop_pairs.min() < 0 or crop_pairs.max() >= num_samples))):
-                return None
-            return NeighbourIndex(arrays["indices"], arrays["similarities"], hashes, float(data["seconds"]),
-                                  arrays["embedding_indices"], arrays["embedding_similarities"],
-                                  aligned=bool(data["aligned"]), crop_pairs=crop_pairs,
-                                  crop_similarities=crop_similarities, crop_tier=bool(data["crop_tier"]))
-    except (FileNotFoundError, KeyError, ValueError, OSError):
+        data = read_npz(file, max_bytes(NEIGHBOURS, {"num_samples": n}), fits)
+    except (FileNotFoundError, RunError):
         return None
+    if int(data["version"]) != CACHE_VERSION or int(data["k"]) != k:
+        return None
+    if tuple(data["embeddings_stamp"].tolist()) != (tuple(stamp) if stamp else (-1, -1)):
+        return None
+    arrays = {name: data[name] for name in ("indices", "similarities", "embedding_indices", "embedding_similarities")}
+    if (arrays["indices"].shape != arrays["similarities"].shape
+            or arrays["embedding_indices"].shape != arrays["embedding_similarities"].shape):
+        return None
+    for name in ("indices", "embedding_indices"):
+        if arrays[name].size and (arrays[name].min() < 0 or arrays[name].max() >= n):
+            return None  # never index with what a file names without checking it
+    crop_pairs, crop_similarities = data["crop_pairs"].astype(np.int64, copy=False), data["crop_similarities"]
+    if len(crop_similarities) != len(crop_pairs) or (crop_pairs.size and (crop_pairs.min() < 0
+                                                                          or crop_pairs.max() >= n)):
+        return None
+    hashes = data["hashes"] if data["hashes"].size else None
+    return NeighbourIndex(arrays["indices"].astype(np.int64, copy=False), arrays["similarities"], hashes,
+                          float(data["seconds"]), arrays["embedding_indices"].astype(np.int64, copy=False),
+                          arrays["embedding_similarities"], aligned=bool(data["aligned"]), crop_pairs=crop_pairs,
+                          crop_similarities=crop_similarities, crop_tier=bool(data["crop_tier"]))
 
 
 def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:

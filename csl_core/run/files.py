@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +24,53 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 #: Opened without following a symbolic link at the last component (0 where the platform has no such flag).
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def open_checked(path: Path, max_bytes: int | None = None):
+    """The one way a file of a run folder is opened for reading: a binary file object, once it is known to
+    be a regular file (never through a symbolic link; a FIFO, which would block the reader forever, or a
+    device is refused) of at most ``max_bytes`` bytes (a file larger than any run writes is never read). The
+    file is opened without following a link and without blocking, and checked on the open descriptor.
+    Raises :class:`RunError` naming the file, ``FileNotFoundError`` when it is absent."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if path.is_symlink():
+            raise RunError(f"{path} is a symbolic link; a run's files are read only where they are, never "
+                           "through a link. Replace the link with the file") from None
+        raise RunError(f"{path} cannot be read ({e.strerror or e})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+            raise RunError(f"{path} is {kind}, not a file this tool wrote; it is not read. Remove it")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise RunError(f"{path} is {info.st_size:,} bytes, more than this run ever writes there "
+                           f"({max_bytes:,} at most); it is not read. Remove it, or restore the run's own file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_file(path: Path, max_bytes: int | None = None) -> None:
+    """Raise as :func:`open_checked` does, for readers that take a path (a memory map, SQLite, torch)."""
+    open_checked(path, max_bytes).close()
+
+
+def read_checked(path: Path, max_bytes: int | None) -> bytes:
+    """The bytes of ``path`` read through :func:`open_checked`."""
+    with open_checked(path, max_bytes) as f:
+        return f.read()
 
 
 def refuse_link(path: Path, what: str = "") -> None:
@@ -229,8 +277,10 @@ def _acquire(file: Path) -> int | None:
     file that is no longer at the path: the lock only counts if the path still names the locked file."""
     for _ in range(100):
         # Never through a link: a planted ``lock -> ~/file`` would be truncated and overwritten below.
-        fd = open_nofollow(file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        fd = open_nofollow(file, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o666 & ~_UMASK)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RunError(f"{file} is not a regular file (a FIFO or a device in the lock's place); remove it")
             if not _flock(fd):
                 os.close(fd)
                 return None
@@ -249,7 +299,7 @@ def _acquire(file: Path) -> int | None:
 def is_lock_held(file: Path) -> bool:
     """Whether some process holds the flock on ``file`` now (a leftover file without a holder is not held)."""
     try:
-        fd = os.open(file, os.O_RDONLY | O_NOFOLLOW)
+        fd = os.open(file, os.O_RDONLY | O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return False
     try:
@@ -260,9 +310,9 @@ def is_lock_held(file: Path) -> bool:
 
 def _read_lock(file: Path) -> dict | None:
     try:
-        with os.fdopen(os.open(file, os.O_RDONLY | O_NOFOLLOW)) as f:
+        with open_checked(file, 1 << 16) as f:
             record = json.loads(f.read(1 << 16))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RunError):
         return None
     return record if isinstance(record, dict) else None
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunError
-from .layout import ARRAYS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES
+from .files import read_checked
+from .layout import ARRAYS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES, max_bytes
 from .logfile import DECISIONS_FILE, log_problem
 from .schema import npy_header
 from .tables import read_sample_table
 
 #: ``report.json`` past this size is not read (a run's report lists skipped files: megabytes at most).
-MAX_REPORT_BYTES = 64 << 20
+MAX_REPORT_BYTES = max_bytes(REPORT, {})
 _SAMPLE_COLUMNS = ("index", "sample_id", "label", "class_name", "image_index")
 
 
@@ -63,7 +64,9 @@ def _meta_problems(file: Path, meta: dict) -> list[str]:
 
 def _table_problems(file: Path, n: int, k: int, images: Path) -> list[str]:
     try:
-        table = read_sample_table(file)
+        table = read_sample_table(file, max_bytes(SAMPLES, {"num_samples": n}))
+    except RunError as e:
+        return [str(e)]
     except (OSError, ValueError) as e:
         return [f"{file} cannot be read as a sample table ({str(e)[:200]}); the run is damaged"]
     missing = [c for c in _SAMPLE_COLUMNS if c not in table.columns]
@@ -86,12 +89,12 @@ def _table_problems(file: Path, n: int, k: int, images: Path) -> list[str]:
 
 
 def _report_problems(file: Path) -> list[str]:
-    if not file.is_file():
+    if not os.path.lexists(file):
         return []
-    if file.stat().st_size > MAX_REPORT_BYTES:
-        return [f"{file} is {file.stat().st_size:,} bytes, more than a run's report ever holds; it is not read"]
     try:
-        report = json.loads(file.read_bytes())
+        report = json.loads(read_checked(file, MAX_REPORT_BYTES))
+    except RunError as e:
+        return [str(e)]
     except (OSError, ValueError) as e:
         return [f"{file} is damaged ({e})"]
     if not isinstance(report, dict) or not all(isinstance(report.get(k, []), list) for k in ("skipped", "epochs")) \
@@ -105,6 +108,8 @@ def _npy_problems(file: Path, fits: Callable, *, missing_ok: bool = True, what: 
         shape, fortran, dtype, missing = npy_header(file)
     except FileNotFoundError:
         return [] if missing_ok else [f"{file} is missing; the run is damaged"]
+    except RunError as e:
+        return [str(e)]
     except (OSError, ValueError) as e:
         return [f"{file} is damaged: its .npy header cannot be read ({e})"]
     if dtype.hasobject or fortran or not fits(shape, dtype):

@@ -68,6 +68,20 @@ def check_square(array: np.ndarray, n: int, file: Path, layout: str | None) -> n
                      "(index, epoch, value)")
 
 
+def check_embeddings(values: np.ndarray, n: int, file: Path) -> np.ndarray:
+    """``(n, features)`` embeddings of finite numbers (one inf would be every sample's nearest neighbour),
+    checked before any run folder is made."""
+    values = np.asarray(values)
+    if values.ndim != 2 or len(values) != n or values.dtype.kind not in "fiu":
+        raise ValueError(f"{file}: embeddings of shape {values.shape} ({values.dtype}); expected ({n}, features)")
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{file}: the embeddings of {int((~finite).sum())} sample(s) are not finite numbers (sample "
+                         f"{int(np.flatnonzero(~finite)[0])} first); save the features of a training that did not "
+                         "diverge, or import without --embeddings")
+    return values
+
+
 def check_values(name: str, values: np.ndarray, file: Path) -> np.ndarray:
     """Per-epoch array ``name`` ``(samples, epochs)`` checked for its kind of value; returns it as stored."""
     values = np.asarray(values)

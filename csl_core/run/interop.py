@@ -36,6 +36,7 @@ from .export import refuse_run_folder
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv, csv_safe, csv_unsafe
 from .inputs import (
     check_class_names,
+    check_embeddings,
     check_probabilities,
     check_square,
     check_unique,
@@ -295,6 +296,7 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
             raise ValueError(f"{file}: shape {values.shape} differs from the losses' {loss.shape} in {losses_file}")
         fields[name] = check_values(name, values, file)
     images = load_npy(Path(images_file)) if images_file is not None else None
+    embeddings = check_embeddings(load_npy(Path(embeddings_file)), n, embeddings_file) if embeddings_file else None
     if "path" in table.columns:
         base = Path(root) if root is not None else samples_file.parent
         paths = [str(p if Path(p).is_absolute() else base / p) for p in table["path"]]
@@ -308,7 +310,6 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
         for epoch in range(epochs):
             writer.write_epoch({name: values[:, epoch] for name, values in fields.items()},
                                probabilities=mean_probabilities if epoch == epochs - 1 else None, seconds=0.0)
-        embeddings = load_npy(Path(embeddings_file)) if embeddings_file is not None else None
         return writer.finish(embeddings=embeddings)
     finally:
         writer.close()

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
 from .errors import RunError
-from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json
-from .layout import EMBEDDINGS, PROBABILITIES
+from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json, open_checked, read_checked
+from .layout import EMBEDDINGS, PROBABILITIES, max_bytes
 
 TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
 
@@ -35,15 +36,32 @@ def _check_losses(rows, path: Path, chunk: int = 1 << 16) -> None:
 
 
 def _checked(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """``scores``, unless a CSL is not a finite number >= 0: a loss array holding such values (a crafted or
-    damaged run: the tracker and ``import`` refuse them) is never ranked."""
+    """``scores``, unless a CSL is infinite or negative: a loss array holding such values (a crafted or
+    damaged run: the tracker and ``import`` refuse them) is never ranked. NaN: a sample never seen."""
     csl = scores["csl"].to_numpy(np.float64)
-    bad = ~(np.isfinite(csl) & (csl >= 0))
+    bad = np.isinf(csl) | (csl < 0)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise RunError(f"{path / 'arrays' / 'loss.npy'} is damaged: sample {first}'s CSL is {csl[first]!r} (its losses "
                        f"are not finite numbers >= 0; {int(bad.sum())} sample(s) so); this run cannot be ranked")
     return scores
+
+
+def _fits(kept: pd.DataFrame, n: int, k: int) -> bool:
+    """Whether kept scores are this run's: a row per sample, labels and suggestions class indices (else they
+    are computed again: a crafted file never indexes the class names out of range)."""
+    if len(kept) != n or not {"csl", "csl_rank", "label"} <= set(kept.columns):
+        return False
+    for column in ("label", "suggested_label"):
+        if column in kept.columns:
+            values = kept[column].to_numpy()
+            if values.dtype.kind not in "iu" or (len(values) and (values.min() < 0 or values.max() >= k)):
+                return False
+    if "suggested_confidence" in kept.columns:
+        confidence = kept["suggested_confidence"].to_numpy(np.float64)
+        if not ((confidence >= 0) & (confidence <= 1) | np.isnan(confidence)).all():
+            return False
+    return True
 
 
 class KeptResults:
@@ -66,10 +84,11 @@ class KeptResults:
         cache = self._kept_file("scores", "parquet", scored=True)
         if meta.get("completed") and cache.is_file():
             try:
-                kept = pd.read_parquet(cache)
-                if len(kept) == int(meta["num_samples"]) and {"csl", "csl_rank", "label"} <= set(kept.columns):
+                with open_checked(cache, max_bytes("scores-<epochs>-<score set>.parquet", meta)) as f:
+                    kept = pd.read_parquet(f)
+                if _fits(kept, int(meta["num_samples"]), len(self.classes)):
                     return _checked(kept, self.path)
-            except (OSError, ValueError):
+            except (OSError, ValueError, RunError):
                 pass  # unreadable or not this run's: computed again below (and kept anew)
         arrays = {name: self.row_reader(name) for name in meta["fields"]}
         _check_losses(arrays["loss"], self.path)
@@ -86,8 +105,11 @@ class KeptResults:
         cache = self._kept_file("scores", "parquet", scored=True)
         if self.meta.get("completed") and cache.is_file():
             try:
-                return pd.read_parquet(cache, columns=["csl"])["csl"].to_numpy()
-            except (OSError, ValueError):
+                with open_checked(cache, max_bytes("scores-<epochs>-<score set>.parquet", self.meta)) as f:
+                    csl = pd.read_parquet(f, columns=["csl"])["csl"].to_numpy()
+                if len(csl) == self.num_samples:
+                    return csl
+            except (OSError, ValueError, RunError):
                 pass
         return compute_scores({"loss": self.row_reader("loss")})["csl"].to_numpy()
 
@@ -101,10 +123,11 @@ class KeptResults:
         cache = self._kept_file("class-loss", "npy")
         if meta.get("completed") and cache.is_file():
             try:
-                kept = np.load(cache)
-                if kept.shape == (len(self.classes), int(meta["finished_epochs"])):
+                with open_checked(cache, max_bytes("class-loss-<epochs>.npy", meta)) as f:
+                    kept = np.load(f, allow_pickle=False)
+                if kept.shape == (len(self.classes), int(meta["finished_epochs"])) and kept.dtype.kind == "f":
                     return kept
-            except (OSError, ValueError):
+            except (OSError, ValueError, RunError):
                 pass
         means = class_averages(self.row_reader("loss"), self.samples()["label"].to_numpy(np.int64),
                                len(self.classes))
@@ -123,6 +146,11 @@ class KeptResults:
             embeddings = np.asarray(embeddings, dtype=np.float32)
             if embeddings.ndim != 2 or len(embeddings) != n:
                 raise ValueError(f"embeddings have shape {embeddings.shape}; expected ({n}, dimensions)")
+            finite = np.isfinite(embeddings).all(axis=1)
+            if not finite.all():   # one inf would be every sample's nearest neighbour
+                raise DataError(f"embeddings of {int((~finite).sum())} sample(s) are not finite numbers (sample "
+                                f"{int(np.flatnonzero(~finite)[0])} first); save the features of a training that "
+                                "did not diverge, or leave the embeddings out")
         if probabilities is not None and np.shape(probabilities) != (n, len(self.classes)):
             raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected ({n}, {len(self.classes)})")
         if self.finished_epochs == 0:
@@ -160,9 +188,10 @@ class KeptResults:
         kept: dict = {}
         if meta.get("completed") and cache.is_file():
             try:
-                kept = json.loads(cache.read_text())
-            except (OSError, ValueError):
+                kept = json.loads(read_checked(cache, max_bytes("evaluation-<epochs>-<score set>.json", meta)))
+            except (OSError, ValueError, RunError):
                 kept = {}
+            kept = kept if isinstance(kept, dict) else {}
             if isinstance(kept.get(truth_column), dict):
                 return kept[truth_column]
         scores = self.scores() if scores is None else scores

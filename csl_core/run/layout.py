@@ -8,6 +8,7 @@ rather than misread.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: The layout this csl-clean writes and the newest it reads.
@@ -89,6 +90,53 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
     RunFile(f"{MEMORIZATION}/", "run.memorization", "JSON, .npz, Parquet", "settings checked on resuming",
             "the stability estimate of memorisation and its comparison with every score"),
 )}
+
+
+KIB, MIB = 1 << 10, 1 << 20
+_HEADER = 64 * KIB   # room for a .npy header
+
+
+def _n(meta: dict) -> int:
+    return max(int(meta.get("num_samples", 0) or 0), 0)
+
+
+def _k(meta: dict) -> int:
+    return len(meta.get("classes") or ())
+
+
+def _epochs(meta: dict) -> int:
+    return max(int(meta.get("epochs", 0) or 0), int(meta.get("finished_epochs", 0) or 0))
+
+
+#: The most bytes each file of :data:`RUN_FILES` may hold for a run of a given ``meta.json``: every reader
+#: opens a file through :func:`csl_core.run.files.open_checked` with this bound, so a file larger than any
+#: run writes there is refused unread. ``None``: bounded another way (an array's size against its header and
+#: meta.json, a checkpoint's recorded size, the decision log's pages read by SQLite), and still opened only
+#: when it is a regular file.
+MAX_BYTES: dict[str, Callable[[dict], int | None]] = {
+    META: lambda meta: 16 * MIB,
+    SAMPLES: lambda meta: MIB + _n(meta) * 16 * KIB,   # a path of 4,096 characters and more per row
+    f"{ARRAYS}/<field>.npy": lambda meta: _HEADER + _n(meta) * _epochs(meta) * 8,
+    PROBABILITIES: lambda meta: _HEADER + _n(meta) * _k(meta) * 8,
+    EMBEDDINGS: lambda meta: None,
+    IMAGES: lambda meta: None,
+    CHECKPOINT: lambda meta: None,
+    REPORT: lambda meta: 64 * MIB,
+    "scores-<epochs>-<score set>.parquet": lambda meta: MIB + _n(meta) * 4 * KIB,
+    "class-loss-<epochs>.npy": lambda meta: _HEADER + _k(meta) * _epochs(meta) * 8,
+    "evaluation-<epochs>-<score set>.json": lambda meta: 64 * MIB,
+    NEIGHBOURS: lambda meta: MIB + _n(meta) * 4 * KIB,
+    FINGERPRINTS: lambda meta: MIB + _n(meta) * 4 * KIB,
+    DECISIONS: lambda meta: None,
+    LOCK: lambda meta: 64 * KIB,
+    f"{EXPORT}/": lambda meta: None,
+    f"{MEMORIZATION}/": lambda meta: None,
+}
+
+
+def max_bytes(name: str, meta: dict) -> int | None:
+    """The most bytes the run file ``name`` (a key of :data:`RUN_FILES`) may hold for a run of ``meta``."""
+    return MAX_BYTES[name](meta)
 
 
 def array_name(field: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import RunError
-from .files import refuse_link
+from .files import check_file, open_checked, refuse_link
 from .layout import DECISIONS
 
 DECISIONS_FILE = DECISIONS
@@ -67,6 +67,8 @@ def refuse_links(path: Path) -> None:
     """Refuse the log when it, or one of the files SQLite keeps beside it, is a symbolic link."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         refuse_link(Path(f"{path}{suffix}"), "(the decision log of the run)")
+        if os.path.lexists(f"{path}{suffix}"):
+            check_file(Path(f"{path}{suffix}"))   # a FIFO would block SQLite forever
 
 
 def connect(path: Path, *, write: bool, read_only: bool) -> sqlite3.Connection:
@@ -134,11 +136,13 @@ def log_problem(run_path: str | Path) -> str | None:
     if path.is_symlink():
         return f"{path} is a symbolic link; the decision log is never opened through a link"
     try:
-        with open(path, "rb") as f:
+        with open_checked(path) as f:   # a FIFO is said, never waited on
             header = f.read(100)
             size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         return None
+    except RunError as e:
+        return str(e)
     except OSError as e:
         return f"{path} cannot be read ({e})"
     if size == 0:

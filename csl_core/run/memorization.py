@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .files import atomic_write_bytes, atomic_write_json, lock_file, real_folder
-from .layout import MEMORIZATION
+from .files import atomic_write_bytes, atomic_write_json, lock_file, open_checked, read_checked, real_folder
+from .layout import KIB, MEMORIZATION, MIB
+from .npzfile import read_npz
 from .store import RunError, RunLockedError, RunStore
 
 FOLDER = MEMORIZATION
 FORMAT = 1
 MODEL_FIELDS = ("in_training", "correct", "p_given")
+JSON_MAX_BYTES = 64 * MIB   # settings, comparison and log: kilobytes
 
 
 class MemorizationFolder:
@@ -50,7 +51,7 @@ class MemorizationFolder:
         if not self.settings_file.is_file():
             return None
         try:
-            settings = json.loads(self.settings_file.read_text())
+            settings = json.loads(read_checked(self.settings_file, JSON_MAX_BYTES))
         except (OSError, ValueError) as e:
             raise RunError(f"{self.settings_file}: unreadable ({e}); delete {self.path} to start the estimate "
                            "over") from e
@@ -95,9 +96,10 @@ class MemorizationFolder:
         if not file.is_file():
             return None
         try:
-            with np.load(file, allow_pickle=False) as data:
-                arrays = {name: np.asarray(data[name]) for name in (*MODEL_FIELDS, "seconds")}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            arrays = read_npz(file, MIB + num_samples * 8, {
+                **{name: lambda shape, dtype: shape == (num_samples,) for name in MODEL_FIELDS},
+                "seconds": lambda shape, dtype: shape == () and dtype.kind in "fiu"})
+        except (OSError, RunError):
             return None
         expected = {"in_training": np.bool_, "correct": np.bool_, "p_given": np.float32}
         for name, dtype in expected.items():
@@ -131,7 +133,8 @@ class MemorizationFolder:
         if not file.is_file():
             return None
         try:
-            estimate = pd.read_parquet(file)
+            with open_checked(file, MIB + self.store.num_samples * 4 * KIB) as f:
+                estimate = pd.read_parquet(f)
         except (OSError, ValueError) as e:
             raise RunError(f"{file}: unreadable ({e}); run `python -m csl_core memorization` again to "
                            "rewrite it") from e
@@ -148,15 +151,15 @@ class MemorizationFolder:
         if not file.is_file():
             return None
         try:
-            return json.loads(file.read_text())
+            return json.loads(read_checked(file, JSON_MAX_BYTES))
         except (OSError, ValueError) as e:
             raise RunError(f"{file}: unreadable ({e}); run `python -m csl_core memorization` again") from e
 
     def log(self) -> list[dict]:
         file = self.path / "log.json"
         try:
-            entries = json.loads(file.read_text()) if file.is_file() else []
-        except (OSError, ValueError):
+            entries = json.loads(read_checked(file, JSON_MAX_BYTES)) if file.is_file() else []
+        except (OSError, ValueError, RunError):
             entries = []
         return entries if isinstance(entries, list) else []
 

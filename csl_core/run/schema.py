@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import open_checked
+
 EPOCH_FIELDS = ("loss", "correct", "margin", "p_given", "p_max")
 ARRAY_DTYPES = {"correct": np.bool_}
 
@@ -45,7 +47,7 @@ def npy_header(file: Path) -> tuple[tuple, bool, np.dtype, int]:
     """A ``.npy`` file's ``(shape, fortran_order, dtype, missing)`` from its header alone (nothing is loaded or
     unpickled): ``missing`` is how many bytes the header promises beyond what the file holds (negative: more
     bytes than promised; 0: the sizes agree). Raises OSError (FileNotFoundError when absent) or ValueError."""
-    with open(file, "rb") as f:
+    with open_checked(file) as f:   # a FIFO or a link named like an array is refused, never waited on
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from . import files as run_files
+from . import layout
 from .errors import RunError, RunLockedError  # noqa: F401  (importers take both from the store)
 from .files import (
     allocate_array,
@@ -150,7 +152,7 @@ class RunStore(KeptResults):
             raise RunError(f"{file} is missing ({e}); this run cannot be read") from e
         if self._samples is None or mtime != self._samples_mtime:
             try:
-                samples = read_sample_table(file)
+                samples = read_sample_table(file, layout.max_bytes(SAMPLES, self.meta))
             except (ValueError, OSError) as e:  # pyarrow's parse errors are ValueErrors too
                 raise RunError(f"{file} cannot be read as a sample table ({str(e)[:200]}); the run is "
                                "damaged") from e
@@ -228,8 +230,9 @@ class RunStore(KeptResults):
         """The penultimate-layer features the trainer saved after the last epoch, ``(samples, features)``
         float, memory-mapped; ``None`` when the run has none, or when the file is not such an array."""
         file = self.path / EMBEDDINGS
-        if not file.is_file():
+        if not os.path.lexists(file):
             return None
+        run_files.check_file(file)   # a FIFO or a link is refused (RunError), never waited on or followed
         try:
             values = np.load(file, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError):
@@ -320,8 +323,9 @@ class RunStore(KeptResults):
         import torch
 
         file = self.path / CHECKPOINT
-        if not file.is_file():
+        if not os.path.lexists(file):
             return None
+        run_files.check_file(file)   # never through a link, never a FIFO
         accepted = self.meta.get("checksums", {}).get(CHECKPOINT)
         if accepted is not None:
             size, digest = file.stat().st_size, sha256_file(file)
@@ -367,7 +371,7 @@ class RunStore(KeptResults):
         recorded = meta.get("checksums", {}).get(SAMPLES)
         if deep and isinstance(recorded, dict):
             file = self.path / SAMPLES
-            data = file.read_bytes() if file.is_file() else b""
+            data = run_files.read_checked(file, layout.max_bytes(SAMPLES, meta)) if file.is_file() else b""
             if len(data) != recorded.get("size") or sha256_bytes(data) != recorded.get("sha256"):
                 found.append(f"{file} does not match the checksum recorded in meta.json when the run was "
                              f"created (size {len(data)}, recorded {recorded.get('size')}): it was changed, so "

@@ -8,13 +8,14 @@ import os
 import re
 import threading
 from pathlib import Path
+from stat import S_ISREG
 
 import numpy as np
 import pandas as pd
 
 from .errors import RunError
-from .files import atomic_write_json
-from .layout import FORMAT_VERSION
+from .files import atomic_write_json, open_checked, read_checked
+from .layout import FORMAT_VERSION, REPORT, max_bytes
 from .schema import npy_header
 
 
@@ -27,7 +28,7 @@ class RowChunks:
     """
 
     def __init__(self, file: Path, columns: int):
-        with open(file, "rb") as f:
+        with open_checked(file) as f:
             version = np.lib.format.read_magic(f)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
@@ -53,22 +54,26 @@ class RowChunks:
             raise TypeError("RowChunks reads contiguous rows only")
         width = self._shape[1]
         count = max(0, stop - start) * width
-        with open(self._file, "rb") as f:
+        with open_checked(self._file) as f:
             f.seek(self._offset + start * width * self.dtype.itemsize)
             block = np.fromfile(f, dtype=self.dtype, count=count)
         return block.reshape(-1, width)[:, : self._columns]
 
 
-def read_sample_table(file: Path) -> pd.DataFrame:
-    """A run's ``samples.csv``: ids, class names and paths stay strings ("NA" is a name, not a gap).
+def read_sample_table(file: Path, limit: int | None = None) -> pd.DataFrame:
+    """A run's ``samples.csv``: ids, class names and paths stay strings ("NA" is a name, not a gap); read
+    through :func:`~csl_core.run.files.open_checked` (a FIFO or a link refused, a file over ``limit`` bytes
+    never read).
 
     pyarrow's parser, where installed, reads 1.28M rows in a third of the time of pandas' own.
     """
     options = dict(keep_default_na=False, dtype={"sample_id": str, "class_name": str})
-    try:
-        return pd.read_csv(file, engine="pyarrow", **options)
-    except ImportError:
-        return pd.read_csv(file, **options)
+    with open_checked(file, limit) as f:
+        try:
+            return pd.read_csv(f, engine="pyarrow", **options)
+        except ImportError:
+            f.seek(0)
+            return pd.read_csv(f, **options)
 
 
 #: ``meta.json`` past this size is refused unread (1 GiB of it took 2 GB to parse for each listing).
@@ -83,7 +88,9 @@ def read_meta(file: Path, *, check: bool = True) -> dict:
     mtime, size and inode are those it had when parsed (every write renames a new file into place).
     Treat the dict as read-only. A damaged or truncated file is a :class:`RunError` that names it;
     ``check=False`` skips :func:`check_meta` for a reader that needs only a field or two."""
-    stat = os.stat(file)
+    stat = os.lstat(file)
+    if not S_ISREG(stat.st_mode):
+        open_checked(file).close()   # says what it is instead (a link, a FIFO): never followed, never waited on
     if stat.st_size > MAX_META_BYTES:  # a run's meta.json is kilobytes: a huge one is never parsed
         raise RunError(f"{file} is damaged: {stat.st_size:,} bytes, more than any run's meta.json "
                        f"({MAX_META_BYTES >> 20} MiB at most); it is not read")
@@ -96,7 +103,7 @@ def read_meta(file: Path, *, check: bool = True) -> dict:
             check_meta(kept[1], file)
         return kept[1]
     try:
-        with open(file, "rb") as f:
+        with open_checked(file, MAX_META_BYTES) as f:
             meta = json.load(f)
     except (OSError, ValueError) as e:
         raise RunError(f"{file} is damaged or unreadable ({e}); this run cannot be opened. Restore the "
@@ -115,14 +122,15 @@ def read_meta(file: Path, *, check: bool = True) -> dict:
 
 def read_report(file: Path) -> dict:
     """A run's ``report.json`` (empty lists when there is none); a damaged one is a :class:`RunError`."""
-    if not file.is_file():
+    if not os.path.lexists(file):
         return {"skipped": [], "epochs": []}
     try:
-        report = json.loads(file.read_bytes())
+        report = json.loads(read_checked(file, max_bytes(REPORT, {})))
     except (OSError, ValueError) as e:
         raise RunError(f"{file} is damaged ({e}); the run's report cannot be read") from None
-    if not isinstance(report, dict):
-        raise RunError(f"{file} is damaged: not a run report (an object)")
+    if not isinstance(report, dict) or not all(isinstance(report.get(k, []), list) for k in ("skipped", "epochs")) \
+            or not all(isinstance(e, dict) for e in report.get("epochs", []) + report.get("skipped", [])):
+        raise RunError(f"{file} is damaged: not a run report (an object with lists 'skipped' and 'epochs')")
     return report
 
 

@@ -16,6 +16,7 @@ array, saved once as ``images.npy`` in the run folder for the galleries and the 
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .files import atomic_save_npy, lock_file
+from .files import atomic_save_npy, check_file, lock_file
 from .folders import remove_leftovers
 from .layout import IMAGES, LOCK, META
 from .schema import EPOCH_FIELDS
@@ -196,6 +197,12 @@ class RunWriter:
             seconds = now - self._epoch_began
         self._epoch_began = now
         loss = np.asarray(record["loss"], dtype=np.float64)
+        bad = np.isinf(loss) | (loss < 0)   # NaN: a sample not seen this epoch
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"epoch {self.store.finished_epochs + 1}: sample {first} has loss {loss[first]!r} "
+                             f"({int(bad.sum())} sample(s) so); a loss is a finite number >= 0 (NaN: not seen). "
+                             "Nothing of this epoch was written")
         timing = {"seconds": float(seconds),
                   "loss": float(np.nanmean(loss)) if np.isfinite(loss).any() else float("nan"),
                   "accuracy": float(np.mean(record["correct"])) if "correct" in record else float("nan")}
@@ -280,8 +287,9 @@ def stored_images(store: RunStore) -> np.ndarray | None:
     """The run's ``images.npy`` (written by :class:`RunWriter`), memory-mapped, once its shape and type
     are checked against the run: ``(N, H, W, C)`` uint8, or ``None`` when the run has none."""
     file = store.path / IMAGES_FILE
-    if not file.is_file():
+    if not os.path.lexists(file):
         return None
+    check_file(file)   # a FIFO or a link: refused, never waited on or followed
     try:
         images = np.load(file, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as e:
