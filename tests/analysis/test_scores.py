@@ -62,10 +62,10 @@ def scores() -> pd.DataFrame:
 
 
 def test_loss_scores_skip_epochs_in_which_a_sample_was_not_seen(scores):
-    np.testing.assert_allclose(scores["csl"], [6.0, 0.75, 5.0, 0.0])
+    np.testing.assert_allclose(scores["csl"], [6.0, 0.75, 5.0, nan])     # never seen: unknown (#29), not 0
     np.testing.assert_allclose(scores["mean_loss"], [2.0, 0.375, 2.5, nan])
     np.testing.assert_allclose(scores["final_loss"], [3.0, 0.25, 1.0, nan])
-    np.testing.assert_allclose(scores["eval_csl"], [12.0, 1.5, 10.0, 0.0])
+    np.testing.assert_allclose(scores["eval_csl"], [12.0, 1.5, 10.0, nan])
 
 
 def test_confidence_aum_and_data_maps(scores):
@@ -110,7 +110,7 @@ def test_chunked_scoring_equals_scoring_at_once():
 def test_zero_epochs_and_mismatched_inputs():
     empty = compute_scores({"loss": np.empty((3, 0), np.float32), "correct": np.empty((3, 0), bool),
                             "p_max": np.empty((3, 0))})
-    assert empty["csl"].tolist() == [0.0, 0.0, 0.0]
+    assert empty["csl"].isna().all()                                      # no epoch: nothing seen
     assert empty["final_loss"].isna().all() and empty["in_confidence"].isna().all()
     assert empty["learning_time"].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="'margin' has 2 rows"):
