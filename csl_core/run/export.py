@@ -22,8 +22,9 @@ from ..errors import DataError
 from .decisions import DecisionLog
 from .export_marker import MARK, not_written_by_export, write_manifest
 from .files import O_NOFOLLOW, atomic_write_bytes, csv_safe
-from .layout import EXPORT, META
-from .store import RunStore
+from .health import samples_changed
+from .layout import EXPORT, META, SAMPLES
+from .store import RunError, RunStore
 
 EXPORT_DIR = EXPORT
 CSV_NAME = "cleaned_labels.csv"
@@ -134,6 +135,9 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
         Where to write; default ``<run>/export``.
     """
     store = RunStore(run_path)
+    changed = samples_changed(store.path / SAMPLES, store.meta)   # its kept scores would hold other labels
+    if changed:
+        raise RunError(f"{store.path} is not exported: " + " ".join(changed))
     if scores is None:
         scores = store.scores()
     classes = store.classes

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RunError
-from .files import read_checked
+from .files import read_checked, sha256_file
 from .layout import ARRAYS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES, max_bytes
 from .logfile import DECISIONS_FILE, log_problem
 from .schema import npy_header
@@ -31,7 +31,7 @@ def consistency_problems(path: Path, meta: dict) -> list[str]:
     if found:
         return found
     n, classes = int(meta["num_samples"]), meta["classes"]
-    found += _table_problems(path / SAMPLES, n, len(classes), path / IMAGES)
+    found += _table_problems(path / SAMPLES, n, len(classes), path / IMAGES) or samples_changed(path / SAMPLES, meta)
     found += _report_problems(path / REPORT)
     for name, check in ((PROBABILITIES, lambda s, d: len(s) == 2 and s == (n, len(classes)) and d.kind == "f"),
                         (EMBEDDINGS, lambda s, d: len(s) == 2 and s[0] == n and d.kind == "f"),
@@ -85,6 +85,19 @@ def _table_problems(file: Path, n: int, k: int, images: Path) -> list[str]:
             return [f"{file} is damaged: '{column}' runs {values.min()}..{values.max()}, expected {limit}"]
     if not np.array_equal(table["index"].to_numpy(), np.arange(n)):
         return [f"{file} is damaged: its 'index' column does not number the samples 0..{n - 1}"]
+    return []
+
+
+def samples_changed(file: Path, meta: dict) -> list[str]:
+    """``samples.csv`` against the size and SHA-256 recorded when the run was made: a table edited since (a
+    label changed) no longer names the samples whose losses were recorded, nor the labels its kept scores hold."""
+    recorded = meta.get("checksums", {}).get(SAMPLES) if isinstance(meta.get("checksums"), dict) else None
+    if not isinstance(recorded, dict):
+        return []
+    if os.stat(file).st_size != recorded.get("size") or sha256_file(file) != recorded.get("sha256"):
+        return [f"{file} was changed after the run was made (it no longer matches the checksum in meta.json), so "
+                "its rows may no longer be the samples whose losses were recorded, nor the labels the kept scores "
+                "hold. Restore it, or import the run again from its arrays"]
     return []
 
 
