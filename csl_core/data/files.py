@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .class_names import class_name, class_names
 from .decode import decode_files
 from .types import DataError, ImageSource
 
@@ -81,7 +82,8 @@ def load_imagefolder(root: str, *, image_size: int = 32, progress: bool = False)
         skipped += [{"id": paths[i], "reason": "also listed under another class (see below); not used"}
                     for i in range(len(paths)) if os.path.realpath(paths[i]) in conflicting]
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
-    source = decode_files(paths, labels, [d.name for d in class_dirs], image_size=image_size, progress=progress)
+    source = decode_files(paths, labels, class_names([d.name for d in class_dirs], f"{root}: class folders"),
+                          image_size=image_size, progress=progress)
     source.skipped = skipped + source.skipped
     source.notes = notes + source.notes
     _check_no_empty_class(source, root)
@@ -148,10 +150,10 @@ def _check_distinct_names(names: list[str], what: str) -> None:
     almost always one class, and would merge into one folder on macOS or Windows."""
     folded: dict[str, str] = {}
     for name in names:
-        key = name.strip().casefold()
+        key = class_name(name, what).strip().casefold()
         if key in folded:
-            raise DataError(f"{what}: {folded[key]!r} and {name!r} differ only in case or spacing; rename or "
-                            "merge them into one class")
+            raise DataError(f"{what}: {folded[key]!r} and {name!r} differ only in case, spacing or Unicode form; "
+                            "rename or merge them into one class")
         folded[key] = name
 
 
@@ -263,7 +265,8 @@ def _encode_labels(raw: list[tuple[int, str]], where: str) -> tuple[list[str], l
         classes = [str(v) for v in sorted({int(t) for _, t in integers})]
         lookup = {c: i for i, c in enumerate(classes)}
         return classes, [lookup[str(int(t))] for _, t in raw]
-    classes = sorted({t for _, t in names})
+    raw = [(line, class_name(t, f"{where}, line {line}")) for line, t in raw]   # NFC, nothing invisible
+    classes = sorted({t for _, t in raw})
     _check_distinct_names(classes, f"{where}: labels")
     lookup = {c: i for i, c in enumerate(classes)}
     return classes, [lookup[t] for _, t in raw]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.class_names import class_name
 from .schema import check_losses, npy_header
 
 #: Characters a class name may not hold: it becomes a line of ``classes.txt``, a folder name and page text.
@@ -127,7 +128,7 @@ def check_unique(values: pd.Series, file: Path, column: str) -> None:
 def check_class_names(names: Sequence[str], where: str) -> list[str]:
     """Class names as a training accepts them: not empty, no line breaks or control characters, none
     repeated, none differing from another only in case or surrounding space (``Bag`` and ``bag``)."""
-    names = [str(n) for n in names]
+    names = [class_name(n, where) for n in names]   # NFC; an invisible character refused
     folded: dict[str, str] = {}
     for name in names:
         if not name.strip() or _CONTROL.search(name):

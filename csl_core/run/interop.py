@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -341,7 +342,7 @@ def _read_sample_csv(file: Path) -> pd.DataFrame:
 
 def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_classes: int | None,
             column: str) -> tuple[np.ndarray, list[str]]:
-    values = table[column].str.strip()
+    values = table[column].str.strip().map(lambda v: unicodedata.normalize("NFC", v))   # as check_class_names
     empty = np.flatnonzero(values.to_numpy() == "")
     if len(empty):
         raise ValueError(f"{file}, line {empty[0] + 2}: empty {column}")

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..data.class_names import class_names
 from .files import atomic_save_npy, check_file, lock_file
 from .folders import remove_leftovers
 from .layout import IMAGES, LOCK, META
@@ -113,7 +114,7 @@ class RunWriter:
                  samples: pd.DataFrame | None = None, epochs: int = 1, source: str = "external",
                  model: str = "external", fields: tuple[str, ...] = EPOCH_FIELDS, extra_meta: Mapping | None = None,
                  resume_epoch: int | None = None):
-        classes = [str(c) for c in classes]
+        classes = class_names(classes, "RunWriter's classes")   # NFC; an invisible character refused
         if len(classes) < 2:
             raise ValueError(f"a run needs at least two classes, got {classes}")
         if samples is None:
