@@ -147,16 +147,14 @@ def _scores(run_path: str, finished_epochs: int, read_only: bool) -> pd.DataFram
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def likely_mislabeled(run_path: str, finished_epochs: int) -> int | None:
-    """How many samples of the run are likely mislabeled (the run's own estimate: the confident joint on its
-    mean probabilities, a floor on a memorised run), or ``None`` when the run has no probabilities. The one
-    place the dashboard asks for that count."""
-    from csl_core.analysis.noise_rate import estimate_label_noise
+    """The run's one count of wrong labels (:func:`csl_core.analysis.noise_rate.noise_count`), or ``None`` when
+    the run has no class evidence (no mean probabilities kept)."""
+    from csl_core.analysis.noise_rate import noise_count
 
-    probabilities = RunStore(run_path).probabilities()
-    if probabilities is None:
+    scores = load_scores(run_path, finished_epochs)
+    if "p_wrong" not in scores.columns:
         return None
-    labels = load_scores(run_path, finished_epochs)["label"].to_numpy(np.int64)
-    return estimate_label_noise(labels, np.asarray(probabilities)).count
+    return noise_count(scores).count
 
 
 def scores_for(store: RunStore) -> pd.DataFrame:

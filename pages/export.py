@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.cleaning import RELABEL_CONFIDENCE, suggested_cleaning
+from csl_core.analysis.cleaning import CLEAN_AT, suggested_cleaning
 from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
@@ -63,9 +63,10 @@ def suggested_cleaning_section() -> None:
         return
     plan = suggested_cleaning(scores, effective["action"].to_numpy(object))
     counts = plan.counts()
-    st.caption(f"The {plan.budget:,} most suspicious undecided samples (the run's count of wrong labels, less what "
-               f"you already relabeled or dropped): **relabel** where the suggestion's confidence is at least "
-               f"{RELABEL_CONFIDENCE:.0%}, **drop** where it is less; every other sample keeps its label. Your own "
+    st.caption(f"It acts only where its action is at least {CLEAN_AT:.0%} likely to be right: **relabel** where the "
+               "label is that likely wrong *and* the suggestion its true class, **drop** where the label is that "
+               "likely wrong but no class is that likely right; every other sample is left for your review. Of its "
+               f"{plan.budget:,} actions, about **{plan.expected_right:,.0f}** are expected to be right. Your own "
                "decisions are never changed. Nothing is applied until you press the button; Undo takes it back.")
     cells = st.columns(3)
     cells[0].metric("Relabel", f"{counts['relabel']:,}")

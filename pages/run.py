@@ -269,19 +269,16 @@ def where_you_stand() -> None:
     accuracy = where["train_accuracy"]
     cells[0].metric("Training accuracy", f"{accuracy:.3f}" if accuracy is not None else "-",
                     help="Last epoch, on the given labels.")
-    cells[1].metric("Likely mislabeled", f"~{where['estimated_count']:,} ({where['estimated_rate']:.1%})",
-                    help=f"The one count of this run (also `info`'s, the review budget and the suggested "
-                         f"cleaning's): {where['basis']}. Measured within 20% of the truth on the demo, confusable "
-                         "Fashion-MNIST and 10,000 CIFAR-10N images, about half of it on all 25,000 CIFAR-10N "
-                         "images (real human mistakes, a network that fits well): there, and on a run that "
-                         "memorised its labels, it is a floor, and the truth is nearer the 'at most' figure "
-                         "below (docs/bench/cleaning.md).")
-    cells[2].metric(f"Flagged in the top {where['k']:,}", f"{where['flagged_in_top_k']:,}",
-                    help=f"Of the top {where['k']:,} of the review queue (by {where['ranking']}), how many the "
-                         "count itself counts.")
-    text = (f"About **{where['estimated_count']:,}** images look mislabeled (at most about **{where['ceiling']:,}**: "
-            f"those whose suggested label outweighs their own): review the top **{where['k']:,}** "
-            f"of the queue (ranked by `{where['ranking']}`).")
+    cells[1].metric("Likely mislabeled", f"~{where['estimated_count']:,}",
+                    help=f"{where['text']}: the run's one count (also `info`'s, Focused review's, the review budget "
+                         "and the suggested cleaning's), the sum of every sample's probability that its label is "
+                         "wrong (`p_wrong`), with its 90% interval. An audit (a person's answers on a sample the "
+                         "tool picks) makes it honest: docs/bench/trust.md.")
+    cells[2].metric(f"Expected wrong in the top {where['k']:,}", f"{where['expected_wrong_in_top_k']:,.0f}",
+                    help=f"Of the top {where['k']:,} of the review queue (by {where['ranking']}), how many are "
+                         "expected to be wrong (the sum of their p_wrong).")
+    text = (f"**{where['text'][0].upper() + where['text'][1:]}**: review the top **{where['k']:,}** of the queue "
+            f"(ranked by `{where['ranking']}`).")
     if "true_in_top_k" in where:
         text += (f" This run has known ground truth: the top {where['k']:,} hold {where['true_in_top_k']:,} of "
                  f"its {where['true_count']:,} mislabeled samples.")

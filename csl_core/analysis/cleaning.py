@@ -1,11 +1,14 @@
 """The suggested cleaning: what to do with each sample of one detection run (pure, no files).
 
-The most suspicious ``budget`` samples of the ranking (the budget is the run's estimated number of wrong
-labels, :func:`csl_core.analysis.noise_rate.estimate_label_noise`) are acted on: **relabel** to the
-suggested label where the suggestion is confident (its ``suggested_confidence`` reaches ``relabel_at``),
-**drop** where the sample is suspicious but the suggestion unsure; every other sample is **kept**.
-``bench-real --clean`` retrains on exactly this plan (docs/bench/cleaning.md), and the Export page's
-"accept the suggested cleaning" records it as one undoable batch.
+It acts only where the evidence is strong enough for the action to be right: a sample is **relabelled** to
+its suggested label where the probability that the label is wrong *and* the suggestion is its true class
+reaches ``at`` (:data:`CLEAN_AT`), **dropped** where the label is that likely wrong but no class is that likely
+right, and **kept** otherwise (left for review). Its probabilities are ``p_wrong``
+(:mod:`csl_core.analysis.trust`, re-estimated from the person's answers where there are enough) and the
+suggestion's chance of being the true class of a wrong label (:func:`suggestion_right`), so the plan says
+before it is applied how many of its actions are expected to be right. ``bench-real --clean`` retrains on it
+(docs/bench/cleaning.md), the Export page's "accept the suggested cleaning" records it as one undoable batch,
+and ``export --cleaning suggested`` writes it as a dry run (docs/bench/trust.md measures it against truth).
 """
 from __future__ import annotations
 
@@ -19,6 +22,11 @@ CLEANING_ACTIONS = ("relabel", "drop", "keep")
 # the suggestion was right on at least 95% of the truly mislabeled samples of every case measured
 # (docs/bench/cleaning.md).
 RELABEL_CONFIDENCE = 0.7
+# The probability of being right from which the suggested cleaning acts on a sample (docs/bench/trust.md).
+CLEAN_AT = 0.9
+# P(the suggestion is the true class | the label is wrong) = sigmoid(a + b * logit(confidence)), fitted on the
+# wrong labels of the benchmark runs (scripts/bench_trust.py).
+SUGGESTION_RIGHT = (1.0, 1.5)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,12 @@ class CleaningPlan:
     action: np.ndarray
     label: np.ndarray
     budget: int
+    right: np.ndarray | None = None  # (N,) each action's probability of being right (0 where kept)
+
+    @property
+    def expected_right(self) -> float:
+        """How many of the plan's actions are expected to be right (the sum of their probabilities)."""
+        return float(np.sum(self.right)) if self.right is not None else float("nan")
 
     def rows(self, action: str) -> np.ndarray:
         """The samples the plan gives ``action``, in sample order."""
@@ -102,26 +116,52 @@ def plan_digest(plan: CleaningPlan) -> str:
     return hashlib.sha256(codes.tobytes() + np.asarray(plan.label, dtype=np.int64).tobytes()).hexdigest()[:8]
 
 
-def suggested_cleaning(scores: pd.DataFrame, actions: np.ndarray | None = None, *,
-                       relabel_at: float = RELABEL_CONFIDENCE) -> CleaningPlan:
-    """The suggested cleaning of a run from its scores table: the budget is the run's one count of wrong
-    labels (:func:`csl_core.analysis.noise_rate.noise_count`), the ranking its default one. Beside a
-    person's decisions (``actions`` ``(N,)``: keep / relabel / drop / undecided) only undecided samples are
-    acted on, and the budget shrinks by the samples the person has already relabelled or dropped. A run
-    without suggestions gets a plan that keeps everything."""
+def suggestion_right(confidence: np.ndarray) -> np.ndarray:
+    """The chance that the suggestion is the true class of a wrong label, from its confidence ``(N,)``."""
+    c = np.clip(np.nan_to_num(np.asarray(confidence, dtype=np.float64)), 1e-4, 1 - 1e-4)
+    a, b = SUGGESTION_RIGHT
+    return 1.0 / (1.0 + np.exp(-(a + b * (np.log(c) - np.log1p(-c)))))
+
+
+def plan_from_probabilities(p_wrong: np.ndarray, given: np.ndarray, suggested: np.ndarray, confidence: np.ndarray,
+                            *, at: float = CLEAN_AT, eligible: np.ndarray | None = None) -> CleaningPlan:
+    """Relabel where ``p_wrong * suggestion_right(confidence)`` reaches ``at`` (and the suggestion differs from
+    the given label), else drop where ``p_wrong`` reaches ``at``, else keep; only ``eligible`` samples
+    (``(N,)`` bool, default all) are acted on."""
+    p = np.clip(np.nan_to_num(np.asarray(p_wrong, dtype=np.float64)), 0.0, 1.0)
+    given = np.asarray(given, dtype=np.int64)
+    suggested = np.asarray(suggested, dtype=np.int64)
+    n = len(p)
+    if not (len(given) == len(suggested) == len(confidence) == n):
+        raise ValueError(f"p_wrong, given, suggested and confidence need one entry per sample; got {n}, "
+                         f"{len(given)}, {len(suggested)} and {len(confidence)}")
+    if not 0.0 < at <= 1.0:
+        raise ValueError(f"the cleaning's probability must lie in (0, 1], got {at}")
+    eligible = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    fix_by_relabel = p * suggestion_right(confidence)
+    relabel = eligible & (fix_by_relabel >= at) & (suggested != given)
+    drop = eligible & ~relabel & (p >= at)
+    action = np.full(n, "keep", dtype=object)
+    action[relabel], action[drop] = "relabel", "drop"
+    label = np.where(relabel, suggested, given)
+    right = np.where(relabel, fix_by_relabel, np.where(drop, p, 0.0))
+    return CleaningPlan(action=action, label=label, budget=int(relabel.sum() + drop.sum()), right=right)
+
+
+def suggested_cleaning(scores: pd.DataFrame, actions: np.ndarray | None = None, *, at: float = CLEAN_AT
+                       ) -> CleaningPlan:
+    """The suggested cleaning of a run from its scores table (:func:`plan_from_probabilities` on ``p_wrong``,
+    re-estimated from the person's decisions ``actions`` ``(N,)`` where there are enough of them: keep /
+    relabel / drop / undecided). Only undecided samples are acted on; a run without suggestions gets a plan
+    that keeps everything."""
     from .noise_rate import noise_count
-    from .scores import default_score, suspicion
 
     n = len(scores)
     given = scores["label"].to_numpy(np.int64)
     if "suggested_label" not in scores.columns or "suggested_confidence" not in scores.columns:
-        return CleaningPlan(action=np.full(n, "keep", dtype=object), label=given.copy(), budget=0)
-    budget = noise_count(scores).count
-    eligible = None
-    if actions is not None:
-        actions = np.asarray(actions, dtype=object)
-        eligible = actions == "undecided"
-        budget = max(0, budget - int(np.isin(actions, ["relabel", "drop"]).sum()))
-    return plan_cleaning(suspicion(scores, default_score(scores)), given, scores["suggested_label"].to_numpy(np.int64),
-                         scores["suggested_confidence"].to_numpy(np.float64), budget, relabel_at=relabel_at,
-                         eligible=eligible)
+        return CleaningPlan(action=np.full(n, "keep", dtype=object), label=given.copy(), budget=0,
+                            right=np.zeros(n))
+    eligible = None if actions is None else np.asarray(actions, dtype=object) == "undecided"
+    probabilities = noise_count(scores, actions).p_wrong
+    return plan_from_probabilities(probabilities, given, scores["suggested_label"].to_numpy(np.int64),
+                                   scores["suggested_confidence"].to_numpy(np.float64), at=at, eligible=eligible)

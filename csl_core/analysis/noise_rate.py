@@ -1,9 +1,10 @@
 """Where a person stands: how many labels are likely wrong, and whether the run has memorised them.
 
-Pure functions of a run's arrays (no files). The noise estimate is the confident joint of confident
-learning (Northcutt et al., 2021), computed from the run's mean softmax over training instead of
-K-fold out-of-sample probabilities: no extra training. A network that memorises its labels makes
-those probabilities lean towards the given label, so on a memorised run the estimate is a floor.
+Pure functions of a run's arrays (no files). :func:`noise_count` is the one count every page and command shows:
+the sum of ``p_wrong`` (:mod:`csl_core.analysis.trust`) with its interval, re-estimated from the person's answers
+(:mod:`csl_core.analysis.audit`). The confident joint of confident learning (Northcutt et al., 2021),
+:func:`estimate_label_noise`, stays as a benchmark baseline: on the run's own mean softmax it counted 1.9x the
+truth on a 1,210-image folder (docs/bench/trust.md).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .suggest import per_class_rows
+from .trust import WrongCount, wrong_count
 
 
 @dataclass(frozen=True)
@@ -73,75 +75,73 @@ def memorised(train_accuracy: float, noise_rate: float) -> bool:
     return train_accuracy >= MEMORISED_ACCURACY or (noise_rate > 0 and train_accuracy > 1.0 - noise_rate / 2.0)
 
 
-@dataclass(frozen=True)
-class NoiseCount:
-    """The one count of wrong labels of a run (:func:`noise_count`): ``count`` samples, ``rate`` =
-    ``count / N``, ``flagged`` ``(N,)`` bool the samples it counts, ``basis`` what it rests on, in words."""
-
-    count: int
-    rate: float
-    flagged: np.ndarray
-    basis: str
-
-
-COUNT_BASIS = ("each sample counts by how far the evidence for its suggested label outweighs the evidence for "
-               "its given label (the mean softmax over training and the nearest neighbours' labels): "
-               "(s - g) / (s + g) where s > g")
-
-
 def wrong_label_weights(suggested_confidence: np.ndarray, label_evidence: np.ndarray) -> np.ndarray:
-    """How much each sample counts towards the number of wrong labels, ``(N,)`` in [0, 1]: ``(s - g) /
-    (s + g)`` where the suggestion's share of the evidence ``s`` outweighs the given label's ``g``, else 0.
-    A sample the evidence splits evenly between the two counts about 0, one it gives wholly to the
-    suggestion counts 1."""
+    """The former count's weights (a benchmark baseline now): ``(s - g) / (s + g)`` where the suggestion's share
+    of the evidence ``s`` outweighs the given label's ``g``, else 0. Summed, it counted 0.55-1.9x the truth
+    (docs/bench/trust.md)."""
     s = np.nan_to_num(np.asarray(suggested_confidence, dtype=np.float64))
     g = np.nan_to_num(np.asarray(label_evidence, dtype=np.float64))
     return np.divide(s - g, s + g, out=np.zeros_like(s), where=(s > g) & (s + g > 0))
 
 
-def noise_count(scores: pd.DataFrame) -> NoiseCount:
-    """How many labels of a run are likely wrong: the sum of :func:`wrong_label_weights` over the samples
-    (columns ``suggested_confidence`` and ``label_evidence`` of the scores table); ``flagged`` are the
-    samples whose suggestion outweighs their given label. Chosen by measurement against the confident joint
-    and other estimators on CIFAR-10N, confusable Fashion-MNIST and the demo (docs/bench/cleaning.md). Used
-    by ``info``, the Run page, the review budget and the suggested cleaning. A run without suggestions (no
-    mean probabilities kept) counts 0."""
+def answers_from_actions(actions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """A person's decisions as answers about the labels: ``(answered, wrong)``, the decided samples and whether
+    the person judged the label wrong (relabelled or dropped: wrong; kept: right). ``actions`` ``(N,)``: keep /
+    relabel / drop / undecided (the decision log's effective actions)."""
+    if actions is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    actions = np.asarray(actions, dtype=object)
+    answered = np.flatnonzero(np.isin(actions, ["keep", "relabel", "drop"]))
+    return answered, np.isin(actions[answered], ["relabel", "drop"])
+
+
+def run_p_wrong(scores: pd.DataFrame) -> np.ndarray:
+    """The model's ``p_wrong`` of every sample of a scores table (its column; computed here for a table kept
+    before the column existed); NaN-free, 0 where the run has no class evidence."""
+    from .trust import p_wrong
+
     n = len(scores)
+    if "p_wrong" in scores.columns:
+        return np.nan_to_num(scores["p_wrong"].to_numpy(np.float64))
     if n == 0 or "suggested_confidence" not in scores.columns or "label_evidence" not in scores.columns:
-        return NoiseCount(0, 0.0, np.zeros(n, dtype=bool), COUNT_BASIS)
-    weights = wrong_label_weights(scores["suggested_confidence"], scores["label_evidence"])
-    count = int(round(weights.sum()))
-    return NoiseCount(count, count / n, weights > 0, COUNT_BASIS)
+        return np.zeros(n)
+    agreement = 1.0 - scores["knn_disagreement"].to_numpy(np.float64) if "knn_disagreement" in scores else None
+    return p_wrong(scores["label_evidence"], scores["suggested_confidence"], scores["label"], agreement)
 
 
-def review_budget(estimate: NoiseCount, ranking: np.ndarray) -> dict:
-    """What reviewing the top ``estimate.count`` samples of ``ranking`` (``(N,)``, high = suspicious)
-    gives: ``{"k", "flagged_in_top_k"}``, the second the number of them the count itself flags."""
+def noise_count(scores: pd.DataFrame, actions: np.ndarray | None = None) -> WrongCount:
+    """The one count of wrong labels of a run (:func:`csl_core.analysis.trust.wrong_count`): the sum of the
+    scores table's ``p_wrong`` with its interval, re-estimated from the person's answers where the decision
+    log holds enough (``actions`` ``(N,)``, see :func:`answers_from_actions`). ``info``, the Run page, Focused
+    review, Export, the review budget and the suggested cleaning all show this number."""
+    answered, wrong = answers_from_actions(actions)
+    return wrong_count(run_p_wrong(scores), answered, wrong)
+
+
+def review_budget(estimate: WrongCount, ranking: np.ndarray) -> dict:
+    """What reviewing the top ``estimate.count`` samples of ``ranking`` (``(N,)``, high = suspicious) gives:
+    ``{"k", "expected_wrong_in_top_k"}``, the second the sum of ``p_wrong`` over them."""
     ranking = np.asarray(ranking, dtype=np.float64)
-    if len(ranking) != len(estimate.flagged):
-        raise ValueError(f"ranking has {len(ranking)} entries, the estimate {len(estimate.flagged)}")
+    if len(ranking) != len(estimate.p_wrong):
+        raise ValueError(f"ranking has {len(ranking)} entries, the estimate {len(estimate.p_wrong)}")
     k = min(estimate.count, len(ranking))
     top = np.argsort(-np.nan_to_num(ranking, nan=-np.inf), kind="stable")[:k]
-    return {"k": k, "flagged_in_top_k": int(estimate.flagged[top].sum())}
+    return {"k": k, "expected_wrong_in_top_k": float(estimate.p_wrong[top].sum())}
 
 
 def standing(scores: pd.DataFrame, ranking: np.ndarray, train_accuracy: float | None,
-             truth: np.ndarray | None = None) -> dict:
-    """Where a run stands, for ``info`` and the Run page: the one count of wrong labels
-    (:func:`noise_count` on the run's ``scores`` table), what it rests on and its ceiling (the samples whose
-    suggestion outweighs their label: the count is a floor on real human noise with a well-fitting network,
-    the ceiling close to the truth there and an overcount where the network is weak), the review budget it implies
-    for ``ranking`` (``(N,)``, high = suspicious), the last epoch's training accuracy and whether it has
-    memorised. With ``truth`` (``(N,)`` bool, known mislabeled samples), also how many truly mislabeled
-    samples the top ``k`` holds."""
-    estimate = noise_count(scores)
+             truth: np.ndarray | None = None, actions: np.ndarray | None = None) -> dict:
+    """Where a run stands, for ``info`` and the Run page: the one count of wrong labels (:func:`noise_count`,
+    with the person's decisions ``actions`` as answers) and its line of text, the review budget it implies for
+    ``ranking`` (``(N,)``, high = suspicious), the last epoch's training accuracy and whether it has memorised.
+    With ``truth`` (``(N,)`` bool, known mislabeled samples), also the true count and how many of them the top
+    ``k`` holds."""
+    estimate = noise_count(scores, actions)
     budget = review_budget(estimate, ranking)
-    # the count's own ceiling: every sample whose suggestion outweighs its label (measured: the truth lay
-    # within 20% of [count, ceiling] on all eight cases of docs/bench/cleaning.md)
-    out = {"estimated_count": estimate.count, "estimated_rate": estimate.rate, "basis": estimate.basis,
-           "ceiling": int(estimate.flagged.sum()), **budget,
-           "train_accuracy": train_accuracy,
-           "memorised": train_accuracy is not None and memorised(train_accuracy, estimate.rate)}
+    out = {"estimated_count": estimate.count, "low": estimate.low, "high": estimate.high,
+           "estimated_rate": estimate.count / max(len(scores), 1), "answers": estimate.answers,
+           "text": estimate.text(), **budget, "train_accuracy": train_accuracy,
+           "memorised": train_accuracy is not None and memorised(train_accuracy, estimate.count / max(len(scores), 1))}
     if truth is not None:
         truth = np.asarray(truth, dtype=bool)
         top = np.argsort(-np.nan_to_num(np.asarray(ranking, dtype=np.float64), nan=-np.inf), kind="stable")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-cle
     import pandas as pd
 
 from .suggest import VOTE_WEIGHT, class_evidence, suggest
+from .trust import LIKELIHOOD, p_wrong
 
 CHUNK_ROWS = 65536
 # Neighbours of the kNN score; the search is exact up to 20k samples on a CPU and faiss above
@@ -134,6 +135,11 @@ def _label_evidence(x: Inputs, **params) -> np.ndarray:
     return _evidence(x, **params)[np.arange(len(x["labels"])), x["labels"]]
 
 
+def _p_wrong(x: Inputs, **likelihood) -> np.ndarray:
+    agreement = 1.0 - x["knn_disagreement"] if "knn_disagreement" in x else None
+    return p_wrong(x["label_evidence"], x["suggested_confidence"], x["labels"], agreement, likelihood=likelihood)
+
+
 def _fused(x: Inputs, *, components: tuple[str, ...]) -> np.ndarray:
     return rank_fusion(*[x[name] if SCORES[name].suspicious_when_high else -x[name]
                          for name in components if name in x])
@@ -176,6 +182,9 @@ COLUMNS: dict[str, Score] = {s.name: s for s in (
           ("probabilities", "labels"), params=_EVIDENCE),
     Score("csl_rank", "CSL rank", lambda x: rank_descending(x["csl"]), ("csl",), rowwise=False,
           description="1 = highest"),
+    Score("p_wrong", "probability that the label is wrong", _p_wrong,
+          ("label_evidence", "suggested_confidence", "labels"), rowwise=False,
+          description="calibrated; summed over the run: the count of wrong labels", params=LIKELIHOOD),
 )}
 
 

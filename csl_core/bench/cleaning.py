@@ -12,15 +12,14 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ..analysis.cleaning import RELABEL_CONFIDENCE, CleaningPlan, plan_cleaning, plan_digest
-from ..analysis.noise_rate import noise_count
+from ..analysis.cleaning import RELABEL_CONFIDENCE, CleaningPlan, plan_cleaning, plan_digest, suggested_cleaning
 from ..analysis.scores import default_score, suspicion
 from ..data import TrainingSet
 from .surgery import relabel, select_rows
 
-# The cleanings a retrain measures: the suggested one (relabel where sure, drop where unsure, within the
-# count), the same actions on every sample whose suggestion outweighs its label (no count: a per-sample
-# rule), and confident learning's prune-and-retrain (drop every suspect of the count).
+# The cleanings a retrain measures: the suggested one (act where the action is at least CLEAN_AT likely right:
+# analysis/cleaning.py), relabel-or-drop on every sample whose suggestion outweighs its label (a per-sample
+# rule), and confident learning's prune-and-retrain (drop the count's most suspicious samples).
 CLEANINGS = ("suggested", "outweighs", "drop")
 TOP_SHARE = 0.02  # "the top of the queue" where suggestion accuracy is measured: its first 2%
 
@@ -32,8 +31,8 @@ def cleaning_plans(scores: pd.DataFrame, budget: int, *, relabel_at: float = REL
     given = scores["label"].to_numpy(np.int64)
     suggested = scores["suggested_label"].to_numpy(np.int64)
     confidence = scores["suggested_confidence"].to_numpy(np.float64)
-    outweighs = noise_count(scores).flagged  # the count's own flags: the suggestion outweighs the label
-    return {"suggested": plan_cleaning(ranking, given, suggested, confidence, budget, relabel_at=relabel_at),
+    outweighs = confidence > scores["label_evidence"].to_numpy(np.float64)
+    return {"suggested": suggested_cleaning(scores),
             "outweighs": plan_cleaning(ranking, given, suggested, confidence, int(outweighs.sum()),
                                        relabel_at=relabel_at, eligible=outweighs),
             "drop": plan_cleaning(ranking, given, suggested, confidence, budget, drop_only=True)}

@@ -212,6 +212,15 @@ def _least_suspicious_nan(values) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-top, posinf=top, neginf=-top)
 
 
+def _decided(store: RunStore, scores) -> np.ndarray | None:
+    """The run's effective decisions (keep / relabel / drop / undecided per sample): a person's answers, which
+    the count rests on beside the model; None for a run without a decision log."""
+    from ..run.decisions import DecisionLog
+
+    return DecisionLog(store.path, read_only=True).effective(len(scores), scores["label"].to_numpy(np.int64))[
+        "action"].to_numpy(object)
+
+
 def _print_standing(store: RunStore, scores, truth) -> None:
     """Training accuracy, the estimated noise and the review budget it implies, and the memorised warning."""
     from ..analysis.noise_rate import standing
@@ -225,17 +234,15 @@ def _print_standing(store: RunStore, scores, truth) -> None:
     if probabilities is None:
         return
     ranking = default_score(scores)
-    where = standing(scores, suspicion(scores, ranking), accuracy, truth)
-    line = (f"noise      about {where['estimated_count']} images ({where['estimated_rate']:.1%}) are likely "
-            f"mislabeled ({where['basis']}), at most about {where['ceiling']} (those whose suggestion outweighs "
-            f"their label); the top {where['k']} by {ranking} hold {where['flagged_in_top_k']} of those")
+    where = standing(scores, suspicion(scores, ranking), accuracy, truth, actions=_decided(store, scores))
+    line = f"wrong      {where['text']}; review the top {where['k']} by {ranking}"
     if truth is not None:
-        line += f" and {where['true_in_top_k']} of the {where['true_count']} known ones"
+        line += f" (known truth: {where['true_count']} wrong, {where['true_in_top_k']} of them in that top)"
     print(line)
     if where["memorised"]:
         _print_field("warning", f"training accuracy {accuracy:.1%}: the network has memorised its labels, wrong "
                      "ones included, so their last-epoch loss is low and stops separating them. Rank by csl or "
-                     "fused (summed over training), not final_loss. The noise estimate above is a floor here.")
+                     "fused (summed over training), not final_loss.")
 
 
 def _print_field(name: str, text: str, width: int = 100) -> None:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from csl_core.analysis.noise_rate import estimate_label_noise, memorised, noise_count, review_budget
+from csl_core.analysis.trust import wrong_count
 
 
 def _case(rate: float, seed: int = 0, n: int = 6000, classes: int = 10):
@@ -50,10 +51,13 @@ def test_bad_shapes_are_refused():
 def test_memorised_and_review_budget():
     assert memorised(0.97, 0.09) and not memorised(0.80, 0.09) and not memorised(0.95, 0.0)
     assert memorised(1.0, 0.0)  # a memorised run estimates little noise: accuracy alone says it
-    labels, probabilities, wrong = _case(0.1, seed=1, n=2000)
-    estimate = estimate_label_noise(labels, probabilities)
-    budget = review_budget(estimate, 1 - probabilities[np.arange(len(labels)), labels])
-    assert budget["k"] == estimate.count and 0 < budget["flagged_in_top_k"] <= budget["k"]
+    rng = np.random.default_rng(1)
+    p = rng.beta(0.3, 3.0, 2000)
+    estimate = wrong_count(p)
+    budget = review_budget(estimate, p)
+    top = np.sort(p)[::-1][: budget["k"]]
+    assert budget["k"] == estimate.count == round(p.sum())
+    assert budget["expected_wrong_in_top_k"] == pytest.approx(top.sum())
 
 
 def test_run_page_and_info_say_where_the_run_stands(demo_run, tmp_path, monkeypatch, capsys, copy_demo, open_app):
@@ -72,14 +76,14 @@ def test_run_page_and_info_say_where_the_run_stands(demo_run, tmp_path, monkeypa
     metrics = {m.label: m.value for m in at.metric}
     accuracy = RunStore(root / "demo").report()["epochs"][-1]["accuracy"]
     assert metrics["Training accuracy"] == f"{accuracy:.3f}"
-    assert metrics["Likely mislabeled"].startswith("~")
+    scores = RunStore(root / "demo").scores()
+    count = noise_count(scores)
+    assert metrics["Likely mislabeled"] == f"~{count.count:,}"
     assert any("known ground truth" in m.value for m in at.markdown)
     assert main(["info", str(root / "demo")]) == 0
     printed = capsys.readouterr().out
-    assert f"train acc  {accuracy:.4f}" in printed and "are likely mislabeled" in printed
-    # the count's ceiling: every sample whose suggestion outweighs its label, never below the count
-    scores = RunStore(root / "demo").scores()
-    ceiling = int((scores["suggested_confidence"] > scores["label_evidence"]).sum())
-    assert ceiling >= noise_count(scores).count
-    assert f"at most about {ceiling} (" in printed
-    assert any(f"at most about **{ceiling:,}**" in m.value for m in at.markdown)
+    assert f"train acc  {accuracy:.4f}" in printed
+    # one count, one line, the same on the page and in `info`
+    line = next(row for row in printed.splitlines() if row.startswith("wrong "))
+    assert count.text() in line and len(line) < 160
+    assert any(count.text()[1:] in m.value for m in at.markdown)

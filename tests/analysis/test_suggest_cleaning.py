@@ -3,7 +3,6 @@ cases whose answers are known."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from csl_core.analysis.cleaning import plan_cleaning, plan_digest
@@ -74,18 +73,3 @@ def test_the_cleaning_plan_relabels_the_sure_suspects_drops_the_unsure_and_keeps
     assert plan_digest(dropped) != plan_digest(plan)
     with pytest.raises(ValueError, match="one entry per sample"):
         plan_cleaning(suspicion, given[:3], suggested, confidence, budget=1)
-
-
-def test_the_count_weighs_each_sample_by_how_far_its_suggestion_outweighs_its_label():
-    from csl_core.analysis.noise_rate import noise_count, wrong_label_weights
-
-    s = np.array([0.9, 0.5, 0.3, 0.45, 0.0])
-    g = np.array([0.1, 0.5, 0.7, 0.05, 0.0])
-    np.testing.assert_allclose(wrong_label_weights(s, g), [0.8, 0.0, 0.0, 0.8, 0.0])
-    scores = pd.DataFrame({"suggested_confidence": s, "label_evidence": g, "label": [0] * 5})
-    count = noise_count(scores)
-    assert count.count == 2 and count.rate == pytest.approx(0.4)
-    assert count.flagged.tolist() == [True, False, False, True, False]
-    assert "outweighs" in count.basis
-    # a run without suggestions counts nothing rather than failing
-    assert noise_count(pd.DataFrame({"label": [0, 1]})).count == 0

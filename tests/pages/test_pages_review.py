@@ -229,22 +229,22 @@ def test_a_new_source_kind_is_one_entry_of_the_sources_table(runs_dir, monkeypat
 
 def test_the_suggested_cleaning_shows_what_it_does_then_applies_as_one_undoable_batch(runs_dir, demo_copy, open_app):
     from csl_core.analysis.cleaning import suggested_cleaning
-    from csl_core.analysis.noise_rate import noise_count
 
     store = RunStore(demo_copy)
     scores = store.scores()
     given = scores["label"].to_numpy()
     log = DecisionLog(demo_copy)
     plan = suggested_cleaning(scores)
-    person = int(np.flatnonzero(plan.action == "relabel")[0])   # a person has already kept one suspect
+    person = int(np.flatnonzero(plan.action != "keep")[0])   # a person has already kept one suspect
     log.record([person], "keep")
     at = open_app()
     at.switch_page("pages/export.py").run()
     no_errors(at)
     plan = suggested_cleaning(scores, log.effective(store.num_samples, given)["action"].to_numpy(object))
     counts = plan.counts()
-    assert plan.budget == noise_count(scores).count and plan.action[person] == "keep"
-    assert counts["relabel"] > 0 and counts["drop"] > 0
+    assert plan.action[person] == "keep" and plan.budget == counts["relabel"] + counts["drop"] > 0
+    # it says before applying how many of its actions are expected to be right
+    assert any(f"about **{plan.expected_right:,.0f}** are expected to be right" in c.value for c in at.caption)
     # Before anything is applied: the counts per action and per class.
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Relabel"], metrics["Drop"], metrics["Keep"]) == tuple(f"{counts[a]:,}" for a in
@@ -270,13 +270,13 @@ def test_the_run_page_and_info_give_one_count(runs_dir, demo_copy, capsys, open_
     from csl_core.analysis.noise_rate import noise_count
     from csl_core.cli import main
 
-    count = noise_count(RunStore(demo_copy).scores()).count
+    count = noise_count(RunStore(demo_copy).scores())
     at = open_app()
     at.sidebar.selectbox(key="run_path").set_value(str(demo_copy)).run()
     no_errors(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Likely mislabeled"].startswith(f"~{count:,} (")
+    assert metrics["Likely mislabeled"] == f"~{count.count:,}"
     text = " ".join(m.value for m in at.markdown)
     assert "look mislabeled: the model's suggested label" not in text     # the second count is gone
     assert main(["info", str(demo_copy)]) == 0
-    assert f"about {count} images" in capsys.readouterr().out
+    assert count.text() in capsys.readouterr().out
