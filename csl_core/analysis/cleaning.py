@@ -26,7 +26,7 @@ RELABEL_CONFIDENCE = 0.7
 CLEAN_AT = 0.9
 # P(the suggestion is the true class | the label is wrong) = sigmoid(a + b * logit(confidence)), fitted on the
 # wrong labels of the benchmark runs (scripts/bench_trust.py).
-SUGGESTION_RIGHT = (1.0, 1.5)
+SUGGESTION_RIGHT = (1.69, 1.18)
 
 
 @dataclass(frozen=True)

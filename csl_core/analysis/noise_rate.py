@@ -103,10 +103,9 @@ def run_p_wrong(scores: pd.DataFrame) -> np.ndarray:
     n = len(scores)
     if "p_wrong" in scores.columns:
         return np.nan_to_num(scores["p_wrong"].to_numpy(np.float64))
-    if n == 0 or "suggested_confidence" not in scores.columns or "label_evidence" not in scores.columns:
+    if n == 0 or "label_evidence" not in scores.columns:
         return np.zeros(n)
-    agreement = 1.0 - scores["knn_disagreement"].to_numpy(np.float64) if "knn_disagreement" in scores else None
-    return p_wrong(scores["label_evidence"], scores["suggested_confidence"], scores["label"], agreement)
+    return p_wrong(scores["label_evidence"], scores["label"])
 
 
 def noise_count(scores: pd.DataFrame, actions: np.ndarray | None = None) -> WrongCount:

@@ -136,8 +136,7 @@ def _label_evidence(x: Inputs, **params) -> np.ndarray:
 
 
 def _p_wrong(x: Inputs, **likelihood) -> np.ndarray:
-    agreement = 1.0 - x["knn_disagreement"] if "knn_disagreement" in x else None
-    return p_wrong(x["label_evidence"], x["suggested_confidence"], x["labels"], agreement, likelihood=likelihood)
+    return p_wrong(x["label_evidence"], x["labels"], likelihood=likelihood)
 
 
 def _fused(x: Inputs, *, components: tuple[str, ...]) -> np.ndarray:
@@ -183,7 +182,7 @@ COLUMNS: dict[str, Score] = {s.name: s for s in (
     Score("csl_rank", "CSL rank", lambda x: rank_descending(x["csl"]), ("csl",), rowwise=False,
           description="1 = highest"),
     Score("p_wrong", "probability that the label is wrong", _p_wrong,
-          ("label_evidence", "suggested_confidence", "labels"), rowwise=False,
+          ("label_evidence", "labels"), rowwise=False,
           description="calibrated; summed over the run: the count of wrong labels", params=LIKELIHOOD),
 )}
 

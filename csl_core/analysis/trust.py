@@ -1,20 +1,19 @@
 """How likely each label is wrong, and how many are: ``p_wrong`` and the one count (pure, no files).
 
-``p_wrong`` rests on the run's own evidence, read relative to the sample's class, so that it means the same on
-a 1,000-image folder with 4% wrong labels and on 25,000 CIFAR-10N images with 40%:
+``p_wrong`` rests on the run's own evidence, read relative to the sample's class so that it means the same on a
+1,000-image folder with 4% wrong labels and on 25,000 CIFAR-10N images with 40%: the given label's share of the
+class evidence (the mean softmax over training mixed with the neighbours' vote, :mod:`csl_core.analysis.suggest`)
+over the median share among the samples carrying that label. A right label sits near the median whatever the
+noise rate (its neighbours carry its label as often as its class's labels are right), a wrong one far below.
 
-- ``relative label evidence``: the given label's share of the class evidence (mean softmax over training
-  mixed with the neighbours' vote, :mod:`csl_core.analysis.suggest`) over the median share among the samples
-  carrying that label. A right label sits near 1 whatever the noise rate (its neighbours carry its label as
-  often as the class's labels are right), a wrong one far below.
-- ``suggestion over label``: the suggested class's share of the evidence over the given label's.
-- ``relative neighbour vote``: the share of the neighbours carrying the sample's label, over its class median.
-
-How much a value of these says (the likelihood ratio of a wrong label against a right one, a logistic function
-of the three) was fitted once across benchmark runs with known truth (:data:`LIKELIHOOD`); how many labels of
-*this* run are wrong (the prior) is estimated from the run itself, as the mixture weight that makes the
-probabilities consistent with it (EM over the prior, Saerens et al. 2002): ``p_wrong = sigmoid(logit(prior) +
-log LR)``. The count is their sum. Measured on cases the coefficients were not fitted on (docs/bench/trust.md).
+How much a value says (the likelihood ratio of a wrong label against a right one, logistic in the log of that
+ratio: :data:`LIKELIHOOD`) was fitted once across benchmark runs with known truth (demo, a 1,210-image folder,
+confusable Fashion-MNIST, CIFAR-10N aggre and worse; ``scripts/bench_trust.py --fit``); how many labels of *this*
+run are wrong (the prior) is estimated from the run itself, as the mixture weight that makes the probabilities
+consistent with it (EM over the prior, Saerens et al. 2002): ``p_wrong = sigmoid(logit(prior) + log LR)``. The
+count is their sum. Measured on cases the coefficients were not fitted on (docs/bench/trust.md): close on the
+demo and Fashion-MNIST, high on the small folder, low on CIFAR-10N; the audit (:mod:`csl_core.analysis.audit`)
+is what makes it honest.
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ import numpy as np
 from .audit import LEVEL, MIN_ANSWERS, estimate_with_answers, recalibrated
 
 # log LR(wrong : right) = INTERCEPT + sum(SLOPES * features); fitted by scripts/bench_trust.py --fit
-LIKELIHOOD = {"intercept": -1.5, "slopes": (-2.0, 1.0, 0.5)}
+LIKELIHOOD = {"intercept": -1.5, "slope": -2.42}
 _FLOOR = 1e-4
 _PRIOR_RANGE = (1e-4, 0.9)
 
@@ -38,26 +37,18 @@ def _class_median(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def trust_features(label_evidence: np.ndarray, suggested_confidence: np.ndarray, labels: np.ndarray,
-                   neighbour_agreement: np.ndarray | None = None) -> np.ndarray:
-    """The ``(N, 3)`` features ``p_wrong`` reads (module docstring). ``neighbour_agreement`` ``(N,)`` is the
-    share of the neighbours carrying the sample's own label (1 - kNN disagreement); a run without neighbours
-    uses the label evidence in its place."""
+def relative_evidence(label_evidence: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``log(g / median g of the label's class)``, ``(N,)``: the feature ``p_wrong`` reads (module docstring)."""
     labels = np.asarray(labels, dtype=np.int64)
     g = np.clip(np.nan_to_num(np.asarray(label_evidence, dtype=np.float64), nan=1.0), _FLOOR, 1.0)
-    s = np.clip(np.nan_to_num(np.asarray(suggested_confidence, dtype=np.float64), nan=0.0), _FLOOR, 1.0)
-    k = g if neighbour_agreement is None else np.clip(
-        np.nan_to_num(np.asarray(neighbour_agreement, dtype=np.float64), nan=1.0), 0.02, 1.0)
-    if not (len(g) == len(s) == len(labels) == len(k)):
-        raise ValueError(f"label evidence, suggestion confidence, labels and neighbour agreement need one entry "
-                         f"per sample; got {len(g)}, {len(s)}, {len(labels)} and {len(k)}")
-    return np.column_stack([np.log(g / _class_median(g, labels)), np.log(s / g),
-                            np.log(k / np.maximum(_class_median(k, labels), 0.02))])
+    if len(g) != len(labels):
+        raise ValueError(f"label evidence and labels need one entry per sample; got {len(g)} and {len(labels)}")
+    return np.log(g / _class_median(g, labels))
 
 
-def log_likelihood_ratio(features: np.ndarray, likelihood: dict = LIKELIHOOD) -> np.ndarray:
-    """log of how much likelier each sample's features are under a wrong label than under a right one."""
-    return likelihood["intercept"] + np.asarray(features, dtype=np.float64) @ np.asarray(likelihood["slopes"])
+def log_likelihood_ratio(feature: np.ndarray, *, intercept: float, slope: float) -> np.ndarray:
+    """log of how much likelier each sample's relative evidence is under a wrong label than under a right one."""
+    return intercept + slope * np.asarray(feature, dtype=np.float64)
 
 
 def prior_from_run(log_lr: np.ndarray, *, iterations: int = 1000, tol: float = 1e-9) -> float:
@@ -79,11 +70,9 @@ def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
-def p_wrong(label_evidence: np.ndarray, suggested_confidence: np.ndarray, labels: np.ndarray,
-            neighbour_agreement: np.ndarray | None = None, *, likelihood: dict = LIKELIHOOD) -> np.ndarray:
+def p_wrong(label_evidence: np.ndarray, labels: np.ndarray, *, likelihood: dict = LIKELIHOOD) -> np.ndarray:
     """The probability that each sample's label is wrong, ``(N,)`` in [0, 1] (module docstring)."""
-    log_lr = log_likelihood_ratio(trust_features(label_evidence, suggested_confidence, labels,
-                                                 neighbour_agreement), likelihood)
+    log_lr = log_likelihood_ratio(relative_evidence(label_evidence, labels), **likelihood)
     prior = prior_from_run(log_lr)
     return _sigmoid(np.log(prior / (1 - prior)) + log_lr)
 
