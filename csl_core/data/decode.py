@@ -70,16 +70,24 @@ def _decode(path: str, size: int, mode: str, budget: PixelBudget | None = None) 
             if img.format == "JPEG" and min(width, height) > 4 * size:
                 img.draft(img.mode, (2 * size, 2 * size))  # decode a JPEG at reduced size: less memory
             img.load()
-            if img.getexif().get(_ORIENTATION, 1) != 1:
-                img = ImageOps.exif_transpose(img)  # as a viewer shows it (phones store photos sideways)
-            if img.mode in WIDE_GREY_MODES:
-                img = _to_8_bit(img)
+            img = upright(img)
             if img.mode != mode:
                 img = img.convert(mode)
             if img.size != (size, size):
                 img = img.resize((size, size), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
     return arr if arr.ndim == 3 else arr[..., None]
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """A loaded image as training sees it: turned upright by its EXIF orientation (as a viewer shows it;
+    phones store photos sideways) and wide greyscale (16-bit, float) rescaled to 8 bits rather than clipped.
+    The pages show an image through this too, so that what they show is what was trained on."""
+    if img.getexif().get(_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    if img.mode in WIDE_GREY_MODES:
+        img = _to_8_bit(img)
+    return img
 
 
 # Greyscale wider than 8 bit (16-bit PNG and TIFF, 32-bit int, float): PIL's convert("L") clips it at 255.

@@ -132,7 +132,7 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
             if image.width * image.height > data_decode.MAX_IMAGE_PIXELS:
                 raise ValueError(f"{path}: {image.width} x {image.height} pixels is over the decode limit")
             image.load()
-            return image.copy()
+            return data_decode.upright(image).copy()   # EXIF rotation and 16-bit grey, as in training
 
     return read
 
