@@ -29,7 +29,7 @@ def load_memorization(run_path: str, stamp: float) -> tuple[pd.DataFrame | None,
 
 
 def _stamp(folder: MemorizationFolder) -> float:
-    files = [folder.path / "estimate.parquet", folder.path / "comparison.json"]
+    files = [folder.estimate_file, folder.comparison_file]
     return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 
 

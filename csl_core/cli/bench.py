@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, default_epochs
 from ..engine.train import train
-from ..run.layout import META
+from ..run.layout import MEMORIZATION_COMPARISON, MEMORIZATION_ESTIMATE, META
 from ..run.store import RunError, RunStore
 from .runs import ProgressCallbacks
 
@@ -88,7 +88,7 @@ def cmd_memorization(args) -> int:
               f"call {result.wall_seconds:.1f} s")
     else:
         print(f"wall time of this call ({result.trained} subset trainings): {result.wall_seconds:.1f} s")
-    print(f"kept in {out / 'memorization'}: estimate.parquet, comparison.json")
+    print(f"kept: {out / MEMORIZATION_ESTIMATE}, {out / MEMORIZATION_COMPARISON}")
     return 0
 
 

@@ -12,6 +12,7 @@ from ..engine.distributed import launched_distributed
 from ..engine.train import train
 from ..progress import progress_bar
 from ..run.files import atomic_write_csv
+from ..run.layout import REPORT
 from ..run.store import RunStore
 
 
@@ -183,7 +184,7 @@ def print_info(store: RunStore) -> None:
         print(f"time       {sum(timings):.1f}s, median {np.median(timings):.2f}s an epoch")
     skipped = report.get("skipped", [])
     if skipped:
-        print(f"skipped    {len(skipped)} input(s); listed in {store.path / 'report.json'}")
+        print(f"skipped    {len(skipped)} input(s); listed in {store.path / REPORT}")
     if report.get("test_accuracy") is not None:
         print(f"test acc   {report['test_accuracy']:.4f}")
     if not meta["finished_epochs"]:

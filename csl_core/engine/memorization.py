@@ -36,7 +36,7 @@ from ..config import TrainConfig
 from ..data import TrainingSet
 from ..progress import progress_bar
 from ..run.files import real_folder, temp_file_beside
-from ..run.layout import META
+from ..run.layout import MEMORIZATION, META, memorization_job_name
 from ..run.memorization import MemorizationFolder
 from ..run.store import RunError, RunStore
 
@@ -142,8 +142,9 @@ def _train_models(job: dict, todo: list[int], *, workers: int, total: int, progr
         # The arrays go to the workers through a file: a spawn payload larger than a pipe's buffer blocks the
         # parent for good when a child dies before reading it.
         # A fresh file (O_EXCL, a random name), never one a link at a known name points to.
-        fd, arrays_file = temp_file_beside(real_folder(MemorizationFolder(job["folder"]).path) / f"job-{os.getpid()}",
-                                           suffix=".npz")
+        store = MemorizationFolder(job["folder"]).store
+        real_folder(store.path / MEMORIZATION)
+        fd, arrays_file = temp_file_beside(store.path / memorization_job_name(os.getpid()), suffix=".npz")
         arrays_file = Path(arrays_file)
         try:
             with os.fdopen(fd, "wb") as f:

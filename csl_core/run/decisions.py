@@ -26,10 +26,9 @@ import pandas as pd
 
 from ..errors import DecisionsChanged
 from .errors import RunError
-from .layout import META
-from .logfile import (  # noqa: F401  (DECISIONS_FILE, SCHEMA_VERSION, log_problem: importers take them from here)
+from .layout import DECISIONS, META
+from .logfile import (  # noqa: F401  (SCHEMA_VERSION, log_problem: importers take them from here)
     BUSY_TIMEOUT_MS,
-    DECISIONS_FILE,
     SCHEMA_VERSION,
     changed_since,
     connect,
@@ -81,7 +80,7 @@ class DecisionLog:
         self.run_path = Path(run_path)
         if not self.run_path.is_dir():
             raise FileNotFoundError(f"{self.run_path} is not a run folder; train one first")
-        self.path = self.run_path / DECISIONS_FILE
+        self.path = self.run_path / DECISIONS
         # a folder this process cannot write is read, never written (SQLite would fail on its WAL files)
         self.read_only = read_only or not os.access(self.run_path, os.W_OK)
         self.num_samples, self.num_classes = _run_size(self.run_path)

@@ -39,8 +39,6 @@ from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS, max_bytes
 from .npzfile import read_npz
 from .store import RunError, RunStore, check_array_file
 
-NEIGHBOURS_FILE = NEIGHBOURS
-FINGERPRINTS_FILE = FINGERPRINTS
 CACHE_VERSION = 4  # 3: neighbours re-ranked by aligned similarity (the `aligned` flag); 4: the crop tier
 
 
@@ -146,7 +144,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
     notes: list[str] = []
     embeddings_file = store.path / EMBEDDINGS
     stamp = _stamp(embeddings_file)
-    cached = None if recompute else _read_cache(store.path / NEIGHBOURS_FILE, stamp, k, store.num_samples)
+    cached = None if recompute else _read_cache(store.path / NEIGHBOURS, stamp, k, store.num_samples)
     wanted = embeddings and stamp is not None
     if cached is not None and (not wanted or cached.embedding_indices.shape[1]):
         if cached.hashes is None:
@@ -192,7 +190,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
                            crop_tier=crop_tier)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
         try:
-            _write_cache(store.path / NEIGHBOURS_FILE, index, stamp, k)
+            _write_cache(store.path / NEIGHBOURS, index, stamp, k)
         except OSError:
             pass  # a folder that cannot be written: searched again next time
     return index, notes
@@ -200,7 +198,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
 
 def cached_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS) -> NeighbourIndex | None:
     """The neighbour searches already saved in the run folder and still valid, or ``None``; never searches."""
-    return _read_cache(store.path / NEIGHBOURS_FILE, _stamp(store.path / EMBEDDINGS), k, store.num_samples)
+    return _read_cache(store.path / NEIGHBOURS, _stamp(store.path / EMBEDDINGS), k, store.num_samples)
 
 
 def write_fingerprints(store: RunStore, images: np.ndarray, rows: np.ndarray | None = None, *,
@@ -244,7 +242,7 @@ def run_fingerprints(store: RunStore, *, recompute: bool = False, progress: bool
 def _fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = False) -> tuple:
     """:func:`run_fingerprints` and the crop fingerprints ``(N, 32, 32)`` uint8 (``None`` where neither the
     file nor the images have them)."""
-    file = store.path / FINGERPRINTS_FILE
+    file = store.path / FINGERPRINTS
     stored = None
     n = store.num_samples
     if not recompute:
@@ -281,7 +279,7 @@ def _fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = 
 
 def _save_fingerprints(store: RunStore, hashes: np.ndarray, prints: np.ndarray, fine: np.ndarray,
                        crop: np.ndarray) -> None:
-    with atomic_file(store.path / FINGERPRINTS_FILE, suffix=".tmp.npz") as tmp:
+    with atomic_file(store.path / FINGERPRINTS, suffix=".tmp.npz") as tmp:
         np.savez(tmp, hashes=hashes, thumbnails=prints, fine=fine, crop=crop)
 
 

@@ -26,7 +26,6 @@ from .health import samples_changed
 from .layout import EXPORT, META, SAMPLES
 from .store import RunError, RunStore
 
-EXPORT_DIR = EXPORT
 CSV_NAME = "cleaned_labels.csv"
 TREE_NAME = "imagefolder"
 CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_rank", "suggested_label",
@@ -143,7 +142,7 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
     classes = store.classes
     labels = scores["label"].to_numpy(np.int64)
     effective = DecisionLog(store.path).effective(len(scores), labels)
-    out = Path(out_dir) if out_dir is not None else store.path / EXPORT_DIR
+    out = Path(out_dir) if out_dir is not None else store.path / EXPORT
     refuse_run_folder(out)
     if out.is_symlink():
         raise DataError(f"{out} is a symbolic link; an export writes only into a real folder, so remove "

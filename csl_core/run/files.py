@@ -330,17 +330,24 @@ def allocate_array(path: Path, rows: int, cols: int, dtype, *, keep: np.ndarray 
         del mm
 
 
+def read_npy_header(f) -> tuple[tuple, bool, np.dtype, int]:
+    """The one ``.npy`` header reader: ``(shape, fortran_order, dtype, offset of the data)`` of the open binary
+    file ``f`` (read from its start; nothing is loaded or unpickled). Raises ValueError on a bad header."""
+    version = np.lib.format.read_magic(f)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran_order, dtype = read_header(f)
+    return tuple(shape), fortran_order, np.dtype(dtype), f.tell()
+
+
 @contextmanager
 def array_in_place(file: Path) -> Iterator[np.ndarray]:
     """A read-write memory map of the ``.npy`` ``file``, opened without following a link (an array of a
     run folder is written in place, column by column; never into a file a link points at)."""
     fd = open_nofollow(file, os.O_RDWR)
     with os.fdopen(fd, "r+b") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(f)
-        mm = np.memmap(f, dtype=dtype, mode="r+", offset=f.tell(), shape=shape, order="F" if fortran_order else "C")
+        shape, fortran_order, dtype, offset = read_npy_header(f)
+        mm = np.memmap(f, dtype=dtype, mode="r+", offset=offset, shape=shape, order="F" if fortran_order else "C")
         try:
             yield mm
             mm.flush()

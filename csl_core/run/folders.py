@@ -2,15 +2,12 @@
 writes one (taking it removes the temporary files a killed writer left behind), the runs under a root."""
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import RunLockedError
-from .files import lock_file, temp_glob
-from .layout import LOCK, META, RUN_FILES
-
-LOCK_NAME = LOCK
+from .files import is_lock_held, lock_file, temp_glob
+from .layout import LOCK, META, RUN_FILES, file_glob
 
 
 @contextmanager
@@ -24,7 +21,7 @@ def run_lock(path: str | Path, owner: str = "trainer"):
     path = Path(path)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    file = path / LOCK_NAME
+    file = path / LOCK
     try:
         with lock_file(file, owner=owner) as holder:
             if holder is not None:
@@ -54,6 +51,11 @@ def run_folder_for(root: str | Path, name: str) -> Path:
     return Path(root) / name
 
 
+def run_is_locked(path: str | Path) -> bool:
+    """Whether a live process holds the lock of the run folder ``path`` now (see :func:`run_lock`)."""
+    return is_lock_held(Path(path) / LOCK)
+
+
 def remove_leftovers(path: str | Path) -> list[Path]:
     """Delete the temporary files that writers killed midway left in the run folder ``path``: those of every
     file of :data:`RUN_FILES` that only the lock holder writes (arrays, checkpoint, embeddings,
@@ -63,7 +65,7 @@ def remove_leftovers(path: str | Path) -> list[Path]:
     found = []
     for entry in RUN_FILES.values():
         if entry.locked_writer:
-            folder, _, name = re.sub(r"<[^>]+>", "*", entry.name).rpartition("/")
+            folder, _, name = file_glob(entry.name).rpartition("/")
             found += (path / folder).glob(temp_glob(name))
     removed = []
     for file in found:

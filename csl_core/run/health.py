@@ -15,8 +15,8 @@ import numpy as np
 
 from .errors import RunError
 from .files import read_checked, sha256_file
-from .layout import ARRAYS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES, max_bytes
-from .logfile import DECISIONS_FILE, log_problem
+from .layout import ARRAYS, DECISIONS, EMBEDDINGS, IMAGES, META, PROBABILITIES, REPORT, SAMPLES, array_name, max_bytes
+from .logfile import log_problem
 from .schema import npy_header
 from .tables import read_sample_table
 
@@ -38,7 +38,7 @@ def consistency_problems(path: Path, meta: dict) -> list[str]:
                         (IMAGES, lambda s, d: len(s) == 4 and s[0] == n and s[3] in (1, 3) and d == np.uint8)):
         found += _npy_problems(path / name, check)
     for field in meta["fields"]:
-        file = path / ARRAYS / f"{field}.npy"
+        file = path / array_name(field)
         kinds = "biu" if field == "correct" else "f"
         found += _npy_problems(file, lambda s, d, kinds=kinds: d.kind in kinds, missing_ok=False, what="its values")
     problem = log_problem(path)
@@ -134,7 +134,7 @@ def _npy_problems(file: Path, fits: Callable, *, missing_ok: bool = True, what: 
 
 _cache: dict[str, tuple[tuple, list[str]]] = {}
 _cache_lock = threading.Lock()
-_WATCHED = (META, SAMPLES, REPORT, PROBABILITIES, EMBEDDINGS, IMAGES, DECISIONS_FILE, ARRAYS)
+_WATCHED = (META, SAMPLES, REPORT, PROBABILITIES, EMBEDDINGS, IMAGES, DECISIONS, ARRAYS)
 
 
 def cached_problems(path: Path, compute: Callable[[], list[str]]) -> list[str]:

@@ -52,7 +52,6 @@ from .writer import RunWriter, sample_table
 
 ISSUES_NAME = "label_issues.csv"
 FIFTYONE_NAME = "fiftyone_fields.json"
-ARRAYS_DIR = ARRAYS
 CLASSES_TXT = "classes.txt"
 ISSUE_COLUMNS = ["id_or_path", "given_label", "predicted_label", "label_score", "is_label_issue", "label",
                  "action", "csl", "csl_rank"]
@@ -130,11 +129,11 @@ def export_arrays(store: RunStore, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     refuse_run_folder(out)
-    (out / ARRAYS_DIR).mkdir(parents=True, exist_ok=True)
+    (out / ARRAYS).mkdir(parents=True, exist_ok=True)
     written = []
     for name, values in store.arrays().items():
-        atomic_save_npy(out / ARRAYS_DIR / f"{name}.npy", np.ascontiguousarray(values))
-        written.append(out / ARRAYS_DIR / f"{name}.npy")
+        atomic_save_npy(out / array_name(name), np.ascontiguousarray(values))
+        written.append(out / array_name(name))
     extras = {PROBABILITIES: store.probabilities(), IMAGES: run_images(store)}
     if (store.path / EMBEDDINGS).is_file():
         extras[EMBEDDINGS] = np.load(store.path / EMBEDDINGS, allow_pickle=False)

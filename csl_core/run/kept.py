@@ -17,7 +17,17 @@ import pandas as pd
 from ..errors import DataError
 from .errors import RunError
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json, open_checked, read_checked
-from .layout import EMBEDDINGS, PROBABILITIES, max_bytes
+from .layout import (
+    EMBEDDINGS,
+    KEPT_CLASS_LOSS,
+    KEPT_EVALUATION,
+    KEPT_SCORES,
+    PROBABILITIES,
+    array_name,
+    kept_name,
+    max_bytes,
+)
+from .schema import not_losses
 
 TRUTH_COLUMNS = ("is_mislabeled", "is_duplicate")
 
@@ -27,10 +37,10 @@ def _check_losses(rows, path: Path, chunk: int = 1 << 16) -> None:
     seen that epoch): a crafted or damaged run, never ranked. One pass, a slice of rows at a time."""
     for start in range(0, len(rows), chunk):
         block = rows[start:start + chunk]
-        bad = np.isinf(block) | (block < 0)
+        bad = not_losses(block, unseen=True)
         if bad.any():
             sample, epoch = np.argwhere(bad)[0]
-            raise RunError(f"{path / 'arrays' / 'loss.npy'} is damaged: sample {start + sample} has loss "
+            raise RunError(f"{path / array_name('loss')} is damaged: sample {start + sample} has loss "
                            f"{float(block[sample, epoch])!r} in epoch {epoch + 1} (a loss is a finite number >= 0); "
                            "this run cannot be ranked")
 
@@ -39,10 +49,10 @@ def _checked(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
     """``scores``, unless a CSL is infinite or negative: a loss array holding such values (a crafted or
     damaged run: the tracker and ``import`` refuse them) is never ranked. NaN: a sample never seen."""
     csl = scores["csl"].to_numpy(np.float64)
-    bad = np.isinf(csl) | (csl < 0)
+    bad = not_losses(csl, unseen=True)   # NaN: a sample never seen
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise RunError(f"{path / 'arrays' / 'loss.npy'} is damaged: sample {first}'s CSL is {csl[first]!r} (its losses "
+        raise RunError(f"{path / array_name('loss')} is damaged: sample {first}'s CSL is {csl[first]!r} (its losses "
                        f"are not finite numbers >= 0; {int(bad.sum())} sample(s) so); this run cannot be ranked")
     return scores
 
@@ -81,7 +91,7 @@ class KeptResults:
         finished = int(meta["finished_epochs"])
         if finished == 0:
             raise RunError(f"{self.path}: no finished epoch yet, so there are no scores")
-        cache = self._kept_file("scores", "parquet", scored=True)
+        cache = self._kept_file(KEPT_SCORES, "parquet", scored=True)
         if meta.get("completed") and cache.is_file():
             try:
                 with open_checked(cache, max_bytes("scores-<epochs>-<score set>.parquet", meta)) as f:
@@ -102,7 +112,7 @@ class KeptResults:
         """Each sample's CSL: from the kept scores of a completed run, else summed from the loss array."""
         from ..analysis.scores import compute_scores
 
-        cache = self._kept_file("scores", "parquet", scored=True)
+        cache = self._kept_file(KEPT_SCORES, "parquet", scored=True)
         if self.meta.get("completed") and cache.is_file():
             try:
                 with open_checked(cache, max_bytes("scores-<epochs>-<score set>.parquet", self.meta)) as f:
@@ -120,7 +130,7 @@ class KeptResults:
         from ..analysis.scores import class_averages
 
         meta = self.meta
-        cache = self._kept_file("class-loss", "npy")
+        cache = self._kept_file(KEPT_CLASS_LOSS, "npy")
         if meta.get("completed") and cache.is_file():
             try:
                 with open_checked(cache, max_bytes("class-loss-<epochs>.npy", meta)) as f:
@@ -184,7 +194,7 @@ class KeptResults:
         from ..analysis.metrics import evaluate_scores
 
         meta = self.meta
-        cache = self._kept_file("evaluation", "json", scored=True)
+        cache = self._kept_file(KEPT_EVALUATION, "json", scored=True)
         kept: dict = {}
         if meta.get("completed") and cache.is_file():
             try:
@@ -209,8 +219,8 @@ class KeptResults:
         (``scored``) also after its version, so that a new score is computed for a finished run."""
         from ..analysis.scores import score_set_version
 
-        version = f"-{score_set_version()}" if scored else ""
-        return self.path / f"{kind}-{int(self.meta['finished_epochs']):04d}{version}.{suffix}"
+        version = score_set_version() if scored else None
+        return self.path / kept_name(kind, self.meta["finished_epochs"], suffix, version)
 
     def _keep(self, file: Path, write) -> None:
         """Write a kept file with ``write(file)`` and delete what other epoch counts kept of its kind.

@@ -8,6 +8,7 @@ rather than misread.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,15 @@ DECISIONS = "decisions.sqlite"
 LOCK = "lock"
 EXPORT = "export"
 MEMORIZATION = "memorization"
+MEMORIZATION_SETTINGS = f"{MEMORIZATION}/settings.json"
+MEMORIZATION_MODELS = f"{MEMORIZATION}/models"
+MEMORIZATION_MODEL = f"{MEMORIZATION_MODELS}/model-<model>.npz"
+MEMORIZATION_ESTIMATE = f"{MEMORIZATION}/estimate.parquet"
+MEMORIZATION_COMPARISON = f"{MEMORIZATION}/comparison.json"
+MEMORIZATION_LOG = f"{MEMORIZATION}/log.json"
+MEMORIZATION_LOCK = f"{MEMORIZATION}/lock"
+# What a completed run keeps (run/kept.py), named after its finished epochs (and the score table's version).
+KEPT_SCORES, KEPT_CLASS_LOSS, KEPT_EVALUATION = "scores", "class-loss", "evaluation"
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,12 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
             locked_writer=True),
     RunFile(REPORT, "RunStore.create, write_epoch, update_report, finish", "JSON", "whole JSON",
             "skipped inputs, per-epoch timings, test accuracy"),
-    RunFile("scores-<epochs>-<score set>.parquet", "KeptResults.scores (completed runs)", "Parquet",
+    RunFile(f"{KEPT_SCORES}-<epochs>-<score set>.parquet", "KeptResults.scores (completed runs)", "Parquet",
             "named after the finished epochs and the score table's version; unreadable: computed again",
             "every score of every sample"),
-    RunFile("class-loss-<epochs>.npy", "KeptResults.class_mean_loss (completed runs)", ".npy",
+    RunFile(f"{KEPT_CLASS_LOSS}-<epochs>.npy", "KeptResults.class_mean_loss (completed runs)", ".npy",
             "shape checked; else computed again", "every class's mean loss per epoch"),
-    RunFile("evaluation-<epochs>-<score set>.json", "KeptResults.evaluation (completed runs)", "JSON",
+    RunFile(f"{KEPT_EVALUATION}-<epochs>-<score set>.json", "KeptResults.evaluation (completed runs)", "JSON",
             "unreadable: computed again", "every score's detection metrics against the injected truth"),
     RunFile(NEIGHBOURS, "run.duplicates.neighbour_index", ".npz (no pickle)",
             "stamped with the embeddings' size and time, k and the sample count; indices range-checked",
@@ -87,8 +97,21 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
             "held while a process trains the run"),
     RunFile(f"{EXPORT}/", "run.export, run.interop", "CSV, ImageFolder tree of links, cleanlab, FiftyOne",
             "-", "the cleaned labels and files for other tools"),
-    RunFile(f"{MEMORIZATION}/", "run.memorization", "JSON, .npz, Parquet", "settings checked on resuming",
-            "the stability estimate of memorisation and its comparison with every score"),
+    RunFile(MEMORIZATION_SETTINGS, "MemorizationFolder.begin", "JSON", "format and every setting on resuming",
+            "fraction, seed and training recipe of the subset models (fixed once started)"),
+    RunFile(MEMORIZATION_MODEL, "MemorizationFolder.save_model", ".npz (no pickle)",
+            "names, shapes, dtypes and ranges; a damaged one is trained again",
+            "one finished subset model: its training subset and its result on every sample"),
+    RunFile(MEMORIZATION_ESTIMATE, "MemorizationFolder.write_estimate", "Parquet", "row count and column",
+            "every sample's memorisation estimate, from all finished models"),
+    RunFile(MEMORIZATION_COMPARISON, "MemorizationFolder.write_comparison", "JSON", "whole JSON",
+            "every score of the run against the estimate, the estimator's noise, the cost"),
+    RunFile(MEMORIZATION_LOG, "MemorizationFolder.append_log", "JSON", "unreadable: started again",
+            "each invocation: models trained, workers, wall time"),
+    RunFile(MEMORIZATION_LOCK, "MemorizationFolder.lock", "flock'd JSON (pid, host, owner)", "-",
+            "held while subset models are trained"),
+    RunFile(f"{MEMORIZATION}/.job-<pid>.<random>.npz", "engine.memorization (parallel workers)", ".npz (no pickle)",
+            "-", "the arrays handed to the worker processes; removed when the estimate ends"),
 )}
 
 
@@ -122,21 +145,48 @@ MAX_BYTES: dict[str, Callable[[dict], int | None]] = {
     IMAGES: lambda meta: None,
     CHECKPOINT: lambda meta: None,
     REPORT: lambda meta: 64 * MIB,
-    "scores-<epochs>-<score set>.parquet": lambda meta: MIB + _n(meta) * 4 * KIB,
-    "class-loss-<epochs>.npy": lambda meta: _HEADER + _k(meta) * _epochs(meta) * 8,
-    "evaluation-<epochs>-<score set>.json": lambda meta: 64 * MIB,
+    f"{KEPT_SCORES}-<epochs>-<score set>.parquet": lambda meta: MIB + _n(meta) * 4 * KIB,
+    f"{KEPT_CLASS_LOSS}-<epochs>.npy": lambda meta: _HEADER + _k(meta) * _epochs(meta) * 8,
+    f"{KEPT_EVALUATION}-<epochs>-<score set>.json": lambda meta: 64 * MIB,
     NEIGHBOURS: lambda meta: MIB + _n(meta) * 4 * KIB,
     FINGERPRINTS: lambda meta: MIB + _n(meta) * 4 * KIB,
     DECISIONS: lambda meta: None,
     LOCK: lambda meta: 64 * KIB,
     f"{EXPORT}/": lambda meta: None,
-    f"{MEMORIZATION}/": lambda meta: None,
+    MEMORIZATION_SETTINGS: lambda meta: MIB,
+    MEMORIZATION_MODEL: lambda meta: MIB + _n(meta) * 16,
+    MEMORIZATION_ESTIMATE: lambda meta: MIB + _n(meta) * 4 * KIB,
+    MEMORIZATION_COMPARISON: lambda meta: 64 * MIB,
+    MEMORIZATION_LOG: lambda meta: 64 * MIB,
+    MEMORIZATION_LOCK: lambda meta: 64 * KIB,
+    f"{MEMORIZATION}/.job-<pid>.<random>.npz": lambda meta: None,
 }
 
 
 def max_bytes(name: str, meta: dict) -> int | None:
     """The most bytes the run file ``name`` (a key of :data:`RUN_FILES`) may hold for a run of ``meta``."""
     return MAX_BYTES[name](meta)
+
+
+def file_glob(name: str) -> str:
+    """A :data:`RUN_FILES` name as a glob: each ``<part that varies>`` becomes ``*``."""
+    return re.sub(r"<[^>]+>", "*", name)
+
+
+def memorization_model_name(model: int) -> str:
+    """The path of subset model ``model``'s file inside a run folder (:data:`MEMORIZATION_MODEL`)."""
+    return MEMORIZATION_MODEL.replace("<model>", f"{int(model):05d}")
+
+
+def memorization_job_name(pid: int) -> str:
+    """The name (before the random part) of the file that hands process ``pid``'s arrays to its workers."""
+    return f"{MEMORIZATION}/job-{int(pid)}"
+
+
+def kept_name(kind: str, finished_epochs: int, suffix: str, score_set: str | None = None) -> str:
+    """The file a completed run keeps derived data of ``kind`` in (:data:`KEPT_SCORES`, ...): named after the
+    finished epochs and, for what depends on the score table, its version ``score_set``."""
+    return f"{kind}-{int(finished_epochs):04d}{f'-{score_set}' if score_set else ''}.{suffix}"
 
 
 def array_name(field: str) -> str:

@@ -11,7 +11,6 @@ from .errors import RunError
 from .files import check_file, open_checked, refuse_link
 from .layout import DECISIONS
 
-DECISIONS_FILE = DECISIONS
 BUSY_TIMEOUT_MS = 10_000
 #: ``PRAGMA user_version`` of the current layout. 1: one action per batch (``batches.action``);
 #: 2: the action on every row (``decisions.action``), so that one batch holds several actions;
@@ -132,7 +131,7 @@ def damaged(path: Path, error: Exception) -> RunError:
 def log_problem(run_path: str | Path) -> str | None:
     """What is wrong with the run's decision log, from its header alone (cheap): not an SQLite file, or
     shorter than the pages its header counts (truncated); ``None`` when it looks whole or does not exist."""
-    path = Path(run_path) / DECISIONS_FILE
+    path = Path(run_path) / DECISIONS
     if path.is_symlink():
         return f"{path} is a symbolic link; the decision log is never opened through a link"
     try:

@@ -24,11 +24,23 @@ import numpy as np
 import pandas as pd
 
 from .files import atomic_write_bytes, atomic_write_json, lock_file, open_checked, read_checked, real_folder
-from .layout import KIB, MEMORIZATION, MIB
+from .layout import (
+    KIB,
+    MEMORIZATION,
+    MEMORIZATION_COMPARISON,
+    MEMORIZATION_ESTIMATE,
+    MEMORIZATION_LOCK,
+    MEMORIZATION_LOG,
+    MEMORIZATION_MODEL,
+    MEMORIZATION_MODELS,
+    MEMORIZATION_SETTINGS,
+    MIB,
+    file_glob,
+    memorization_model_name,
+)
 from .npzfile import read_npz
 from .store import RunError, RunLockedError, RunStore
 
-FOLDER = MEMORIZATION
 FORMAT = 1
 MODEL_FIELDS = ("in_training", "correct", "p_given")
 JSON_MAX_BYTES = 64 * MIB   # settings, comparison and log: kilobytes
@@ -39,12 +51,12 @@ class MemorizationFolder:
 
     def __init__(self, run: str | Path | RunStore):
         self.store = run if isinstance(run, RunStore) else RunStore(run)
-        self.path = self.store.path / FOLDER
+        self.path = self.store.path / MEMORIZATION
 
     # ------------------------------------------------------------ settings
     @property
     def settings_file(self) -> Path:
-        return self.path / "settings.json"
+        return self.store.path / MEMORIZATION_SETTINGS
 
     def settings(self) -> dict | None:
         """The stored settings, or ``None`` before the first model."""
@@ -78,7 +90,7 @@ class MemorizationFolder:
 
     # ------------------------------------------------------------ one file per model
     def model_file(self, model: int) -> Path:
-        return self.path / "models" / f"model-{int(model):05d}.npz"
+        return self.store.path / memorization_model_name(model)
 
     def save_model(self, model: int, in_training: np.ndarray, correct: np.ndarray, p_given: np.ndarray,
                    seconds: float) -> None:
@@ -113,23 +125,31 @@ class MemorizationFolder:
 
     def finished_models(self) -> list[int]:
         """Numbers of the models that have a file (not yet validated)."""
-        folder = self.path / "models"
+        folder = self.store.path / MEMORIZATION_MODELS
         if not folder.is_dir():
             return []
         found = []
-        for file in folder.glob("model-*.npz"):
+        for file in folder.glob(Path(file_glob(MEMORIZATION_MODEL)).name):
             number = file.stem.split("-", 1)[1]
             if number.isdigit():
                 found.append(int(number))
         return sorted(found)
 
     # ------------------------------------------------------------ results
+    @property
+    def estimate_file(self) -> Path:
+        return self.store.path / MEMORIZATION_ESTIMATE
+
+    @property
+    def comparison_file(self) -> Path:
+        return self.store.path / MEMORIZATION_COMPARISON
+
     def write_estimate(self, estimate: pd.DataFrame) -> None:
-        atomic_write_bytes(self.path / "estimate.parquet", estimate.to_parquet())
+        atomic_write_bytes(self.estimate_file, estimate.to_parquet())
 
     def estimate(self) -> pd.DataFrame | None:
         """Every sample's memorisation estimate (``memorization``, ``memorization_p_given``, ...), or ``None``."""
-        file = self.path / "estimate.parquet"
+        file = self.estimate_file
         if not file.is_file():
             return None
         try:
@@ -144,10 +164,10 @@ class MemorizationFolder:
         return estimate
 
     def write_comparison(self, comparison: dict) -> None:
-        atomic_write_json(self.path / "comparison.json", comparison)
+        atomic_write_json(self.comparison_file, comparison)
 
     def comparison(self) -> dict | None:
-        file = self.path / "comparison.json"
+        file = self.comparison_file
         if not file.is_file():
             return None
         try:
@@ -156,7 +176,7 @@ class MemorizationFolder:
             raise RunError(f"{file}: unreadable ({e}); run `python -m csl_core memorization` again") from e
 
     def log(self) -> list[dict]:
-        file = self.path / "log.json"
+        file = self.store.path / MEMORIZATION_LOG
         try:
             entries = json.loads(read_checked(file, JSON_MAX_BYTES)) if file.is_file() else []
         except (OSError, ValueError, RunError):
@@ -164,14 +184,14 @@ class MemorizationFolder:
         return entries if isinstance(entries, list) else []
 
     def append_log(self, entry: dict) -> None:
-        atomic_write_json(self.path / "log.json", [*self.log(), entry])
+        atomic_write_json(self.store.path / MEMORIZATION_LOG, [*self.log(), entry])
 
     # ------------------------------------------------------------ one estimator at a time
     @contextmanager
     def lock(self):
         """Held while models are trained; a second process is told who holds it."""
         real_folder(self.path)
-        file = self.path / "lock"
+        file = self.store.path / MEMORIZATION_LOCK
         with lock_file(file, owner="memorization") as holder:
             if holder is not None:
                 who = f"process {holder.get('pid')} on {holder.get('host')}" if holder else "another process"

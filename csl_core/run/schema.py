@@ -7,17 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import open_checked
+from .files import open_checked, read_npy_header
 
 EPOCH_FIELDS = ("loss", "correct", "margin", "p_given", "p_max")
 ARRAY_DTYPES = {"correct": np.bool_}
+
+
+def not_losses(values: np.ndarray, *, unseen: bool = False) -> np.ndarray:
+    """The one rule of what a loss is (a finite number >= 0): where ``values`` break it. With ``unseen``, NaN
+    is allowed (a stored array's sample not seen in that epoch)."""
+    bad = ~(np.isfinite(values) & (values >= 0))
+    return bad & ~np.isnan(values) if unseen else bad
 
 
 def check_losses(losses: np.ndarray, samples: np.ndarray, where: str) -> None:
     """Raise ``ValueError`` naming the first sample whose loss is not a finite number >= 0: a NaN would read
     as "not seen" (CSL 0, ranked cleanest), an infinity or a negative loss would break or invert the ranking.
     ``losses`` are the recorded values of the samples numbered ``samples``."""
-    bad = ~(np.isfinite(losses) & (losses >= 0))
+    bad = not_losses(losses)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         more = f" (and {int(bad.sum()) - 1} more samples)" if bad.sum() > 1 else ""
@@ -48,10 +55,6 @@ def npy_header(file: Path) -> tuple[tuple, bool, np.dtype, int]:
     unpickled): ``missing`` is how many bytes the header promises beyond what the file holds (negative: more
     bytes than promised; 0: the sizes agree). Raises OSError (FileNotFoundError when absent) or ValueError."""
     with open_checked(file) as f:   # a FIFO or a link named like an array is refused, never waited on
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(f)
-        offset, size = f.tell(), os.fstat(f.fileno()).st_size
-    dtype = np.dtype(dtype)
-    return tuple(shape), fortran_order, dtype, offset + int(np.prod(shape, dtype=object)) * dtype.itemsize - size
+        shape, fortran_order, dtype, offset = read_npy_header(f)
+        size = os.fstat(f.fileno()).st_size
+    return shape, fortran_order, dtype, offset + int(np.prod(shape, dtype=object)) * dtype.itemsize - size

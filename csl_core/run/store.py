@@ -29,12 +29,11 @@ from .files import (
     atomic_save_npy,
     atomic_write_bytes,
     atomic_write_json,
-    is_lock_held,
     real_folder,
     sha256_bytes,
     sha256_file,
 )
-from .folders import LOCK_NAME, run_lock
+from .folders import run_is_locked, run_lock
 from .health import cached_problems, consistency_problems
 from .kept import KeptResults
 from .layout import ARRAYS, CHECKPOINT, EMBEDDINGS, FORMAT_VERSION, META, PROBABILITIES, REPORT, SAMPLES, array_name
@@ -382,7 +381,7 @@ class RunStore(KeptResults):
 
                 state = self.load_checkpoint()
                 if state is not None and not isinstance(state, dict):
-                    found.append(f"{self.path / 'checkpoint.pt'} is not a checkpoint of this tool")
+                    found.append(f"{self.path / CHECKPOINT} is not a checkpoint of this tool")
             except RunError as e:
                 found.append(str(e))
         return found
@@ -396,4 +395,4 @@ class RunStore(KeptResults):
 
     def is_locked(self) -> bool:
         """Whether a live process holds this run's lock now."""
-        return is_lock_held(self.path / LOCK_NAME)
+        return run_is_locked(self.path)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import RunError
-from .files import atomic_write_json, open_checked, read_checked
-from .layout import FORMAT_VERSION, REPORT, max_bytes
+from .files import atomic_write_json, open_checked, read_checked, read_npy_header
+from .layout import FORMAT_VERSION, REPORT, array_name, max_bytes
 from .schema import npy_header
 
 
@@ -29,11 +29,7 @@ class RowChunks:
 
     def __init__(self, file: Path, columns: int):
         with open_checked(file) as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran_order, dtype = read_header(f)
-            self._offset = f.tell()
+            shape, fortran_order, dtype, self._offset = read_npy_header(f)
         if fortran_order or len(shape) != 2:
             raise ValueError(f"{file}: expected a C-ordered (samples, epochs) array, found shape {shape}")
         self._file, self._shape, self.dtype, self._columns = Path(file), shape, np.dtype(dtype), columns
@@ -208,7 +204,7 @@ def array_checksum_problems(path: Path, meta: dict, rows_per_read: int = 1 << 16
         if not isinstance(expected, list):
             continue
         columns = min(finished, len(expected))
-        file = path / "arrays" / f"{name}.npy"
+        file = path / array_name(name)
         try:
             check_array_file(file, int(meta["num_samples"]), finished)
             rows = RowChunks(file, columns)

@@ -34,8 +34,6 @@ from .layout import IMAGES, LOCK, META
 from .schema import EPOCH_FIELDS
 from .store import RunError, RunLockedError, RunStore
 
-IMAGES_FILE = IMAGES
-
 
 def sample_table(labels: Sequence[int] | np.ndarray, classes: Sequence[str], *,
                  paths: Sequence[str] | None = None, ids: Sequence[str] | None = None,
@@ -167,7 +165,7 @@ class RunWriter:
             }
             if images is not None:
                 meta["image_shape"] = [int(images.shape[3]), int(images.shape[1]), int(images.shape[2])]
-                atomic_save_npy(self.path / IMAGES_FILE, images)
+                atomic_save_npy(self.path / IMAGES, images)
             self.store = RunStore.create(self.path, meta=meta, samples=samples, epochs=epochs, fields=fields)
         except BaseException:
             self._exit.close()
@@ -287,7 +285,7 @@ def _check_images(images: np.ndarray, n: int) -> np.ndarray:
 def stored_images(store: RunStore) -> np.ndarray | None:
     """The run's ``images.npy`` (written by :class:`RunWriter`), memory-mapped, once its shape and type
     are checked against the run: ``(N, H, W, C)`` uint8, or ``None`` when the run has none."""
-    file = store.path / IMAGES_FILE
+    file = store.path / IMAGES
     if not os.path.lexists(file):
         return None
     check_file(file)   # a FIFO or a link: refused, never waited on or followed

@@ -138,9 +138,9 @@ def test_which_copy_is_kept_follows_the_policy():
 
 
 def test_a_run_groups_by_the_crop_limit_it_is_given_and_names_each_groups_kinds(demo_run):
-    from csl_core.run.duplicates import FINGERPRINTS_FILE, find_duplicates
+    from csl_core.run.duplicates import FINGERPRINTS, find_duplicates
 
-    with np.load(demo_run / FINGERPRINTS_FILE) as data:
+    with np.load(demo_run / FINGERPRINTS) as data:
         assert data["crop"].shape[1:] == (32, 32) and data["crop"].dtype == np.uint8  # written with the run
     off = find_duplicates(demo_run, crop_limit=0.0)
     loose = find_duplicates(demo_run, crop_limit=0.05)  # far looser than the default: digits of one hand

@@ -19,7 +19,8 @@ from csl_core.analysis.duplicates import (
 )
 from csl_core.cli import main
 from csl_core.data import load_imagefolder
-from csl_core.run.duplicates import NEIGHBOURS_FILE, find_duplicates
+from csl_core.run.duplicates import find_duplicates
+from csl_core.run.layout import NEIGHBOURS
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_every_injected_pair_of_the_demo_is_a_conflicting_group(run_copy):
     assert found["pairs"] > 0 and found["recall"] == 1.0
     pairs = samples["duplicate_of"].to_numpy() >= 0
     assert (report.samples["duplicate_score"].to_numpy()[pairs] == 1.0).all()
-    assert (run_copy / NEIGHBOURS_FILE).is_file()
+    assert (run_copy / NEIGHBOURS).is_file()
 
 
 def test_labels_and_csl_given_by_the_caller_are_used_instead_of_read(run_copy):
@@ -210,7 +211,7 @@ def test_labels_and_csl_given_by_the_caller_are_used_instead_of_read(run_copy):
 def test_cli_duplicates_writes_csv_and_reuses_the_cache(run_copy, tmp_path, capsys):
     out = tmp_path / "groups.csv"
     assert main(["duplicates", str(run_copy), "--threshold", "0.15", "--csv", str(out)]) == 0
-    cache_time = (run_copy / NEIGHBOURS_FILE).stat().st_mtime_ns
+    cache_time = (run_copy / NEIGHBOURS).stat().st_mtime_ns
     printed = capsys.readouterr().out
     assert "with conflicting labels" in printed and "recall 1.0000" in printed
     assert "AUROC      duplicate_score" in printed
@@ -219,7 +220,7 @@ def test_cli_duplicates_writes_csv_and_reuses_the_cache(run_copy, tmp_path, caps
     injected = table[table["is_duplicate"]]
     assert injected["label_conflict"].all()
     assert main(["duplicates", str(run_copy), "--threshold", "0.05", "--top", "1"]) == 0
-    assert (run_copy / NEIGHBOURS_FILE).stat().st_mtime_ns == cache_time
+    assert (run_copy / NEIGHBOURS).stat().st_mtime_ns == cache_time
 
 
 def test_cli_rejects_a_threshold_outside_the_ratio_range(run_copy, capsys):
@@ -231,7 +232,7 @@ def test_without_embeddings_duplicates_are_still_found_from_the_pictures(run_cop
     bare = tmp_path / "bare"
     shutil.copytree(run_copy, bare)
     (bare / "embeddings.npy").unlink()
-    (bare / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    (bare / NEIGHBOURS).unlink(missing_ok=True)
     report = find_duplicates(bare)
     assert report.notes == []
     samples = pd.read_csv(bare / "samples.csv")
@@ -246,7 +247,7 @@ def test_embedding_neighbours_are_searched_only_when_asked_and_then_kept(run_cop
 
     fresh = tmp_path / "fresh"
     shutil.copytree(run_copy, fresh)
-    (fresh / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    (fresh / NEIGHBOURS).unlink(missing_ok=True)
     find_duplicates(fresh)  # the duplicate search does not wait for the embeddings' neighbours
     assert cached_index(RunStore(fresh)).embedding_indices.shape[1] == 0
     assert main(["duplicates", str(fresh), "--embedding-neighbours", "--top", "1"]) == 0

@@ -176,40 +176,40 @@ def test_the_default_ratio_is_the_one_the_benchmark_table_picks():
 
 
 def test_fingerprints_are_written_when_a_run_is_made(demo_run):
-    from csl_core.run.duplicates import FINGERPRINTS_FILE, image_fingerprints
+    from csl_core.run.duplicates import FINGERPRINTS, image_fingerprints
     from csl_core.run.store import RunStore
 
-    assert (demo_run / FINGERPRINTS_FILE).is_file()
+    assert (demo_run / FINGERPRINTS).is_file()
     store = RunStore(demo_run)
     hashes, prints = image_fingerprints(store)
     assert len(hashes) == len(prints) == store.num_samples
-    with np.load(demo_run / FINGERPRINTS_FILE) as data:
+    with np.load(demo_run / FINGERPRINTS) as data:
         assert data["fine"].shape == (store.num_samples, 16, 16) and data["fine"].dtype == np.uint8
 
 
 def test_a_fingerprints_file_from_before_the_fine_fingerprints_still_works(demo_run, tmp_path, monkeypatch, copy_demo):
 
     from csl_core.run import duplicates as run_duplicates
-    from csl_core.run.duplicates import FINGERPRINTS_FILE, NEIGHBOURS_FILE, find_duplicates, run_fingerprints
+    from csl_core.run.duplicates import FINGERPRINTS, NEIGHBOURS, find_duplicates, run_fingerprints
     from csl_core.run.store import RunStore
 
     old = tmp_path / "old"
     copy_demo(old)
-    with np.load(old / FINGERPRINTS_FILE) as data:
+    with np.load(old / FINGERPRINTS) as data:
         hashes, prints, fine = data["hashes"], data["thumbnails"], data["fine"]
-    np.savez(old / FINGERPRINTS_FILE, hashes=hashes, thumbnails=prints)  # the format before the fine prints
-    (old / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    np.savez(old / FINGERPRINTS, hashes=hashes, thumbnails=prints)  # the format before the fine prints
+    (old / NEIGHBOURS).unlink(missing_ok=True)
     expected = find_duplicates(demo_run, recompute=True).groups
     # Images still loadable: the file keeps its hashes and thumbnails and gains the fine fingerprints.
     got_hashes, got_prints, got_fine = run_fingerprints(RunStore(old))
     assert (got_hashes == hashes).all() and np.array_equal(got_prints, prints) and np.array_equal(got_fine, fine)
-    with np.load(old / FINGERPRINTS_FILE) as data:
+    with np.load(old / FINGERPRINTS) as data:
         assert np.array_equal(data["fine"], fine)
     report = find_duplicates(old)
     assert report.groups["members"].tolist() == expected["members"].tolist()
     # Images gone: the old file's thumbnails alone, with their own limits; exact copies still grouped.
-    np.savez(old / FINGERPRINTS_FILE, hashes=hashes, thumbnails=prints)
-    (old / NEIGHBOURS_FILE).unlink()
+    np.savez(old / FINGERPRINTS, hashes=hashes, thumbnails=prints)
+    (old / NEIGHBOURS).unlink()
     monkeypatch.setattr(run_duplicates, "run_images", lambda store, progress=False: None)
     assert run_fingerprints(RunStore(old))[2] is None
     index, notes = run_duplicates.neighbour_index(RunStore(old))

@@ -250,7 +250,7 @@ def test_names_are_plain_text_isolated_and_shortened():
 
 def test_hostile_class_names_render_as_text_on_every_page(runs_dir, tmp_path, open_app):
     from csl_core.run.interop import import_run
-    from csl_core.run.writer import IMAGES_FILE  # noqa: F401  (the run gets images below)
+    from csl_core.run.writer import IMAGES  # noqa: F401  (the run gets images below)
 
     n = 40
     classes = HOSTILE[:4]

@@ -108,15 +108,15 @@ def large_group_run(demo_run, tmp_path_factory, copy_demo) -> Path:
     """The demo run with its first 12 pictures made exact copies of one another (one group of 12)."""
     import numpy as np
 
-    from csl_core.run.duplicates import FINGERPRINTS_FILE, NEIGHBOURS_FILE, image_fingerprints
+    from csl_core.run.duplicates import FINGERPRINTS, NEIGHBOURS, image_fingerprints
     from csl_core.run.store import RunStore
 
     target = tmp_path_factory.mktemp("dup-page-large") / "demo"
     copy_demo(target)
     hashes, prints = image_fingerprints(RunStore(target))
     hashes[:12] = hashes[0]
-    np.savez(target / FINGERPRINTS_FILE, hashes=hashes, thumbnails=prints)
-    (target / NEIGHBOURS_FILE).unlink(missing_ok=True)
+    np.savez(target / FINGERPRINTS, hashes=hashes, thumbnails=prints)
+    (target / NEIGHBOURS).unlink(missing_ok=True)
     return target
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -382,29 +382,52 @@ def test_a_run_of_a_newer_format_is_refused_with_a_clear_message(tmp_path, capsy
     assert RunStore(store.path).num_samples == 6
 
 
-def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_path, copy_demo):
-    """A file a writer adds to a run folder without an entry in run/layout.py's table fails here."""
+def _not_in_the_table(run: Path) -> list[str]:
+    """Every file under ``run`` (subfolders included) that no RUN_FILES row names; a row ending in "/" (the
+    export) covers its folder, SQLite's own -wal and -shm files go with the decision log."""
     import fnmatch
 
+    from csl_core.run.layout import RUN_FILES, file_glob
+
+    patterns = [file_glob(name) + ("*" if name.endswith("/") else "") for name in RUN_FILES]
+    found = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    return [name for name in found if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+            and not fnmatch.fnmatch(name, "decisions.sqlite-*")]
+
+
+def test_every_file_of_a_finished_run_is_in_the_run_file_table(demo_run, tmp_path, copy_demo):
+    """A file a writer adds to a run folder without an entry in run/layout.py's table fails here."""
     from csl_core.run.decisions import DecisionLog
     from csl_core.run.duplicates import find_duplicates
     from csl_core.run.export import export_run
-    from csl_core.run.layout import RUN_FILES
 
-    run = tmp_path / "run"
-    copy_demo(run)
+    run = copy_demo(tmp_path / "run")
     DecisionLog(run).record([0], "drop")   # the decision log, the duplicate cache and an export too
     find_duplicates(run)
     export_run(run)
-    patterns = [re.sub(r"<[^>]+>", "*", name).rstrip("/") for name in RUN_FILES]
-    found = sorted({p.relative_to(run).parts[0] if p.relative_to(run).parts[0] != "arrays" else
-                    str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()})
-    unlisted = [name for name in found if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
-                and not name.startswith("decisions.sqlite-")]   # SQLite's own WAL files
-    assert not unlisted, f"files of a run folder missing from RUN_FILES: {unlisted}"
+    assert not _not_in_the_table(run), "files of a run folder missing from RUN_FILES"
+    found = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     for name in ("meta.json", "samples.csv", "arrays/loss.npy", "embeddings.npy", "probabilities.npy",
-                 "checkpoint.pt", "report.json", "neighbours.npz", "fingerprints.npz", "decisions.sqlite", "export"):
+                 "checkpoint.pt", "report.json", "neighbours.npz", "fingerprints.npz", "decisions.sqlite", "export/"):
         assert name in found or any(f.startswith(name) for f in found), name
+
+
+@pytest.mark.slow
+def test_every_file_of_a_memorisation_estimate_is_in_the_run_file_table(tmp_path, copy_demo):
+    from csl_core.engine.memorization import estimate_memorization
+    from csl_core.run.layout import (
+        MEMORIZATION_COMPARISON,
+        MEMORIZATION_ESTIMATE,
+        MEMORIZATION_LOG,
+        MEMORIZATION_SETTINGS,
+    )
+
+    run = copy_demo(tmp_path / "run")
+    estimate_memorization(run, models=2, workers=2)     # two worker processes: the job file too
+    assert not _not_in_the_table(run), "files of the memorisation folder missing from RUN_FILES"
+    found = {str(p.relative_to(run)) for p in (run / "memorization").rglob("*") if p.is_file()}
+    assert {MEMORIZATION_SETTINGS, MEMORIZATION_ESTIMATE, MEMORIZATION_COMPARISON, MEMORIZATION_LOG} <= found
+    assert len([f for f in found if f.startswith("memorization/models/model-")]) == 2
 
 
 def test_the_writer_and_the_trainer_finish_a_run_the_same_way(tmp_path, make_store):
