@@ -20,8 +20,11 @@ from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json, open_
 from .layout import (
     EMBEDDINGS,
     KEPT_CLASS_LOSS,
+    KEPT_CLASS_LOSS_FILE,
     KEPT_EVALUATION,
+    KEPT_EVALUATION_FILE,
     KEPT_SCORES,
+    KEPT_SCORES_FILE,
     PROBABILITIES,
     array_name,
     kept_name,
@@ -94,7 +97,7 @@ class KeptResults:
         cache = self._kept_file(KEPT_SCORES, "parquet", scored=True)
         if meta.get("completed") and cache.is_file():
             try:
-                with open_checked(cache, max_bytes("scores-<epochs>-<score set>.parquet", meta)) as f:
+                with open_checked(cache, max_bytes(KEPT_SCORES_FILE, meta)) as f:
                     kept = pd.read_parquet(f)
                 if _fits(kept, int(meta["num_samples"]), len(self.classes)):
                     return _checked(kept, self.path)
@@ -115,7 +118,7 @@ class KeptResults:
         cache = self._kept_file(KEPT_SCORES, "parquet", scored=True)
         if self.meta.get("completed") and cache.is_file():
             try:
-                with open_checked(cache, max_bytes("scores-<epochs>-<score set>.parquet", self.meta)) as f:
+                with open_checked(cache, max_bytes(KEPT_SCORES_FILE, self.meta)) as f:
                     csl = pd.read_parquet(f, columns=["csl"])["csl"].to_numpy()
                 if len(csl) == self.num_samples:
                     return csl
@@ -133,7 +136,7 @@ class KeptResults:
         cache = self._kept_file(KEPT_CLASS_LOSS, "npy")
         if meta.get("completed") and cache.is_file():
             try:
-                with open_checked(cache, max_bytes("class-loss-<epochs>.npy", meta)) as f:
+                with open_checked(cache, max_bytes(KEPT_CLASS_LOSS_FILE, meta)) as f:
                     kept = np.load(f, allow_pickle=False)
                 if kept.shape == (len(self.classes), int(meta["finished_epochs"])) and kept.dtype.kind == "f":
                     return kept
@@ -198,7 +201,7 @@ class KeptResults:
         kept: dict = {}
         if meta.get("completed") and cache.is_file():
             try:
-                kept = json.loads(read_checked(cache, max_bytes("evaluation-<epochs>-<score set>.json", meta)))
+                kept = json.loads(read_checked(cache, max_bytes(KEPT_EVALUATION_FILE, meta)))
             except (OSError, ValueError, RunError):
                 kept = {}
             kept = kept if isinstance(kept, dict) else {}

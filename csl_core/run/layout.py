@@ -38,6 +38,9 @@ MEMORIZATION_LOG = f"{MEMORIZATION}/log.json"
 MEMORIZATION_LOCK = f"{MEMORIZATION}/lock"
 # What a completed run keeps (run/kept.py), named after its finished epochs (and the score table's version).
 KEPT_SCORES, KEPT_CLASS_LOSS, KEPT_EVALUATION = "scores", "class-loss", "evaluation"
+KEPT_SCORES_FILE = f"{KEPT_SCORES}-<epochs>-<score set>.parquet"
+KEPT_CLASS_LOSS_FILE = f"{KEPT_CLASS_LOSS}-<epochs>.npy"
+KEPT_EVALUATION_FILE = f"{KEPT_EVALUATION}-<epochs>-<score set>.json"
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,12 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
             locked_writer=True),
     RunFile(REPORT, "RunStore.create, write_epoch, update_report, finish", "JSON", "whole JSON",
             "skipped inputs, per-epoch timings, test accuracy"),
-    RunFile(f"{KEPT_SCORES}-<epochs>-<score set>.parquet", "KeptResults.scores (completed runs)", "Parquet",
+    RunFile(KEPT_SCORES_FILE, "KeptResults.scores (completed runs)", "Parquet",
             "named after the finished epochs and the score table's version; unreadable: computed again",
             "every score of every sample"),
-    RunFile(f"{KEPT_CLASS_LOSS}-<epochs>.npy", "KeptResults.class_mean_loss (completed runs)", ".npy",
+    RunFile(KEPT_CLASS_LOSS_FILE, "KeptResults.class_mean_loss (completed runs)", ".npy",
             "shape checked; else computed again", "every class's mean loss per epoch"),
-    RunFile(f"{KEPT_EVALUATION}-<epochs>-<score set>.json", "KeptResults.evaluation (completed runs)", "JSON",
+    RunFile(KEPT_EVALUATION_FILE, "KeptResults.evaluation (completed runs)", "JSON",
             "unreadable: computed again", "every score's detection metrics against the injected truth"),
     RunFile(NEIGHBOURS, "run.duplicates.neighbour_index", ".npz (no pickle)",
             "stamped with the embeddings' size and time, k and the sample count; indices range-checked",
@@ -145,9 +148,9 @@ MAX_BYTES: dict[str, Callable[[dict], int | None]] = {
     IMAGES: lambda meta: None,
     CHECKPOINT: lambda meta: None,
     REPORT: lambda meta: 64 * MIB,
-    f"{KEPT_SCORES}-<epochs>-<score set>.parquet": lambda meta: MIB + _n(meta) * 4 * KIB,
-    f"{KEPT_CLASS_LOSS}-<epochs>.npy": lambda meta: _HEADER + _k(meta) * _epochs(meta) * 8,
-    f"{KEPT_EVALUATION}-<epochs>-<score set>.json": lambda meta: 64 * MIB,
+    KEPT_SCORES_FILE: lambda meta: MIB + _n(meta) * 4 * KIB,
+    KEPT_CLASS_LOSS_FILE: lambda meta: _HEADER + _k(meta) * _epochs(meta) * 8,
+    KEPT_EVALUATION_FILE: lambda meta: 64 * MIB,
     NEIGHBOURS: lambda meta: MIB + _n(meta) * 4 * KIB,
     FINGERPRINTS: lambda meta: MIB + _n(meta) * 4 * KIB,
     DECISIONS: lambda meta: None,

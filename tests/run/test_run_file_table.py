@@ -23,6 +23,7 @@ from csl_core.cli import main
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.duplicates import neighbour_index
 from csl_core.run.layout import ARRAYS, MAX_BYTES, RUN_FILES, max_bytes
+from csl_core.run.memorization import MemorizationFolder
 from csl_core.run.store import RunStore, run_problems
 
 HANG = 60   # seconds: a command still reading after this waits on a FIFO
@@ -144,6 +145,9 @@ def full_run(tmp_path_factory, demo_run) -> Path:
     neighbour_index(store, embeddings=True)                         # neighbours.npz
     (run / "export").mkdir(exist_ok=True)
     (run / "memorization").mkdir(exist_ok=True)
+    n = store.num_samples
+    MemorizationFolder(store).save_model(0, np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float32), 1.0)
+    (run / "memorization" / ".job-1.k3j9x_.npz").write_bytes(b"")   # a worker file a killed estimate left
     return run
 
 
