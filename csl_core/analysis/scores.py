@@ -111,8 +111,7 @@ def _row_stat(stat, field: str):
 
 
 def _knn(x: Inputs, *, neighbours: int) -> np.ndarray:
-    """The share of the ``neighbours`` nearest (``neighbour_labels``, their given labels) that carry another
-    label."""
+    """The share of the ``neighbours`` nearest (``neighbour_labels``, given labels) with another label."""
     return (x["neighbour_labels"][:, :neighbours] != x["labels"][:, None]).mean(axis=1)
 
 
@@ -146,7 +145,6 @@ def _fused(x: Inputs, *, components: tuple[str, ...]) -> np.ndarray:
 
 # The settings of the class evidence: the neighbours' vote mixed into the mean softmax.
 _EVIDENCE = {"neighbours": KNN_NEIGHBOURS, "vote_weight": VOTE_WEIGHT}
-
 
 # The one table of scores: the CLI, every page, the bench, interop and the memorisation comparison read it.
 SCORES: dict[str, Score] = {s.name: s for s in (
