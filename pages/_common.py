@@ -19,6 +19,7 @@ from csl_core.run.folders import list_runs
 from csl_core.run.images import thumbnail, thumbnail_data_url
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore, run_problems
+from csl_core.run.tables import newer_format
 from pages._text import isolated, middle, plain
 
 RUN_KEY = "run_path"          # session key of the open run (the sidebar picker's widget key)
@@ -114,7 +115,8 @@ def require_scored_run() -> RunStore:
         path = open_run_path()
         problems = run_problems(path) if path and Path(path, META).exists() else []
         if problems:
-            st.error("This run is damaged and is not shown: " + plain(" ".join(problems)))
+            st.error(("This run was made by a newer csl-clean and is not shown: " if newer_format(problems)
+                      else "This run is damaged and is not shown: ") + plain(" ".join(problems)))
             st.stop()
         job = job_registry().get(path)
         if job is not None and job.status().active:

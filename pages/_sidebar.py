@@ -10,6 +10,7 @@ import streamlit as st
 from csl_core.engine.jobs import JobStatus
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore, run_problems
+from csl_core.run.tables import newer_format
 from pages._common import (
     LIVE_REFRESH_SECONDS,
     RUN_KEY,
@@ -39,7 +40,9 @@ def sidebar() -> None:
             st.session_state[RUN_KEY] = (healthy or choices or [None])[0]
         if choices:
             st.selectbox("Open run", choices, key=RUN_KEY,
-                         format_func=lambda p: isolated(Path(p).name, 80) + (" (damaged)" if p in damaged else ""),
+                         format_func=lambda p: isolated(Path(p).name, 80) + (
+                             "" if p not in damaged else " (newer version)" if newer_format(run_problems(p))
+                             else " (damaged)"),
                          help=f"Run folders under {runs_root()}/ (newest first) and runs opened by path.")
         else:
             st.caption(f"No runs yet under {runs_root()}/. Start one on the Run page.")

@@ -72,6 +72,7 @@ def read_sample_table(file: Path, limit: int | None = None) -> pd.DataFrame:
             return pd.read_csv(f, **options)
 
 
+NEWER = "by a newer csl-clean"   # what a run from a newer version is refused with (not damaged)
 #: ``meta.json`` past this size is refused unread (1 GiB of it took 2 GB to parse for each listing).
 MAX_META_BYTES = 16 << 20
 _meta_cache: dict[str, tuple[tuple[int, int, int], dict]] = {}
@@ -162,9 +163,14 @@ def check_meta(meta: object, file: Path) -> None:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise RunError(f"{file} is damaged: 'format_version' is {version!r}, expected a positive integer")
     if version > FORMAT_VERSION:
-        raise RunError(f"{file.parent} was written in run-folder format {version} by a newer csl-clean "
+        raise RunError(f"{file.parent} was written in run-folder format {version} {NEWER} "
                        f"({meta.get('versions', {}).get('csl_core', 'version unknown')}); this csl-clean reads "
                        f"format {FORMAT_VERSION} and older. Upgrade csl-clean (pip install -U csl-clean) to open it")
+
+
+def newer_format(problems: list[str]) -> bool:
+    """Whether :func:`~csl_core.run.store.run_problems` says the run comes from a newer csl-clean (not damaged)."""
+    return any(NEWER in problem for problem in problems)
 
 
 def check_array_file(file: Path, rows: int, min_columns: int) -> None:
