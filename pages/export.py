@@ -23,7 +23,7 @@ from pages._common import (
     undo,
 )
 from pages._filters import names_for
-from pages._text import plain
+from pages._text import plain, text_table
 
 SOURCE = "suggested-cleaning"
 LISTED = 300
@@ -72,17 +72,17 @@ def suggested_cleaning_section() -> None:
     cells[0].metric("Relabel", f"{counts['relabel']:,}")
     cells[1].metric("Drop", f"{counts['drop']:,}")
     cells[2].metric("Keep", f"{counts['keep']:,}")
-    st.dataframe(plan.by_class(scores["label"].to_numpy(), classes), hide_index=True, key="clean_by_class")
+    st.dataframe(text_table(plan.by_class(scores["label"].to_numpy(), classes)), hide_index=True, key="clean_by_class")
     acted = np.flatnonzero(plan.action != "keep")
     with st.expander(f"The {len(acted):,} samples it acts on"):
         names = np.asarray(classes, dtype=object)
         listed = acted[:LISTED]
-        st.dataframe(pd.DataFrame({
+        st.dataframe(text_table(pd.DataFrame({
             "file": names_for(store)[listed].astype(str),
             "given": names[scores["label"].to_numpy(np.int64)[listed]],
             "suggested": names[scores["suggested_label"].to_numpy(np.int64)[listed]],
             "confidence": scores["suggested_confidence"].to_numpy(np.float64)[listed],
-            "action": plan.action[listed]}), hide_index=True, key="clean_samples",
+            "action": plan.action[listed]})), hide_index=True, key="clean_samples",
             column_config={"confidence": st.column_config.ProgressColumn(
                 "confidence", min_value=0.0, max_value=1.0, format="percent",
                 help="How sure the suggestion is (its share of the class evidence)")})
@@ -105,7 +105,7 @@ st.subheader("Summary by class")
 st.caption("By the label each sample was given; *after cleaning* counts relabeled samples where they land. "
            "Undecided samples keep their label.")
 summary = class_summary(scores["label"].to_numpy(), effective, classes)
-st.dataframe(summary, hide_index=True)
+st.dataframe(text_table(summary), hide_index=True)
 
 st.subheader("Cleaned label file")
 options = st.columns(2)
@@ -169,10 +169,10 @@ changed = effective.index[effective["action"].isin(["relabel", "drop"])]
 st.subheader(f"Changes ({len(changed):,})")
 if len(changed):
     preview = cleaned_labels(scores.loc[changed], effective.loc[changed], classes)
-    st.dataframe(preview.sort_values("csl_rank").head(200), hide_index=True)
+    st.dataframe(text_table(preview.sort_values("csl_rank").head(200)), hide_index=True)
 else:
     st.caption("No sample relabeled or dropped yet: the galleries and the review queue are where you decide.")
 
 with st.expander("Decision log"):
     batches = decision_log(store).batches()
-    st.dataframe(batches.iloc[::-1].head(200), hide_index=True)
+    st.dataframe(text_table(batches.iloc[::-1].head(200)), hide_index=True)

@@ -53,7 +53,7 @@ def member_table(store, scores: pd.DataFrame, effective: pd.DataFrame, in_cell: 
     """One row per member of a cell: whether the relabel button takes it (ticked while undecided), its
     image, file, given and suggested label with the suggestion's confidence, and the decision on it."""
     classes = store.classes
-    names = np.asarray(classes, dtype=object)
+    names = np.asarray([isolated(c) for c in classes], dtype=object)   # no bidi control reorders a row
     actions = effective["action"].to_numpy()[in_cell]
     confidence = (scores["suggested_confidence"].to_numpy(np.float64)[in_cell]
                   if "suggested_confidence" in scores else np.full(len(in_cell), np.nan))

@@ -51,7 +51,7 @@ shown = queue[(page - 1) * rows_per_page: page * rows_per_page]
 
 values = suspicion(scores, method) if method != "csl" else scores["csl"].to_numpy()
 suggested = scores["suggested_label"].to_numpy() if "suggested_label" in scores else None
-names = np.asarray(classes, dtype=object)
+names = np.asarray([isolated(c) for c in classes], dtype=object)   # no bidi control reorders a row
 table = pd.DataFrame({
     "image": [thumb_url(store, i) for i in shown],
     "rank": rank_of[shown],
