@@ -35,6 +35,7 @@ from ..analysis.duplicates import (
 from ..analysis.hashing import FINE_SIZE, THUMBNAIL_SIZE, aligned_neighbours, fine_prints, thumbnails
 from ..analysis.neighbours import nearest_neighbours
 from .files import atomic_file
+from .images import images_present
 from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS, max_bytes
 from .npzfile import read_npz
 from .store import RunError, RunStore, check_array_file
@@ -145,6 +146,8 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
     embeddings_file = store.path / EMBEDDINGS
     stamp = _stamp(embeddings_file)
     cached = None if recompute else _read_cache(store.path / NEIGHBOURS, stamp, k, store.num_samples)
+    if cached is not None and not cached.aligned and images_present(store):
+        cached = None   # made while the images were away (thumbnails only): searched again now they are back
     wanted = embeddings and stamp is not None
     if cached is not None and (not wanted or cached.embedding_indices.shape[1]):
         if cached.hashes is None:

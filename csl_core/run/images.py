@@ -38,6 +38,15 @@ def sample_image(run_path: str | Path, index: int) -> Image.Image:
     return _lookup(run_path)(int(index))
 
 
+def images_present(store: RunStore) -> bool:
+    """Whether a run's stored images, or every one of its image files, is there now (cheap: nothing is
+    decoded); ``False`` for a run whose images come from its data source."""
+    if os.path.lexists(store.path / "images.npy"):
+        return True
+    samples = store.samples()
+    return "path" in samples.columns and all(os.path.isfile(p) for p in samples["path"].astype(str))
+
+
 def thumbnail(run_path: str | Path, index: int, size: int = THUMBNAIL_SIZE) -> bytes:
     """A PNG of the sample's image fitted into ``size`` x ``size`` (small images scaled up crisply)."""
     key = _lookup_key(run_path)
