@@ -171,7 +171,8 @@ def main() -> None:
     if (small["method"] == RATIO_METHOD).any():
         meta["picked_ratio"] = pick_threshold(small[small["method"] == RATIO_METHOD])
     if (small["method"] == PRODUCT).any():
-        meta["picked_crop_limit"] = pick_threshold(small[small["method"] == PRODUCT])
+        # the possible-crop tier is shown apart from the sure duplicates: its own false grouping (what it adds)
+        meta["picked_crop_limit"] = pick_threshold(small[small["method"] == PRODUCT], column="false_share_crop_tier")
     meta["reference_ratio"] = REFERENCE_RATIO
     for name, (images, pairs, groups, known) in kept.items():
         if "picked_crop_limit" in meta:
@@ -188,7 +189,7 @@ def main() -> None:
                                   "false_share_crop_tier": "of it crop tier %", "seconds": "time s"})
     columns = ["set", "method", "threshold", *SHORT.values(), "found", "pairs", "false % (all)",
                "false % (own duplicates left out)", "of it crop tier %", "largest_group", "time s"]
-    shown = shown[[c for c in columns if c in shown.columns]].fillna("")
+    shown = shown[[c for c in columns if c in shown.columns]].astype(object).fillna("")
     (out / "table.md").write_text("".join(f"\n#### {name}\n\n" + markdown(shown[shown["set"] == name])
                                           for name in shown["set"].unique()))
     meta["load_average_at_end"] = os.getloadavg()[0]

@@ -177,6 +177,49 @@ def _aligned(samples: int, probes: int, queue) -> None:
                "samples_grouped": int((groups >= 0).sum()), "peak_mib": round(_peak_mib(), 1)})
 
 
+def _crops(samples: int, probes: int, queue) -> None:
+    """The product's duplicate search with the crop tier (csl_core.analysis.crops.duplicate_search), stage by
+    stage: the thumbnails' candidates, the centred thumbnails' candidates, the 16 x 16 verification of both,
+    the crop tier's continuous alignment of each picture's best candidate. Crop fingerprints: the 25,000
+    CIFAR-10N images' plus noise (8 grey levels), as the fine ones. The crop tier aligns the pairs that pass its
+    gate (``crop_pairs_aligned``; at most one a sample: 0.7 a sample on Fashion-MNIST, fewer here)."""
+    import numpy as np
+
+    from csl_core.analysis import crops
+    from csl_core.analysis.hashing import CANDIDATES, aligned_similarities
+    from csl_core.analysis.neighbours import nearest_neighbours
+    from csl_core.bench.duplicates import load_images
+
+    prints, fine, pairs = aligned_set(samples, max(1, samples // 128))
+    rng = np.random.default_rng(1)
+    base = crops.crop_prints(load_images("cifar10n", 25000)).astype(np.float32)
+    crop = np.empty((samples, *base.shape[1:]), dtype=np.uint8)
+    for start in range(0, samples, 65536):
+        stop = min(start + 65536, samples)
+        noisy = base[rng.integers(0, len(base), stop - start)]
+        noisy += 8 * rng.standard_normal(noisy.shape, dtype=np.float32)
+        crop[start:stop] = np.clip(np.rint(noisy), 0, 255)
+    times, began, cpu = {}, time.perf_counter(), time.process_time()
+
+    def lap(name):
+        times[f"{name}_seconds"] = round(time.perf_counter() - began - sum(v for k, v in times.items()
+                                                                          if k.endswith("_seconds")), 1)
+
+    found, _ = nearest_neighbours(prints, k=CANDIDATES, probes=probes, progress=True)
+    lap("candidates")
+    centred = crops.crop_candidates(crop)
+    lap("centred_candidates")
+    union = np.concatenate([found, centred], axis=1)
+    sims = aligned_similarities(fine, union)
+    lap("verification")
+    first, second = crops.gated_pairs(union, sims)
+    crops.crop_similarities(crop, first, second)
+    lap("crop_tier")
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    queue.put({"fingerprints": samples, "crop_pairs_aligned": len(first), "seconds": round(seconds, 1),
+               "cpu_seconds": round(cpu, 1), **times, "peak_mib": round(_peak_mib(), 1)})
+
+
 def _in_child(target, *args) -> dict:
     context = mp.get_context("spawn")
     queue = context.Queue()
@@ -207,6 +250,7 @@ def main() -> None:
     stages = {"recall": (_recall, args.recall_samples, args.dim, args.k, args.queries, probes),
               "fingerprints": (_fingerprints, args.samples, probes),
               "aligned": (_aligned, args.samples, probes),
+              "crops": (_crops, args.samples, probes),
               "scale": (_scale, args.samples, args.dim, args.k, probes)}
     for name in args.stages.split(","):
         if name in report:

@@ -107,13 +107,25 @@ def near_duplicate_groups(neighbour_indices: np.ndarray, neighbour_similarities:
     return group_labels(neighbour_indices, -ratios, threshold=-threshold, exact_of=exact_of, extra_pairs=crop_pairs)
 
 
-def crop_links(pairs: np.ndarray, similarities: np.ndarray, *, max_distance: float) -> np.ndarray:
+def crop_links(pairs: np.ndarray, similarities: np.ndarray, *, max_distance: float,
+               max_ratio: float | None = None) -> np.ndarray:
     """The crop tier's pairs (``(M, 2)``) whose aligned distance (1 - similarity) is at most ``max_distance``
-    (0: none)."""
+    (0: none) and at most ``max_ratio`` (default :data:`~csl_core.analysis.crops.CROP_RATIO`) of the next
+    closest pair of either picture (:func:`~csl_core.analysis.crops.crop_ratios`)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return pairs[crop_link_mask(pairs, similarities, max_distance=max_distance, max_ratio=max_ratio)]
+
+
+def crop_link_mask(pairs: np.ndarray, similarities: np.ndarray, *, max_distance: float,
+                   max_ratio: float | None = None) -> np.ndarray:
+    """Which of the crop tier's pairs are links (:func:`crop_links`), ``(M,)`` bool."""
+    from .crops import CROP_RATIO, crop_ratios
+
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if max_distance <= 0:
-        return pairs[:0]
-    return pairs[(1.0 - np.asarray(similarities, dtype=np.float64)) <= max_distance]
+        return np.zeros(len(pairs), dtype=bool)
+    close = (1.0 - np.asarray(similarities, dtype=np.float64)) <= max_distance
+    return close & (crop_ratios(pairs, similarities) <= (CROP_RATIO if max_ratio is None else max_ratio))
 
 
 def link_closeness(neighbour_indices: np.ndarray, neighbour_similarities: np.ndarray, *,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.crops import crop_prints, duplicate_search
+from ..analysis.crops import CROP_RATIO, crop_prints, crop_ratios, duplicate_search
 from ..analysis.duplicates import content_hashes, exact_duplicate_of, group_labels
 from ..analysis.hashing import (
     ALIGNED_MAX_DISTANCE,
@@ -216,7 +216,8 @@ def links(images: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray, tupl
     if method == "crops":
         indices, similarities, pairs, sims = duplicate_search(thumbnails(images), fine_prints(images),
                                                               crop_prints(images))
-        return indices, ratio_links(indices, similarities, max_distance=ALIGNED_MAX_DISTANCE), (pairs, 1.0 - sims)
+        distance = np.where(crop_ratios(pairs, sims) <= CROP_RATIO, 1.0 - sims, np.inf)  # the tier's ratio test
+        return indices, ratio_links(indices, similarities, max_distance=ALIGNED_MAX_DISTANCE), (pairs, distance)
     if method in ("aligned", "aligned-loose"):
         indices, similarities = aligned_neighbours(thumbnails(images), fine_prints(images))
         limit = ALIGNED_MAX_DISTANCE if method == "aligned" else LOOSE_MAX_DISTANCE

@@ -25,6 +25,7 @@ from ..analysis.duplicates import (
     DuplicateReport,
     NeighbourIndex,
     content_hashes,
+    crop_link_mask,
     crop_links,
     duplicate_groups,
     duplicate_score,
@@ -129,7 +130,7 @@ def kept_members(report: DuplicateReport, samples: pd.DataFrame, policy: str = D
 def _with_crop_similarity(similarity: np.ndarray, crops: np.ndarray, index: NeighbourIndex,
                           crop_limit: float) -> np.ndarray:
     """Members' best similarity within their group, the crop links (within ``crop_limit``) included."""
-    within = (1.0 - index.crop_similarities.astype(np.float64)) <= crop_limit
+    within = crop_link_mask(index.crop_pairs, index.crop_similarities, max_distance=crop_limit)
     values = index.crop_similarities[within].astype(np.float64)
     best = np.where(np.isnan(similarity), -np.inf, similarity)
     np.maximum.at(best, crops[:, 0], values)
