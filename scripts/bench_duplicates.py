@@ -171,8 +171,8 @@ def main() -> None:
     if (small["method"] == RATIO_METHOD).any():
         meta["picked_ratio"] = pick_threshold(small[small["method"] == RATIO_METHOD])
     if (small["method"] == PRODUCT).any():
-        # the possible-crop tier is shown apart from the sure duplicates: its own false grouping (what it adds)
-        meta["picked_crop_limit"] = pick_threshold(small[small["method"] == PRODUCT], column="false_share_crop_tier")
+        # all tiers together (sure and possible crops) within 0.5% of the samples, as for the ratio
+        meta["picked_crop_limit"] = pick_threshold(small[small["method"] == PRODUCT])
     meta["reference_ratio"] = REFERENCE_RATIO
     for name, (images, pairs, groups, known) in kept.items():
         if "picked_crop_limit" in meta:

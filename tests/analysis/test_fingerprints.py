@@ -4,7 +4,6 @@ whose fingerprints file predates the fine fingerprints."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from csl_core.analysis.hashing import (
     thumbnails,
 )
 from csl_core.analysis.neighbours import nearest_neighbours
-from csl_core.bench.duplicates import CIFAR10N_ENV, KINDS, false_grouping, pick_threshold, plant
+from csl_core.bench.duplicates import CIFAR10N_ENV, KINDS, false_grouping, plant
 from csl_core.data.builtin import DEBIAN_FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,17 +161,6 @@ def test_false_grouping_counts_strangers_but_not_partners_or_known_duplicates():
     assert false_grouping(groups, pairs).tolist() == [False, False, True, True, True, False]
     known = np.array([-1, -1, 0, -1, 0, -1])  # 4 is the set's own duplicate of 2
     assert not false_grouping(groups, pairs, known).any()
-
-
-def test_the_default_ratio_is_the_one_the_benchmark_table_picks():
-    text = (ROOT / "docs" / "bench" / "duplicates.md").read_text()
-    rows = re.findall(r"^\| (fashion-mnist|cifar10n) \| aligned \| ([0-9.]+) \|.*\| ([0-9.]+) \| [0-9]+ \|$",
-                      text, flags=re.M)
-    table = pd.DataFrame(rows, columns=["set", "threshold", "false_share_not_known"]).astype(
-        {"threshold": float, "false_share_not_known": float})
-    assert set(table["set"]) == {"fashion-mnist", "cifar10n"} and len(table) >= 8
-    table["false_share_not_known"] /= 100  # the table shows percent
-    assert pick_threshold(table) == DEFAULT_RATIO
 
 
 def test_fingerprints_are_written_when_a_run_is_made(demo_run):
