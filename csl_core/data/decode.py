@@ -147,6 +147,23 @@ def _pick_mode(paths: list[str]) -> str:
     return "L"
 
 
+def decode_in_order(paths: list[str], *, image_size: int, progress: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """Every file of ``paths`` decoded, in order, ``(N, size, size, C)`` uint8, and the files that could not be
+    (``{"id", "reason"}``): each of those gets a placeholder of its own noise, which is no other image's copy
+    and no near duplicate of one, so that one unreadable file never stops a search over all the others."""
+    decoded = decode_files(paths, [0] * len(paths), ["any"], image_size=image_size, progress=progress)
+    if len(decoded) == len(paths):
+        return decoded.images, []
+    where = {path: row for row, path in enumerate(decoded.paths or [])}
+    channels = decoded.images.shape[3] if len(decoded) else 3
+    images = np.empty((len(paths), image_size, image_size, channels), np.uint8)
+    for i, path in enumerate(paths):
+        row = where.get(path)
+        images[i] = decoded.images[row] if row is not None else np.random.default_rng(i).integers(
+            0, 256, images.shape[1:], dtype=np.uint8)
+    return images, decoded.skipped
+
+
 def decode_files(paths: list[str], labels: list[int], classes: list[str], *, image_size: int,
                  ids: list[str] | None = None, progress: bool = False) -> ImageSource:
     """Decode every file once; unreadable ones are skipped and listed with the reason."""

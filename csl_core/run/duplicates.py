@@ -319,14 +319,13 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
         samples = store.samples()
         if "path" not in samples.columns:
             return None
-        from ..data.decode import decode_files
+        from ..data.decode import decode_in_order
 
-        paths = samples["path"].astype(str).tolist()
-        try:
-            decoded = decode_files(paths, [0] * len(paths), ["any"], image_size=FOREIGN_IMAGE_SIZE, progress=progress)
+        try:   # a file that cannot be read gets a placeholder that matches nothing: the others are still searched
+            return decode_in_order(samples["path"].astype(str).tolist(), image_size=FOREIGN_IMAGE_SIZE,
+                                   progress=progress)[0]
         except OSError:
             return None
-        return decoded.images if len(decoded) == len(paths) else None
     try:
         training_set = store.training_set(progress=progress)
     except (DataError, RunError, OSError):
