@@ -316,11 +316,11 @@ def run_images(store: RunStore, *, progress: bool = False) -> np.ndarray | None:
     if stored_pixels is not None:
         return np.asarray(stored_pixels)
     if not store.meta.get("config"):  # trained elsewhere: its files, decoded here, or nothing
-        samples = store.samples()
-        if "path" not in samples.columns:
-            return None
         from ..data.decode import decode_in_order
 
+        samples = store.samples()
+        if "path" not in samples.columns or not images_present(store):
+            return None   # no files, or files away: no search (made again when they are back)
         try:   # a file that cannot be read gets a placeholder that matches nothing: the others are still searched
             return decode_in_order(samples["path"].astype(str).tolist(), image_size=FOREIGN_IMAGE_SIZE,
                                    progress=progress)[0]
