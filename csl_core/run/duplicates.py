@@ -253,7 +253,7 @@ def _fingerprints(store: RunStore, *, recompute: bool = False, progress: bool = 
         try:
             data = read_npz(file, max_bytes(FINGERPRINTS, {"num_samples": n}), {
                 "hashes": lambda shape, dtype: shape == (n,) and dtype == np.dtype(f"S{HASH_BYTES}"),
-                "thumbnails": lambda shape, dtype: len(shape) == 2 and shape[0] == n and dtype == np.float32,
+                "thumbnails": lambda shape, dtype: shape == (n, THUMBNAIL_SIZE ** 2) and dtype == np.float32,
                 "fine": lambda shape, dtype: shape == (n, FINE_SIZE, FINE_SIZE) and dtype == np.uint8,
                 "crop": lambda shape, dtype: shape == (n, CROP_SIZE, CROP_SIZE) and dtype == np.uint8},
                 optional=("fine", "crop"))
@@ -354,13 +354,14 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
     scalar = lambda kinds: lambda shape, dtype: shape == () and dtype.kind in kinds  # noqa: E731
     fits = {"version": scalar("iu"), "k": scalar("iu"), "seconds": scalar("fiu"), "aligned": scalar("b"),
             "crop_tier": scalar("b"), "crop_pairs": lambda shape, dtype: len(shape) == 2 and shape[1] == 2
-            and dtype.kind in "iu", "crop_similarities": lambda shape, dtype: len(shape) == 1 and dtype.kind == "f",
+            and shape[0] <= n * k and dtype.kind in "iu",
+            "crop_similarities": lambda shape, dtype: len(shape) == 1 and shape[0] <= n * k and dtype.kind == "f",
             "embeddings_stamp": lambda shape, dtype: shape == (2,) and dtype.kind in "iu",
             "hashes": lambda shape, dtype: shape in ((n,), (0,)) and dtype == np.dtype(f"S{HASH_BYTES}")}
-    for name in ("indices", "embedding_indices"):
-        fits[name] = lambda shape, dtype: len(shape) == 2 and shape[0] == n and dtype.kind in "iu"
+    for name in ("indices", "embedding_indices"):   # never more than k columns: nothing unpacks into gigabytes
+        fits[name] = lambda shape, dtype: len(shape) == 2 and shape[0] == n and shape[1] <= k and dtype.kind in "iu"
     for name in ("similarities", "embedding_similarities"):
-        fits[name] = lambda shape, dtype: len(shape) == 2 and shape[0] == n and dtype.kind == "f"
+        fits[name] = lambda shape, dtype: len(shape) == 2 and shape[0] == n and shape[1] <= k and dtype.kind == "f"
     try:
         data = read_npz(file, max_bytes(NEIGHBOURS, {"num_samples": n}), fits)
     except (FileNotFoundError, RunError):
