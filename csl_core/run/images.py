@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageUnavailable
+from .layout import IMAGES
 from .store import RunError, RunStore
 
 THUMBNAIL_SIZE = 96
@@ -41,7 +42,7 @@ def sample_image(run_path: str | Path, index: int) -> Image.Image:
 def images_present(store: RunStore) -> bool:
     """Whether a run's stored images, or every one of its image files, is there now (cheap: nothing is
     decoded); ``False`` for a run whose images come from its data source."""
-    if os.path.lexists(store.path / "images.npy"):
+    if os.path.lexists(store.path / IMAGES):
         return True
     samples = store.samples()
     return "path" in samples.columns and all(os.path.isfile(p) for p in samples["path"].astype(str))
