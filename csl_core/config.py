@@ -5,6 +5,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     from .data import TrainingSet
 
@@ -94,7 +96,7 @@ class TrainConfig:
         from .data import DataError, parse_spec
 
         if not isinstance(values, dict):
-            raise ValueError(f"{where}: 'config' is not an object; the run folder is damaged")
+            raise InputError(f"{where}: 'config' is not an object; the run folder is damaged")
         known = {f.name: f.type for f in fields(cls)}
         checked = {}
         for name, value in values.items():
@@ -103,37 +105,37 @@ class TrainConfig:
             allowed = _TYPES[known[name]]
             ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
             if not ok:
-                raise ValueError(f"{where}: config field {name!r} is {value!r}, expected "
+                raise InputError(f"{where}: config field {name!r} is {value!r}, expected "
                                  f"{' or '.join(t.__name__ for t in allowed)}; the run folder is damaged")
             checked[name] = value
         if isinstance(checked.get("noise_map"), list) and not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in checked["noise_map"]):
-            raise ValueError(f"{where}: config field 'noise_map' holds something other than class indices; the run "
+            raise InputError(f"{where}: config field 'noise_map' holds something other than class indices; the run "
                              "folder is damaged")
         config = cls(**checked)
         try:
             parse_spec(config.data)
         except DataError as e:
-            raise ValueError(f"{where}: {e}") from e
+            raise InputError(f"{where}: {e}") from e
         if "\x00" in config.data:
-            raise ValueError(f"{where}: the data spec holds a NUL byte; the run folder is damaged")
+            raise InputError(f"{where}: the data spec holds a NUL byte; the run folder is damaged")
         config.download = False
         return config
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of range."""
         if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+            raise InputError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+            raise InputError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
         if self.inject_noise is not None and not 0 <= self.inject_noise < 1:
-            raise ValueError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
+            raise InputError(f"--inject-noise must be a fraction in [0, 1), got {self.inject_noise}")
         from .data import NOISE_KINDS
 
         if self.noise_kind not in NOISE_KINDS:
-            raise ValueError(f"unknown --noise-kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
+            raise InputError(f"unknown --noise-kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
 
 
 def default_epochs(data: str, *, fine_tunes: bool = False) -> int:

@@ -204,7 +204,7 @@ def thumb(store: RunStore, index: int, size: int = 96) -> bytes | None:
     """A thumbnail, or ``None`` (with the reason logged to the page once) when the image is unreadable."""
     try:
         return thumbnail(store.path, int(index), size)
-    except (OSError, LookupError, ValueError) as e:
+    except (OSError, CSLError) as e:
         st.session_state.setdefault("image_errors", {})[str(store.path)] = str(e)
         return None
 
@@ -221,7 +221,7 @@ def show_thumbnail(store: RunStore, index: int, size: int = 96, width: int | str
 def thumb_url(store: RunStore, index: int, size: int = 64) -> str | None:
     try:
         return thumbnail_data_url(store.path, int(index), size)
-    except (OSError, LookupError, ValueError):
+    except (OSError, CSLError):
         return None
 
 
@@ -266,7 +266,7 @@ def record(store: RunStore, indices, action: str, *, label=None, source: str, co
     try:
         batch = decision_log(store).record(indices, action, label=label, source=source, tab=tab_id(),
                                            computed_at=computed_at)
-    except (ValueError, CSLError) as e:   # a bad request, a run shown read-only, decisions changed since
+    except CSLError as e:   # a bad request, a run shown read-only, decisions changed since
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"

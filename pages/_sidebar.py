@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from csl_core.engine.jobs import JobStatus
+from csl_core.errors import REPORT_BUG, CSLError
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore, run_problems
 from csl_core.run.tables import newer_format
@@ -88,11 +89,16 @@ def _open_run_from_url() -> str | None:
 
 
 def show_failure(error: Exception) -> None:
-    """What a page shows instead of a traceback when the open run's files make it fail: the run is damaged
-    (or inconsistent), with the error; the full traceback goes to the server's log only."""
+    """What a page shows when it fails. A :class:`CSLError` (the open run's files make it fail: damaged or
+    inconsistent) is said in a line, its traceback in the server's log; anything else is a bug: its traceback
+    is shown, with where to report it."""
     import logging
 
     logging.getLogger("csl_clean.pages").exception("a page failed on run %s", st.session_state.get(RUN_KEY))
+    if not isinstance(error, CSLError):
+        st.error(REPORT_BUG)
+        st.exception(error)
+        return
     kind = "" if isinstance(error, RunError) else f"{type(error).__name__}: "
     st.error(f"This run is damaged or inconsistent and cannot be shown here ({plain(kind + str(error), 600)}). "
              "Pick another run in the sidebar, or train this one again.")

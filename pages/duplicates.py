@@ -18,11 +18,12 @@ from csl_core.analysis.duplicates import (
     member_table,
     not_duplicate_sets,
 )
+from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision, DecisionLog
 from csl_core.run.duplicates import find_duplicates, kept_members
 from csl_core.run.files import csv_safe
 from csl_core.run.layout import EMBEDDINGS
-from csl_core.run.store import RunError, RunStore
+from csl_core.run.store import RunStore
 from pages._common import (
     batch_text,
     decision_log,
@@ -89,7 +90,7 @@ def act(decisions: list[Decision], *, note: str) -> None:
     through the shared feedback keys."""
     try:
         batch = decision_log(store).record_batch(decisions, source=SOURCE, note=note, tab=tab_id())
-    except (ValueError, RunError) as e:   # RunError: the run is shown read-only
+    except CSLError as e:   # RunError: the run is shown read-only
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = f"done: {batch_text(store, batch)} (undo takes it back)"

@@ -12,7 +12,6 @@ from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
 from csl_core.run.interop import FIFTYONE_NAME, ISSUES_NAME, fiftyone_fields, label_issues
-from csl_core.run.store import RunError
 from pages._common import (
     decision_log,
     effective_for,
@@ -47,7 +46,7 @@ def _accept_cleaning(relabel_rows: list[int], labels: list[int], drop_rows: list
         return
     try:
         decision_log(store).record_batch(decisions, source=SOURCE, tab=tab_id(), computed_at=computed_at)
-    except (ValueError, CSLError) as e:   # read-only, or the decisions changed: the plan is computed again
+    except CSLError as e:   # read-only, or the decisions changed: the plan is computed again
         st.session_state["decision_error"] = str(e)
         return
     st.session_state["last_decision"] = (f"suggested cleaning · {len(relabel_rows)} relabeled, "
@@ -125,7 +124,7 @@ def _write() -> None:
         return
     try:
         result = export_run(store.path, include_dropped=include_dropped, imagefolder=tree, scores=scores)
-    except (OSError, ValueError, RunError) as e:
+    except (OSError, CSLError) as e:
         st.session_state["exp_message"] = ("error", str(e))
         return
     text = f"Wrote {result.rows:,} rows to {result.csv_path}"

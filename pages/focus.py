@@ -13,10 +13,11 @@ import numpy as np
 import streamlit as st
 
 from csl_core.analysis.scores import SCORES
+from csl_core.errors import CSLError, InputError
 from csl_core.run.duplicates import cached_index, neighbour_index
 from csl_core.run.images import image_data_url
 from csl_core.run.layout import EMBEDDINGS
-from csl_core.run.store import RunError, RunStore
+from csl_core.run.store import RunStore
 from pages._common import (
     class_mean_losses,
     decision_log,
@@ -47,7 +48,7 @@ def large_image(run_path: str, created: float, index: int) -> str | None:
     """The sample's own image (not the thumbnail) as a data URL; ``created`` tells a replaced run apart."""
     try:
         return image_data_url(run_path, index)
-    except (OSError, LookupError, ValueError):
+    except (OSError, CSLError):
         return None
 
 
@@ -91,26 +92,28 @@ def apply_events(store: RunStore, queue: np.ndarray, payload) -> str | None:
     log = decision_log(store)
     error = None
     for event in payload.get("list") or []:
+        try:   # the component's event, parsed: what it sent is checked here, before the decision log sees it
+            seq, kind = int(event["seq"]), event.get("kind")
+            pos, index = (int(event["pos"]), int(event["index"])) if kind == "decide" else (0, 0)
+            action, label = str(event.get("action")), event.get("label")
+            label = None if label is None else int(label)
+            cursor = int(event.get("cursor", ss.get("foc_cursor", 0)))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            error = f"A decision could not be recorded: the review sent an event that is not one ({e})"
+            continue
+        if seq <= ss.get("foc_ack", 0):
+            continue
         try:
-            seq = int(event["seq"])
-            if seq <= ss.get("foc_ack", 0):
-                continue
-            kind = event.get("kind")
             if kind == "decide":
-                pos = int(event["pos"])
-                index = int(event["index"])
                 if not 0 <= pos < len(queue) or int(queue[pos]) != index:
-                    raise ValueError(f"sample {index} is not at position {pos + 1} of this queue")
-                action = str(event["action"])
-                label = event.get("label")
+                    raise InputError(f"sample {index} is not at position {pos + 1} of this queue")
                 if action == "relabel" and label is None:
-                    raise ValueError(f"sample {index}: relabel without a label")
-                log.record([index], action, label=None if label is None else int(label), source=session_source())
+                    raise InputError(f"sample {index}: relabel without a label")
+                log.record([index], action, label=label, source=session_source())
             elif kind == "undo":
                 log.undo(source=session_source())
-            cursor = int(event.get("cursor", ss.get("foc_cursor", 0)))
             ss["foc_cursor"] = min(max(0, cursor), max(0, len(queue) - 1))
-        except (KeyError, TypeError, ValueError, RunError) as e:   # RunError: the run is shown read-only
+        except CSLError as e:   # a bad request, or the run is shown read-only
             error = f"A decision could not be recorded: {e}"
         ss["foc_ack"] = max(ss.get("foc_ack", 0), int(event.get("seq", 0)) if isinstance(event, dict) else 0)
     return error

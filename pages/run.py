@@ -11,6 +11,7 @@ from csl_core.data import SOURCES, DataError, check_source
 from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
 from csl_core.engine.models import BACKBONES, MODELS, backbone_cache_path
+from csl_core.errors import CSLError
 from csl_core.run.folders import run_folder_for
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore
@@ -104,7 +105,7 @@ def _start() -> None:
         if (out / META).exists():
             raise RunError(f"{out} already holds a run; pick another name, or open it and press Resume")
         job_registry().start(Job(config, out), alone=True)
-    except (DataError, RunError, ValueError) as e:
+    except CSLError as e:
         ss["run_error"] = str(e)
         return
     select_run(out)
@@ -115,7 +116,7 @@ def _resume(path: str) -> None:
     try:
         config = TrainConfig.from_run(RunStore(path).meta.get("config"), Path(path) / META)
         job_registry().start(Job(config, path, resume=True))
-    except (RunError, ValueError) as e:
+    except CSLError as e:
         ss["run_error"] = str(e)
 
 

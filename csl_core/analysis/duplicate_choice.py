@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 KINDS = ("exact", "near", "crop")
 KIND_TEXT = {"exact": "exact copies", "near": "near copies", "crop": "possible crop"}
 KEEP_POLICIES = ("lowest-score", "highest-resolution", "largest-file", "first")
@@ -65,10 +67,10 @@ def keep_member(members, policy: str = DEFAULT_KEEP, *, csl: np.ndarray, pixels:
     (width x height of each sample's file) and ``file_bytes`` are per sample (NaN: unknown, ranked last);
     ties go to the lowest CSL, then the lowest index."""
     if policy not in KEEP_POLICIES:
-        raise ValueError(f"unknown keep policy {policy!r}; choose one of {', '.join(KEEP_POLICIES)}")
+        raise InputError(f"unknown keep policy {policy!r}; choose one of {', '.join(KEEP_POLICIES)}")
     members = np.asarray(list(members), dtype=np.int64)
     if len(members) == 0:
-        raise ValueError("a group has at least one member")
+        raise InputError("a group has at least one member")
     score = np.nan_to_num(np.asarray(csl, dtype=np.float64)[members], nan=np.inf)
     keys = [members, score]  # np.lexsort: the last key is the primary one
     if policy == "highest-resolution" and pixels is not None:

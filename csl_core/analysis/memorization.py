@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
+
 TOP_FRACTIONS = (0.01, 0.10)
 ACCURACY_MEASURES = ("correct", "p_given")
 
@@ -29,10 +31,10 @@ def subset_mask(num_samples: int, fraction: float, seed: int, model: int) -> np.
     replacement from a generator seeded by ``(seed, model)``, so that any model's subset can be redrawn
     alone (a resumed estimate checks the subsets it finds against these). Bool ``(num_samples,)``."""
     if not 0 < fraction < 1:
-        raise ValueError(f"the training fraction must lie strictly between 0 and 1, got {fraction}")
+        raise InputError(f"the training fraction must lie strictly between 0 and 1, got {fraction}")
     size = int(round(fraction * num_samples))
     if not 0 < size < num_samples:
-        raise ValueError(f"a fraction of {fraction} of {num_samples} samples leaves no sample in or none out")
+        raise InputError(f"a fraction of {fraction} of {num_samples} samples leaves no sample in or none out")
     chosen = np.random.default_rng([int(seed), int(model)]).choice(num_samples, size=size, replace=False)
     mask = np.zeros(num_samples, dtype=bool)
     mask[chosen] = True
@@ -59,10 +61,10 @@ def stability_memorization(in_training: np.ndarray, accuracy: np.ndarray) -> pd.
     in_training = np.asarray(in_training, dtype=bool)
     accuracy = np.asarray(accuracy, dtype=np.float64)
     if in_training.ndim != 2 or in_training.shape != accuracy.shape:
-        raise ValueError(f"membership {in_training.shape} and accuracy {accuracy.shape} must both be "
+        raise InputError(f"membership {in_training.shape} and accuracy {accuracy.shape} must both be "
                          "(models, samples)")
     if not np.all(np.isfinite(accuracy)) or accuracy.min(initial=0) < 0 or accuracy.max(initial=0) > 1:
-        raise ValueError("accuracy must be finite and lie in [0, 1] (correctness or a probability)")
+        raise InputError("accuracy must be finite and lie in [0, 1] (correctness or a probability)")
     models_in = in_training.sum(axis=0)
     models_out = len(in_training) - models_in
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -121,7 +123,7 @@ def compare_scores(scores: Mapping[str, np.ndarray], memorization: np.ndarray, *
     for name, values in scores.items():
         values = np.asarray(values, dtype=np.float64)
         if values.shape != memorization.shape:
-            raise ValueError(f"score {name!r} has shape {values.shape}, the estimate {memorization.shape}")
+            raise InputError(f"score {name!r} has shape {values.shape}, the estimate {memorization.shape}")
         for label, rows_in in subsets:
             keep = rows_in[np.isfinite(values[rows_in])]
             score, mem = nonnegative(values[keep]), memorization[keep]
@@ -136,7 +138,7 @@ def _top_subsets(memorization: np.ndarray, top_fractions: Sequence[float]) -> li
     subsets = [("all", known)]
     for fraction in top_fractions:
         if not 0 < fraction < 1:
-            raise ValueError(f"top fractions must lie strictly between 0 and 1, got {fraction}")
+            raise InputError(f"top fractions must lie strictly between 0 and 1, got {fraction}")
         count = max(2, int(round(fraction * len(order))))
         subsets.append((f"top {fraction:.0%}", np.sort(order[:count])))
     return subsets
@@ -158,7 +160,7 @@ def agreement_by_models(in_training: np.ndarray, accuracy: np.ndarray, score: np
     rows = []
     for k in model_counts:
         if not 2 <= k <= len(in_training):
-            raise ValueError(f"model count {k} outside 2..{len(in_training)}")
+            raise InputError(f"model count {k} outside 2..{len(in_training)}")
         mem = stability_memorization(in_training[:k], accuracy[:k])["memorization"].to_numpy()
         first = stability_memorization(in_training[: k // 2], accuracy[: k // 2])["memorization"].to_numpy()
         second = stability_memorization(in_training[k // 2: k], accuracy[k // 2: k])["memorization"].to_numpy()

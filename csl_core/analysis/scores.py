@@ -18,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-clean --help` stays fast
     import pandas as pd
 
+from ..errors import InputError
 from .suggest import VOTE_WEIGHT, class_evidence, suggest
 from .trust import LIKELIHOOD, p_wrong
 
@@ -116,8 +117,7 @@ def _knn(x: Inputs, *, neighbours: int) -> np.ndarray:
 
 
 def _evidence(x: Inputs, *, neighbours: int, vote_weight: float) -> np.ndarray:
-    """The class evidence of a slice of rows: mean softmax, mixed with the vote of the ``neighbours`` nearest
-    at ``vote_weight`` where they are kept."""
+    """A slice's class evidence: mean softmax, mixed with the ``neighbours``' vote at ``vote_weight``."""
     near = x.get("neighbour_labels")
     return class_evidence(x["probabilities"], None if near is None else near[:, :neighbours], vote_weight=vote_weight)
 
@@ -201,9 +201,9 @@ def suspicion(scores: pd.DataFrame, method: str = "csl") -> np.ndarray:
     for an unknown name (listing the known ones) or a score this run does not have.
     """
     if method not in SCORES:
-        raise ValueError(f"unknown score {method!r}; known scores: {', '.join(SCORES)}")
+        raise InputError(f"unknown score {method!r}; known scores: {', '.join(SCORES)}")
     if method not in scores.columns:
-        raise ValueError(f"score {method!r} is not available for this run")
+        raise InputError(f"score {method!r} is not available for this run")
     values = scores[method].to_numpy(np.float64)
     return values if SCORES[method].suspicious_when_high else -values
 

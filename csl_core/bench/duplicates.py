@@ -30,7 +30,7 @@ from ..analysis.hashing import (
     thumbnails,
 )
 from ..analysis.neighbours import nearest_neighbours
-from ..errors import DataError
+from ..errors import DataError, InputError
 
 # Where the CIFAR-10N training JPEGs are unpacked: the ``folder`` given, else this environment variable.
 CIFAR10N_ENV = "CSL_CIFAR10N_TRAIN"
@@ -139,7 +139,7 @@ def load_images(name: str, count: int, *, seed: int = 0, folder: str | Path | No
         chosen = np.sort(rng.choice(len(files), min(count, len(files)), replace=False))
         size = PHOTO_SIZE if name == "cifar10n-photo" else None
         return np.stack([np.asarray(_opened(Image.open(files[i]).convert("RGB"), size)) for i in chosen])
-    raise ValueError(f"unknown image set {name!r}; choose fashion-mnist, cifar10n or cifar10n-photo")
+    raise InputError(f"unknown image set {name!r}; choose fashion-mnist, cifar10n or cifar10n-photo")
 
 
 # The photo-sized set: CIFAR-10N's 32 px pictures upsampled to this size before copies are planted.
@@ -300,5 +300,5 @@ def pick_threshold(table: pd.DataFrame, *, max_false_share: float = 0.005,
     worst = table.groupby("threshold")[column].max()
     allowed = worst[worst <= max_false_share]
     if allowed.empty:
-        raise ValueError(f"no threshold keeps false grouping within {max_false_share:.1%}")
+        raise InputError(f"no threshold keeps false grouping within {max_false_share:.1%}")
     return float(allowed.index.max())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..analysis.scores import SCORES
 from ..data import NOISE_KINDS, load_source
+from ..errors import InputError
 
 BASELINE_SETS = ("all", "fast")
 # Methods read from the one training run, named and ordered as in the one score table.
@@ -45,25 +46,25 @@ class BenchConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that cannot be benchmarked."""
         if self.baselines not in BASELINE_SETS:
-            raise ValueError(f"unknown baseline set {self.baselines!r}; known: {', '.join(BASELINE_SETS)}")
+            raise InputError(f"unknown baseline set {self.baselines!r}; known: {', '.join(BASELINE_SETS)}")
         for p in self.noise:
             if not 0 < p < 1:
-                raise ValueError(f"noise levels must be fractions in (0, 1), got {p}")
+                raise InputError(f"noise levels must be fractions in (0, 1), got {p}")
         if self.duplicates is not None and self.duplicates < 0:
-            raise ValueError(f"--duplicates must be 0 or more pairs, got {self.duplicates}")
+            raise InputError(f"--duplicates must be 0 or more pairs, got {self.duplicates}")
         if not self.seeds:
-            raise ValueError("give at least one seed")
+            raise InputError("give at least one seed")
         if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+            raise InputError(f"epochs must be at least 1, got {self.epochs}")
         if self.folds < 2:
-            raise ValueError(f"confident learning needs at least 2 folds, got {self.folds}")
+            raise InputError(f"confident learning needs at least 2 folds, got {self.folds}")
         unknown = [p for p in (self.clean_at or ()) if not any(math.isclose(p, q) for q in self.noise)]
         if unknown:
-            raise ValueError(f"--clean-at {unknown} are not among the noise levels {list(self.noise)}")
+            raise InputError(f"--clean-at {unknown} are not among the noise levels {list(self.noise)}")
         if self.noise_kind not in NOISE_KINDS:
-            raise ValueError(f"unknown noise kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
+            raise InputError(f"unknown noise kind {self.noise_kind!r}; known: {', '.join(NOISE_KINDS)}")
         if not self.noise and not self.duplicates:
-            raise ValueError("nothing to benchmark: give noise levels or duplicate pairs")
+            raise InputError("nothing to benchmark: give noise levels or duplicate pairs")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from ..config import TrainConfig, training_set_for
 from ..data import DataError, IndexedDataset, TrainingSet, load_csv
 from ..engine.models import resolve_model_name
 from ..engine.train import predict, resolve_device, train
+from ..errors import InputError
 from ..run.files import atomic_write_bytes, atomic_write_json
 from ..run.layout import META
 from ..run.store import RunError, RunStore
@@ -62,7 +63,7 @@ class RealNoiseConfig:
     def __post_init__(self):
         unknown = [c for c in self.cleanings if c not in CLEANINGS]
         if unknown or not self.cleanings:
-            raise ValueError(f"cleanings {list(unknown) or '(none)'}: choose among {', '.join(CLEANINGS)}")
+            raise InputError(f"cleanings {list(unknown) or '(none)'}: choose among {', '.join(CLEANINGS)}")
 
 
 def read_label_columns(labels: str | Path, columns: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -118,7 +119,7 @@ def with_truth(training_set: TrainingSet, truth_by_id: dict[str, str]) -> Traini
 class RealNoiseBenchmark:
     def __init__(self, config: RealNoiseConfig, out: str | Path, *, quiet: bool = False):
         if not config.columns:
-            raise ValueError("give at least one noisy label column")
+            raise InputError("give at least one noisy label column")
         if config.model is not None:  # it names run folders that a rerun may replace: no path in it
             resolve_model_name(config.model, 32)
         self.config, self.out, self.quiet = config, Path(out), quiet
@@ -178,7 +179,7 @@ class RealNoiseBenchmark:
         self.out.mkdir(parents=True, exist_ok=True)
         budgets: list[int | None] = [None] * self.config.recipe + list(self.config.epochs)
         if not budgets:
-            raise ValueError("nothing to train: give --epochs budgets, or keep the recipe")
+            raise InputError("nothing to train: give --epochs budgets, or keep the recipe")
         cells = []
         for column in self.config.columns:
             for epochs in budgets:

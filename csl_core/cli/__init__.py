@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 
-from ..errors import CSLError
+from ..errors import REPORT_BUG, CSLError
 from .parser import build_parser
 
 #: command -> (module of ``csl_core.cli``, function): the function takes the parsed arguments and returns
@@ -28,7 +29,8 @@ def command(name: str):
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> int:
     """Run the command line with ``argv`` (default ``sys.argv``); returns the exit status: 0, 2 for
-    input a person must fix (the message says what), 130 when interrupted.
+    input a person must fix (a :class:`CSLError` or a file-system error: one line says what), 130 when
+    interrupted, 1 for anything else (a bug: its traceback is printed, with where to report it).
     """
     parser = build_parser(prog)
     args, unknown = parser.parse_known_args(argv)
@@ -38,12 +40,16 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> 
         args.streamlit_args = [*unknown, *args.streamlit_args]
     try:
         return command(args.command)(args)
-    except (CSLError, ValueError, OSError) as e:
+    except (CSLError, OSError) as e:   # what a person acts on: their input, their files (named in the message)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the run can be continued with --resume", file=sys.stderr)
         return 130
+    except Exception:   # noqa: BLE001 -- anything else is a bug: its traceback, and where to take it
+        traceback.print_exc()
+        print(f"\n{REPORT_BUG}", file=sys.stderr)
+        return 1
 
 
 def console_main() -> None:

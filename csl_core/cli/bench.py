@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import TrainConfig, default_epochs
 from ..engine.train import train
+from ..errors import InputError
 from ..run.layout import MEMORIZATION_COMPARISON, MEMORIZATION_ESTIMATE, META
 from ..run.store import RunError, RunStore
 from .runs import ProgressCallbacks
@@ -49,7 +50,7 @@ def cmd_memorization(args) -> int:
     from ..engine.memorization import estimate_memorization
 
     if args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)  # the ordinary run trains here with as many threads as each model
     out = Path(args.out or Path("runs") / f"{(args.data or 'demo').split(':', 1)[0]}-memorization")
     reference_wall = None
@@ -59,10 +60,10 @@ def cmd_memorization(args) -> int:
                    "--inject-duplicates": args.inject_duplicates, "--train-seed": args.train_seed}
         given = [flag for flag, value in options.items() if value is not None]
         if given:
-            raise ValueError(f"{out} is already a run, and {', '.join(given)} describe a run to train: leave them "
+            raise InputError(f"{out} is already a run, and {', '.join(given)} describe a run to train: leave them "
                              "out to estimate against it, or pass another --out")
         if args.data is not None and args.data != store.meta["source"]:
-            raise ValueError(f"{out} is a run of {store.meta['source']!r}, not of {args.data!r}; pass another --out")
+            raise InputError(f"{out} is a run of {store.meta['source']!r}, not of {args.data!r}; pass another --out")
         if not store.meta.get("completed"):
             raise RunError(f"{out} is not complete; finish it first: python -m csl_core train --out {out} --resume")
     else:

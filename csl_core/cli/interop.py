@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import InputError
 from ..run.layout import EXPORT
 from ..run.store import RunError, RunStore
 from .runs import print_info
@@ -19,7 +20,7 @@ def cmd_export(args) -> int:
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     unknown = sorted(set(formats) - set(EXPORT_FORMATS))
     if unknown or not formats:
-        raise ValueError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
+        raise InputError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
     store = RunStore(args.run)
     out = (Path(args.out) if args.out else store.path / EXPORT).resolve()   # printed as absolute paths
     if "csv" in formats or "imagefolder" in formats:
@@ -41,7 +42,7 @@ def cmd_import(args) -> int:
     for item in args.array:
         field, sep, file = item.partition("=")
         if not sep or not file:
-            raise ValueError(f"--array {item!r}: expected FIELD=FILE, e.g. correct=correct.npy")
+            raise InputError(f"--array {item!r}: expected FIELD=FILE, e.g. correct=correct.npy")
         arrays[field.strip()] = file
     classes = None
     if args.classes:

@@ -10,6 +10,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..engine.distributed import launched_distributed
 from ..engine.train import train
+from ..errors import InputError
 from ..progress import progress_bar
 from ..run.files import atomic_write_csv
 from ..run.layout import REPORT
@@ -57,12 +58,12 @@ def cmd_train(args) -> int:
         import torch
 
         if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+            raise InputError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     out = args.out
     rank = int(os.environ.get("RANK", "0"))
     if out is None and launched_distributed():
-        raise ValueError("under torchrun every rank must write to the same run folder: pass --out PATH")
+        raise InputError("under torchrun every rank must write to the same run folder: pass --out PATH")
     if out is None:
         import time
         stem = args.data.split(":", 1)[0]

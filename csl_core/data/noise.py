@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 NOISE_KINDS = ("symmetric", "pairflip", "confusable")  # where injected label noise sends a flipped label
 
 
 def pairflip_map(num_classes: int) -> np.ndarray:
     """The pair-flip map: class ``c`` becomes class ``(c + 1) % num_classes`` (Han et al., 2018)."""
     if num_classes < 2:
-        raise ValueError("label noise needs at least two classes")
+        raise InputError("label noise needs at least two classes")
     return (np.arange(num_classes) + 1) % num_classes
 
 
@@ -22,9 +24,9 @@ def confusable_map(confusion: np.ndarray) -> np.ndarray:
     """
     confusion = np.asarray(confusion, dtype=np.float64)
     if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.shape[0] < 2:
-        raise ValueError(f"a confusion matrix must be square with at least two classes, got shape {confusion.shape}")
+        raise InputError(f"a confusion matrix must be square with at least two classes, got shape {confusion.shape}")
     if not np.all(np.isfinite(confusion)) or (confusion < 0).any():
-        raise ValueError("a confusion matrix holds non-negative finite counts or rates")
+        raise InputError("a confusion matrix holds non-negative finite counts or rates")
     off = confusion.copy()
     np.fill_diagonal(off, -np.inf)
     target = off.argmax(axis=1)
@@ -49,16 +51,16 @@ def inject_label_noise(labels: np.ndarray, fraction: float, num_classes: int, *,
     ``exclude`` are never chosen.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"noise fraction must be in [0, 1), got {fraction}")
+        raise InputError(f"noise fraction must be in [0, 1), got {fraction}")
     if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; known kinds: {', '.join(NOISE_KINDS)}")
+        raise InputError(f"unknown noise kind {kind!r}; known kinds: {', '.join(NOISE_KINDS)}")
     labels = np.asarray(labels, dtype=np.int64)
     if fraction == 0:
         return labels.copy(), np.empty(0, dtype=np.int64)
     if num_classes < 2:
-        raise ValueError(f"label noise ({fraction:g}) needs at least two classes, got {num_classes}")
+        raise InputError(f"label noise ({fraction:g}) needs at least two classes, got {num_classes}")
     if kind == "confusable" and class_map is None:
-        raise ValueError("confusable noise needs a class map (e.g. confusable_map(confusion_matrix))")
+        raise InputError("confusable noise needs a class map (e.g. confusable_map(confusion_matrix))")
     if kind == "pairflip" and class_map is None:
         class_map = pairflip_map(num_classes)
     if class_map is not None:
@@ -72,7 +74,7 @@ def inject_label_noise(labels: np.ndarray, fraction: float, num_classes: int, *,
     candidates = np.flatnonzero(eligible)
     count = int(np.floor(fraction * len(labels)))
     if count > len(candidates):
-        raise ValueError(f"cannot flip {count} labels: only {len(candidates)} samples are eligible")
+        raise InputError(f"cannot flip {count} labels: only {len(candidates)} samples are eligible")
     flipped = np.sort(rng.choice(candidates, size=count, replace=False))
     noisy = labels.copy()
     if kind == "symmetric":
@@ -86,15 +88,15 @@ def inject_label_noise(labels: np.ndarray, fraction: float, num_classes: int, *,
 def _checked_map(class_map: np.ndarray, num_classes: int) -> np.ndarray:
     class_map = np.asarray(class_map)
     if class_map.shape != (num_classes,) or class_map.dtype.kind not in "iu":
-        raise ValueError(f"a class map needs one integer target per class ({num_classes}), got "
+        raise InputError(f"a class map needs one integer target per class ({num_classes}), got "
                          f"{class_map.dtype} of shape {class_map.shape}")
     class_map = class_map.astype(np.int64)
     if ((class_map < -1) | (class_map >= num_classes)).any():
-        raise ValueError(f"class map targets must lie in 0..{num_classes - 1} (or -1: not flipped), "
+        raise InputError(f"class map targets must lie in 0..{num_classes - 1} (or -1: not flipped), "
                          f"got {class_map.tolist()}")
     own = np.flatnonzero(class_map == np.arange(num_classes))
     if len(own):
-        raise ValueError(f"class map sends class {int(own[0])} to itself; a flipped label must change")
+        raise InputError(f"class map sends class {int(own[0])} to itself; a flipped label must change")
     return class_map
 
 
@@ -110,19 +112,19 @@ def parse_class_map(text: str, classes: list[str]) -> np.ndarray:
             return index[name]
         if name.lstrip("-").isdigit() and 0 <= int(name) < len(classes):
             return int(name)
-        raise ValueError(f"noise map: unknown class {name!r}; classes are {', '.join(classes)} "
+        raise InputError(f"noise map: unknown class {name!r}; classes are {', '.join(classes)} "
                          f"(or indices 0..{len(classes) - 1})")
 
     for part in (p for p in text.split(",") if p.strip()):
         if part.count(":") != 1:
-            raise ValueError(f"noise map: {part!r} is not SOURCE:TARGET (e.g. shirt:t-shirt)")
+            raise InputError(f"noise map: {part!r} is not SOURCE:TARGET (e.g. shirt:t-shirt)")
         source, target = part.split(":")
         a, b = lookup(source), lookup(target)
         if class_map[a] >= 0 and class_map[a] != b:
-            raise ValueError(f"noise map: class {classes[a]!r} is mapped twice")
+            raise InputError(f"noise map: class {classes[a]!r} is mapped twice")
         class_map[a] = b
     if (class_map < 0).all():
-        raise ValueError("noise map is empty; give pairs SOURCE:TARGET separated by commas")
+        raise InputError("noise map is empty; give pairs SOURCE:TARGET separated by commas")
     return _checked_map(class_map, len(classes))
 
 
@@ -135,7 +137,7 @@ def inject_duplicates(image_index: np.ndarray, labels: np.ndarray, num_pairs: in
     Returns ``(image_index, labels, pairs)`` with ``pairs`` an ``(num_pairs, 2)`` array of disjoint pairs.
     """
     if num_classes < 2:
-        raise ValueError("conflicting duplicates need at least two classes")
+        raise InputError("conflicting duplicates need at least two classes")
     image_index = np.asarray(image_index, dtype=np.int64).copy()
     labels = np.asarray(labels, dtype=np.int64).copy()
     rng = np.random.default_rng(seed)
@@ -143,7 +145,7 @@ def inject_duplicates(image_index: np.ndarray, labels: np.ndarray, num_pairs: in
     if exclude is not None and len(exclude):
         candidates = np.setdiff1d(candidates, exclude)
     if 2 * num_pairs > len(candidates):
-        raise ValueError(f"cannot make {num_pairs} disjoint pairs from {len(candidates)} eligible samples")
+        raise InputError(f"cannot make {num_pairs} disjoint pairs from {len(candidates)} eligible samples")
     chosen = rng.choice(candidates, size=2 * num_pairs, replace=False)
     pairs = chosen.reshape(num_pairs, 2)
     a, b = pairs[:, 0], pairs[:, 1]

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import DataError  # noqa: F401  (the data layer's error, importers take it from here)
+from ..errors import (
+    DataError,  # noqa: F401  (the data layer's error, importers take it from here)
+    InputError,
+)
 from .dataset import IndexedDataset
 
 if TYPE_CHECKING:  # pandas loads where a table is made, not at import: `csl-clean --help` stays fast
@@ -45,7 +48,7 @@ class ImageSource:
         if self.images.ndim == 3:
             self.images = self.images[..., None]
         if len(self.images) != len(self.labels) or len(self.ids) != len(self.labels):
-            raise ValueError("images, labels and ids must have the same length")
+            raise InputError("images, labels and ids must have the same length")
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -34,6 +34,7 @@ from ..analysis.memorization import (
 from ..analysis.scores import available_scores, suspicion
 from ..config import TrainConfig
 from ..data import TrainingSet
+from ..errors import InputError
 from ..progress import progress_bar
 from ..run.files import real_folder, temp_file_beside
 from ..run.layout import MEMORIZATION, META, memorization_job_name
@@ -87,9 +88,9 @@ def estimate_memorization(run: str | Path | RunStore, *, models: int, fraction: 
     """
     store = run if isinstance(run, RunStore) else RunStore(run)
     if models < 2:
-        raise ValueError(f"the estimate needs at least 2 models (hundreds for a stable one), got {models}")
+        raise InputError(f"the estimate needs at least 2 models (hundreds for a stable one), got {models}")
     if workers < 1 or threads < 1:
-        raise ValueError(f"workers and threads must be at least 1, got {workers} and {threads}")
+        raise InputError(f"workers and threads must be at least 1, got {workers} and {threads}")
     if not store.meta.get("completed"):
         raise RunError(f"{store.path}: the run is not complete; finish it (train --resume) before estimating "
                        "memorisation against it")

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 # the names live in a module without torch, for the command line's help; importers take them from here too
 from .names import BACKBONES, MAX_WIDTH, MODELS, SCALABLE, TORCHVISION_PREFIX  # noqa: F401
 
@@ -139,12 +141,12 @@ def resolve_model_name(name: str, image_size: int, *, pretrained: bool = False) 
     if pretrained or name.startswith(TORCHVISION_PREFIX):
         base = "resnet18" if name == "auto" else name.removeprefix(TORCHVISION_PREFIX)
         if base not in BACKBONES:
-            raise ValueError(f"no pretrained backbone {base!r}; known: {', '.join(BACKBONES)}")
+            raise InputError(f"no pretrained backbone {base!r}; known: {', '.join(BACKBONES)}")
         return TORCHVISION_PREFIX + base
     if name == "auto":
         return "small-cnn" if image_size <= 64 else "resnet18"
     if name not in MODELS and split_width(name) is None:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or auto; "
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (or auto; "
                          f"{' and '.join(SCALABLE)} also in other widths, e.g. airbench-x2), or with "
                          f"--pretrained: {', '.join(BACKBONES)}")
     return name
@@ -184,7 +186,7 @@ def build_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
         return ResNet18Small(in_channels, num_classes)
     if name.startswith(TORCHVISION_PREFIX) and name.removeprefix(TORCHVISION_PREFIX) in BACKBONES:
         return Backbone(name.removeprefix(TORCHVISION_PREFIX), num_classes, in_channels)
-    raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}, "
+    raise InputError(f"unknown model {name!r}; known models: {', '.join(MODELS)}, "
                      f"{', '.join(TORCHVISION_PREFIX + b for b in BACKBONES)}")
 
 
@@ -234,17 +236,17 @@ def load_backbone_weights(model: nn.Module, name: str, *, weights_file: str | Pa
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # an unreadable file, or one that would need unpickling code
-        raise ValueError(f"{file}: not a plain PyTorch state dict ({type(e).__name__}: {e})") from None
+        raise InputError(f"{file}: not a plain PyTorch state dict ({type(e).__name__}: {e})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a Lightning-style checkpoint
     if not isinstance(state, dict):
-        raise ValueError(f"{file}: expected a state dict (name -> tensor), got {type(state).__name__}")
+        raise InputError(f"{file}: expected a state dict (name -> tensor), got {type(state).__name__}")
     body = model.body.state_dict()
     usable = {key: value for key, value in state.items()
               if key in body and isinstance(value, torch.Tensor) and body[key].shape == value.shape}
     missing = sorted(set(body) - set(usable))
     if missing:
-        raise ValueError(f"{file}: the weights do not fit torchvision's {name}: {len(missing)} of {len(body)} "
+        raise InputError(f"{file}: the weights do not fit torchvision's {name}: {len(missing)} of {len(body)} "
                          f"parameters missing or of another shape, e.g. {missing[:3]}; pass the --model they are for")
     model.body.load_state_dict(usable)
     return sorted(set(state) - set(usable))

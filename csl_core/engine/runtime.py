@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import TrainConfig
+from ..errors import InputError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -18,11 +19,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from e
+        raise InputError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU; use --device auto or cpu")
+        raise InputError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU; use --device auto or cpu")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {name!r} asked for, but Apple's MPS is not available; use --device auto or cpu")
+        raise InputError(f"device {name!r} asked for, but Apple's MPS is not available; use --device auto or cpu")
     return device
 
 

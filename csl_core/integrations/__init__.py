@@ -9,12 +9,14 @@ with :class:`~csl_core.run.writer.RunWriter`, epoch by epoch.
 """
 from __future__ import annotations
 
+from ..errors import InputError
+
 
 def sample_table(who: str, *, labels, paths, images, samples) -> tuple[dict, int]:
     """The training set's description a callback hands to :class:`~csl_core.run.writer.RunWriter` (labels, or
     a sample table; file paths or a uint8 image array), and its number of samples. ``who`` names the callback
     in the error when neither labels nor a sample table are given."""
     if samples is None and labels is None:
-        raise ValueError(f"{who} needs the labels (or a sample table) of the training set")
+        raise InputError(f"{who} needs the labels (or a sample table) of the training set")
     table = {"labels": labels, "paths": paths, "images": images, "samples": samples}
     return table, len(samples) if samples is not None else len(labels)

@@ -30,6 +30,7 @@ except ImportError:
                       "(or pip install 'csl-clean[hf]')") from None
 
 from ..engine.tracker import CSLTracker
+from ..errors import InputError
 from ..run.writer import RunWriter
 from . import sample_table
 
@@ -71,7 +72,7 @@ class CSLRecorder(TrainerCallback):
             self.tracker = CSLTracker(self.num_samples, len(self.classes), device=logits.device,
                                       keep_history=False)
         if logits.ndim != 2 or logits.shape[1] != len(self.classes):
-            raise ValueError(f"logits of shape {tuple(logits.shape)}; expected (batch, {len(self.classes)}) for "
+            raise InputError(f"logits of shape {tuple(logits.shape)}; expected (batch, {len(self.classes)}) for "
                              f"the {len(self.classes)} classes given to CSLRecorder")
         self.tracker.update(index, logits, labels, losses)
 
@@ -111,14 +112,14 @@ class CSLLossMixin:
         index = inputs.pop(INDEX_KEY, None)
         labels = inputs.pop("labels", None)
         if labels is None:
-            raise ValueError("CSLLossMixin: the batch has no 'labels'")
+            raise InputError("CSLLossMixin: the batch has no 'labels'")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
         smoothing = float(getattr(self.args, "label_smoothing_factor", 0.0) or 0.0)
         losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=smoothing)  # (B,)
         if model.training:
             if index is None:
-                raise ValueError(f"CSLLossMixin: each training example needs its dataset position under "
+                raise InputError(f"CSLLossMixin: each training example needs its dataset position under "
                                  f"'{INDEX_KEY}' (an integer in [0, N)) beside 'pixel_values' and 'labels'")
             self._csl_recorder().record(index, logits, labels, losses)
         loss = losses.mean()
@@ -128,7 +129,7 @@ class CSLLossMixin:
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, CSLRecorder):
                 return callback
-        raise ValueError("CSLLossMixin: pass a CSLRecorder in the Trainer's callbacks")
+        raise InputError("CSLLossMixin: pass a CSLRecorder in the Trainer's callbacks")
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()

@@ -35,6 +35,7 @@ except ImportError:
                           "pip install pytorch-lightning (or pip install 'csl-clean[lightning]')") from None
 
 from ..engine.tracker import CSLTracker
+from ..errors import InputError
 from ..run.layout import META
 from ..run.writer import RunWriter
 from . import sample_table
@@ -110,13 +111,13 @@ class CSLCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, Mapping) or "logits" not in outputs:
-            raise ValueError("CSLCallback: training_step must return a dict with 'logits' (and 'losses', the "
+            raise InputError("CSLCallback: training_step must return a dict with 'logits' (and 'losses', the "
                              "per-sample losses, reduction='none'), e.g. {'loss': losses.mean(), 'losses': losses, "
                              "'logits': logits, 'targets': y, 'index': index}")
         index, targets = outputs.get("index"), outputs.get("targets")
         if index is None or targets is None:
             if not (isinstance(batch, Sequence) and len(batch) >= 3):
-                raise ValueError("CSLCallback: give 'index' and 'targets' in training_step's output, or make "
+                raise InputError("CSLCallback: give 'index' and 'targets' in training_step's output, or make "
                                  "the batch (inputs, targets, index)")
             targets = batch[1] if targets is None else targets
             index = batch[2] if index is None else index

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DecisionsChanged
+from ..errors import DecisionsChanged, InputError
 from .errors import RunError
 from .layout import DECISIONS, META
 from .logfile import (  # noqa: F401  (SCHEMA_VERSION, log_problem: importers take them from here)
@@ -110,7 +110,7 @@ class DecisionLog:
         decides on (or undoes a decision on) any of its samples refuses it with :class:`DecisionsChanged`.
         """
         if not decisions:
-            raise ValueError("no decisions given: a batch needs at least one action")
+            raise InputError("no decisions given: a batch needs at least one action")
         rows: list[tuple[int, int | None, str]] = []
         for decision in decisions:
             samples, labels = self._check(decision)
@@ -134,18 +134,18 @@ class DecisionLog:
         """The samples of ``decision`` and the label each gets (``None`` unless relabeled), validated."""
         action, label = decision.action, decision.label
         if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
+            raise InputError(f"unknown action {action!r}; known actions: {', '.join(ACTIONS)}")
         samples = self._check_indices(decision.indices)
         if action != "relabel":
             return samples, [None] * len(samples)
         if label is None:
-            raise ValueError("relabel needs a label (a class index, or one per sample)")
+            raise InputError("relabel needs a label (a class index, or one per sample)")
         labels = np.broadcast_to(np.asarray(label, dtype=np.int64), samples.shape).copy() \
             if np.ndim(label) == 0 else np.asarray(label, dtype=np.int64)
         if labels.shape != samples.shape:
-            raise ValueError(f"relabel got {len(labels)} labels for {len(samples)} samples")
+            raise InputError(f"relabel got {len(labels)} labels for {len(samples)} samples")
         if len(labels) and (labels.min() < 0 or (self.num_classes and labels.max() >= self.num_classes)):
-            raise ValueError(f"labels must be class indices in [0, {self.num_classes}); got "
+            raise InputError(f"labels must be class indices in [0, {self.num_classes}); got "
                              f"{labels.min()}..{labels.max()}")
         return samples, labels.tolist()
 
@@ -174,9 +174,9 @@ class DecisionLog:
             else:
                 row = db.execute("SELECT action FROM batches WHERE id = ?", (batch,)).fetchone()
                 if row is None:
-                    raise ValueError(f"no decision batch {batch} in {self.path}")
+                    raise InputError(f"no decision batch {batch} in {self.path}")
                 if row[0] == "undo":
-                    raise ValueError(f"batch {batch} is itself an undo; record the action again instead")
+                    raise InputError(f"batch {batch} is itself an undo; record the action again instead")
                 if db.execute("SELECT 1 FROM batches WHERE undoes = ?", (batch,)).fetchone():
                     return None
             db.execute("INSERT INTO batches(action, source, note, created, undoes, tab) "
@@ -241,7 +241,7 @@ class DecisionLog:
         """
         original = np.asarray(original_labels, dtype=np.int64)
         if len(original) != num_samples:
-            raise ValueError(f"{len(original)} original labels for {num_samples} samples")
+            raise InputError(f"{len(original)} original labels for {num_samples} samples")
         placeholders = ", ".join("?" * len(EFFECTIVE_ACTIONS))
         with self._read() as db:
             rows = db.execute(
@@ -367,12 +367,12 @@ class DecisionLog:
     def _check_indices(self, indices: Iterable[int]) -> np.ndarray:
         samples = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
         if samples.size == 0:
-            raise ValueError("no samples given: select at least one sample")
+            raise InputError("no samples given: select at least one sample")
         if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.integer):
-            raise ValueError("indices must be a flat list of integer sample indices")
+            raise InputError("indices must be a flat list of integer sample indices")
         samples = samples.astype(np.int64)
         if samples.min() < 0 or (self.num_samples and samples.max() >= self.num_samples):
-            raise ValueError(f"sample indices must be in [0, {self.num_samples}); got "
+            raise InputError(f"sample indices must be in [0, {self.num_samples}); got "
                              f"{samples.min()}..{samples.max()}")
         return samples
 

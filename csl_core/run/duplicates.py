@@ -35,6 +35,7 @@ from ..analysis.duplicates import (
 )
 from ..analysis.hashing import FINE_SIZE, THUMBNAIL_SIZE, aligned_neighbours, fine_prints, thumbnails
 from ..analysis.neighbours import nearest_neighbours
+from ..errors import InputError
 from .files import atomic_file
 from .images import images_present
 from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS, max_bytes
@@ -56,14 +57,14 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
     """
     store = run if isinstance(run, RunStore) else RunStore(run)
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"the threshold is a ratio of distances in [0, 1] (default {DEFAULT_THRESHOLD}), "
+        raise InputError(f"the threshold is a ratio of distances in [0, 1] (default {DEFAULT_THRESHOLD}), "
                          f"got {threshold}")
     if not 0.0 <= crop_limit <= 0.1:
-        raise ValueError(f"the crop limit is a distance (1 - correlation) in [0, 0.1] (default "
+        raise InputError(f"the crop limit is a distance (1 - correlation) in [0, 0.1] (default "
                          f"{CROP_MAX_DISTANCE}; 0 leaves crops out), got {crop_limit}")
     for name, given in (("labels", labels), ("csl", csl)):
         if given is not None and len(given) != store.num_samples:
-            raise ValueError(f"{name} has {len(given)} values for the run's {store.num_samples} samples")
+            raise InputError(f"{name} has {len(given)} values for the run's {store.num_samples} samples")
     index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
     labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of

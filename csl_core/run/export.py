@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, InputError
 from .decisions import DecisionLog
 from .export_marker import MARK, not_written_by_export, write_manifest
 from .files import O_NOFOLLOW, atomic_write_bytes, csv_safe
@@ -59,7 +59,7 @@ def cleaned_labels(scores: pd.DataFrame, effective: pd.DataFrame, classes: list[
         Keep dropped samples as rows (``action`` says ``drop``) or leave them out.
     """
     if len(scores) != len(effective):
-        raise ValueError(f"{len(scores)} scored samples but {len(effective)} decision states")
+        raise InputError(f"{len(scores)} scored samples but {len(effective)} decision states")
     names = np.asarray(classes, dtype=object)
     ids = scores["path"] if "path" in scores.columns else scores["sample_id"]
     table = pd.DataFrame({

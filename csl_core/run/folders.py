@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import InputError
 from .errors import RunLockedError
 from .files import is_lock_held, lock_file, temp_glob
 from .layout import LOCK, META, RUN_FILES, file_glob
@@ -46,7 +47,7 @@ def run_folder_for(root: str | Path, name: str) -> Path:
     bad = (not name or name != name.strip() or Path(name).name != name or name.startswith(".")
            or any(c in name for c in "/\\\x00") or any(ord(c) < 32 for c in name))
     if bad:
-        raise ValueError(f"run name {name!r} must be a plain folder name: no slashes, not starting with '.', "
+        raise InputError(f"run name {name!r} must be a plain folder name: no slashes, not starting with '.', "
                          "no control characters")
     return Path(root) / name
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
 from .errors import ImageUnavailable
 from .layout import IMAGES
 from .store import RunError, RunStore
@@ -137,10 +138,10 @@ def _file_source(store: RunStore) -> Callable[[int], Image.Image] | None:
         if not os.path.isfile(path):  # a device or a pipe named by a shared run folder is never opened
             raise FileNotFoundError(f"{path} (sample {index} of the run's sample table) is not a file")
         if os.path.getsize(path) > data_decode.MAX_IMAGE_BYTES:
-            raise ValueError(f"{path}: over the {data_decode.MAX_IMAGE_BYTES // 2**20} MiB limit per image")
+            raise InputError(f"{path}: over the {data_decode.MAX_IMAGE_BYTES // 2**20} MiB limit per image")
         with Image.open(path) as image:
             if image.width * image.height > data_decode.MAX_IMAGE_PIXELS:
-                raise ValueError(f"{path}: {image.width} x {image.height} pixels is over the decode limit")
+                raise InputError(f"{path}: {image.width} x {image.height} pixels is over the decode limit")
             image.load()
             return data_decode.upright(image).copy()   # EXIF rotation and 16-bit grey, as in training
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.class_names import class_name
+from ..errors import InputError
 from .schema import check_losses, npy_header
 
 #: Characters a class name may not hold: it becomes a line of ``classes.txt``, a folder name and page text.
@@ -24,11 +25,11 @@ def load_npy(file: Path) -> np.ndarray:
     try:
         shape, _, dtype, missing = npy_header(file)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{file}: not a plain numeric .npy array ({e})") from None
+        raise InputError(f"{file}: not a plain numeric .npy array ({e})") from None
     if dtype.hasobject:
-        raise ValueError(f"{file}: holds Python objects, which are never loaded; save plain numbers")
+        raise InputError(f"{file}: holds Python objects, which are never loaded; save plain numbers")
     if missing:
-        raise ValueError(f"{file}: its header declares shape {shape} of {dtype}, {abs(missing)} bytes "
+        raise InputError(f"{file}: its header declares shape {shape} of {dtype}, {abs(missing)} bytes "
                          f"{'more' if missing > 0 else 'less'} than the file holds; it is truncated or not what "
                          "it says")
     return np.array(np.load(file, mmap_mode="r", allow_pickle=False))
@@ -39,19 +40,19 @@ def long_to_wide(frame: pd.DataFrame, file: Path) -> np.ndarray:
     exactly once (a gap would read as "not seen" and lower that sample's CSL)."""
     values = [c for c in frame.columns if c not in ("index", "epoch")]
     if len(values) != 1:
-        raise ValueError(f"{file}: a long table has the columns index, epoch and one value column; found "
+        raise InputError(f"{file}: a long table has the columns index, epoch and one value column; found "
                          f"{list(frame.columns)}")
     if frame.duplicated(["index", "epoch"]).any():
-        raise ValueError(f"{file}: some (index, epoch) pairs appear twice")
+        raise InputError(f"{file}: some (index, epoch) pairs appear twice")
     wide = frame.pivot(index="index", columns="epoch", values=values[0]).sort_index().sort_index(axis=1)
     if not np.array_equal(wide.index.to_numpy(), np.arange(len(wide))):
-        raise ValueError(f"{file}: the index column must number the samples 0..N-1 (found {len(wide)} distinct "
+        raise InputError(f"{file}: the index column must number the samples 0..N-1 (found {len(wide)} distinct "
                          f"values from {wide.index.min()} to {wide.index.max()})")
     present = frame.assign(_seen=True).pivot(index="index", columns="epoch", values="_seen")
     missing = present.reindex(index=wide.index, columns=wide.columns).isna().to_numpy()
     if missing.any():
         row, column = np.argwhere(missing)[0]
-        raise ValueError(f"{file}: sample {wide.index[row]} has no row for epoch {wide.columns[column]} "
+        raise InputError(f"{file}: sample {wide.index[row]} has no row for epoch {wide.columns[column]} "
                          f"({int(missing.sum())} (index, epoch) pairs missing); every sample needs a value in "
                          "every epoch")
     return wide.to_numpy(np.float64)
@@ -64,7 +65,7 @@ def check_square(array: np.ndarray, n: int, file: Path, layout: str | None) -> n
         return array
     if layout == "epochs-samples":
         return array.T
-    raise ValueError(f"{file}: shape {array.shape} has as many epochs as samples, so whether rows are samples or "
+    raise InputError(f"{file}: shape {array.shape} has as many epochs as samples, so whether rows are samples or "
                      "epochs cannot be told; pass --layout samples-epochs or epochs-samples, or a long table "
                      "(index, epoch, value)")
 
@@ -74,10 +75,10 @@ def check_embeddings(values: np.ndarray, n: int, file: Path) -> np.ndarray:
     checked before any run folder is made."""
     values = np.asarray(values)
     if values.ndim != 2 or len(values) != n or values.dtype.kind not in "fiu":
-        raise ValueError(f"{file}: embeddings of shape {values.shape} ({values.dtype}); expected ({n}, features)")
+        raise InputError(f"{file}: embeddings of shape {values.shape} ({values.dtype}); expected ({n}, features)")
     finite = np.isfinite(values).all(axis=1)
     if not finite.all():
-        raise ValueError(f"{file}: the embeddings of {int((~finite).sum())} sample(s) are not finite numbers (sample "
+        raise InputError(f"{file}: the embeddings of {int((~finite).sum())} sample(s) are not finite numbers (sample "
                          f"{int(np.flatnonzero(~finite)[0])} first); save the features of a training that did not "
                          "diverge, or import without --embeddings")
     return values
@@ -95,14 +96,14 @@ def check_values(name: str, values: np.ndarray, file: Path) -> np.ndarray:
         if bad.any():
             sample, epoch = np.argwhere(bad)[0]
             value = values[sample, epoch].item()
-            raise ValueError(f"{file}: 'correct' of sample {sample} in epoch {epoch + 1} is {value!r}; correctness "
+            raise InputError(f"{file}: 'correct' of sample {sample} in epoch {epoch + 1} is {value!r}; correctness "
                              "is 0 or 1 (True or False)")
         return values.astype(bool)
     if name in ("p_given", "p_max"):
         check_probabilities(values, file)
     elif not np.isfinite(values).all():
         sample = int(np.argwhere(~np.isfinite(values))[0][0])
-        raise ValueError(f"{file}: '{name}' of sample {sample} is not a finite number")
+        raise InputError(f"{file}: '{name}' of sample {sample} is not a finite number")
     return values.astype(np.float32)
 
 
@@ -112,7 +113,7 @@ def check_probabilities(values: np.ndarray, file: Path) -> None:
     bad = ~(np.isfinite(values) & (values >= 0) & (values <= 1))
     if bad.any():
         where = tuple(np.argwhere(bad)[0])
-        raise ValueError(f"{file}: the probability of sample {where[0]} at {where[1:]} is {values[where].item()!r}; "
+        raise InputError(f"{file}: the probability of sample {where[0]} at {where[1:]} is {values[where].item()!r}; "
                          "probabilities are finite numbers in [0, 1]")
 
 
@@ -121,7 +122,7 @@ def check_unique(values: pd.Series, file: Path, column: str) -> None:
     repeated = values.duplicated(keep=False).to_numpy()
     if repeated.any():
         lines = np.flatnonzero(repeated)[:2] + 2
-        raise ValueError(f"{file}, lines {lines[0]} and {lines[1]}: {column} {values.iloc[lines[0] - 2]!r} appears "
+        raise InputError(f"{file}, lines {lines[0]} and {lines[1]}: {column} {values.iloc[lines[0] - 2]!r} appears "
                          f"more than once ({int(values.duplicated().sum())} repeated); each sample appears once")
 
 
@@ -132,12 +133,12 @@ def check_class_names(names: Sequence[str], where: str) -> list[str]:
     folded: dict[str, str] = {}
     for name in names:
         if not name.strip() or _CONTROL.search(name):
-            raise ValueError(f"{where}: class name {name!r} is empty or holds a line break or control character")
+            raise InputError(f"{where}: class name {name!r} is empty or holds a line break or control character")
         key = name.strip().casefold()
         if key in folded:
             same = "is repeated" if folded[key] == name else f"and {folded[key]!r} differ only in case or spacing"
-            raise ValueError(f"{where}: class name {name!r} {same}; each class is named once")
+            raise InputError(f"{where}: class name {name!r} {same}; each class is named once")
         folded[key] = name
     if len(names) < 2:
-        raise ValueError(f"{where}: a run needs at least two classes, got {names}")
+        raise InputError(f"{where}: a run needs at least two classes, got {names}")
     return names

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.scores import default_score, rank_descending, suspicion
+from ..errors import InputError
 from .decisions import DecisionLog
 from .export import refuse_run_folder
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_csv, csv_safe, csv_unsafe
@@ -66,7 +67,7 @@ def label_issues(scores: pd.DataFrame, effective: pd.DataFrame, classes: Sequenc
     """The label-issue table (pure): ``scores`` is ``RunStore.scores()``, ``effective`` the decision state
     (``DecisionLog.effective``); one row per sample in sample order, columns :data:`ISSUE_COLUMNS`."""
     if len(scores) != len(effective):
-        raise ValueError(f"{len(scores)} scored samples but {len(effective)} decision states")
+        raise InputError(f"{len(scores)} scored samples but {len(effective)} decision states")
     names = np.asarray(list(classes), dtype=object)
     given = scores["label"].to_numpy(np.int64)
     predicted = given
@@ -157,7 +158,7 @@ def exported_inputs(folder: str | Path) -> dict:
     names and its layout), so that the folder is read where it is written."""
     folder = Path(folder)
     if not (folder / SAMPLES).is_file():
-        raise ValueError(f"{folder} has no {SAMPLES}; --from takes a folder written by `export --format arrays`")
+        raise InputError(f"{folder} has no {SAMPLES}; --from takes a folder written by `export --format arrays`")
     files = {"samples_file": folder / SAMPLES, "losses_file": folder / array_name("loss"),
              "probabilities_file": folder / PROBABILITIES, "images_file": folder / IMAGES,
              "embeddings_file": folder / EMBEDDINGS}
@@ -185,9 +186,9 @@ def read_matrix(file: str | Path) -> np.ndarray:
         frame = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
         array = long_to_wide(frame, file) if {"index", "epoch"} <= set(frame.columns) else frame.to_numpy()
     else:
-        raise ValueError(f"{file}: unknown format {suffix!r}; use .npy, .csv or .parquet")
+        raise InputError(f"{file}: unknown format {suffix!r}; use .npy, .csv or .parquet")
     if array.dtype.kind not in "biuf":
-        raise ValueError(f"{file}: expected numbers, found {array.dtype} values")
+        raise InputError(f"{file}: expected numbers, found {array.dtype} values")
     return array
 
 
@@ -202,7 +203,7 @@ def per_sample(array: np.ndarray, n: int, file: Path, what: str, *, epochs: int 
     if array.ndim == 2 and array.shape[1] == n and (epochs is None or array.shape[0] == epochs):
         return array.T
     expected = f"({n}, {epochs if epochs is not None else 'epochs'})"
-    raise ValueError(f"{file}: {what} has shape {array.shape}, but {expected} is needed (samples x epochs, or "
+    raise InputError(f"{file}: {what} has shape {array.shape}, but {expected} is needed (samples x epochs, or "
                      "transposed) to match the sample table and the losses")
 
 
@@ -252,7 +253,7 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
         inputs["array_files"] = {**inputs["array_files"], **(array_files or {})}
         return import_run(out, root=root, source=source, model=model, **inputs)
     if samples_file is None or losses_file is None:
-        raise ValueError("import needs --samples and --losses (or --from an exported folder)")
+        raise InputError("import needs --samples and --losses (or --from an exported folder)")
     samples_file = Path(samples_file)
     losses_file = Path(losses_file)
     table = _read_sample_csv(samples_file)
@@ -260,7 +261,7 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
     loss = per_sample(read_matrix(losses_file), n, losses_file, "the loss array", layout=layout)
     epochs = loss.shape[1]
     if epochs == 0:
-        raise ValueError(f"{losses_file}: no epochs")
+        raise InputError(f"{losses_file}: no epochs")
     loss = check_values("loss", loss, losses_file)
     probabilities = read_matrix(probabilities_file) if probabilities_file is not None else None
     if probabilities is not None:
@@ -268,7 +269,7 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
     num_classes = probabilities.shape[-1] if probabilities is not None else None
     labels, names = _labels(table, samples_file, classes, num_classes, "label")
     if probabilities is not None and probabilities.shape[-1] != len(names):
-        raise ValueError(f"{probabilities_file}: {probabilities.shape[-1]} classes in shape {probabilities.shape}, but "
+        raise InputError(f"{probabilities_file}: {probabilities.shape[-1]} classes in shape {probabilities.shape}, but "
                          f"{samples_file} has {len(names)} classes")
     truth = _labels(table, samples_file, names, None, "true_label")[0] if "true_label" in table.columns else None
     fields = {"loss": loss}
@@ -276,7 +277,7 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
     if probabilities is not None:
         if probabilities.ndim == 2:
             if probabilities.shape[0] != n:
-                raise ValueError(f"{probabilities_file}: shape {probabilities.shape} has {probabilities.shape[0]} rows "
+                raise InputError(f"{probabilities_file}: shape {probabilities.shape} has {probabilities.shape[0]} rows "
                                  f"but {samples_file} lists {n} samples")
             mean_probabilities = probabilities.astype(np.float32)
         elif probabilities.ndim == 3:
@@ -284,16 +285,16 @@ def import_run(out: str | Path, *, samples_file: str | Path | None = None, losse
             fields.update(fields_from_probabilities(per_epoch, labels))
             mean_probabilities = per_epoch.mean(axis=1).astype(np.float32)
         else:
-            raise ValueError(f"{probabilities_file}: shape {probabilities.shape}; expected (samples, classes) or "
+            raise InputError(f"{probabilities_file}: shape {probabilities.shape}; expected (samples, classes) or "
                              "(samples, epochs, classes)")
     for name, file in (array_files or {}).items():
         if name not in IMPORT_FIELDS or name == "loss":
             known = ", ".join(f for f in IMPORT_FIELDS if f != "loss")
-            raise ValueError(f"unknown per-epoch array {name!r}; known: {known}")
+            raise InputError(f"unknown per-epoch array {name!r}; known: {known}")
         file = Path(file)
         values = per_sample(read_matrix(file), n, file, f"the {name} array", epochs=epochs, layout=layout)
         if name != "correct" and values.shape != loss.shape:
-            raise ValueError(f"{file}: shape {values.shape} differs from the losses' {loss.shape} in {losses_file}")
+            raise InputError(f"{file}: shape {values.shape} differs from the losses' {loss.shape} in {losses_file}")
         fields[name] = check_values(name, values, file)
     images = load_npy(Path(images_file)) if images_file is not None else None
     embeddings = check_embeddings(load_npy(Path(embeddings_file)), n, embeddings_file) if embeddings_file else None
@@ -322,18 +323,18 @@ def _read_sample_csv(file: Path) -> pd.DataFrame:
     table = table.apply(csv_unsafe)  # the cells `export` neutralised against spreadsheet formulas, as they were
     table.columns = [c.strip().lower() for c in table.columns]
     if "label" not in table.columns:
-        raise ValueError(f"{file}: no 'label' column (found {list(table.columns)})")
+        raise InputError(f"{file}: no 'label' column (found {list(table.columns)})")
     path = next((c for c in PATH_COLUMNS if c in table.columns), None)
     ident = next((c for c in ID_COLUMNS if c in table.columns), None)
     if path is None and ident is None:
-        raise ValueError(f"{file}: needs a path column ({', '.join(PATH_COLUMNS)}) or an id column "
+        raise InputError(f"{file}: needs a path column ({', '.join(PATH_COLUMNS)}) or an id column "
                          f"({', '.join(ID_COLUMNS)}); found {list(table.columns)}")
     if path is not None and path != "path":
         table = table.rename(columns={path: "path"})
     if path is None and ident != "sample_id":
         table = table.rename(columns={ident: "sample_id"})
     if len(table) == 0:
-        raise ValueError(f"{file}: no rows")
+        raise InputError(f"{file}: no rows")
     check_unique(table["path" if "path" in table.columns else "sample_id"].str.strip(), file,
                  "path" if "path" in table.columns else "sample_id")
     return table
@@ -344,7 +345,7 @@ def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_
     values = table[column].str.strip().map(lambda v: unicodedata.normalize("NFC", v))   # as check_class_names
     empty = np.flatnonzero(values.to_numpy() == "")
     if len(empty):
-        raise ValueError(f"{file}, line {empty[0] + 2}: empty {column}")
+        raise InputError(f"{file}, line {empty[0] + 2}: empty {column}")
     numeric = values.str.fullmatch(r"-?\d+")
     if classes is not None:
         names = check_class_names(classes, f"{file}: the given classes")
@@ -354,14 +355,14 @@ def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_
         if numeric.all():
             return _in_range(values.astype(np.int64).to_numpy(), len(names), file, column), names
         bad = int(np.flatnonzero(~values.isin(lookup).to_numpy())[0])
-        raise ValueError(f"{file}, line {bad + 2}: {column} {values.iloc[bad]!r} is not one of the classes {names}")
+        raise InputError(f"{file}, line {bad + 2}: {column} {values.iloc[bad]!r} is not one of the classes {names}")
     if numeric.all():
         labels = values.astype(np.int64).to_numpy()
         k = max(int(labels.max()) + 1, num_classes or 0)
         return _in_range(labels, k, file, column), check_class_names([str(i) for i in range(k)], str(file))
     if numeric.any():
         line = int(np.flatnonzero(numeric.to_numpy())[0]) + 2
-        raise ValueError(f"{file}, line {line}: {column} {values.iloc[line - 2]!r} is an integer but others are "
+        raise InputError(f"{file}, line {line}: {column} {values.iloc[line - 2]!r} is an integer but others are "
                          "class names; use one kind")
     names = check_class_names(sorted(values.unique()), f"{file}: labels")
     lookup = {name: i for i, name in enumerate(names)}
@@ -371,7 +372,7 @@ def _labels(table: pd.DataFrame, file: Path, classes: Sequence[str] | None, num_
 def _in_range(labels: np.ndarray, k: int, file: Path, column: str) -> np.ndarray:
     bad = np.flatnonzero((labels < 0) | (labels >= k))
     if len(bad):
-        raise ValueError(f"{file}, line {bad[0] + 2}: {column} {labels[bad[0]]} is outside 0..{k - 1}")
+        raise InputError(f"{file}, line {bad[0] + 2}: {column} {labels[bad[0]]} is outside 0..{k - 1}")
     return labels
 
 
@@ -380,7 +381,7 @@ def _per_sample_epoch(probabilities: np.ndarray, n: int, epochs: int, file, loss
         return probabilities
     if probabilities.shape[:2] == (epochs, n):
         return probabilities.transpose(1, 0, 2)
-    raise ValueError(f"{file}: per-epoch probabilities of shape {probabilities.shape}, but the losses in {losses_file} "
+    raise InputError(f"{file}: per-epoch probabilities of shape {probabilities.shape}, but the losses in {losses_file} "
                      f"are ({n}, {epochs}): expected ({n}, {epochs}, classes) or ({epochs}, {n}, classes)")
 
 

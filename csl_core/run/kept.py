@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, InputError
 from .errors import RunError
 from .files import atomic_save_npy, atomic_write_bytes, atomic_write_json, open_checked, read_checked
 from .layout import (
@@ -158,14 +158,14 @@ class KeptResults:
         if embeddings is not None:
             embeddings = np.asarray(embeddings, dtype=np.float32)
             if embeddings.ndim != 2 or len(embeddings) != n:
-                raise ValueError(f"embeddings have shape {embeddings.shape}; expected ({n}, dimensions)")
+                raise InputError(f"embeddings have shape {embeddings.shape}; expected ({n}, dimensions)")
             finite = np.isfinite(embeddings).all(axis=1)
             if not finite.all():   # one inf would be every sample's nearest neighbour
                 raise DataError(f"embeddings of {int((~finite).sum())} sample(s) are not finite numbers (sample "
                                 f"{int(np.flatnonzero(~finite)[0])} first); save the features of a training that "
                                 "did not diverge, or leave the embeddings out")
         if probabilities is not None and np.shape(probabilities) != (n, len(self.classes)):
-            raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected ({n}, {len(self.classes)})")
+            raise InputError(f"probabilities have shape {np.shape(probabilities)}; expected ({n}, {len(self.classes)})")
         if self.finished_epochs == 0:
             raise RunError(f"{self.path}: no epoch was written, so the run cannot be complete")
         if embeddings is not None:

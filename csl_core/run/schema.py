@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .files import open_checked, read_npy_header
 
 EPOCH_FIELDS = ("loss", "correct", "margin", "p_given", "p_max")
@@ -28,7 +29,7 @@ def check_losses(losses: np.ndarray, samples: np.ndarray, where: str) -> None:
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         more = f" (and {int(bad.sum()) - 1} more samples)" if bad.sum() > 1 else ""
-        raise ValueError(f"{where}: sample {int(samples[first])} has loss {float(losses[first])!r}{more}; a loss "
+        raise InputError(f"{where}: sample {int(samples[first])} has loss {float(losses[first])!r}{more}; a loss "
                          "must be a finite number >= 0 (a diverged training, or a loss that is not per-sample "
                          "cross-entropy). Lower the learning rate or fix the loss; the finished epochs are kept")
 

@@ -13,6 +13,7 @@ from stat import S_ISREG
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from .errors import RunError
 from .files import atomic_write_json, open_checked, read_checked, read_npy_header
 from .layout import FORMAT_VERSION, REPORT, array_name, max_bytes
@@ -31,7 +32,7 @@ class RowChunks:
         with open_checked(file) as f:
             shape, fortran_order, dtype, self._offset = read_npy_header(f)
         if fortran_order or len(shape) != 2:
-            raise ValueError(f"{file}: expected a C-ordered (samples, epochs) array, found shape {shape}")
+            raise InputError(f"{file}: expected a C-ordered (samples, epochs) array, found shape {shape}")
         self._file, self._shape, self.dtype, self._columns = Path(file), shape, np.dtype(dtype), columns
 
     @property

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .. import __version__
 from ..data.class_names import class_names
+from ..errors import InputError
 from .files import atomic_save_npy, check_file, lock_file
 from .folders import remove_leftovers
 from .layout import IMAGES, LOCK, META
@@ -44,9 +45,9 @@ def sample_table(labels: Sequence[int] | np.ndarray, classes: Sequence[str], *,
     labels = _int_labels(labels, len(classes), "labels")
     n = len(labels)
     if paths is not None and len(paths) != n:
-        raise ValueError(f"{len(paths)} paths for {n} labels; give one path per sample")
+        raise InputError(f"{len(paths)} paths for {n} labels; give one path per sample")
     if ids is not None and len(ids) != n:
-        raise ValueError(f"{len(ids)} sample ids for {n} labels; give one id per sample")
+        raise InputError(f"{len(ids)} sample ids for {n} labels; give one id per sample")
     absolute = [str(Path(p).expanduser().resolve()) for p in paths] if paths is not None else None
     if ids is None:
         ids = absolute if absolute is not None else [str(i) for i in range(n)]
@@ -58,7 +59,7 @@ def sample_table(labels: Sequence[int] | np.ndarray, classes: Sequence[str], *,
     if true_labels is not None:
         truth = _int_labels(true_labels, len(classes), "true labels")
         if len(truth) != n:
-            raise ValueError(f"{len(truth)} true labels for {n} labels")
+            raise InputError(f"{len(truth)} true labels for {n} labels")
         samples["true_label"] = truth
         samples["is_mislabeled"] = truth != labels
     return samples
@@ -67,15 +68,15 @@ def sample_table(labels: Sequence[int] | np.ndarray, classes: Sequence[str], *,
 def _int_labels(values, num_classes: int, what: str) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1:
-        raise ValueError(f"{what} must be one integer per sample, got an array of shape {array.shape}")
+        raise InputError(f"{what} must be one integer per sample, got an array of shape {array.shape}")
     if array.dtype.kind not in "iu":
         if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
             array = array.astype(np.int64)
         else:
-            raise ValueError(f"{what} must be integer class indices, got {array.dtype} values")
+            raise InputError(f"{what} must be integer class indices, got {array.dtype} values")
     array = array.astype(np.int64)
     if array.size and (array.min() < 0 or array.max() >= num_classes):
-        raise ValueError(f"{what} must lie in 0..{num_classes - 1} for {num_classes} classes; "
+        raise InputError(f"{what} must lie in 0..{num_classes - 1} for {num_classes} classes; "
                          f"found {array.min()}..{array.max()}")
     return array
 
@@ -114,21 +115,21 @@ class RunWriter:
                  resume_epoch: int | None = None):
         classes = class_names(classes, "RunWriter's classes")   # NFC; an invisible character refused
         if len(classes) < 2:
-            raise ValueError(f"a run needs at least two classes, got {classes}")
+            raise InputError(f"a run needs at least two classes, got {classes}")
         if samples is None:
             if labels is None:
-                raise ValueError("give the labels (and paths or images) or a ready sample table")
+                raise InputError("give the labels (and paths or images) or a ready sample table")
             samples = sample_table(labels, classes, paths=paths)
         else:
             missing = [c for c in ("index", "sample_id", "label", "class_name") if c not in samples.columns]
             if missing:
-                raise ValueError(f"the sample table lacks the column(s) {missing}")
+                raise InputError(f"the sample table lacks the column(s) {missing}")
             _int_labels(samples["label"].to_numpy(), len(classes), "the sample table's labels")
         n = len(samples)
         if n == 0:
-            raise ValueError("the sample table is empty")
+            raise InputError("the sample table is empty")
         if epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {epochs}")
+            raise InputError(f"epochs must be at least 1, got {epochs}")
         if images is not None:
             images = _check_images(images, n)
         if "path" in samples.columns:
@@ -186,10 +187,10 @@ class RunWriter:
         n = self.store.num_samples
         for name, values in record.items():
             if np.shape(values) != (n,):
-                raise ValueError(f"epoch field '{name}' has shape {np.shape(values)}; expected ({n},), one value "
+                raise InputError(f"epoch field '{name}' has shape {np.shape(values)}; expected ({n},), one value "
                                  "per sample")
         if probabilities is not None and np.shape(probabilities) != (n, len(self.store.classes)):
-            raise ValueError(f"probabilities have shape {np.shape(probabilities)}; expected "
+            raise InputError(f"probabilities have shape {np.shape(probabilities)}; expected "
                              f"({n}, {len(self.store.classes)})")
         now = time.perf_counter()
         if seconds is None:
@@ -199,7 +200,7 @@ class RunWriter:
         bad = np.isinf(loss) | (loss < 0)   # NaN: a sample not seen this epoch
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"epoch {self.store.finished_epochs + 1}: sample {first} has loss {loss[first]!r} "
+            raise InputError(f"epoch {self.store.finished_epochs + 1}: sample {first} has loss {loss[first]!r} "
                              f"({int(bad.sum())} sample(s) so); a loss is a finite number >= 0 (NaN: not seen). "
                              "Nothing of this epoch was written")
         timing = {"seconds": float(seconds),
@@ -210,7 +211,7 @@ class RunWriter:
     def end_epoch(self, tracker) -> dict[str, np.ndarray]:
         """End the tracker's epoch (its one host copy) and write it, with the tracker's mean probabilities."""
         if tracker.num_samples != self.store.num_samples:
-            raise ValueError(f"the tracker records {tracker.num_samples} samples but the run has "
+            raise InputError(f"the tracker records {tracker.num_samples} samples but the run has "
                              f"{self.store.num_samples}")
         record = tracker.end_epoch()
         self.write_epoch(record, probabilities=tracker.mean_probabilities())
@@ -270,15 +271,15 @@ def _reopen(path: Path, classes: list[str], samples: pd.DataFrame, epoch: int) -
 def _check_images(images: np.ndarray, n: int) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 pixels (0-255), got {images.dtype}; convert with "
+        raise InputError(f"images must be uint8 pixels (0-255), got {images.dtype}; convert with "
                          "(x * 255).round().astype(np.uint8) if they are floats in [0, 1]")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[3] not in (1, 3):
-        raise ValueError(f"images must be (N, H, W) or (N, H, W, C) with C 1 or 3 (channels last), got shape "
+        raise InputError(f"images must be (N, H, W) or (N, H, W, C) with C 1 or 3 (channels last), got shape "
                          f"{images.shape}")
     if len(images) != n:
-        raise ValueError(f"{len(images)} images for {n} samples; give one image per sample, in sample order")
+        raise InputError(f"{len(images)} images for {n} samples; give one image per sample, in sample order")
     return np.ascontiguousarray(images)
 
 
