@@ -32,7 +32,7 @@ LOCAL = {
     ("pages/_filters.py", "ValueError"): "os.path.commonpath of paths on different drives",
     ("pages/help.py", "ValueError"): "Path.relative_to: a link that leaves the documentation",
     ("pages/_sidebar.py", "ValueError"): "Path.resolve of an address with a NUL byte",
-    ("csl_core/cli/parser.py", "ValueError"): "float() of an option's text, said by argparse",
+    ("csl_core/cli/parser.py", "ValueError"): "int() of an option's text, said by argparse",
     ("csl_core/cli/__init__.py", "Exception"): "a bug: its traceback is printed with where to report it",
 }
 
