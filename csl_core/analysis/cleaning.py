@@ -2,11 +2,10 @@
 
 It acts only where the evidence is strong enough for the action to be right: a sample is **relabelled** to
 its suggested label where the probability that the label is wrong *and* the suggestion is its true class
-reaches ``at`` (:data:`CLEAN_AT`), **dropped** where the label is that likely wrong but no class is that likely
-right, and **kept** otherwise (left for review). Its probabilities are ``p_wrong``
-(:mod:`csl_core.analysis.trust`, re-estimated from the person's answers where there are enough) and the
-suggestion's chance of being the true class of a wrong label (:func:`suggestion_right`), so the plan says
-before it is applied how many of its actions are expected to be right. ``bench-real --clean`` retrains on it
+reaches :data:`CLEAN_AT` (:func:`relabel_fixes`), **dropped** where its ``p_wrong`` (:mod:`csl_core.analysis.trust`,
+re-estimated from the person's answers where there are enough) reaches :data:`DROP_AT` but no class is that
+likely right, and **kept** otherwise (left for review). The plan says before it is applied how many of its
+actions are expected to be right (the sum of their probabilities). ``bench-real --clean`` retrains on it
 (docs/bench/cleaning.md), the Export page's "accept the suggested cleaning" records it as one undoable batch,
 and ``export --cleaning suggested`` writes it as a dry run (docs/bench/trust.md measures it against truth).
 """
@@ -22,11 +21,15 @@ CLEANING_ACTIONS = ("relabel", "drop", "keep")
 # the suggestion was right on at least 95% of the truly mislabeled samples of every case measured
 # (docs/bench/cleaning.md).
 RELABEL_CONFIDENCE = 0.7
-# The probability of being right from which the suggested cleaning acts on a sample (docs/bench/trust.md).
+# The probability of being right from which the suggested cleaning relabels a sample (docs/bench/trust.md).
 CLEAN_AT = 0.9
-# P(the suggestion is the true class | the label is wrong) = sigmoid(a + b * logit(confidence)), fitted on the
-# wrong labels of the benchmark runs (scripts/bench_trust.py).
-SUGGESTION_RIGHT = (1.69, 1.18)
+# ... and the probability that the label is wrong from which it drops one no class is that likely right for.
+DROP_AT = 0.99
+# P(relabelling to the suggestion fixes a wrong label) = sigmoid(logit(share of wrong labels) + a + b * (s - g)
+# + c * logit(s)), with s the suggestion's and g the given label's share of the class evidence and the share of
+# wrong labels the run's count over its samples: fitted across the benchmark runs with known truth
+# (scripts/bench_trust.py; docs/bench/trust.md).
+RELABEL_FIX = (0.718, 1.914, 1.335)
 
 
 @dataclass(frozen=True)
@@ -116,35 +119,41 @@ def plan_digest(plan: CleaningPlan) -> str:
     return hashlib.sha256(codes.tobytes() + np.asarray(plan.label, dtype=np.int64).tobytes()).hexdigest()[:8]
 
 
-def suggestion_right(confidence: np.ndarray) -> np.ndarray:
-    """The chance that the suggestion is the true class of a wrong label, from its confidence ``(N,)``."""
-    c = np.clip(np.nan_to_num(np.asarray(confidence, dtype=np.float64)), 1e-4, 1 - 1e-4)
-    a, b = SUGGESTION_RIGHT
-    return 1.0 / (1.0 + np.exp(-(a + b * (np.log(c) - np.log1p(-c)))))
+def relabel_fixes(suggested_confidence: np.ndarray, label_evidence: np.ndarray, wrong_share: float) -> np.ndarray:
+    """The chance that relabelling each sample to its suggestion fixes a wrong label, ``(N,)``: its label is
+    wrong *and* the suggestion is its true class (:data:`RELABEL_FIX`), in a run where ``wrong_share`` of the
+    labels are wrong."""
+    s = np.clip(np.nan_to_num(np.asarray(suggested_confidence, dtype=np.float64)), 1e-4, 1 - 1e-4)
+    g = np.nan_to_num(np.asarray(label_evidence, dtype=np.float64))
+    share = float(np.clip(wrong_share, 1e-4, 1 - 1e-4))
+    a, b, c = RELABEL_FIX
+    z = np.log(share / (1 - share)) + a + b * (s - g) + c * (np.log(s) - np.log1p(-s))
+    return 1.0 / (1.0 + np.exp(-z))
 
 
-def plan_from_probabilities(p_wrong: np.ndarray, given: np.ndarray, suggested: np.ndarray, confidence: np.ndarray,
-                            *, at: float = CLEAN_AT, eligible: np.ndarray | None = None) -> CleaningPlan:
-    """Relabel where ``p_wrong * suggestion_right(confidence)`` reaches ``at`` (and the suggestion differs from
-    the given label), else drop where ``p_wrong`` reaches ``at``, else keep; only ``eligible`` samples
-    (``(N,)`` bool, default all) are acted on."""
+def plan_from_probabilities(p_wrong: np.ndarray, fixes: np.ndarray, given: np.ndarray, suggested: np.ndarray, *,
+                            at: float = CLEAN_AT, drop_at: float = DROP_AT,
+                            eligible: np.ndarray | None = None) -> CleaningPlan:
+    """Relabel to ``suggested`` where ``fixes`` (the chance that the relabel fixes a wrong label) reaches ``at``
+    and the suggestion differs from the given label, else drop where ``p_wrong`` reaches ``drop_at``, else keep;
+    only ``eligible`` samples (``(N,)`` bool, default all) are acted on."""
     p = np.clip(np.nan_to_num(np.asarray(p_wrong, dtype=np.float64)), 0.0, 1.0)
+    fixes = np.clip(np.nan_to_num(np.asarray(fixes, dtype=np.float64)), 0.0, 1.0)
     given = np.asarray(given, dtype=np.int64)
     suggested = np.asarray(suggested, dtype=np.int64)
     n = len(p)
-    if not (len(given) == len(suggested) == len(confidence) == n):
-        raise ValueError(f"p_wrong, given, suggested and confidence need one entry per sample; got {n}, "
-                         f"{len(given)}, {len(suggested)} and {len(confidence)}")
-    if not 0.0 < at <= 1.0:
-        raise ValueError(f"the cleaning's probability must lie in (0, 1], got {at}")
+    if not (len(fixes) == len(given) == len(suggested) == n):
+        raise ValueError(f"p_wrong, fixes, given and suggested need one entry per sample; got {n}, {len(fixes)}, "
+                         f"{len(given)} and {len(suggested)}")
+    if not (0.0 < at <= 1.0 and 0.0 < drop_at <= 1.0):
+        raise ValueError(f"the cleaning's probabilities must lie in (0, 1], got {at} and {drop_at}")
     eligible = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
-    fix_by_relabel = p * suggestion_right(confidence)
-    relabel = eligible & (fix_by_relabel >= at) & (suggested != given)
-    drop = eligible & ~relabel & (p >= at)
+    relabel = eligible & (fixes >= at) & (suggested != given)
+    drop = eligible & ~relabel & (p >= drop_at)
     action = np.full(n, "keep", dtype=object)
     action[relabel], action[drop] = "relabel", "drop"
     label = np.where(relabel, suggested, given)
-    right = np.where(relabel, fix_by_relabel, np.where(drop, p, 0.0))
+    right = np.where(relabel, fixes, np.where(drop, p, 0.0))
     return CleaningPlan(action=action, label=label, budget=int(relabel.sum() + drop.sum()), right=right)
 
 
@@ -162,6 +171,7 @@ def suggested_cleaning(scores: pd.DataFrame, actions: np.ndarray | None = None, 
         return CleaningPlan(action=np.full(n, "keep", dtype=object), label=given.copy(), budget=0,
                             right=np.zeros(n))
     eligible = None if actions is None else np.asarray(actions, dtype=object) == "undecided"
-    probabilities = noise_count(scores, actions).p_wrong
-    return plan_from_probabilities(probabilities, given, scores["suggested_label"].to_numpy(np.int64),
-                                   scores["suggested_confidence"].to_numpy(np.float64), at=at, eligible=eligible)
+    count = noise_count(scores, actions)
+    fixes = relabel_fixes(scores["suggested_confidence"], scores["label_evidence"], count.count / max(n, 1))
+    return plan_from_probabilities(count.p_wrong, fixes, given, scores["suggested_label"].to_numpy(np.int64), at=at,
+                                   eligible=eligible)

@@ -25,6 +25,9 @@ from .audit import LEVEL, MIN_ANSWERS, estimate_with_answers, recalibrated
 
 # log LR(wrong : right) = INTERCEPT + sum(SLOPES * features); fitted by scripts/bench_trust.py --fit
 LIKELIHOOD = {"intercept": -1.5, "slope": -2.42}
+# Without answers, the truth lay within this factor of the count on every benchmark case the coefficients were not
+# fitted on (count / truth 0.71-1.81, docs/bench/trust.md): the count's interval "from the model".
+MODEL_SPREAD = (0.55, 1.45)
 _FLOOR = 1e-4
 _PRIOR_RANGE = (1e-4, 0.9)
 
@@ -101,18 +104,20 @@ class WrongCount:
 
 def wrong_count(p_wrong_model: np.ndarray, answered: np.ndarray | None = None, wrong: np.ndarray | None = None,
                 *, level: float = LEVEL) -> WrongCount:
-    """The one count of wrong labels: the sum of ``p_wrong_model`` with the interval the model's calibration
-    allows, or, with at least :data:`~csl_core.analysis.audit.MIN_ANSWERS` answers (``answered`` sample
+    """The one count of wrong labels: the sum of ``p_wrong_model`` with the interval the model's measured
+    spread allows (:data:`MODEL_SPREAD`), or, with at least :data:`~csl_core.analysis.audit.MIN_ANSWERS` answers (``answered`` sample
     indices, ``wrong`` bool: the person judged the label wrong; audit answers and review decisions alike), the
     audit's estimate (:func:`~csl_core.analysis.audit.estimate_with_answers`). Every page and command shows
     this number; none computes another."""
     p = np.clip(np.nan_to_num(np.asarray(p_wrong_model, dtype=np.float64)), 0.0, 1.0)
     answered = np.zeros(0, dtype=np.int64) if answered is None else np.asarray(answered, dtype=np.int64)
     wrong = np.zeros(0, dtype=bool) if wrong is None else np.asarray(wrong, dtype=bool)
-    used = answered if len(answered) >= MIN_ANSWERS else answered[:0]
-    estimate = estimate_with_answers(p, used, wrong[: len(used)], level=level)
-    after = recalibrated(p, estimate) if len(used) else p.copy()
-    after[used] = wrong[: len(used)]
+    if len(np.unique(answered)) < MIN_ANSWERS:
+        count = float(p.sum())
+        return WrongCount(count=int(round(count)), low=int(np.floor(count * MODEL_SPREAD[0])),
+                          high=int(np.ceil(count * MODEL_SPREAD[1])), level=level, answers=0, p_wrong=p.copy())
+    estimate = estimate_with_answers(p, answered, wrong, level=level)
+    after = recalibrated(p, estimate)
+    after[answered] = wrong
     return WrongCount(count=int(round(estimate.count)), low=int(np.floor(estimate.low)),
-                      high=int(np.ceil(estimate.high)), level=level, answers=int(len(np.unique(used))),
-                      p_wrong=after)
+                      high=int(np.ceil(estimate.high)), level=level, answers=estimate.answers, p_wrong=after)
