@@ -86,7 +86,7 @@ def table(results: dict) -> str:
 
         def clean(x):
             return (f"{x['precision']:.2f}, {x['share_fixed']:.2f} ({x['touched']})" if x["precision"] is not None
-                    else f"-, 0.00 (0)")
+                    else "-, 0.00 (0)")
         rows.append(f"| {name} | {r['samples']:,} | {r['wrong']:,} | {r['count_over_truth']:.2f}x "
                     f"({r['low']:,}-{r['high']:,}) | {r['former_count_over_truth']:.2f}x | "
                     f"{r['calibration']['ece']:.3f} | {a40['coverage']:.2f}, {a40['width_median']:.2f} | "

@@ -105,9 +105,10 @@ class WrongCount:
 def wrong_count(p_wrong_model: np.ndarray, answered: np.ndarray | None = None, wrong: np.ndarray | None = None,
                 *, level: float = LEVEL) -> WrongCount:
     """The one count of wrong labels: the sum of ``p_wrong_model`` with the interval the model's measured
-    spread allows (:data:`MODEL_SPREAD`), or, with at least :data:`~csl_core.analysis.audit.MIN_ANSWERS` answers (``answered`` sample
-    indices, ``wrong`` bool: the person judged the label wrong; audit answers and review decisions alike), the
-    audit's estimate (:func:`~csl_core.analysis.audit.estimate_with_answers`). Every page and command shows
+    spread allows (:data:`MODEL_SPREAD`), or, with at least :data:`~csl_core.analysis.audit.MIN_ANSWERS`
+    answers (``answered`` sample indices, ``wrong`` bool: the person judged the label wrong; audit answers and
+    review decisions alike), the audit's estimate (:func:`~csl_core.analysis.audit.estimate_with_answers`).
+    Every page and command shows
     this number; none computes another."""
     p = np.clip(np.nan_to_num(np.asarray(p_wrong_model, dtype=np.float64)), 0.0, 1.0)
     answered = np.zeros(0, dtype=np.int64) if answered is None else np.asarray(answered, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""CLI layer: ``python -m csl_core`` (or ``csl-clean``) ``train | scores | info | duplicates | bench |
+"""CLI layer: ``python -m csl_core`` (or ``csl-clean``) ``train | scores | info | audit | duplicates | bench |
 bench-real | memorization | import | export | app``, one module per family of commands.
 
 A command's module is imported only after the command line is parsed, so ``--help`` and a mistyped
@@ -16,9 +16,10 @@ from .parser import build_parser
 #: command -> (module of ``csl_core.cli``, function): the function takes the parsed arguments and returns
 #: the exit status.
 COMMANDS = {"app": ("interop", "cmd_app"), "train": ("runs", "cmd_train"), "scores": ("runs", "cmd_scores"),
-            "info": ("runs", "cmd_info"), "duplicates": ("runs", "cmd_duplicates"), "bench": ("bench", "cmd_bench"),
-            "bench-real": ("bench", "cmd_bench_real"), "import": ("interop", "cmd_import"),
-            "export": ("interop", "cmd_export"), "memorization": ("bench", "cmd_memorization")}
+            "info": ("runs", "cmd_info"), "audit": ("audit", "cmd_audit"), "duplicates": ("runs", "cmd_duplicates"),
+            "bench": ("bench", "cmd_bench"), "bench-real": ("bench", "cmd_bench_real"),
+            "import": ("interop", "cmd_import"), "export": ("interop", "cmd_export"),
+            "memorization": ("bench", "cmd_memorization")}
 
 
 def command(name: str):

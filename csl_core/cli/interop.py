@@ -21,11 +21,14 @@ def cmd_export(args) -> int:
     unknown = sorted(set(formats) - set(EXPORT_FORMATS))
     if unknown or not formats:
         raise InputError(f"unknown export format(s) {unknown or args.format!r}; known: {', '.join(EXPORT_FORMATS)}")
-    store = RunStore(args.run)
+    cleaning = getattr(args, "cleaning", None)
+    store = RunStore(args.run, read_only=cleaning is not None)
     out = (Path(args.out) if args.out else store.path / EXPORT).resolve()   # printed as absolute paths
+    if cleaning is not None and set(formats) - {"csv", "imagefolder"}:
+        raise InputError(f"--cleaning applies to the csv and imagefolder formats, not {', '.join(formats)}")
     if "csv" in formats or "imagefolder" in formats:
         result = export_run(store.path, include_dropped=not args.no_dropped, imagefolder="imagefolder" in formats,
-                            out_dir=out)
+                            out_dir=out if (args.out or cleaning is None) else None, cleaning=cleaning)
         print(f"wrote {result.rows} rows to {Path(result.csv_path).resolve()}")
         if result.tree_path is not None:
             print(f"wrote the cleaned ImageFolder tree {Path(result.tree_path).resolve()}")

@@ -67,7 +67,7 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
                                                  "Loss (CSL) from one training run.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_scores, add_info, add_duplicates, add_bench, add_import, add_app, add_export,
+    for add in (add_train, add_scores, add_info, add_audit, add_duplicates, add_bench, add_import, add_app, add_export,
                 add_memorization, add_bench_real):
         add(sub)
     return parser
@@ -162,6 +162,21 @@ def add_info(sub) -> None:
     """The ``info`` command's options."""
     i = sub.add_parser("info", help="summarise a run: data, model, epochs, timings, detection quality")
     i.add_argument("run", help="run folder")
+
+
+def add_audit(sub) -> None:
+    """The ``audit`` command's options."""
+    a = sub.add_parser("audit", help="make the count of wrong labels honest: write the questions of an audit, "
+                                     "then record a person's answers and show the count they give")
+    a.add_argument("run", help="run folder")
+    a.add_argument("--out", default=None,
+                   help="write the questions (a CSV with an empty answer column: fill it with right, wrong or the "
+                        "true class name) to this file")
+    a.add_argument("--size", type=int, default=100, help="how many questions (40 gives a rough count, 100 a firm one)")
+    a.add_argument("--seed", type=int, default=0, help="which random sample the audit asks about")
+    a.add_argument("--answers", default=None,
+                   help="a filled-in questions file: its answers are recorded as decisions (right: keep, a class "
+                        "name: relabel, wrong: drop) and the count is estimated again from them")
 
 
 def add_duplicates(sub) -> None:
@@ -266,6 +281,9 @@ def add_export(sub) -> None:
                          "`import`)")
     ex.add_argument("--out", default=None, help="output folder (default RUN/export)")
     ex.add_argument("--no-dropped", action="store_true", help="leave dropped samples out of the cleaned CSV")
+    ex.add_argument("--cleaning", choices=["suggested"], default=None,
+                    help="a dry run: write the files with the suggested cleaning applied on top of your decisions "
+                         "(action column relabel / drop), recording nothing in the run; needs --out outside it")
 
 
 def add_memorization(sub) -> None:

@@ -29,7 +29,8 @@ from .store import RunError, RunStore
 CSV_NAME = "cleaned_labels.csv"
 TREE_NAME = "imagefolder"
 CSV_COLUMNS = ["id_or_path", "original_label", "label", "action", "csl", "csl_rank", "suggested_label",
-               "suggested_confidence"]
+               "suggested_confidence", "p_wrong"]
+CLEANINGS = ("suggested",)   # what `export --cleaning` can apply on top of the person's decisions (a dry run)
 
 
 @dataclass
@@ -73,6 +74,7 @@ def cleaned_labels(scores: pd.DataFrame, effective: pd.DataFrame, classes: list[
                             if "suggested_label" in scores.columns else ""),
         "suggested_confidence": (scores["suggested_confidence"].to_numpy(np.float64).round(4)
                                  if "suggested_confidence" in scores.columns else np.nan),
+        "p_wrong": scores["p_wrong"].to_numpy(np.float64).round(4) if "p_wrong" in scores.columns else np.nan,
     }, index=scores.index)
     if not include_dropped:
         table = table[table["action"] != "drop"]
@@ -115,8 +117,22 @@ def refuse_run_folder(out: str | Path) -> None:
                         f"own files). Choose another output folder, such as {out / EXPORT}")
 
 
+def with_cleaning(scores: pd.DataFrame, effective: pd.DataFrame) -> pd.DataFrame:
+    """``effective`` (the person's decisions) with the suggested cleaning applied on top of it to the undecided
+    samples (:func:`csl_core.analysis.cleaning.suggested_cleaning`, which rests on those decisions too)."""
+    from ..analysis.cleaning import suggested_cleaning
+
+    plan = suggested_cleaning(scores, effective["action"].to_numpy(object))
+    acted = plan.action != "keep"
+    out = effective.copy()
+    out.loc[acted, "action"] = plan.action[acted]
+    out.loc[acted, "label"] = plan.label[acted]
+    return out
+
+
 def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolder: bool = False,
-               scores: pd.DataFrame | None = None, out_dir: str | Path | None = None) -> ExportResult:
+               scores: pd.DataFrame | None = None, out_dir: str | Path | None = None,
+               cleaning: str | None = None) -> ExportResult:
     """Write the cleaned label CSV (and optionally the ImageFolder tree) for a run.
 
     Parameters
@@ -132,8 +148,16 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
         The run's scores if the caller has them already (saves recomputing).
     out_dir:
         Where to write; default ``<run>/export``.
+    cleaning:
+        ``"suggested"``: a dry run of the suggested cleaning, applied on top of the person's decisions in what is
+        written, recorded nowhere; the run is only read (``out_dir`` must lie outside it).
     """
-    store = RunStore(run_path)
+    if cleaning is not None and cleaning not in CLEANINGS:
+        raise DataError(f"unknown cleaning {cleaning!r}; known: {', '.join(CLEANINGS)}")
+    store = RunStore(run_path, read_only=cleaning is not None)
+    if cleaning is not None and (out_dir is None or Path(out_dir).resolve().is_relative_to(store.path.resolve())):
+        raise DataError(f"a dry run of the {cleaning} cleaning writes nothing into the run {store.path}: give an "
+                        "output folder outside it (--out DIR)")
     changed = samples_changed(store.path / SAMPLES, store.meta)   # its kept scores would hold other labels
     if changed:
         raise RunError(f"{store.path} is not exported: " + " ".join(changed))
@@ -141,7 +165,9 @@ def export_run(run_path: str | Path, *, include_dropped: bool = True, imagefolde
         scores = store.scores()
     classes = store.classes
     labels = scores["label"].to_numpy(np.int64)
-    effective = DecisionLog(store.path).effective(len(scores), labels)
+    effective = DecisionLog(store.path, read_only=store.read_only).effective(len(scores), labels)
+    if cleaning is not None:
+        effective = with_cleaning(scores, effective)
     out = Path(out_dir) if out_dir is not None else store.path / EXPORT
     refuse_run_folder(out)
     if out.is_symlink():
