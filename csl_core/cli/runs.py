@@ -237,10 +237,10 @@ def _print_standing(store: RunStore, scores, truth) -> None:
         return
     ranking = default_score(scores)
     where = standing(scores, suspicion(scores, ranking), accuracy, truth, actions=_decided(store, scores))
-    line = f"wrong      {where['text']}; review the top {where['k']} by {ranking}"
+    print(f"wrong      {where['text']}; review the top {where['k']} by {ranking}")
     if truth is not None:
-        line += f" (known truth: {where['true_count']} wrong, {where['true_in_top_k']} of them in that top)"
-    print(line)
+        print(f"truth      {where['true_count']} wrong (injected), {where['true_in_top_k']} of them in that top "
+              f"{where['k']}")
     if where["memorised"]:
         _print_field("warning", f"training accuracy {accuracy:.1%}: the network has memorised its labels, wrong "
                      "ones included, so their last-epoch loss is low and stops separating them. Rank by csl or "
