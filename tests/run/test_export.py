@@ -52,7 +52,8 @@ def test_cleaned_labels_columns_and_rows(tmp_path, three_class_run):
     assert list(table.columns) == CSV_COLUMNS
     assert table.loc[0].to_dict() == {"id_or_path": "s0", "original_label": "cat", "label": "fox",
                                       "action": "relabel", "csl": pytest.approx(3 / 9), "csl_rank": 9,
-                                      "suggested_label": "dog", "suggested_confidence": 1.0}
+                                      "suggested_label": "dog", "suggested_confidence": 1.0,
+                                      "p_wrong": round(float(scores.at[0, "p_wrong"]), 4)}
     assert table.loc[1, "action"] == "drop" and table.loc[3, "action"] == "undecided"
     without = cleaned_labels(scores, effective, CLASSES, include_dropped=False)
     assert len(without) == 8 and 1 not in without.index
