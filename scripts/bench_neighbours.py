@@ -20,6 +20,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import resource
 import time
 from pathlib import Path
@@ -220,12 +221,22 @@ def _crops(samples: int, probes: int, queue) -> None:
                "cpu_seconds": round(cpu, 1), **times, "peak_mib": round(_peak_mib(), 1)})
 
 
-def _in_child(target, *args) -> dict:
+def _in_child(target, *args, poll_seconds: float = 5.0) -> dict:
+    """``target(*args, queue)`` in a fresh process; its result. A worker that dies without one (an error, the
+    memory killer) ends the benchmark with its exit code instead of leaving this process waiting for good."""
     context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
+    results = context.Queue()
+    process = context.Process(target=target, args=(*args, results))
     process.start()
-    result = queue.get()
+    while True:
+        try:
+            result = results.get(timeout=poll_seconds)
+            break
+        except queue.Empty:
+            if not process.is_alive() and results.empty():
+                process.join()
+                raise SystemExit(f"{getattr(target, '__name__', target)} failed in its worker process (exit code "
+                                 f"{process.exitcode}); its error is printed above")
     process.join()
     return result
 

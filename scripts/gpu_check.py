@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from csl_core.config import TrainConfig
 from csl_core.data import IndexedDataset
 from csl_core.engine.models import build_model
 from csl_core.engine.preprocess import Preprocess
+from csl_core.engine.step import train_step
 from csl_core.engine.tracker import CSLTracker
 from csl_core.engine.train import autocast_dtype, build_optimizer, make_loader
 
@@ -79,24 +79,12 @@ class Bench:
                            num_workers=self.workers, pin_memory=self.device.type == "cuda")
 
     def step(self, x, y, index, *, track: bool) -> None:
+        """The shipped training step (``engine.step.train_step``), on the device; the tracker on or off."""
         device = self.device
         x = self.preprocess(x.to(device, non_blocking=True), train=True)
         y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            logits = self.forward(x)
-            losses = F.cross_entropy(logits.float(), y, reduction="none")
-        if track:
-            self.tracker.update(index, logits, y, losses)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = losses.mean()
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        self.scheduler.step()
+        train_step(self.forward, x, y, self.optimizer, self.scheduler, tracker=self.tracker if track else None,
+                   index=index, scaler=self.scaler, amp_dtype=self.amp_dtype)
 
     def epoch_seconds(self, *, track: bool) -> float:
         self.model.train()

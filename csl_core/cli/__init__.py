@@ -6,26 +6,16 @@ option answer without loading torch.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import traceback
 
 from ..errors import REPORT_BUG, CSLError
-from .parser import build_parser
-
-#: command -> (module of ``csl_core.cli``, function): the function takes the parsed arguments and returns
-#: the exit status.
-COMMANDS = {"app": ("interop", "cmd_app"), "train": ("runs", "cmd_train"), "scores": ("runs", "cmd_scores"),
-            "info": ("runs", "cmd_info"), "audit": ("audit", "cmd_audit"), "duplicates": ("runs", "cmd_duplicates"),
-            "bench": ("bench", "cmd_bench"), "bench-real": ("bench", "cmd_bench_real"),
-            "import": ("interop", "cmd_import"), "export": ("interop", "cmd_export"),
-            "memorization": ("bench", "cmd_memorization")}
+from .parser import COMMANDS, build_parser
 
 
 def command(name: str):
     """The function that runs command ``name`` (its module imported now)."""
-    module, function = COMMANDS[name]
-    return getattr(importlib.import_module(f".{module}", __name__), function)
+    return COMMANDS[name].run
 
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m csl_core") -> int:

@@ -3,7 +3,10 @@ sources table."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..analysis.crops import CROP_MAX_DISTANCE
 from ..analysis.duplicate_choice import DEFAULT_KEEP, KEEP_POLICIES
@@ -67,9 +70,8 @@ def build_parser(prog: str = "python -m csl_core") -> argparse.ArgumentParser:
                                      description="Find mislabeled and duplicate images by Cumulative Sample "
                                                  "Loss (CSL) from one training run.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_scores, add_info, add_audit, add_duplicates, add_bench, add_import, add_app, add_export,
-                add_memorization, add_bench_real):
-        add(sub)
+    for command in COMMANDS.values():
+        command.add(sub)
     return parser
 
 
@@ -346,3 +348,35 @@ def add_bench_real(sub) -> None:
     r.add_argument("--device", default="auto")
     r.add_argument("--out", required=True, help="output folder (outside the data; reruns reuse finished runs)")
     r.add_argument("--quiet", action="store_true")
+
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the command line: ``add`` gives it its subparser and options; ``function`` of the
+    ``csl_core.cli`` module ``module`` runs it (imported only after parsing: ``--help`` loads no torch)."""
+
+    name: str
+    add: Callable[[object], None]   # given the subparsers of the command line
+    module: str
+    function: str
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Import the command's module now and run it on the parsed ``args``; its exit status."""
+        return getattr(importlib.import_module(f"csl_core.cli.{self.module}"), self.function)(args)
+
+
+#: Every command, in the order ``--help`` lists them: its options and the function that runs it, together.
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("train", add_train, "runs", "cmd_train"),
+    Command("scores", add_scores, "runs", "cmd_scores"),
+    Command("info", add_info, "runs", "cmd_info"),
+    Command("audit", add_audit, "audit", "cmd_audit"),
+    Command("duplicates", add_duplicates, "runs", "cmd_duplicates"),
+    Command("bench", add_bench, "bench", "cmd_bench"),
+    Command("import", add_import, "interop", "cmd_import"),
+    Command("app", add_app, "interop", "cmd_app"),
+    Command("export", add_export, "interop", "cmd_export"),
+    Command("memorization", add_memorization, "bench", "cmd_memorization"),
+    Command("bench-real", add_bench_real, "bench", "cmd_bench_real"),
+)}
