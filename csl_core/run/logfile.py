@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from stat import S_ISREG
 from urllib.parse import quote
 
 from .errors import RunError
@@ -66,8 +67,11 @@ def refuse_links(path: Path) -> None:
     """Refuse the log when it, or one of the files SQLite keeps beside it, is a symbolic link."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         refuse_link(Path(f"{path}{suffix}"), "(the decision log of the run)")
-        if os.path.lexists(f"{path}{suffix}"):
-            check_file(Path(f"{path}{suffix}"))   # a FIFO would block SQLite forever
+        try:
+            if not S_ISREG(os.lstat(f"{path}{suffix}").st_mode):
+                check_file(Path(f"{path}{suffix}"))   # says what it is: a FIFO would block SQLite forever
+        except FileNotFoundError:
+            pass   # absent, or SQLite's -journal gone between two looks
 
 
 def connect(path: Path, *, write: bool, read_only: bool) -> sqlite3.Connection:
