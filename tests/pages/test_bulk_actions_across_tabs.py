@@ -74,3 +74,17 @@ def test_class_pair_ticks_are_not_applied_over_a_decision_made_meanwhile(run, op
     assert any("changed since" in e.value for e in page.error)
     effective = DecisionLog(run).effective(n, RunStore(run).samples()["label"])
     assert (effective["action"] == "drop").all() and len(DecisionLog(run).batches()) == 1
+
+
+def test_accepting_the_cleaning_on_a_read_only_run_says_so(run, monkeypatch, open_app):
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if (mode & os.W_OK and str(run) in str(p))
+                        else real_access(p, mode, **kw))          # as a folder of another user (tests run as root)
+    page = _tab(run, "pages/export.py", open_app)
+    assert not page.button(key="clean_accept").disabled
+    page.button(key="clean_accept").click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert any("read-only" in e.value for e in page.error)
+    assert not (run / "decisions.sqlite").exists()
