@@ -20,7 +20,8 @@ from csl_core.analysis.duplicates import (
 )
 from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision, DecisionLog
-from csl_core.run.duplicates import find_duplicates, kept_members
+from csl_core.run.duplicate_files import kept_members
+from csl_core.run.duplicates import find_duplicates
 from csl_core.run.files import csv_safe
 from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore

@@ -302,6 +302,7 @@ class NeighbourIndex:
     crop_pairs: np.ndarray = field(default_factory=lambda: np.empty((0, 2), np.int64))
     crop_similarities: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
     crop_tier: bool = False
+    crops_skipped: bool = False    # the crop tier left out on request (find_duplicates with crop_limit 0)
 
     @property
     def max_distance(self) -> float:

@@ -133,7 +133,8 @@ def cmd_duplicates(args) -> int:
     where duplicates were injected, how many were found.
     """
     from ..analysis.duplicates import injected_pair_recall, member_table
-    from ..run.duplicates import find_duplicates, kept_members
+    from ..run.duplicate_files import kept_members
+    from ..run.duplicates import find_duplicates
 
     store = RunStore(args.run)
     if args.embedding_neighbours:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.crops import CROP_MAX_DISTANCE, CROP_SIZE, crop_prints, duplicate_search
-from ..analysis.duplicate_choice import DEFAULT_KEEP, group_kinds, keep_member
+from ..analysis.duplicate_choice import group_kinds
 from ..analysis.duplicates import (
     DEFAULT_NEIGHBOURS,
     DEFAULT_THRESHOLD,
@@ -42,7 +42,7 @@ from .layout import EMBEDDINGS, FINGERPRINTS, NEIGHBOURS, max_bytes
 from .npzfile import read_npz
 from .store import RunError, RunStore, check_array_file
 
-CACHE_VERSION = 4  # 3: neighbours re-ranked by aligned similarity (the `aligned` flag); 4: the crop tier
+CACHE_VERSION = 5  # 3: neighbours re-ranked by aligned similarity (the `aligned` flag); 4: the crop tier; 5: skipped
 
 
 def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_THRESHOLD,
@@ -65,7 +65,7 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
     for name, given in (("labels", labels), ("csl", csl)):
         if given is not None and len(given) != store.num_samples:
             raise InputError(f"{name} has {len(given)} values for the run's {store.num_samples} samples")
-    index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress)
+    index, notes = neighbour_index(store, k=k, recompute=recompute, progress=progress, crops=crop_limit > 0)
     labels = np.asarray(labels if labels is not None else store.samples()["label"], dtype=np.int64)
     exact_of = index.exact_of
     without_crops = near_duplicate_groups(index.indices, index.similarities, threshold=threshold, exact_of=exact_of,
@@ -96,38 +96,6 @@ def find_duplicates(run: str | Path | RunStore, *, threshold: float = DEFAULT_TH
                            crop_limit=crop_limit)
 
 
-def file_facts(samples: pd.DataFrame, rows) -> tuple[np.ndarray, np.ndarray]:
-    """``(pixels, bytes)`` of each sample's file, ``(N,)`` float, for ``rows`` only (NaN elsewhere, and where
-    the run names no file or it cannot be read): width x height from the image's header, the file's size."""
-    n = len(samples)
-    pixels, sizes = np.full(n, np.nan), np.full(n, np.nan)
-    if "path" not in samples.columns:
-        return pixels, sizes
-    from PIL import Image
-
-    paths = samples["path"].to_numpy()
-    for row in np.asarray(list(rows), dtype=np.int64):
-        try:
-            sizes[row] = os.stat(str(paths[row])).st_size
-            with Image.open(str(paths[row])) as image:  # the header only
-                pixels[row] = image.width * image.height
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue
-    return pixels, sizes
-
-
-def kept_members(report: DuplicateReport, samples: pd.DataFrame, policy: str = DEFAULT_KEEP) -> dict[int, int]:
-    """Each group's member to keep under ``policy`` (:data:`~csl_core.analysis.duplicate_choice.KEEP_POLICIES`):
-    group -> sample index. Files are looked at only for the grouped samples, and only when the policy needs them."""
-    members = [m for ms in report.groups["members"] for m in ms]
-    pixels = sizes = None
-    if policy in ("highest-resolution", "largest-file"):
-        pixels, sizes = file_facts(samples, members)
-    csl = report.samples["csl"].to_numpy()
-    return {int(g): keep_member(ms, policy, csl=csl, pixels=pixels, file_bytes=sizes)
-            for g, ms in zip(report.groups["group"], report.groups["members"])}
-
-
 def _with_crop_similarity(similarity: np.ndarray, crops: np.ndarray, index: NeighbourIndex,
                           crop_limit: float) -> np.ndarray:
     """Members' best similarity within their group, the crop links (within ``crop_limit``) included."""
@@ -140,16 +108,21 @@ def _with_crop_similarity(similarity: np.ndarray, crops: np.ndarray, index: Neig
 
 
 def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: bool = False,
-                    progress: bool = False, embeddings: bool = False) -> tuple[NeighbourIndex, list[str]]:
+                    progress: bool = False, embeddings: bool = False, crops: bool = True
+                    ) -> tuple[NeighbourIndex, list[str]]:
     """The cached neighbour searches and content hashes of a run, computed and saved when missing or stale:
     the nearest thumbnails (duplicates) and, with ``embeddings`` and where the run has them, the nearest
-    embeddings (the focus page's look-alikes; the duplicate search does not wait for them)."""
+    embeddings (the focus page's look-alikes; the duplicate search does not wait for them). ``crops=False``
+    leaves the crop tier out (2.3 times the CPU of the rest: ``--crop-limit 0``); a search saved so is
+    searched again when crops are wanted."""
     notes: list[str] = []
     embeddings_file = store.path / EMBEDDINGS
     stamp = _stamp(embeddings_file)
     cached = None if recompute else _read_cache(store.path / NEIGHBOURS, stamp, k, store.num_samples)
     if cached is not None and not cached.aligned and images_present(store):
         cached = None   # made while the images were away (thumbnails only): searched again now they are back
+    if cached is not None and crops and cached.crops_skipped:
+        cached = None   # the crop tier was left out on request: searched again with it
     wanted = embeddings and stamp is not None
     if cached is not None and (not wanted or cached.embedding_indices.shape[1]):
         if cached.hashes is None:
@@ -165,7 +138,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
         crop_pairs, crop_similarities = cached.crop_pairs, cached.crop_similarities
     else:
         hashes, fingerprints, fine, crop = _fingerprints(store, recompute=recompute, progress=progress)
-        aligned, crop_tier = fine is not None, fine is not None and crop is not None
+        aligned, crop_tier = fine is not None, fine is not None and crop is not None and crops
         if fingerprints is None:
             indices = np.empty((store.num_samples, 0), dtype=np.int64)
             similarities = np.empty((store.num_samples, 0), dtype=np.float32)
@@ -192,7 +165,7 @@ def neighbour_index(store: RunStore, *, k: int = DEFAULT_NEIGHBOURS, recompute: 
     index = NeighbourIndex(indices, similarities, hashes, seconds=time.perf_counter() - began,
                            embedding_indices=embedding_indices, embedding_similarities=embedding_similarities,
                            aligned=aligned, crop_pairs=crop_pairs, crop_similarities=crop_similarities,
-                           crop_tier=crop_tier)
+                           crop_tier=crop_tier, crops_skipped=aligned and not crops)
     if not getattr(store, "read_only", False):  # a run only viewed is never written to
         try:
             _write_cache(store.path / NEIGHBOURS, index, stamp, k)
@@ -354,7 +327,8 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
     n = num_samples
     scalar = lambda kinds: lambda shape, dtype: shape == () and dtype.kind in kinds  # noqa: E731
     fits = {"version": scalar("iu"), "k": scalar("iu"), "seconds": scalar("fiu"), "aligned": scalar("b"),
-            "crop_tier": scalar("b"), "crop_pairs": lambda shape, dtype: len(shape) == 2 and shape[1] == 2
+            "crop_tier": scalar("b"), "crops_skipped": scalar("b"),
+            "crop_pairs": lambda shape, dtype: len(shape) == 2 and shape[1] == 2
             and shape[0] <= n * k and dtype.kind in "iu",
             "crop_similarities": lambda shape, dtype: len(shape) == 1 and shape[0] <= n * k and dtype.kind == "f",
             "embeddings_stamp": lambda shape, dtype: shape == (2,) and dtype.kind in "iu",
@@ -386,7 +360,8 @@ def _read_cache(file: Path, stamp, k: int, num_samples: int) -> NeighbourIndex |
     return NeighbourIndex(arrays["indices"].astype(np.int64, copy=False), arrays["similarities"], hashes,
                           float(data["seconds"]), arrays["embedding_indices"].astype(np.int64, copy=False),
                           arrays["embedding_similarities"], aligned=bool(data["aligned"]), crop_pairs=crop_pairs,
-                          crop_similarities=crop_similarities, crop_tier=bool(data["crop_tier"]))
+                          crop_similarities=crop_similarities, crop_tier=bool(data["crop_tier"]),
+                          crops_skipped=bool(data["crops_skipped"]))
 
 
 def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
@@ -397,4 +372,4 @@ def _write_cache(file: Path, index: NeighbourIndex, stamp, k: int) -> None:
                  seconds=index.seconds, embedding_indices=index.embedding_indices,
                  embedding_similarities=index.embedding_similarities, aligned=bool(index.aligned),
                  crop_pairs=index.crop_pairs, crop_similarities=index.crop_similarities,
-                 crop_tier=bool(index.crop_tier))
+                 crop_tier=bool(index.crop_tier), crops_skipped=bool(index.crops_skipped))

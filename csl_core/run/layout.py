@@ -89,7 +89,8 @@ RUN_FILES: dict[str, RunFile] = {f.name: f for f in (
     RunFile(NEIGHBOURS, "run.duplicates.neighbour_index", ".npz (no pickle)",
             "stamped with the embeddings' size and time, k and the sample count; indices range-checked",
             "nearest pictures by aligned fingerprints (duplicates; `aligned` says whether the fine fingerprints "
-            "were used) and nearest embeddings (focus page), content hashes"),
+            "were used), the crop tier's pairs (`crop_tier`, `crops_skipped`) and nearest embeddings (focus "
+            "page), content hashes"),
     RunFile(FINGERPRINTS, "run.duplicates.write_fingerprints (trainer, when a run is made), image_fingerprints",
             ".npz (no pickle)", "row count, dtypes and finite values; else computed again from the images (a file "
             "without `fine`, from before it existed, gets it added)",

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from csl_core.cli import main
-from csl_core.run.duplicates import find_duplicates, kept_members
+from csl_core.run.duplicate_files import kept_members
+from csl_core.run.duplicates import find_duplicates
 from csl_core.run.store import RunStore
 
 
