@@ -157,10 +157,22 @@ def test_every_entry_of_the_table_is_computed_from_what_it_needs_and_only_then()
               "p_given": rng.random((n, epochs)), "p_max": rng.random((n, epochs))}
     probabilities = rng.dirichlet(np.ones(classes), n)
     labels = rng.integers(0, classes, n)
-    full = compute_scores(arrays, probabilities=probabilities, embeddings=rng.normal(size=(n, 5)), labels=labels)
+    embeddings = rng.normal(size=(n, 5))
+    full = compute_scores(arrays, probabilities=probabilities, embeddings=embeddings, labels=labels)
     assert set(SCORES) | set(COLUMNS) <= set(full.columns)
-    for name in (*SCORES, *COLUMNS):   # each column is that entry's compute on its needs, no other
-        assert np.isfinite(full[name].to_numpy(np.float64)).all(), name
+    # each column is that entry's compute (with its parameters) on its needs, no other: computed again here
+    # from the inputs, the neighbours' labels and the columns it reads
+    from csl_core.analysis.scores import nearest_neighbour_indices
+
+    k = max(entry.params.get("neighbours", 0) for entry in (*SCORES.values(), *COLUMNS.values()))
+    inputs = {**{name: np.asarray(a, dtype=bool if name == "correct" else np.float64) for name, a in arrays.items()},
+              "probabilities": probabilities, "labels": labels,
+              "neighbour_labels": labels[nearest_neighbour_indices(embeddings, k=k)]}
+    for name, entry in {**SCORES, **COLUMNS}.items():
+        values = full[name].to_numpy(np.float64)
+        assert np.isfinite(values).all(), name
+        expected = np.broadcast_to(entry({**inputs, **{c: full[c].to_numpy() for c in full.columns}}), (n,))
+        np.testing.assert_allclose(values, np.asarray(expected, np.float64), err_msg=name)
     # without a margin array there is no AUM, and fused fuses what is there (CSL and kNN)
     no_margin = compute_scores({k: v for k, v in arrays.items() if k != "margin"}, probabilities=probabilities,
                                embeddings=rng.normal(size=(n, 5)), labels=labels)

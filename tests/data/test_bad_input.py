@@ -391,7 +391,3 @@ def test_bad_input_is_rejected_with_a_message_or_reported(make, expect, tmp_path
         real = [os.path.realpath(p) for p in source.paths]
         assert len(real) == len(set(real))
     assert not (tmp / MARKER).exists()
-
-
-def test_corpus_has_a_case_per_kind():
-    assert len(CORPUS) >= 45 and len({make.__name__ for make, _ in CORPUS}) == len(CORPUS)
