@@ -60,6 +60,18 @@ def _checked(scores: pd.DataFrame, path: Path) -> pd.DataFrame:
     return scores
 
 
+def _finite(embeddings: np.ndarray | None, path: Path, chunk: int = 1 << 16) -> np.ndarray | None:
+    """``embeddings`` unless one is not a finite number (a crafted or damaged file: one inf would be every
+    sample's nearest neighbour and change the kNN scores), checked a slice of rows at a time."""
+    for start in range(0, 0 if embeddings is None else len(embeddings), chunk):
+        finite = np.isfinite(embeddings[start:start + chunk]).all(axis=1)
+        if not finite.all():
+            raise RunError(f"{path / EMBEDDINGS} is damaged: sample {start + int(np.flatnonzero(~finite)[0])}'s "
+                           "embedding is not finite numbers; delete the file (the scores without it stay) or "
+                           "write the run's embeddings again")
+    return embeddings
+
+
 def _fits(kept: pd.DataFrame, n: int, k: int) -> bool:
     """Whether kept scores are this run's: a row per sample, labels and suggestions class indices (else they
     are computed again: a crafted file never indexes the class names out of range)."""
@@ -106,7 +118,7 @@ class KeptResults:
         arrays = {name: self.row_reader(name) for name in meta["fields"]}
         _check_losses(arrays["loss"], self.path)
         scores = _checked(compute_scores(arrays, samples=self.samples(), probabilities=self.probabilities(),
-                                         embeddings=self.embeddings()), self.path)
+                                         embeddings=_finite(self.embeddings(), self.path)), self.path)
         if meta.get("completed"):
             self._keep(cache, lambda file: atomic_write_bytes(file, scores.to_parquet()))
         return scores

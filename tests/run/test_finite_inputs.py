@@ -54,3 +54,16 @@ def test_import_refuses_an_infinite_embedding_before_making_the_run(tmp_path):
         import_run(tmp_path / "run", samples_file=tmp_path / "samples.csv", losses_file=tmp_path / "losses.npy",
                    embeddings_file=tmp_path / "embeddings.npy", layout="samples-epochs")
     assert not (tmp_path / "run" / "meta.json").exists()
+
+
+def test_a_crafted_infinite_embedding_on_disk_is_said_never_scored(tmp_path, copy_demo):
+    from csl_core.run.store import RunStore
+
+    run = copy_demo(tmp_path / "run")
+    for kept in run.glob("scores-*.parquet"):
+        kept.unlink()
+    features = np.load(run / "embeddings.npy")
+    features[9, 0] = np.inf
+    np.save(run / "embeddings.npy", features)
+    with pytest.raises(CSLError, match="sample 9's embedding"):
+        RunStore(run).scores()
