@@ -44,9 +44,9 @@ def _bad_content(run: Path, file: Path, name: str) -> None:
     """Replace ``file`` with content of the wrong shape, type or range for table entry ``name``."""
     store = RunStore(run)
     n, k = store.num_samples, len(store.classes)
-    npy = {f"{ARRAYS}/<field>.npy": np.full((n, store.meta["epochs"]), -np.inf, np.float32),
+    npy = {f"{ARRAYS}/<field>.npy": np.full((n, store.meta["epochs"] + 1), 0.5, np.int8),
            "probabilities.npy": np.full((n, k + 1), 0.5, np.float32),
-           "embeddings.npy": np.full((n, 3), np.inf, np.float32),
+           "embeddings.npy": np.full((n + 1, 3), 0.5, np.float32),
            "images.npy": np.zeros((n, 2, 2, 3), np.float64),
            "class-loss-<epochs>.npy": np.zeros((1, 1), np.int8)}
     if name in npy:
@@ -83,10 +83,55 @@ def _bad_content(run: Path, file: Path, name: str) -> None:
         file.write_bytes(os.urandom(64))
 
 
+def _out_of_range(run: Path, file: Path, name: str) -> None:
+    """Replace ``file`` with content of the right shape and type but values out of range for ``name`` (where
+    the entry has no range of its own, the wrong shape or type of :func:`_bad_content`)."""
+    store = RunStore(run)
+    n = store.num_samples
+    if name == f"{ARRAYS}/<field>.npy":
+        values = np.load(file)
+        values[3, 0] = -2.5                                                    # a negative loss
+        np.save(file, values)
+    elif name in ("probabilities.npy", "embeddings.npy"):
+        values = np.load(file)
+        values[5] = 7.0 if name == "probabilities.npy" else np.inf            # not a probability; not finite
+        np.save(file, values)
+    elif name == "neighbours.npz":
+        with np.load(file) as data:
+            arrays = {key: data[key] for key in data.files}
+        arrays["indices"][0, 0] = n + 5                                        # no such sample
+        np.savez(file.with_suffix(""), **arrays)
+    elif name == "fingerprints.npz":
+        with np.load(file) as data:
+            arrays = {key: data[key] for key in data.files}
+        arrays["thumbnails"][2, 1] = np.nan
+        np.savez(file.with_suffix(""), **arrays)
+    elif name.startswith("scores-"):
+        kept = pd.read_parquet(file)
+        kept["suggested_confidence"] = 3.0
+        kept.to_parquet(file)
+    elif name == "meta.json":
+        meta = json.loads(file.read_text())
+        file.write_text(json.dumps({**meta, "num_samples": -4, "finished_epochs": 99}))
+    elif name == "report.json":
+        file.write_text(json.dumps({"skipped": [], "epochs": [{"epoch": -1, "seconds": -5.0, "accuracy": 7}]}))
+    elif name == "samples.csv":
+        table = store.samples().copy()
+        table.loc[0, "label"] = -1
+        table.to_csv(file, index=False)
+    elif name.startswith("memorization/models/"):
+        with np.load(file) as data:
+            arrays = {key: data[key] for key in data.files}
+        arrays["p_given"][0] = 4.0
+        np.savez(file.with_suffix(""), **arrays)
+    else:
+        _bad_content(run, file, name)
+
+
 def _craft(run: Path, name: str, how: str, tmp_path: Path) -> Path:
     file = _concrete(run, name)
-    if how == "bad":
-        _bad_content(run, file, name)
+    if how in ("bad", "range"):
+        (_bad_content if how == "bad" else _out_of_range)(run, file, name)
         return file
     meta = json.loads((run / "meta.json").read_text())
     if file.is_dir():
@@ -155,7 +200,7 @@ def test_the_table_bounds_every_file():
     assert set(MAX_BYTES) == set(RUN_FILES)
 
 
-@pytest.mark.parametrize("how", ["fifo", "link", "oversized", "bad"])
+@pytest.mark.parametrize("how", ["fifo", "link", "oversized", "bad", "range"])
 @pytest.mark.parametrize("name", sorted(RUN_FILES))
 def test_every_run_file_crafted_gives_one_clear_message(full_run, tmp_path, name, how):
     if how == "oversized" and name.endswith("/"):
@@ -171,6 +216,8 @@ def test_every_run_file_crafted_gives_one_clear_message(full_run, tmp_path, name
         assert rc != -1, f"{argv[0]} raised on {name} as {how}:\n{err}"
         assert rc == 0 or shown in err, f"{argv[0]} on {name} as {how} said: {err[-600:]}"
         assert "Traceback" not in err
+        if os.environ.get("CSL_TABLE_REPORT"):   # what each command said, for a person reading the table
+            print(f"\nREPORT {name} {how} {argv[0]} rc={rc} {err.strip()[-150:]}")
     found: list = []
     rc, err = _command(lambda: found.extend(run_problems(run)) or 0)     # the check every page and listing makes
     assert rc == 0, f"the damage check on {name} as {how}: {'hung' if rc is None else err}"
