@@ -25,9 +25,9 @@ LEVEL = 0.90  # the interval's level
 STRATA = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 1.0)
 # The prior on the re-calibration: a ~ N(0, PRIOR_A^2), log b ~ N(0, PRIOR_LOG_B^2).
 PRIOR_A = 1.5
-PRIOR_LOG_B = 0.5
+PRIOR_LOG_B = 1.0
 _GRID_A = np.linspace(-5.0, 5.0, 101)
-_GRID_LOG_B = np.linspace(-1.6, 1.6, 41)
+_GRID_LOG_B = np.linspace(-2.5, 2.5, 51)
 _BINS = 400  # logit(p_wrong) is summarised in this many bins for the count (exact for the answered samples)
 _EPS = 1e-5
 
