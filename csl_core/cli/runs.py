@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..progress import progress_bar
 from ..run.files import atomic_write_csv
 from ..run.layout import REPORT
-from ..run.store import RunStore
+from ..run.store import RunError, RunStore, run_problems
 
 
 class ProgressCallbacks:
@@ -123,8 +123,13 @@ def cmd_scores(args) -> int:
 
 
 def cmd_info(args) -> int:
-    """``info``: summarise a run folder."""
-    print_info(RunStore(args.run))
+    """``info``: summarise a run folder; a damaged one (the check every page shares: samples.csv changed since the
+    run was made, arrays of the wrong shape, ...) is said instead, never summarised as healthy."""
+    store = RunStore(args.run)
+    problems = run_problems(store.path)
+    if problems:
+        raise RunError(f"{store.path} is damaged: " + " ".join(problems))
+    print_info(store)
     return 0
 
 

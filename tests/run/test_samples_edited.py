@@ -27,3 +27,16 @@ def test_a_sample_table_edited_after_the_run_is_said_and_never_exported(tmp_path
     with pytest.raises(CSLError, match="samples.csv was changed"):
         export_run(run, out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_info_says_a_sample_table_edited_after_the_run(tmp_path, demo_run, capsys):
+    from csl_core.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    assert main(["info", str(run)]) == 0
+    capsys.readouterr()
+    text = (run / "samples.csv").read_text()
+    (run / "samples.csv").write_text(text[:-2] + ("1" if text[-2] != "1" else "2") + text[-1:])   # last cell
+    assert main(["info", str(run)]) == 2
+    assert "samples.csv was changed after the run was made" in capsys.readouterr().err
