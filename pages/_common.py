@@ -147,18 +147,6 @@ def _scores(run_path: str, finished_epochs: int, read_only: bool) -> pd.DataFram
     return RunStore(run_path, read_only=read_only).scores()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def likely_mislabeled(run_path: str, finished_epochs: int) -> int | None:
-    """The run's one count of wrong labels (:func:`csl_core.analysis.noise_rate.noise_count`), or ``None`` when
-    the run has no class evidence (no mean probabilities kept)."""
-    from csl_core.analysis.noise_rate import noise_count
-
-    scores = load_scores(run_path, finished_epochs)
-    if "p_wrong" not in scores.columns:
-        return None
-    return noise_count(scores).count
-
-
 def scores_for(store: RunStore) -> pd.DataFrame:
     return load_scores(str(store.path), store.finished_epochs, bool(getattr(store, "read_only", False)))
 
@@ -179,6 +167,26 @@ def effective_for(store: RunStore) -> pd.DataFrame:
     revision = decision_log(store).revision()
     return _effective(str(store.path), revision, store.num_samples, store.finished_epochs,
                       bool(getattr(store, "read_only", False)))
+
+
+def run_count(store: RunStore):
+    """The run's one count of wrong labels (:func:`csl_core.analysis.noise_rate.noise_count`, a
+    :class:`~csl_core.analysis.trust.WrongCount`) with the person's decisions as answers, or ``None`` when the run
+    has no class evidence (no mean probabilities kept). Every page shows this one; computed again only when an
+    epoch finishes or the decision log grows."""
+    return _count(str(store.path), decision_log(store).revision(), store.num_samples, store.finished_epochs,
+                  bool(getattr(store, "read_only", False)))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _count(run_path: str, revision: int, num_samples: int, finished_epochs: int, read_only: bool):
+    from csl_core.analysis.noise_rate import noise_count
+
+    scores = load_scores(run_path, finished_epochs, read_only)
+    if "p_wrong" not in scores.columns:
+        return None
+    actions = _effective(run_path, revision, num_samples, finished_epochs, read_only)["action"].to_numpy(object)
+    return noise_count(scores, actions)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

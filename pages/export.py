@@ -16,6 +16,7 @@ from pages._common import (
     decision_log,
     effective_for,
     require_scored_run,
+    run_count,
     scores_for,
     show_decision_feedback,
     tab_id,
@@ -62,6 +63,9 @@ def suggested_cleaning_section() -> None:
         return
     plan = suggested_cleaning(scores, effective["action"].to_numpy(object))
     counts = plan.counts()
+    count = run_count(store)
+    if count is not None:
+        st.caption(f"The run's count: **{count.text()}**; the plan acts on the same probabilities.")
     st.caption(f"It acts only where its action is at least {CLEAN_AT:.0%} likely to be right: **relabel** where the "
                "label is that likely wrong *and* the suggestion its true class, **drop** where the label is that "
                "likely wrong but no class is that likely right; every other sample is left for your review. Of its "
@@ -81,10 +85,13 @@ def suggested_cleaning_section() -> None:
             "given": names[scores["label"].to_numpy(np.int64)[listed]],
             "suggested": names[scores["suggested_label"].to_numpy(np.int64)[listed]],
             "confidence": scores["suggested_confidence"].to_numpy(np.float64)[listed],
+            "p(wrong)": scores["p_wrong"].to_numpy(np.float64)[listed] if "p_wrong" in scores else np.nan,
             "action": plan.action[listed]})), hide_index=True, key="clean_samples",
             column_config={"confidence": st.column_config.ProgressColumn(
                 "confidence", min_value=0.0, max_value=1.0, format="percent",
-                help="How sure the suggestion is (its share of the class evidence)")})
+                help="How sure the suggestion is (its share of the class evidence)"),
+                "p(wrong)": st.column_config.NumberColumn(
+                    "p(wrong)", format="%.2f", help="The model's probability that the given label is wrong")})
         if len(acted) > LISTED:
             st.caption(f"The first {LISTED} (in sample order) of {len(acted):,}.")
     relabel_rows = plan.rows("relabel")

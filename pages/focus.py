@@ -12,21 +12,24 @@ from contextlib import nullcontext
 import numpy as np
 import streamlit as st
 
-from csl_core.analysis.scores import SCORES
+from csl_core.analysis.audit import AUDIT_SIZE, MIN_ANSWERS
+from csl_core.analysis.noise_rate import run_p_wrong
+from csl_core.analysis.scores import SCORES, default_score
 from csl_core.errors import CSLError, InputError
 from csl_core.run.duplicates import cached_index, neighbour_index
 from csl_core.run.images import image_data_url
 from csl_core.run.layout import EMBEDDINGS
 from csl_core.run.store import RunStore
+from pages._audit import AUDIT_CHOICE, REVIEW_CHOICE, audit_help, audit_queue
 from pages._common import (
     class_mean_losses,
     decision_log,
     decision_text,
     effective_for,
-    likely_mislabeled,
     loss_rows,
     read_only_reason,
     require_scored_run,
+    run_count,
     scores_for,
     thumb_url,
 )
@@ -130,24 +133,37 @@ if read_only:   # the keys would decide nothing: said before the first one is pr
     st.warning(plain(read_only, 600), icon=":material/lock:")
 scores = scores_for(store)
 effective = effective_for(store)
-with st.expander("Queue: which samples, in which order", icon=":material/filter_list:"):
-    filtered = sample_filters(store, scores, effective, "foc", flat=True)
-    refresh = st.button("Refresh the queue", key="foc_refresh",
-                        help="Take the filters again (drops the samples decided since, under *Decision: undecided*).")
-signature = filtered.signature
+# The audit needs the model's p(wrong) (a run with class evidence): a fixed list, whatever the filters say.
+auditing = "p_wrong" in scores.columns and st.radio(
+    "Queue", [REVIEW_CHOICE, AUDIT_CHOICE], key="foc_mode", horizontal=True, help=audit_help()) == AUDIT_CHOICE
+refresh = False
+if auditing:
+    st.caption(f"The audit: {AUDIT_SIZE} images picked across the model's p(wrong). **K** the label is right, "
+               f"**A** or a digit relabel, **D** wrong (drop). Your answers set the count from {MIN_ANSWERS} on.")
+    fresh_queue = audit_queue(str(store.path), store.finished_epochs, store.name)
+    signature = repr(("audit", str(store.path), store.finished_epochs))
+    method = default_score(scores)
+else:
+    with st.expander("Queue: which samples, in which order", icon=":material/filter_list:"):
+        filtered = sample_filters(store, scores, effective, "foc", flat=True)
+        refresh = st.button("Refresh the queue", key="foc_refresh", help="Take the filters again (drops the samples "
+                                                                         "decided since, under *Decision: undecided*).")
+    fresh_queue, signature, method = filtered.queue, filtered.signature, filtered.method
 if ss.get("foc_signature") != signature or refresh:
     ss["foc_signature"] = signature
-    ss["foc_queue"] = filtered.queue
+    ss["foc_queue"] = fresh_queue
     ss["foc_queue_id"] = uuid.uuid4().hex
-    ss["foc_cursor"] = 0
+    # the audit goes on at its first unanswered question
+    open_questions = np.flatnonzero(effective["action"].to_numpy(object)[fresh_queue] == "undecided")
+    ss["foc_cursor"] = int(open_questions[0]) if auditing and len(open_questions) else 0
 queue: np.ndarray = ss["foc_queue"]
 classes = store.classes
-method = filtered.method
 values = scores[method].to_numpy(np.float64)
 labels = scores["label"].to_numpy(np.int64)
 suggested = scores["suggested_label"].to_numpy(np.int64) if "suggested_label" in scores else None
 confidence = scores["suggested_confidence"].to_numpy(np.float64) if suggested is not None else None
 ranks = scores["csl_rank"].to_numpy(np.int64)
+p_wrong_model = run_p_wrong(scores) if "p_wrong" in scores.columns else None
 names = names_for(store)
 run_path = str(store.path)
 created = float(store.meta.get("created", 0.0))
@@ -172,6 +188,7 @@ def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndar
         "given": int(labels[index]),
         "suggested": int(suggested[index]) if suggested is not None else None,
         "probability": float(confidence[index]) if confidence is not None else 0.0,
+        "p_wrong": float(p_wrong_model[index]) if p_wrong_model is not None else None,
         "score_text": f"{values[index]:.3f}", "rank": int(ranks[index]),
         "action": action, "decision": decision_text(action, int(state["label"][index]), classes),
         "loss": [round(float(v), 4) for v in loss],
@@ -181,12 +198,17 @@ def item(pos: int, index: int, state: dict[str, np.ndarray], class_loss: np.ndar
 
 
 def likely_marker() -> dict | None:
-    """Where the likely mislabeled ones end in this queue: ``{"count", "end"}`` (the run's estimate, and how
-    many of the queue's first samples are among that many of the whole ranking), or ``None`` without one."""
-    count = likely_mislabeled(run_path, store.finished_epochs)
+    """The run's one count (:func:`pages._common.run_count`, the person's decisions included) and where the likely
+    mislabeled ones end in this queue: ``{"count", "text", "end"}`` (how many of the queue's first samples are
+    among that many of the whole ranking), or ``None`` without a count."""
+    count = run_count(store)
     if count is None:
         return None
-    return {"count": count, "end": likely_end(queue, ranking(run_path, store.finished_epochs, method), count)}
+    text = count.text()
+    if not count.answers:
+        text += f"; your answers count from {MIN_ANSWERS} on"
+    return {"count": count.count, "text": text,
+            "end": likely_end(queue, ranking(run_path, store.finished_epochs, method), count.count)}
 
 
 @st.fragment
@@ -213,7 +235,7 @@ def review() -> None:
             "queue": ss["foc_queue_id"], "cursor": cursor, "ack": ss.get("foc_ack", 0), "total": len(queue),
             "decided": int(decided[queue].sum()) if len(queue) else 0,   # this queue's progress
             "run_decided": int(decided.sum()), "samples": int(store.num_samples),   # the run's decision log
-            "read_only": read_only or "", "likely": likely_marker(),
+            "read_only": read_only or "", "likely": likely_marker(), "audit": auditing,
             "classes": plain_list(classes), "score_label": SCORES[method].label, "error": error,
             "neighbours_note": "No neighbour search for this run (it has no embeddings, or the Duplicates page "
                                "has not searched it yet)." if near is None else "",

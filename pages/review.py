@@ -59,6 +59,7 @@ table = pd.DataFrame({
     "given": names[scores["label"].to_numpy()[shown]],
     "suggested": names[suggested[shown]] if suggested is not None else "",
     "confidence": scores["suggested_confidence"].to_numpy()[shown] if suggested is not None else np.nan,
+    "p(wrong)": scores["p_wrong"].to_numpy()[shown] if "p_wrong" in scores else np.nan,
     "score": values[shown],
     "CSL": scores["csl"].to_numpy()[shown],
     "decision": [decision_text(effective.at[i, "action"], int(effective.at[i, "label"]), classes) for i in shown],
@@ -85,6 +86,9 @@ event = st.dataframe(
         "confidence": st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="percent",
                                                       help="How sure the suggestion is: its share of the evidence "
                                                            "(mean softmax and neighbours' labels)"),
+        "p(wrong)": st.column_config.NumberColumn("p(wrong)", format="%.2f",
+                                                  help="The model's probability that the given label is wrong "
+                                                       "(summed over the run: its count of wrong labels)"),
         "score": st.column_config.NumberColumn(method, format="%.3f"),
         "CSL": st.column_config.NumberColumn("CSL", format="%.3f"),
     })

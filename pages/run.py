@@ -15,7 +15,18 @@ from csl_core.errors import CSLError
 from csl_core.run.folders import run_folder_for
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore
-from pages._common import LIVE_REFRESH_SECONDS, job_registry, open_run_path, open_store, runs_root, select_run
+from pages._common import (
+    LIVE_REFRESH_SECONDS,
+    decision_log,
+    effective_for,
+    job_registry,
+    open_run_path,
+    open_store,
+    runs_root,
+    scores_for,
+    select_run,
+    view_store,
+)
 from pages._run_live import live_charts, live_progress
 from pages._text import plain
 
@@ -240,21 +251,28 @@ def run_controls(path: str) -> tuple[Job | None, bool, bool]:
     return job, active, live
 
 
+def _standing(run: RunStore) -> dict | None:
+    """Where the open run stands (:func:`csl_core.analysis.noise_rate.standing`), its count resting on the
+    person's decisions too: computed again when an epoch finishes or the decision log grows."""
+    return _standing_at(str(run.path), run.finished_epochs, decision_log(run).revision())
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
-def _standing(run_path: str, finished_epochs: int) -> dict | None:
+def _standing_at(run_path: str, finished_epochs: int, revision: int) -> dict | None:
     from csl_core.analysis.noise_rate import standing
     from csl_core.analysis.scores import default_score, suspicion
-    from pages._common import load_scores
 
-    store = RunStore(run_path)
+    store = view_store(run_path)
     probabilities = store.probabilities()
     epochs = store.report().get("epochs", [])
     if probabilities is None or not epochs:
         return None
-    scores = load_scores(run_path, finished_epochs)
+    scores = scores_for(store)
     truth = scores["is_mislabeled"].to_numpy(bool) if "is_mislabeled" in scores else None
     ranking = default_score(scores)
-    return {"ranking": ranking, **standing(scores, suspicion(scores, ranking), epochs[-1].get("accuracy"), truth)}
+    actions = effective_for(store)["action"].to_numpy(object)
+    return {"ranking": ranking, **standing(scores, suspicion(scores, ranking), epochs[-1].get("accuracy"), truth,
+                                           actions=actions)}
 
 
 def where_you_stand() -> None:
@@ -262,7 +280,7 @@ def where_you_stand() -> None:
     run = open_store()
     if run is None or not run.finished_epochs:
         return
-    where = _standing(str(run.path), run.finished_epochs)
+    where = _standing(run)
     if where is None:
         return
     st.subheader("Where you stand")
@@ -273,13 +291,16 @@ def where_you_stand() -> None:
     cells[1].metric("Likely mislabeled", f"~{where['estimated_count']:,}",
                     help=f"{where['text']}: the run's one count (also `info`'s, Focused review's, the review budget "
                          "and the suggested cleaning's), the sum of every sample's probability that its label is "
-                         "wrong (`p_wrong`), with its 90% interval. An audit (a person's answers on a sample the "
-                         "tool picks) makes it honest: docs/bench/trust.md.")
+                         "wrong (`p_wrong`), with its 90% interval; every decision you make counts as an answer (from "
+                         "20 on). An audit (Focused review, queue *Audit*: your answers on a sample the tool picks) "
+                         "makes it honest: docs/bench/trust.md.")
     cells[2].metric(f"Expected wrong in the top {where['k']:,}", f"{where['expected_wrong_in_top_k']:,.0f}",
                     help=f"Of the top {where['k']:,} of the review queue (by {where['ranking']}), how many are "
                          "expected to be wrong (the sum of their p_wrong).")
     text = (f"**{where['text'][0].upper() + where['text'][1:]}**: review the top **{where['k']:,}** of the queue "
             f"(ranked by `{where['ranking']}`).")
+    if not where["answers"]:
+        text += " Answer the audit in **Focused review** (40-100 images by keyboard) to make the count honest."
     if "true_in_top_k" in where:
         text += (f" This run has known ground truth: the top {where['k']:,} hold {where['true_in_top_k']:,} of "
                  f"its {where['true_count']:,} mislabeled samples.")
@@ -296,7 +317,7 @@ def what_next(live: bool) -> None:
     run = open_store()
     if run is None or not run.meta.get("completed") or live:
         return
-    where = _standing(str(run.path), run.finished_epochs)
+    where = _standing(run)
     if where is None:
         return
     with st.container(border=True):

@@ -102,22 +102,29 @@ function whereText(state) {
   const run = `${Math.max(0, (data.run_decided || 0) + change).toLocaleString()} of ` +
               `${(data.samples || 0).toLocaleString()} decided in this run`;
   if (!data.total) return `${run} · the queue is empty: change the filters above.`;
+  const decided = Math.max(0, (data.decided || 0) + change).toLocaleString();
+  if (data.audit) {
+    return `Audit: ${decided} of ${data.total.toLocaleString()} answered · question ${(state.pos + 1).toLocaleString()}` +
+           ` · ${run}`;
+  }
   return `${run} · this queue: ${(state.pos + 1).toLocaleString()} of ${data.total.toLocaleString()}, ` +
-         `${Math.max(0, (data.decided || 0) + change).toLocaleString()} decided`;
+         `${decided} decided`;
 }
 
-// Where the likely mislabeled ones (the run's own estimate) end in this queue, and which side of it this is.
+// The run's one count (the person's decisions included: it follows each answer), and in a ranked queue where the
+// likely mislabeled ones end and which side of it this is.
 function likelyText(state) {
   const likely = state.data.likely;
   if (!likely || !state.data.total) return ["", ""];
-  const estimate = `the run estimates ~${likely.count.toLocaleString()} mislabeled`;
-  if (!likely.count) return ["past", "The run's estimate finds no likely mislabeled sample."];
-  if (!likely.end) return ["past", `None of this queue is among the likely mislabeled ones (${estimate}).`];
+  const count = `the run's count: ${likely.text}`;
+  if (state.data.audit) return ["count", `The run's count: ${likely.text}.`];
+  if (!likely.count) return ["past", `No likely mislabeled sample: ${count}.`];
+  if (!likely.end) return ["past", `None of this queue is among the likely mislabeled ones · ${count}.`];
   if (state.pos < likely.end) {
-    return ["within", `Likely mislabeled: ${state.pos + 1} of the first ${likely.end.toLocaleString()} (${estimate})`];
+    return ["within", `Likely mislabeled: ${state.pos + 1} of the first ${likely.end.toLocaleString()} · ${count}`];
   }
-  return ["past", `Past the likely mislabeled ones (the first ${likely.end.toLocaleString()}; ${estimate}): ` +
-                  "most labels from here on are right."];
+  return ["past", `Past the likely mislabeled ones (the first ${likely.end.toLocaleString()}): most labels from ` +
+                  `here on are right · ${count}.`];
 }
 
 function show(state) {
@@ -171,6 +178,10 @@ function show(state) {
     const differs = item.suggested !== item.given;
     const suggested = element("b", { text: classes[item.suggested], class: differs ? "differs" : "" });
     labels.append(" · suggested ", suggested, ` (${Math.round(item.probability * 100)}%)`);
+  }
+  if (item.p_wrong !== null && item.p_wrong !== undefined) {
+    labels.append(" · ", element("span", { class: "p-wrong", text: `p(wrong) ${item.p_wrong.toFixed(2)}`,
+                                           title: "the model's probability that the given label is wrong" }));
   }
   labels.append(element("br"), `${data.score_label} ${item.score_text} · CSL rank #${item.rank}`);
   const decision = decisionOf(state, item);
