@@ -205,7 +205,7 @@ def likely_marker() -> dict | None:
     if count is None:
         return None
     text = count.text()
-    if not count.answers:
+    if auditing and not count.answers:
         text += f"; your answers count from {MIN_ANSWERS} on"
     return {"count": count.count, "text": text,
             "end": likely_end(queue, ranking(run_path, store.finished_epochs, method), count.count)}

@@ -303,6 +303,10 @@ export default function (component) {
     state = { queue: data.queue, pos: data.cursor, seq: data.ack, pending: [], cache: new Map(),
               local: new Map(), history: [], message: "", keyTime: null, root: null };
     parentElement.__cslFocus = state;
+    // A queue picked with the mouse (Focused review's Queue choice) leaves its radio focused, where the keys would
+    // not reach the view and the arrows would pick another queue: the new queue takes the keys.
+    const active = document.activeElement;
+    if (active && active.tagName === "INPUT" && active.type === "radio") active.blur();
   }
   state.setStateValue = setStateValue;
   state.root = parentElement.querySelector(".csl-focus") || build(parentElement);
@@ -331,27 +335,39 @@ export default function (component) {
   show(state);
 
   fillRelabel(state.root, data.classes);
-  const keydown = (event) => onKey(state, event);
-  const change = (event) => {
-    const select = event.target.closest("select.relabel");
-    if (!select || select.value === "") return;
-    state.keyTime = performance.now();
-    decide(state, "relabel", Number(select.value));
-    select.value = "";
-    select.blur();
-    show(state);
-  };
-  const click = (event) => {
-    const button = event.target.closest("button[data-key]");
-    if (!button) return;
-    onKey(state, new KeyboardEvent("keydown", { key: button.dataset.key }));
-  };
-  document.addEventListener("keydown", keydown);
-  state.root.addEventListener("click", click);
-  state.root.addEventListener("change", change);
+  // Streamlit calls the cleanup a render returns only when the view goes away, not before the next render: the
+  // handlers are added once per view and act on its current state, so that a key or a click is handled once, by
+  // the queue on screen (a new queue, from the filters or the audit, included).
+  let handlers = parentElement.__cslFocusHandlers;
+  if (!handlers) {
+    const current = () => parentElement.__cslFocus;
+    handlers = {
+      keydown: (event) => onKey(current(), event),
+      change: (event) => {
+        const select = event.target.closest("select.relabel");
+        if (!select || select.value === "") return;
+        const now = current();
+        now.keyTime = performance.now();
+        decide(now, "relabel", Number(select.value));
+        select.value = "";
+        select.blur();
+        show(now);
+      },
+      click: (event) => {
+        const button = event.target.closest("button[data-key]");
+        if (!button) return;
+        onKey(current(), new KeyboardEvent("keydown", { key: button.dataset.key }));
+      },
+    };
+    parentElement.__cslFocusHandlers = handlers;
+    document.addEventListener("keydown", handlers.keydown);
+    parentElement.addEventListener("click", handlers.click);
+    parentElement.addEventListener("change", handlers.change);
+  }
   return () => {
-    document.removeEventListener("keydown", keydown);
-    state.root.removeEventListener("click", click);
-    state.root.removeEventListener("change", change);
+    document.removeEventListener("keydown", handlers.keydown);
+    parentElement.removeEventListener("click", handlers.click);
+    parentElement.removeEventListener("change", handlers.change);
+    delete parentElement.__cslFocusHandlers;
   };
 }
