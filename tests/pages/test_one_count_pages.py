@@ -4,8 +4,10 @@ the person's decisions counted as answers; the audit in Focused review asks ``au
 its order, and shows the model's p(wrong) beside each suggestion."""
 from __future__ import annotations
 
+import ast
 import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from csl_core.analysis.noise_rate import noise_count
 from csl_core.run.decisions import DecisionLog
 from csl_core.run.store import RunStore
 
+ROOT = Path(__file__).resolve().parents[2]
 AUDIT = "Audit (answer ~40-100 questions to make the count honest)"
 
 
@@ -74,6 +77,29 @@ def test_every_page_shows_the_one_count_with_the_persons_decisions(runs_dir, dem
     at.switch_page("pages/export.py").run()
     _no_errors(at)
     assert any(f"The run's count: **{counted.text()}**" in c.value for c in at.caption)
+
+    at.switch_page("pages/review.py").run()   # the model's p(wrong) beside each suggestion
+    _no_errors(at)
+    table = at.dataframe[0].value
+    rows = scores.set_index("sample_id").loc[table["sample"], "p_wrong"].to_numpy()
+    np.testing.assert_allclose(table["p(wrong)"].to_numpy(np.float64), rows)
+
+
+# The library's counts and estimates, and the one page helper allowed to call each (run_count; the Run page's
+# standing, which is noise_count with the review budget): any other call on a page is a second count.
+COUNTING = {"noise_count": {"pages/_common.py"}, "standing": {"pages/run.py"}, "wrong_count": set(),
+            "estimate_label_noise": set(), "wrong_label_weights": set(), "estimate_with_answers": set()}
+
+
+def test_no_page_counts_wrong_labels_but_through_the_one_count():
+    found = set()
+    for file in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in COUNTING:
+                    found.add((name, str(file.relative_to(ROOT))))
+    assert found == {(name, where) for name, places in COUNTING.items() for where in places}
 
 
 def test_the_audit_asks_the_runs_audit_sample_in_order_and_goes_on_where_it_stopped(runs_dir, demo_copy, open_app):
