@@ -11,7 +11,7 @@ from csl_core.data import SOURCES, DataError, check_source
 from csl_core.data.sources import quote_path
 from csl_core.engine.jobs import Job
 from csl_core.engine.models import BACKBONES, MODELS, backbone_cache_path
-from csl_core.errors import CSLError
+from csl_core.errors import CSLError, InputError
 from csl_core.run.folders import run_folder_for
 from csl_core.run.layout import META
 from csl_core.run.store import RunError, RunStore
@@ -87,9 +87,9 @@ def _weights_file() -> str | None:
         return None
     weights = (ss.get("run_weights") or "").strip()
     if not weights:
-        raise ValueError("Weights file: give the path of a state dict (.pt / .pth) of the chosen backbone")
+        raise InputError("Weights file: give the path of a state dict (.pt / .pth) of the chosen backbone")
     if not Path(weights).expanduser().is_file():
-        raise ValueError(f"Weights file {weights}: no such file")
+        raise InputError(f"Weights file {weights}: no such file")
     return str(Path(weights).expanduser())
 
 

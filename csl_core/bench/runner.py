@@ -21,6 +21,7 @@ from ..analysis.scores import default_score, suspicion
 from ..config import TrainConfig
 from ..data import IndexedDataset, TrainingSet, build_training_set
 from ..engine.train import predict, resolve_device, train
+from ..errors import InputError
 from ..progress import progress_bar
 from ..run.files import atomic_write_bytes, atomic_write_json, lock_file
 from ..run.layout import META
@@ -105,7 +106,7 @@ class Benchmark:
         with open(path) as f:
             cell = json.load(f)
         if cell.get("settings") != self._cell_settings(task):
-            raise ValueError(f"{path} holds a result for other settings ({cell.get('settings')}); "
+            raise InputError(f"{path} holds a result for other settings ({cell.get('settings')}); "
                              "use another --out, or delete that folder to start over")
         return cell["result"]
 

@@ -7,6 +7,7 @@ import torch
 from ..data import TrainingSet
 from ..engine.models import build_model
 from ..engine.preprocess import Preprocess
+from ..errors import InputError
 from ..run.store import RunStore
 
 
@@ -35,7 +36,7 @@ def load_trained_model(store: RunStore, device: torch.device) -> tuple[torch.nn.
     model = build_model(meta["model"], in_channels=channels, num_classes=len(meta["classes"]))
     state = store.load_checkpoint(map_location=device)
     if state is None:
-        raise ValueError(f"{store.path} has no checkpoint to load a model from")
+        raise InputError(f"{store.path} has no checkpoint to load a model from")
     model.load_state_dict(state["model"])
     model.to(device).eval()
     norm = meta["normalisation"]

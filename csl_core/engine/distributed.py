@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -93,6 +95,6 @@ def _rank_device(device_name: str, local_rank: int) -> torch.device:
         return torch.device("cpu")
     device = torch.device(device_name)
     if device.type not in ("cuda", "cpu"):
-        raise ValueError(f"distributed training runs on CUDA (NCCL) or the CPU (gloo), not {device_name!r}; "
+        raise InputError(f"distributed training runs on CUDA (NCCL) or the CPU (gloo), not {device_name!r}; "
                          "pass --device cuda or --device cpu")
     return device

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..run.schema import EPOCH_FIELDS, check_losses, epoch_fields
 
 # Past this many N x C elements the running probability sum (for the suggested label) is not kept.
@@ -48,7 +49,7 @@ class CSLTracker:
     def __init__(self, num_samples: int, num_classes: int, *, device: torch.device | str = "cpu",
                  keep_history: bool = True, track_probabilities: bool | None = None):
         if num_samples <= 0 or num_classes < 2:
-            raise ValueError("the tracker needs at least one sample and two classes")
+            raise InputError("the tracker needs at least one sample and two classes")
         self.num_samples = num_samples
         self.num_classes = num_classes
         self.device = torch.device(device)

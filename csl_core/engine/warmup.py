@@ -8,6 +8,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data import ImageSource, IndexedDataset, confusable_map, load_source, parse_class_map
+from ..errors import InputError
 from .models import build_model
 
 WARMUP_EPOCHS = 2
@@ -33,7 +34,7 @@ def warmup_confusion(source: ImageSource, *, image_index: np.ndarray | None = No
         rows = rng.choice(rows, size=max_samples, replace=False)
     rows = rng.permutation(rows)
     if len(rows) < 4:
-        raise ValueError(f"a warm-up for confusable noise needs at least 4 images, got {len(rows)}")
+        raise InputError(f"a warm-up for confusable noise needs at least 4 images, got {len(rows)}")
     fit, held_out = rows[: len(rows) // 2], rows[len(rows) // 2:]
     num_classes = len(source.classes)
     device = torch.device(device)

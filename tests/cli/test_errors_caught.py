@@ -78,3 +78,12 @@ def test_a_person_s_error_in_a_command_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "command", lambda name: refused)
     assert main(["info", "anywhere"]) == 2
     assert capsys.readouterr().err == "error: --top must be positive\n"
+
+
+def test_the_pages_raise_only_what_they_catch():
+    """A page's own message for a person is an InputError, which its handler (CSLError) catches."""
+    raised = [f"{file.relative_to(ROOT)}:{node.lineno}" for file in FILES if file.is_relative_to(ROOT / "pages")
+              for node in ast.walk(ast.parse(file.read_text()))
+              if isinstance(node, ast.Raise) and node.exc is not None and isinstance(node.exc, ast.Call)
+              and ast.unparse(node.exc.func) in vars(builtins)]
+    assert not raised
