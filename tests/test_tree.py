@@ -42,3 +42,14 @@ def test_every_page_is_registered_in_the_app():
     app = (ROOT / "app.py").read_text()
     pages = sorted(p.name for p in (ROOT / "pages").glob("*.py") if not p.name.startswith("_"))
     assert [p for p in pages if f'"pages/{p}"' not in app] == []
+
+
+def test_no_machine_path_in_the_package():
+    """Data lives where a person says (an option, an environment variable), never at a path of one machine;
+    a system package's own location (Debian's /usr/share) is the one kind of fixed path."""
+    machine = ("/work", "/home", "/root", "/tmp", "/mnt", "/data", "/scratch", "/Users")
+    found = [f"{file.relative_to(ROOT)}:{node.lineno}: {node.value}"
+             for file in (ROOT / "csl_core").rglob("*.py")
+             for node in ast.walk(ast.parse(file.read_text()))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(machine)]
+    assert not found
