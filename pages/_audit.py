@@ -2,22 +2,15 @@
 labels rests on their answers (:func:`csl_core.analysis.audit.audit_sample`), the same list on every visit."""
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import streamlit as st
 
-from csl_core.analysis.audit import AUDIT_SIZE, MIN_ANSWERS, audit_sample
+from csl_core.analysis.audit import AUDIT_SIZE, MIN_ANSWERS, audit_sample, audit_seed
 from csl_core.analysis.noise_rate import run_p_wrong
 from pages._common import load_scores
 
 AUDIT_CHOICE = "Audit (answer ~40-100 questions to make the count honest)"
 REVIEW_CHOICE = "Most suspicious first"
-
-
-def audit_seed(run_name: str) -> int:
-    """The audit's random seed for a run: from its name, so that the run asks the same samples on every visit."""
-    return zlib.crc32(run_name.encode("utf-8"))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

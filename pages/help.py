@@ -21,6 +21,8 @@ DOCUMENTS = {
     "docs/formats.md": "Data in and out",
     "docs/api.md": "The library and your own training",
     "docs/benchmarks.md": "Measured figures",
+    "docs/bench/trust.md": "Measured: the count, the audit, the cleaning",
+    "docs/bench/duplicates.md": "Measured: duplicates",
     "docs/security.md": "Safety, and serving the dashboard to others",
     "docs/architecture.md": "Architecture (for developers)",
 }

@@ -76,6 +76,47 @@ def measure(scores, true: np.ndarray, *, trials: int, seed: int = 0) -> dict:
     return out
 
 
+def fit(cases: list[tuple[str, object, np.ndarray]]) -> dict:
+    """The constants the library ships, fitted on ``cases`` (name, scores, true labels): p_wrong's likelihood
+    ratio (a logistic regression of "wrong" on the relative label evidence with one intercept per case, each
+    case weighted alike, L2 C = 0.1; the shared intercept is the cases' mean intercept less their log prior
+    odds) and the relabel-fix model (a logistic regression of "relabelling fixes it" on s - g and logit(s), the
+    case's log odds of a wrong label as an offset)."""
+    from scipy.optimize import minimize
+    from sklearn.linear_model import LogisticRegression
+
+    from csl_core.analysis.trust import relative_evidence
+
+    k = len(cases)
+    rows, ys, weights, fix_x, fix_y, offsets = [], [], [], [], [], []
+    for i, (_, scores, true) in enumerate(cases):
+        given = scores["label"].to_numpy(np.int64)
+        wrong = (given != true).astype(int)
+        x = relative_evidence(scores["label_evidence"], given)
+        rows.append(np.column_stack([x, np.eye(k)[np.full(len(x), i)]]))
+        ys.append(wrong)
+        weights.append(np.full(len(x), 1.0 / len(x)))
+        s = np.clip(scores["suggested_confidence"].to_numpy(np.float64), 1e-4, 1 - 1e-4)
+        g = scores["label_evidence"].to_numpy(np.float64)
+        fix_x.append(np.column_stack([np.ones(len(s)), s - g, np.log(s / (1 - s))]))
+        fix_y.append(wrong * (scores["suggested_label"].to_numpy(np.int64) == true))
+        offsets.append(np.log(wrong.mean() / (1 - wrong.mean())))
+    y = np.concatenate(ys)
+    model = LogisticRegression(C=0.1, fit_intercept=False, max_iter=5000).fit(
+        np.vstack(rows), y, sample_weight=np.concatenate(weights) * len(y) / k)
+    slope, intercepts = model.coef_[0][0], model.coef_[0][1:]
+    priors = np.array([w.mean() for w in ys])
+    intercept = float(np.mean(intercepts - np.log(priors / (1 - priors))))
+
+    def loss(w):
+        return sum(np.mean(np.logaddexp(0, x @ w + o) - t * (x @ w + o))
+                   for x, t, o in zip(fix_x, fix_y, offsets)) + 1e-3 * w @ w
+
+    fix = minimize(loss, np.zeros(3), method="BFGS").x
+    return {"LIKELIHOOD": {"intercept": round(intercept, 2), "slope": round(float(slope), 2)},
+            "RELABEL_FIX": [round(float(v), 3) for v in fix]}
+
+
 def table(results: dict) -> str:
     rows = ["| case | samples | wrong | count / truth (interval) | former count | ECE | audit 40: coverage, width "
             "| audit 100: coverage, width | cleaning: precision, share fixed (touched) | after an audit of 100 |",
@@ -99,7 +140,13 @@ def main(argv=None) -> None:
     parser.add_argument("runs", nargs="+", help="RUN or RUN:TRUTH_CSV")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--out", default="trust")
+    parser.add_argument("--fit", action="store_true",
+                        help="print the constants the library ships (trust.LIKELIHOOD, cleaning.RELABEL_FIX) fitted "
+                             "on these runs instead of measuring them")
     args = parser.parse_args(argv)
+    if args.fit:
+        print(json.dumps(fit([load_run(spec) for spec in args.runs])))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}

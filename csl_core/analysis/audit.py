@@ -41,6 +41,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def audit_seed(run_name: str) -> int:
+    """The audit's random seed for a run: from its name, so that a run asks the same samples on every visit, on
+    the dashboard and from the command line alike."""
+    import zlib
+
+    return zlib.crc32(str(run_name).encode("utf-8"))
+
+
 def strata(p_wrong: np.ndarray) -> np.ndarray:
     """The stratum of each sample, ``(N,)`` int in ``0..len(STRATA)-1``, by its ``p_wrong``."""
     return np.searchsorted(np.asarray(STRATA[:-1]), np.nan_to_num(np.asarray(p_wrong, dtype=np.float64)),

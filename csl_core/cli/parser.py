@@ -175,7 +175,8 @@ def add_audit(sub) -> None:
                    help="write the questions (a CSV with an empty answer column: fill it with right, wrong or the "
                         "true class name) to this file")
     a.add_argument("--size", type=int, default=100, help="how many questions (40 gives a rough count, 100 a firm one)")
-    a.add_argument("--seed", type=int, default=0, help="which random sample the audit asks about")
+    a.add_argument("--seed", type=int, default=None,
+                   help="which random sample the audit asks about (default: the run's own, as on the dashboard)")
     a.add_argument("--answers", default=None,
                    help="a filled-in questions file: its answers are recorded as decisions (right: keep, a class "
                         "name: relabel, wrong: drop) and the count is estimated again from them")

@@ -26,15 +26,17 @@ SOURCE = "audit"
 _MAX_ANSWER_BYTES = 64 << 20
 
 
-def audit_questions(store: RunStore, size: int, *, seed: int = 0) -> pd.DataFrame:
-    """The audit's questions for ``store`` (samples not decided yet), in the order to ask them."""
-    from ..analysis.audit import audit_sample
+def audit_questions(store: RunStore, size: int, *, seed: int | None = None) -> pd.DataFrame:
+    """The audit's questions for ``store`` (samples not decided yet), in the order to ask them; ``seed`` None: the
+    run's own (:func:`~csl_core.analysis.audit.audit_seed`), the one the dashboard's audit asks with."""
+    from ..analysis.audit import audit_sample, audit_seed
     from ..analysis.noise_rate import run_p_wrong
 
     scores = store.scores()
     labels = scores["label"].to_numpy(np.int64)
     decided = DecisionLog(store.path, read_only=True).effective(len(scores), labels)["action"].to_numpy(object)
     p = run_p_wrong(scores)
+    seed = audit_seed(store.name) if seed is None else seed
     asked = audit_sample(p, size, seed=seed, exclude=decided != "undecided")
     names = np.asarray(store.classes, dtype=object)
     ids = (scores["path"] if "path" in scores.columns else scores["sample_id"]).astype(str).to_numpy()

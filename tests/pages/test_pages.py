@@ -159,8 +159,9 @@ def test_a_person_cleans_the_demo(runs_dir, open_app):
     assert at.success, "no confirmation after writing"
     exported = read_export(run_path)
     assert list(exported.columns) == ["id_or_path", "original_label", "label", "action", "csl", "csl_rank",
-                                      "suggested_label", "suggested_confidence"]
+                                      "suggested_label", "suggested_confidence", "p_wrong"]
     np.testing.assert_allclose(exported["suggested_confidence"], scores["suggested_confidence"], atol=1e-4)
+    np.testing.assert_allclose(exported["p_wrong"], scores["p_wrong"], atol=1e-4)
     assert len(exported) == len(scores)
     exported.index = scores.index
     expected = {relabeled: ("relabel", store.classes[new_label]), dropped: ("drop", store.classes[0])}
