@@ -79,6 +79,15 @@ class CleaningPlan:
         return table
 
 
+def _one_per_sample(**arrays: np.ndarray) -> int:
+    """The number of samples, when every array has one entry per sample; a ValueError naming them otherwise."""
+    sizes = {name: len(a) for name, a in arrays.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{', '.join(sizes)} need one entry per sample; got "
+                         f"{', '.join(str(v) for v in sizes.values())}")
+    return next(iter(sizes.values()))
+
+
 def plan_cleaning(suspicion: np.ndarray, given: np.ndarray, suggested: np.ndarray, confidence: np.ndarray,
                   budget: int, *, relabel_at: float = RELABEL_CONFIDENCE, drop_only: bool = False,
                   eligible: np.ndarray | None = None) -> CleaningPlan:
@@ -87,14 +96,9 @@ def plan_cleaning(suspicion: np.ndarray, given: np.ndarray, suggested: np.ndarra
     not decided on) are relabelled to ``suggested`` where ``confidence`` reaches ``relabel_at`` and the
     suggestion differs from the given label, else dropped (all dropped with ``drop_only``: confident
     learning's prune-and-retrain); the rest are kept."""
-    suspicion = np.asarray(suspicion, dtype=np.float64)
-    given = np.asarray(given, dtype=np.int64)
-    suggested = np.asarray(suggested, dtype=np.int64)
-    confidence = np.asarray(confidence, dtype=np.float64)
-    n = len(suspicion)
-    if not (len(given) == len(suggested) == len(confidence) == n):
-        raise ValueError(f"suspicion, given, suggested and confidence need one entry per sample; got {n}, "
-                         f"{len(given)}, {len(suggested)} and {len(confidence)}")
+    suspicion, confidence = np.asarray(suspicion, dtype=np.float64), np.asarray(confidence, dtype=np.float64)
+    given, suggested = np.asarray(given, dtype=np.int64), np.asarray(suggested, dtype=np.int64)
+    n = _one_per_sample(suspicion=suspicion, given=given, suggested=suggested, confidence=confidence)
     if budget < 0:
         raise ValueError(f"the budget must be non-negative, got {budget}")
     if not 0.0 <= relabel_at <= 1.0:
@@ -139,12 +143,8 @@ def plan_from_probabilities(p_wrong: np.ndarray, fixes: np.ndarray, given: np.nd
     only ``eligible`` samples (``(N,)`` bool, default all) are acted on."""
     p = np.clip(np.nan_to_num(np.asarray(p_wrong, dtype=np.float64)), 0.0, 1.0)
     fixes = np.clip(np.nan_to_num(np.asarray(fixes, dtype=np.float64)), 0.0, 1.0)
-    given = np.asarray(given, dtype=np.int64)
-    suggested = np.asarray(suggested, dtype=np.int64)
-    n = len(p)
-    if not (len(fixes) == len(given) == len(suggested) == n):
-        raise ValueError(f"p_wrong, fixes, given and suggested need one entry per sample; got {n}, {len(fixes)}, "
-                         f"{len(given)} and {len(suggested)}")
+    given, suggested = np.asarray(given, dtype=np.int64), np.asarray(suggested, dtype=np.int64)
+    n = _one_per_sample(p_wrong=p, fixes=fixes, given=given, suggested=suggested)
     if not (0.0 < at <= 1.0 and 0.0 < drop_at <= 1.0):
         raise ValueError(f"the cleaning's probabilities must lie in (0, 1], got {at} and {drop_at}")
     eligible = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
