@@ -23,7 +23,8 @@ import numpy as np
 
 from .audit import LEVEL, MIN_ANSWERS, estimate_with_answers, recalibrated
 
-# log LR(wrong : right) = intercept + slope * relative evidence; fitted by scripts/bench_trust.py --fit (docs/bench/trust.md)
+# log LR(wrong : right) = intercept + slope * relative evidence; fitted by scripts/bench_trust.py --fit
+# (docs/bench/trust.md)
 LIKELIHOOD = {"intercept": -1.5, "slope": -2.42}
 # Without answers, the truth lay within this factor of the count on the benchmark cases (count / truth 0.71-1.91,
 # docs/bench/trust.md; widened from 0.55 after a held-out folder counted 1.91x): the count's interval "from the model".
