@@ -185,8 +185,8 @@ def _count(run_path: str, revision: int, num_samples: int, finished_epochs: int,
     scores = load_scores(run_path, finished_epochs, read_only)
     if "p_wrong" not in scores.columns:
         return None
-    actions = _effective(run_path, revision, num_samples, finished_epochs, read_only)["action"].to_numpy(object)
-    return noise_count(scores, actions)
+    effective = _effective(run_path, revision, num_samples, finished_epochs, read_only)
+    return noise_count(scores, effective["action"].to_numpy(object), effective["source"].to_numpy(object))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.cleaning import CLEAN_AT, suggested_cleaning
+from csl_core.analysis.cleaning import CLEAN_AT, CLEANING_SOURCE, suggested_cleaning
 from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run
@@ -25,7 +25,7 @@ from pages._common import (
 from pages._filters import names_for
 from pages._text import plain, text_table
 
-SOURCE = "suggested-cleaning"
+SOURCE = CLEANING_SOURCE   # the batch's source: the tool's plan, never counted as a person's answers
 LISTED = 300
 
 st.title("Export")
@@ -61,7 +61,8 @@ def suggested_cleaning_section() -> None:
     if "suggested_label" not in scores.columns:
         st.caption("This run has no suggested labels (its mean probabilities were not kept).")
         return
-    plan = suggested_cleaning(scores, effective["action"].to_numpy(object))
+    plan = suggested_cleaning(scores, effective["action"].to_numpy(object),
+                              sources=effective["source"].to_numpy(object))
     counts = plan.counts()
     count = run_count(store)
     if count is not None:

@@ -270,9 +270,10 @@ def _standing_at(run_path: str, finished_epochs: int, revision: int) -> dict | N
     scores = scores_for(store)
     truth = scores["is_mislabeled"].to_numpy(bool) if "is_mislabeled" in scores else None
     ranking = default_score(scores)
-    actions = effective_for(store)["action"].to_numpy(object)
+    effective = effective_for(store)
     return {"ranking": ranking, **standing(scores, suspicion(scores, ranking), epochs[-1].get("accuracy"), truth,
-                                           actions=actions)}
+                                           actions=effective["action"].to_numpy(object),
+                                           sources=effective["source"].to_numpy(object))}
 
 
 def where_you_stand() -> None:

@@ -21,6 +21,9 @@ CLEANING_ACTIONS = ("relabel", "drop", "keep")
 # the suggestion was right on at least 95% of the truly mislabeled samples of every case measured
 # (docs/bench/cleaning.md).
 RELABEL_CONFIDENCE = 0.7
+# The decision log's source of an accepted suggested cleaning: the tool's own plan, so never a person's answer
+# about the labels (csl_core.analysis.noise_rate.answers_from_actions).
+CLEANING_SOURCE = "suggested-cleaning"
 # The probability of being right from which the suggested cleaning relabels a sample (docs/bench/trust.md).
 CLEAN_AT = 0.9
 # ... and the probability that the label is wrong from which it drops one no class is that likely right for.
@@ -157,12 +160,13 @@ def plan_from_probabilities(p_wrong: np.ndarray, fixes: np.ndarray, given: np.nd
     return CleaningPlan(action=action, label=label, budget=int(relabel.sum() + drop.sum()), right=right)
 
 
-def suggested_cleaning(scores: pd.DataFrame, actions: np.ndarray | None = None, *, at: float = CLEAN_AT
-                       ) -> CleaningPlan:
+def suggested_cleaning(scores: pd.DataFrame, actions: np.ndarray | None = None, *, sources: np.ndarray | None = None,
+                       at: float = CLEAN_AT) -> CleaningPlan:
     """The suggested cleaning of a run from its scores table (:func:`plan_from_probabilities` on ``p_wrong``,
     re-estimated from the person's decisions ``actions`` ``(N,)`` where there are enough of them: keep /
-    relabel / drop / undecided). Only undecided samples are acted on; a run without suggestions gets a plan
-    that keeps everything."""
+    relabel / drop / undecided; ``sources`` ``(N,)`` the log's source of each, see
+    :func:`~csl_core.analysis.noise_rate.answers_from_actions`). Only undecided samples are acted on; a run
+    without suggestions gets a plan that keeps everything."""
     from .noise_rate import noise_count
 
     n = len(scores)
@@ -171,7 +175,7 @@ def suggested_cleaning(scores: pd.DataFrame, actions: np.ndarray | None = None, 
         return CleaningPlan(action=np.full(n, "keep", dtype=object), label=given.copy(), budget=0,
                             right=np.zeros(n))
     eligible = None if actions is None else np.asarray(actions, dtype=object) == "undecided"
-    count = noise_count(scores, actions)
+    count = noise_count(scores, actions, sources)
     fixes = relabel_fixes(scores["suggested_confidence"], scores["label_evidence"], count.count / max(n, 1))
     return plan_from_probabilities(count.p_wrong, fixes, given, scores["suggested_label"].to_numpy(np.int64), at=at,
                                    eligible=eligible)

@@ -29,7 +29,7 @@ def cmd_audit(args) -> int:
     recorded = record_answers(args.answers, store)
     scores = store.scores()
     effective = DecisionLog(store.path, read_only=True).effective(len(scores), scores["label"].to_numpy())
-    count = noise_count(scores, effective["action"].to_numpy(object))
+    count = noise_count(scores, effective["action"].to_numpy(object), effective["source"].to_numpy(object))
     print(f"recorded {recorded} answers (undo them on the dashboard's Focused review page)")
     print(f"wrong      {count.text()}")
     return 0

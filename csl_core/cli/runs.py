@@ -220,13 +220,13 @@ def _least_suspicious_nan(values) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-top, posinf=top, neginf=-top)
 
 
-def _decided(store: RunStore, scores) -> np.ndarray | None:
-    """The run's effective decisions (keep / relabel / drop / undecided per sample): a person's answers, which
-    the count rests on beside the model; None for a run without a decision log."""
+def _decided(store: RunStore, scores) -> dict:
+    """The run's effective decisions as ``standing``'s ``actions`` and ``sources`` (keep / relabel / drop /
+    undecided per sample, and who made each): a person's answers, which the count rests on beside the model."""
     from ..run.decisions import DecisionLog
 
-    return DecisionLog(store.path, read_only=True).effective(len(scores), scores["label"].to_numpy(np.int64))[
-        "action"].to_numpy(object)
+    effective = DecisionLog(store.path, read_only=True).effective(len(scores), scores["label"].to_numpy(np.int64))
+    return {"actions": effective["action"].to_numpy(object), "sources": effective["source"].to_numpy(object)}
 
 
 def _print_standing(store: RunStore, scores, truth) -> None:
@@ -242,7 +242,7 @@ def _print_standing(store: RunStore, scores, truth) -> None:
     if probabilities is None:
         return
     ranking = default_score(scores)
-    where = standing(scores, suspicion(scores, ranking), accuracy, truth, actions=_decided(store, scores))
+    where = standing(scores, suspicion(scores, ranking), accuracy, truth, **_decided(store, scores))
     print(f"wrong      {where['text']}; review the top {where['k']} by {ranking}")
     if truth is not None:
         print(f"truth      {where['true_count']} wrong (injected), {where['true_in_top_k']} of them in that top "

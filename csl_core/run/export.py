@@ -122,7 +122,8 @@ def with_cleaning(scores: pd.DataFrame, effective: pd.DataFrame) -> pd.DataFrame
     samples (:func:`csl_core.analysis.cleaning.suggested_cleaning`, which rests on those decisions too)."""
     from ..analysis.cleaning import suggested_cleaning
 
-    plan = suggested_cleaning(scores, effective["action"].to_numpy(object))
+    plan = suggested_cleaning(scores, effective["action"].to_numpy(object),
+                              sources=effective["source"].to_numpy(object))
     acted = plan.action != "keep"
     out = effective.copy()
     out.loc[acted, "action"] = plan.action[acted]

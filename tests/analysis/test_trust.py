@@ -113,3 +113,16 @@ def test_a_relabel_is_likelier_to_fix_where_the_suggestion_outweighs_the_label_a
     g = np.array([0.05, 0.3, 0.05])
     low, high = relabel_fixes(s, g, 0.05), relabel_fixes(s, g, 0.4)
     assert low[0] > low[1] and (high > low).all()
+
+
+def test_an_accepted_suggested_cleaning_is_not_a_persons_answer():
+    """The tool's own plan, once accepted, must not make the count say "from your N answers" (nor re-calibrate it
+    with its own guesses); the person's decisions beside it still count."""
+    from csl_core.analysis.cleaning import CLEANING_SOURCE
+
+    actions = np.array(["relabel"] * 30 + ["keep"] * 25 + ["undecided"] * 45, dtype=object)
+    sources = np.array([CLEANING_SOURCE] * 30 + ["focused-review"] * 25 + [""] * 45, dtype=object)
+    answered, wrong = answers_from_actions(actions, sources)
+    assert answered.tolist() == list(range(30, 55)) and not wrong.any()
+    p = np.full(100, 0.3)
+    assert wrong_count(p, *answers_from_actions(actions[:30], sources[:30])).answers == 0
