@@ -5,8 +5,8 @@ cleaning of finished runs, measured against their known truth (docs/bench/trust.
 
 A run made with injected noise (``--inject-noise``, the demo) or by ``bench-real`` carries its truth; a run of a
 folder made by ``scripts/make_own_folder.py`` takes its ``truth.csv`` (``path,true_label``, paths relative to the
-``images`` folder beside it). For each run: count / truth without an audit (the former count and the confident
-joint beside it), the expected calibration error of ``p_wrong`` with its reliability table, the audit's 90%
+``images`` folder beside it). For each run: count / truth without an audit (the former count beside it), the
+expected calibration error of ``p_wrong`` with its reliability table, the audit's 90%
 interval with a simulated reviewer who answers from the truth (coverage and width over ``--trials`` audits of
 40 and 100 answers), and the suggested cleaning's precision and share of wrong labels fixed, without an audit
 and after one audit of 100 answers. Writes ``trust.json`` and ``trust.md`` into ``--out``.
@@ -47,7 +47,7 @@ def load_run(spec: str):
 def measure(scores, true: np.ndarray, *, trials: int, seed: int = 0) -> dict:
     from csl_core.analysis.audit import audit_sample
     from csl_core.analysis.cleaning import suggested_cleaning
-    from csl_core.analysis.noise_rate import estimate_label_noise, noise_count, wrong_label_weights
+    from csl_core.analysis.noise_rate import noise_count, wrong_label_weights
     from csl_core.bench.trust import audit_trials, calibration, cleaning_outcome
 
     given = scores["label"].to_numpy(np.int64)
@@ -60,8 +60,6 @@ def measure(scores, true: np.ndarray, *, trials: int, seed: int = 0) -> dict:
            "count_over_truth": count.count / max(truth, 1), "interval_holds_truth": count.low <= truth <= count.high,
            "former_count_over_truth": float(former) / max(truth, 1),
            "calibration": calibration(p, wrong), "audit": audit_trials(p, wrong, trials=trials, seed=seed)}
-    if "probabilities" in scores.attrs:
-        out["confident_joint_over_truth"] = estimate_label_noise(given, scores.attrs["probabilities"]).count / truth
     plan = suggested_cleaning(scores)
     out["cleaning"] = {**cleaning_outcome(plan.action, plan.label, given, true),
                        "expected_right": plan.expected_right}
