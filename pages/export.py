@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from csl_core.analysis.cleaning import CLEAN_AT, CLEANING_SOURCE, suggested_cleaning
+from csl_core.analysis.cleaning import CLEAN_AT, suggested_cleaning
+from csl_core.analysis.noise_rate import CLEANING_SOURCE
 from csl_core.errors import CSLError
 from csl_core.run.decisions import Decision
 from csl_core.run.export import class_summary, cleaned_labels, csv_bytes, export_run

@@ -21,9 +21,6 @@ CLEANING_ACTIONS = ("relabel", "drop", "keep")
 # the suggestion was right on at least 95% of the truly mislabeled samples of every case measured
 # (docs/bench/cleaning.md).
 RELABEL_CONFIDENCE = 0.7
-# The decision log's source of an accepted suggested cleaning: the tool's own plan, so never a person's answer
-# about the labels (csl_core.analysis.noise_rate.answers_from_actions).
-CLEANING_SOURCE = "suggested-cleaning"
 # The probability of being right from which the suggested cleaning relabels a sample (docs/bench/trust.md).
 CLEAN_AT = 0.9
 # ... and the probability that the label is wrong from which it drops one no class is that likely right for.

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .cleaning import CLEANING_SOURCE
 from .suggest import per_class_rows
 from .trust import WrongCount, wrong_count
+
+# The decision log's source of an accepted suggested cleaning (:mod:`csl_core.analysis.cleaning`): the tool's own
+# plan, so never a person's answer about the labels (:func:`answers_from_actions`).
+CLEANING_SOURCE = "suggested-cleaning"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def answers_from_actions(actions: np.ndarray | None, sources: np.ndarray | None 
     """A person's decisions as answers about the labels: ``(answered, wrong)``, the decided samples and whether
     the person judged the label wrong (relabelled or dropped: wrong; kept: right). ``actions`` ``(N,)``: keep /
     relabel / drop / undecided (the decision log's effective actions); ``sources`` ``(N,)``, the log's source of
-    each: an accepted suggested cleaning (:data:`~csl_core.analysis.cleaning.CLEANING_SOURCE`) is the tool's own
+    each: an accepted suggested cleaning (:data:`CLEANING_SOURCE`) is the tool's own
     plan, not an answer, and is left out."""
     if actions is None:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)

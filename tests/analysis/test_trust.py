@@ -118,7 +118,7 @@ def test_a_relabel_is_likelier_to_fix_where_the_suggestion_outweighs_the_label_a
 def test_an_accepted_suggested_cleaning_is_not_a_persons_answer():
     """The tool's own plan, once accepted, must not make the count say "from your N answers" (nor re-calibrate it
     with its own guesses); the person's decisions beside it still count."""
-    from csl_core.analysis.cleaning import CLEANING_SOURCE
+    from csl_core.analysis.noise_rate import CLEANING_SOURCE
 
     actions = np.array(["relabel"] * 30 + ["keep"] * 25 + ["undecided"] * 45, dtype=object)
     sources = np.array([CLEANING_SOURCE] * 30 + ["focused-review"] * 25 + [""] * 45, dtype=object)
